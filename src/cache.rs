@@ -1,0 +1,292 @@
+//! The local SQLite cache: which blocks the repository holds (and where), and the file-change
+//! cache that lets unchanged files be skipped without reading them.
+//!
+//! The cache is only an optimisation. It records the generation and manifest hash it mirrors;
+//! a cache that is missing, unreadable, from another schema, or behind the repository is rebuilt
+//! from the repository's index segments (see `session::open_cache`), never trusted. Blocks are
+//! inserted only after the repository durably acknowledged them (invariant 1): the write
+//! transaction keeps one SQLite transaction open and commits it only after the repository commit.
+
+use crate::crypto::BlockId;
+use crate::pack::{Entry, Location};
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+
+const SCHEMA: i64 = 1;
+
+pub struct Cache {
+    conn: Connection,
+    pub path: PathBuf,
+}
+
+/// What the file-change cache remembers about one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRecord {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub blocks: Vec<(BlockId, u32)>,
+}
+
+impl Cache {
+    /// Opens (creating if needed) the cache for repository `repo_id` under `dir`. A cache that
+    /// cannot be opened or has another schema is discarded and recreated; the returned note says so.
+    pub fn open(dir: &Path, repo_id: &str) -> Result<(Cache, Option<String>)> {
+        let dir = dir.join(repo_id);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+        let path = dir.join("cache.sqlite");
+        match Self::try_open(&path, repo_id) {
+            Ok(c) => Ok((c, None)),
+            Err(e) => {
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                let c = Self::try_open(&path, repo_id)
+                    .with_context(|| format!("cannot create cache {}", path.display()))?;
+                Ok((
+                    c,
+                    Some(format!(
+                        "cache {} was unusable ({e:#}); recreated it",
+                        path.display()
+                    )),
+                ))
+            }
+        }
+    }
+
+    fn try_open(path: &Path, repo_id: &str) -> Result<Cache> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // The cache can always be rebuilt, so it need not survive power loss: no fsync per commit.
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS packs (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+             CREATE TABLE IF NOT EXISTS blocks (id BLOB PRIMARY KEY, pack INTEGER NOT NULL,
+                 offset INTEGER NOT NULL, len INTEGER NOT NULL, plain_len INTEGER NOT NULL,
+                 kind INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, size INTEGER NOT NULL,
+                 mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
+                 blocks BLOB NOT NULL) WITHOUT ROWID;",
+        )?;
+        let c = Cache {
+            conn,
+            path: path.to_path_buf(),
+        };
+        match c.meta("schema")? {
+            None => {
+                c.set_meta("schema", &SCHEMA.to_string())?;
+                c.set_meta("repo", repo_id)?;
+            }
+            Some(v) if v == SCHEMA.to_string() => {}
+            Some(v) => anyhow::bail!("schema version {v}, this archiver uses {SCHEMA}"),
+        }
+        if c.meta("repo")?.as_deref() != Some(repo_id) {
+            anyhow::bail!("it belongs to another repository");
+        }
+        Ok(c)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    /// The repository state this cache mirrors: generation and manifest hash.
+    pub fn synced(&self) -> Result<Option<String>> {
+        self.meta("synced")
+    }
+
+    pub fn set_synced(&self, state: &str) -> Result<()> {
+        self.set_meta("synced", state)
+    }
+
+    pub fn begin(&self) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    pub fn commit(&self) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    pub fn rollback(&self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+    }
+
+    /// Forgets every block (before a rebuild from the repository's index).
+    pub fn clear_blocks(&self) -> Result<()> {
+        self.conn
+            .execute_batch("DELETE FROM blocks; DELETE FROM packs;")?;
+        Ok(())
+    }
+
+    pub fn add_pack(&self, pack: &str, entries: &[Entry]) -> Result<()> {
+        self.conn
+            .execute("INSERT OR IGNORE INTO packs (name) VALUES (?1)", [pack])?;
+        let pid: i64 =
+            self.conn
+                .query_row("SELECT id FROM packs WHERE name = ?1", [pack], |r| r.get(0))?;
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR REPLACE INTO blocks (id, pack, offset, len, plain_len, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for e in entries {
+            st.execute(params![
+                &e.id[..],
+                pid,
+                e.offset as i64,
+                e.len,
+                e.plain_len,
+                e.kind as u8
+            ])?;
+        }
+        Ok(())
+    }
+
+    pub fn lookup(&self, id: &BlockId) -> Result<Option<Location>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT p.name, b.offset, b.len, b.plain_len FROM blocks b JOIN packs p ON p.id = b.pack WHERE b.id = ?1",
+        )?;
+        Ok(st
+            .query_row([&id[..]], |r| {
+                Ok(Location {
+                    pack: r.get(0)?,
+                    offset: r.get::<_, i64>(1)? as u64,
+                    len: r.get(2)?,
+                    plain_len: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Stored length of a block, if the repository holds it.
+    pub fn stored_len(&self, id: &BlockId) -> Result<Option<u32>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT len FROM blocks WHERE id = ?1")?;
+        Ok(st.query_row([&id[..]], |r| r.get(0)).optional()?)
+    }
+
+    /// Totals over every stored block: (plain bytes, stored bytes, count).
+    pub fn totals(&self) -> Result<(u64, u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(SUM(plain_len), 0), COALESCE(SUM(len), 0), COUNT(*) FROM blocks",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            },
+        )?)
+    }
+
+    pub fn file(&self, path: &[u8]) -> Result<Option<FileRecord>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT size, mtime_ns, ctime_ns, ino, blocks FROM files WHERE path = ?1",
+        )?;
+        let row = st
+            .query_row([path], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                ))
+            })
+            .optional()?;
+        Ok(row.and_then(|(size, mtime_ns, ctime_ns, ino, blob)| {
+            if blob.len() % 36 != 0 {
+                return None;
+            }
+            let blocks = blob
+                .chunks_exact(36)
+                .map(|c| {
+                    let id: BlockId = c[..32].try_into().expect("32");
+                    (id, u32::from_le_bytes(c[32..].try_into().expect("4")))
+                })
+                .collect();
+            Some(FileRecord {
+                size: size as u64,
+                mtime_ns,
+                ctime_ns,
+                ino: ino as u64,
+                blocks,
+            })
+        }))
+    }
+
+    pub fn put_file(&self, path: &[u8], rec: &FileRecord) -> Result<()> {
+        let mut blob = Vec::with_capacity(rec.blocks.len() * 36);
+        for (id, len) in &rec.blocks {
+            blob.extend_from_slice(id);
+            blob.extend_from_slice(&len.to_le_bytes());
+        }
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR REPLACE INTO files (path, size, mtime_ns, ctime_ns, ino, blocks) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        st.execute(params![
+            path,
+            rec.size as i64,
+            rec.mtime_ns,
+            rec.ctime_ns,
+            rec.ino as i64,
+            blob
+        ])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::Kind;
+
+    #[test]
+    fn survives_reopen_and_replaces_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Entry {
+            id: [1; 32],
+            kind: Kind::Data,
+            offset: 5,
+            len: 10,
+            plain_len: 20,
+        };
+        {
+            let (c, note) = Cache::open(dir.path(), "r1").unwrap();
+            assert!(note.is_none());
+            c.begin().unwrap();
+            c.add_pack("p", &[e.clone()]).unwrap();
+            c.set_synced("1 abc").unwrap();
+            c.commit().unwrap();
+        }
+        let (c, _) = Cache::open(dir.path(), "r1").unwrap();
+        assert_eq!(c.lookup(&[1; 32]).unwrap().unwrap().offset, 5);
+        assert_eq!(c.synced().unwrap().as_deref(), Some("1 abc"));
+        drop(c);
+        std::fs::write(
+            dir.path().join("r1/cache.sqlite"),
+            b"not a database at all, garbage",
+        )
+        .unwrap();
+        let (c, note) = Cache::open(dir.path(), "r1").unwrap();
+        assert!(note.is_some());
+        assert!(c.lookup(&[1; 32]).unwrap().is_none());
+    }
+}

@@ -1,0 +1,128 @@
+//! Command-line arguments as clap structs, and their resolution (with environment variables and
+//! config files) into library settings. The command line and environment win over config files.
+
+use archiver::config::{home, Config};
+use archiver::session::Settings;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "archiver",
+    version,
+    about = "Deduplicating, encrypting backups with crash-safe checkpoints"
+)]
+pub struct Cli {
+    /// Repository: a local directory
+    #[arg(long, global = true, env = "ARCHIVER_REPO", value_name = "PATH")]
+    pub repo: Option<String>,
+    /// Key file made by `archiver keygen`
+    #[arg(long, global = true, env = "ARCHIVER_KEYFILE", value_name = "PATH")]
+    pub keyfile: Option<PathBuf>,
+    /// Directory for the local cache (safe to delete)
+    #[arg(long, global = true, env = "ARCHIVER_CACHEDIR", value_name = "DIR")]
+    pub cachedir: Option<PathBuf>,
+    /// Config file in tarsnap's format (default: /etc/archiver.conf then ~/.archiverrc)
+    #[arg(long, global = true, env = "ARCHIVER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Do not read the default config files
+    #[arg(long, global = true)]
+    pub no_default_config: bool,
+    /// More output: list files as they are processed; long listings
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Less output: no notices, only warnings and errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create a key file and initialise an empty repository for it
+    Keygen,
+    /// Store PATHs as a new archive NAME
+    Create {
+        /// Print the size table after the archive is stored
+        #[arg(long)]
+        print_stats: bool,
+        name: String,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List archive names, sorted (-v: with time and size)
+    List,
+    /// List the paths in an archive (-v: long format)
+    Ls { name: String },
+    /// Restore an archive, or the paths matching PATTERNs, under a directory
+    Extract {
+        name: String,
+        /// Directory to restore into (default: the current directory)
+        #[arg(short = 'C', value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// Shell patterns; a pattern matching a directory selects all under it
+        patterns: Vec<String>,
+    },
+    /// Delete archives and reclaim the space only they used
+    Delete {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Print sizes: all archives, unique data, and each NAME given
+    Stats { names: Vec<String> },
+}
+
+impl Cli {
+    /// Reads config files and fills in defaults.
+    pub fn resolve(&self) -> anyhow::Result<(Settings, Config)> {
+        let mut cfg = Config::default();
+        match &self.config {
+            Some(p) => cfg.load(p)?,
+            None if !self.no_default_config => {
+                for p in [
+                    PathBuf::from("/etc/archiver.conf"),
+                    home().join(".archiverrc"),
+                ] {
+                    if p.exists() {
+                        cfg.load(&p)?;
+                    }
+                }
+            }
+            None => {}
+        }
+        let xdg = |var: &str, fallback: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home().join(fallback))
+        };
+        let repo = self
+            .repo
+            .clone()
+            .or_else(|| cfg.get("repo").map(String::from))
+            .unwrap_or_else(|| {
+                xdg("XDG_DATA_HOME", ".local/share")
+                    .join("archiver/repo")
+                    .display()
+                    .to_string()
+            });
+        let keyfile = self
+            .keyfile
+            .clone()
+            .or_else(|| cfg.get("keyfile").map(PathBuf::from))
+            .unwrap_or_else(|| xdg("XDG_CONFIG_HOME", ".config").join("archiver/archiver.key"));
+        let cachedir = self
+            .cachedir
+            .clone()
+            .or_else(|| cfg.get("cachedir").map(PathBuf::from))
+            .unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("archiver"));
+        Ok((
+            Settings {
+                repo,
+                keyfile,
+                cachedir,
+            },
+            cfg,
+        ))
+    }
+}

@@ -1,0 +1,124 @@
+//! The `archiver` binary's commands: each resolves its inputs, calls the library, and prints.
+
+pub mod args;
+pub mod output;
+
+use archiver::create::{create, CreateOptions};
+use archiver::extract::{extract, ExtractOptions};
+use archiver::progress::Event;
+use archiver::query;
+use archiver::session::Session;
+use args::{Cli, Cmd};
+use output::Output;
+
+/// How a successful command ended: complete, or incomplete (warnings; exit code 2).
+pub enum Done {
+    Complete,
+    Incomplete,
+}
+
+pub fn run(cli: Cli, out: &Output) -> anyhow::Result<Done> {
+    let (settings, cfg) = cli.resolve()?;
+    let progress = |e: Event| out.event(e);
+    match &cli.cmd {
+        Cmd::Keygen => {
+            let id = query::keygen(&settings)?;
+            progress(Event::Notice(format!(
+                "created key file {} and repository {} (id {id}); keep a copy of the key file somewhere safe",
+                settings.keyfile.display(),
+                settings.repo
+            )));
+        }
+        Cmd::Create {
+            print_stats,
+            name,
+            paths,
+        } => {
+            let session = Session::open(&settings)?;
+            let opts = CreateOptions {
+                name: name.clone(),
+                paths: paths.clone(),
+            };
+            let res = create(&session, &opts, &progress)?;
+            if *print_stats || cfg.flag("print-stats") {
+                let report = query::stats(&session, std::slice::from_ref(name), &progress)?;
+                print_stats_table(&report, true);
+            }
+            if res.warnings > 0 {
+                progress(Event::Notice(format!(
+                    "archive {name:?} was stored but is incomplete: {} problem(s) reported above",
+                    res.warnings
+                )));
+                return Ok(Done::Incomplete);
+            }
+        }
+        Cmd::List => {
+            let session = Session::open(&settings)?;
+            for a in query::list(&session)? {
+                if cli.verbose {
+                    out.line(&format!(
+                        "{}\t{}\t{}",
+                        a.name,
+                        query::format_time(a.time),
+                        archiver::units::human(a.stats.raw)
+                    ))?;
+                } else {
+                    out.line(&a.name)?;
+                }
+            }
+        }
+        Cmd::Ls { name } => {
+            let session = Session::open(&settings)?;
+            for n in query::ls(&session, name, &progress)? {
+                if cli.verbose {
+                    out.line(&query::long_line(&n))?;
+                } else {
+                    out.line(&String::from_utf8_lossy(&n.path))?;
+                }
+            }
+        }
+        Cmd::Extract {
+            name,
+            dir,
+            patterns,
+        } => {
+            let session = Session::open(&settings)?;
+            let opts = ExtractOptions {
+                name: name.clone(),
+                dir: dir.clone(),
+                patterns: patterns.clone(),
+            };
+            extract(&session, &opts, &progress)?;
+            if out.warnings.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                return Ok(Done::Incomplete);
+            }
+        }
+        Cmd::Delete { names } => {
+            let session = Session::open(&settings)?;
+            archiver::delete::delete(&session, names, &progress)?;
+        }
+        Cmd::Stats { names } => {
+            let session = Session::open(&settings)?;
+            let report = query::stats(&session, names, &progress)?;
+            print_stats_table(&report, false);
+        }
+    }
+    Ok(Done::Complete)
+}
+
+/// tarsnap's table. On create, the archive's row is "This archive" and "New data".
+fn print_stats_table(r: &query::StatsReport, just_created: bool) {
+    let row = |label: &str, (a, b): (u64, u64)| eprintln!("{label:<32} {a:>16} {b:>16}");
+    eprintln!("{:<32} {:>16} {:>16}", "", "Total size", "Compressed size");
+    row("All archives", r.all);
+    row("  (unique data)", r.unique);
+    for a in &r.archives {
+        let label = if just_created {
+            "This archive".to_string()
+        } else {
+            a.name.clone()
+        };
+        row(&label, (a.stats.raw, a.stats.stored));
+        row("New data", (a.stats.new_raw, a.stats.new_stored));
+    }
+}

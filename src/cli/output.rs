@@ -1,0 +1,46 @@
+//! Everything the binary prints. Results go to stdout (quietly stopping on a closed pipe);
+//! notices, warnings and progress go to stderr.
+
+use archiver::progress::Event;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub struct Output {
+    pub verbose: bool,
+    pub quiet: bool,
+    pub warnings: AtomicU64,
+}
+
+/// Raised when stdout is a closed pipe (`archiver list | head`): exit quietly.
+#[derive(Debug)]
+pub struct BrokenPipe;
+
+impl std::fmt::Display for BrokenPipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("broken pipe")
+    }
+}
+
+impl std::error::Error for BrokenPipe {}
+
+impl Output {
+    pub fn event(&self, e: Event) {
+        match e {
+            Event::Notice(m) if !self.quiet => eprintln!("archiver: {m}"),
+            Event::Warning(m) => {
+                self.warnings.fetch_add(1, Ordering::Relaxed);
+                eprintln!("archiver: warning: {m}");
+            }
+            Event::File(p) if self.verbose => eprintln!("a {p}"),
+            _ => {}
+        }
+    }
+
+    pub fn line(&self, s: &str) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        match writeln!(out, "{s}") {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(BrokenPipe.into()),
+            r => Ok(r?),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Configuration files in tarsnap's format: one option per line, `name value` or a bare `name`
+//! for flags, `#` starts a comment, a leading `~` in a value means the home directory. Option
+//! names equal the long command-line options; the command line and environment win over files.
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Every key a config file may set, with whether it takes a value.
+pub const KEYS: &[(&str, bool)] = &[
+    ("repo", true),
+    ("keyfile", true),
+    ("cachedir", true),
+    ("print-stats", false),
+    ("quiet", false),
+];
+
+#[derive(Debug, Default, Clone)]
+pub struct Config {
+    pub values: BTreeMap<String, String>,
+}
+
+impl Config {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+
+    /// Reads `path` over the values already present (later files override earlier ones).
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        self.parse(&text, path)
+    }
+
+    pub fn parse(&mut self, text: &str, path: &Path) -> Result<()> {
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (key, value) = match line.split_once(char::is_whitespace) {
+                Some((k, v)) => (k, v.trim()),
+                None => (line, ""),
+            };
+            let at = || format!("config file {} line {}", path.display(), i + 1);
+            let Some(&(_, takes_value)) = KEYS.iter().find(|(k, _)| *k == key) else {
+                bail!(
+                    "{}: unknown option {key:?} (tarsnap.conf.sample lists the options)",
+                    at()
+                );
+            };
+            if takes_value && value.is_empty() {
+                bail!("{}: option {key:?} needs a value", at());
+            }
+            if !takes_value && !value.is_empty() {
+                bail!("{}: option {key:?} takes no value", at());
+            }
+            self.values.insert(key.to_string(), expand_tilde(value));
+        }
+        Ok(())
+    }
+}
+
+pub fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+pub fn expand_tilde(v: &str) -> String {
+    match v.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            format!("{}{rest}", home().display())
+        }
+        _ => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tarsnap_format() {
+        let mut c = Config::default();
+        c.parse(
+            "# comment\n\nrepo ~/r  # trailing\nprint-stats\n",
+            Path::new("f"),
+        )
+        .unwrap();
+        assert_eq!(c.get("repo").unwrap(), format!("{}/r", home().display()));
+        assert!(c.flag("print-stats"));
+        let err = Config::default()
+            .parse("bogus 1\n", Path::new("f"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1") && err.contains("bogus"), "{err}");
+        assert!(Config::default().parse("repo\n", Path::new("f")).is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! `delete`: removes archives and reclaims the space of blocks no other archive references, in
+//! one transaction.
+//!
+//! The live set is computed from the remaining archives' metadata (never from the cache). Packs
+//! with no live block are deleted; packs with some are repacked: their live blocks are copied,
+//! still sealed, into new packs. The new manifest names a single fresh index segment covering
+//! every live block, and the commit record lists the old packs and segments to delete after the
+//! commit point, so a crash either keeps the old state whole or rolls the delete forward.
+
+use crate::archive::NodeKind;
+use crate::crypto::BlockId;
+use crate::index::Segment;
+use crate::pack::Entry;
+use crate::progress::{Event, Progress};
+use crate::reader;
+use crate::session::Session;
+use crate::txn::Txn;
+use anyhow::{bail, Context, Result};
+use std::collections::HashSet;
+
+#[derive(Debug, Default)]
+pub struct DeleteResult {
+    pub archives: usize,
+    pub packs_deleted: usize,
+    pub packs_repacked: usize,
+    /// Stored bytes freed.
+    pub reclaimed: u64,
+}
+
+pub fn delete(session: &Session, names: &[String], progress: Progress) -> Result<DeleteResult> {
+    if names.is_empty() {
+        bail!("no archive names given: `archiver list` shows the archives");
+    }
+    let lock = session.repo.lock(&crate::create::owner("delete"))?;
+    crate::recover::recover(session, progress)?;
+    let head = session.head()?;
+    for n in names {
+        reader::find(&head.0, n)?;
+    }
+    let cache = session.open_cache(&head, progress)?;
+    let gone: HashSet<&str> = names.iter().map(String::as_str).collect();
+
+    // Live blocks: everything the remaining archives reference.
+    let mut live: HashSet<BlockId> = HashSet::new();
+    for a in head
+        .0
+        .archives
+        .iter()
+        .filter(|a| !gone.contains(a.name.as_str()))
+    {
+        live.insert(a.root);
+        let root = reader::root(session, &cache, a)
+            .with_context(|| format!("archive {:?} cannot be read", a.name))?;
+        live.extend(root.meta.iter().map(|(id, _)| *id));
+        for node in reader::nodes(session, &cache, a)? {
+            if node.kind == NodeKind::File {
+                live.extend(node.blocks.iter().map(|(id, _)| *id));
+            }
+        }
+    }
+
+    let mut segments = Vec::new();
+    for name in &head.0.indexes {
+        segments.push(session.read_segment(name)?);
+    }
+    let mut txn = Txn::begin(
+        session,
+        lock,
+        head.0.clone(),
+        cache,
+        format!("delete {}", names.join(" ")).as_bytes(),
+    )?;
+    txn.cache.clear_blocks()?;
+    let mut result = DeleteResult {
+        archives: names.len(),
+        ..Default::default()
+    };
+    let mut keep = Segment::default();
+    let mut delete_packs = Vec::new();
+    for (pack, entries) in segments.into_iter().flat_map(|s| s.packs) {
+        let (alive, dead): (Vec<Entry>, Vec<Entry>) =
+            entries.into_iter().partition(|e| live.contains(&e.id));
+        if dead.is_empty() {
+            keep.packs.push((pack, alive));
+            continue;
+        }
+        result.reclaimed += dead.iter().map(|e| e.len as u64).sum::<u64>();
+        if !alive.is_empty() {
+            // Copy the live blocks, still sealed, into this transaction's packs.
+            let bytes = session
+                .repo
+                .read_pack(&pack, 0, session.repo.pack_size(&pack)?)
+                .with_context(|| format!("cannot read pack {pack} to repack it"))?;
+            for e in &alive {
+                let sealed = bytes
+                    .get(e.offset as usize..e.offset as usize + e.len as usize)
+                    .with_context(|| format!("pack {pack} is truncated; run `archiver fsck`"))?;
+                txn.put_sealed(e.id, e.kind, sealed.to_vec(), e.plain_len)?;
+            }
+            result.packs_repacked += 1;
+        } else {
+            result.packs_deleted += 1;
+        }
+        delete_packs.push(pack);
+    }
+    // The surviving packs are re-indexed in one segment of this transaction.
+    let old_indexes = head.0.indexes.clone();
+    let names_owned: Vec<String> = names.to_vec();
+    txn.commit(
+        keep,
+        move |m, new_indexes, _| {
+            for n in &names_owned {
+                m.remove(n);
+            }
+            m.indexes = new_indexes.to_vec();
+        },
+        delete_packs,
+        old_indexes,
+    )?;
+    progress(Event::Notice(format!(
+        "deleted {} archive(s); reclaimed {} ({} packs deleted, {} repacked)",
+        result.archives,
+        crate::units::human(result.reclaimed),
+        result.packs_deleted,
+        result.packs_repacked
+    )));
+    Ok(result)
+}

@@ -1,0 +1,116 @@
+//! The key file: a small text file holding the client's secrets, one `name hex` pair per line.
+//!
+//! Keys are stored as separate derived parts (not one master secret) so that later a restricted
+//! key file can carry only some of them. The file is written with mode 0600 and never overwritten.
+
+use crate::crypto::Keys;
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::Path;
+
+const MAGIC: &str = "archiver-keyfile 1";
+
+pub fn write_new(path: &Path, keys: &Keys) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the key file's directory {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+                "key file {} already exists; refusing to overwrite it (choose another --keyfile)",
+                path.display()
+            ),
+            _ => {
+                anyhow::Error::new(e).context(format!("cannot create key file {}", path.display()))
+            }
+        })?;
+    let text = format!(
+        "# archiver key file. Keep a copy somewhere safe: without it no backup can be read.\n\
+         {MAGIC}\nenc-key {}\nid-key {}\nchunk-seed {:016x}\n",
+        hex::encode(keys.enc),
+        hex::encode(keys.id),
+        keys.chunk_seed
+    );
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing key file {}", path.display()))?;
+    Ok(())
+}
+
+pub fn read(path: &Path) -> Result<Keys> {
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!(
+            "key file {} not found: pass --keyfile (or ARCHIVER_KEYFILE), or run `archiver keygen` to create one",
+            path.display()
+        ),
+        _ => anyhow::anyhow!("cannot read key file {}: {e}", path.display()),
+    })?;
+    parse(&text).with_context(|| {
+        format!(
+            "key file {} is not a valid archiver key file",
+            path.display()
+        )
+    })
+}
+
+fn parse(text: &str) -> Result<Keys> {
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    if lines.next() != Some(MAGIC) {
+        bail!("missing the `{MAGIC}` header");
+    }
+    let (mut enc, mut id, mut seed) = (None, None, None);
+    for line in lines {
+        let (name, value) = line.split_once(' ').unwrap_or((line, ""));
+        match name {
+            "enc-key" => enc = Some(key32(value)?),
+            "id-key" => id = Some(key32(value)?),
+            "chunk-seed" => {
+                seed = Some(u64::from_str_radix(value.trim(), 16).context("bad chunk-seed")?)
+            }
+            _ => {} // parts added by later versions are ignored
+        }
+    }
+    match (enc, id, seed) {
+        (Some(e), Some(i), Some(s)) => Ok(Keys::new(e, i, s)),
+        _ => bail!("it lacks the data keys (enc-key, id-key, chunk-seed)"),
+    }
+}
+
+fn key32(hexstr: &str) -> Result<[u8; 32]> {
+    let v = hex::decode(hexstr.trim()).context("a key is not hexadecimal")?;
+    v.try_into()
+        .map_err(|_| anyhow::anyhow!("a key has the wrong length"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_refuse_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        let (k, _) = Keys::generate().unwrap();
+        write_new(&p, &k).unwrap();
+        let back = read(&p).unwrap();
+        assert_eq!(
+            (back.enc, back.id, back.chunk_seed),
+            (k.enc, k.id, k.chunk_seed)
+        );
+        assert!(write_new(&p, &k)
+            .unwrap_err()
+            .to_string()
+            .contains("already exists"));
+        std::fs::write(&p, "garbage").unwrap();
+        assert!(read(&p).is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! archiver: a deduplicating, encrypting backup archiver with crash-safe transactions.
+//!
+//! Layers, top down: `create` / `extract` / `delete` / `query` (commands as library calls) →
+//! `txn` (write transactions: the only place that orders cache and repository durability) →
+//! `archive`, `manifest`, `index`, `pack` (formats) → `repo` (the transactional repository API)
+//! → `backend` (dumb object stores). `crypto` and `chunker` are leaves. The library never
+//! prints: progress and warnings reach the caller through `progress::Event` callbacks.
+
+pub mod archive;
+pub mod backend;
+pub mod cache;
+pub mod chunker;
+pub mod codec;
+pub mod config;
+pub mod create;
+pub mod crypto;
+pub mod delete;
+pub mod extract;
+pub mod index;
+pub mod keyfile;
+pub mod manifest;
+pub mod pack;
+pub mod progress;
+pub mod query;
+pub mod reader;
+pub mod recover;
+pub mod repo;
+pub mod session;
+pub mod txn;
+pub mod units;

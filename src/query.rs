@@ -1,0 +1,139 @@
+//! Read-only commands: `keygen` (creating a repository), `list`, `ls` and `stats`. They take no
+//! lock and change nothing in the repository.
+
+use crate::archive::{Node, NodeKind};
+use crate::manifest::ArchiveRef;
+use crate::progress::Progress;
+use crate::session::{config_bytes, random_id, Session, Settings};
+use crate::{crypto::Keys, keyfile, reader, repo};
+use anyhow::{bail, Result};
+
+/// Creates a key file and initialises an empty repository for it. Returns the repository id.
+pub fn keygen(settings: &Settings) -> Result<String> {
+    let r = repo::open(&settings.repo)?;
+    if r.read_config()?.is_some() {
+        bail!(
+            "a repository already exists at {}: use the key file made for it, or choose another --repo",
+            settings.repo
+        );
+    }
+    if let Ok(mut entries) = std::fs::read_dir(&settings.repo) {
+        if entries.next().is_some() {
+            bail!(
+                "directory {} is not empty: choose a new or empty directory for the repository",
+                settings.repo
+            );
+        }
+    }
+    let (keys, _) = Keys::generate()?;
+    keyfile::write_new(&settings.keyfile, &keys)?;
+    let id = random_id()?;
+    if let Err(e) = r.init(&config_bytes(&keys, &id)) {
+        let _ = std::fs::remove_file(&settings.keyfile);
+        bail!("cannot create repository at {}: {e}", settings.repo);
+    }
+    Ok(id)
+}
+
+pub fn list(session: &Session) -> Result<Vec<ArchiveRef>> {
+    Ok(session.head()?.0.archives)
+}
+
+pub fn ls(session: &Session, name: &str, progress: Progress) -> Result<Vec<Node>> {
+    let head = session.head()?;
+    let a = reader::find(&head.0, name)?.clone();
+    let cache = session.open_cache(&head, progress)?;
+    reader::nodes(session, &cache, &a)
+}
+
+/// Sizes in tarsnap's table: (plain bytes, stored bytes).
+pub struct StatsReport {
+    pub all: (u64, u64),
+    pub unique: (u64, u64),
+    pub archives: Vec<ArchiveRef>,
+}
+
+pub fn stats(session: &Session, names: &[String], progress: Progress) -> Result<StatsReport> {
+    let head = session.head()?;
+    let mut archives = Vec::new();
+    for n in names {
+        archives.push(reader::find(&head.0, n)?.clone());
+    }
+    let cache = session.open_cache(&head, progress)?;
+    let (raw, stored, _) = cache.totals()?;
+    let all = head
+        .0
+        .archives
+        .iter()
+        .fold((0, 0), |(r, s), a| (r + a.stats.raw, s + a.stats.stored));
+    Ok(StatsReport {
+        all,
+        unique: (raw, stored),
+        archives,
+    })
+}
+
+/// `ls -l`-style line for a node.
+pub fn long_line(n: &Node) -> String {
+    let kind = match n.kind {
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::File => '-',
+    };
+    let mut mode = String::with_capacity(10);
+    mode.push(kind);
+    for shift in [6u32, 3, 0] {
+        let bits = (n.mode >> shift) & 7;
+        mode.push(if bits & 4 != 0 { 'r' } else { '-' });
+        mode.push(if bits & 2 != 0 { 'w' } else { '-' });
+        mode.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    let mut line = format!(
+        "{mode} {:>5} {:>5} {:>12} {} {}",
+        n.uid,
+        n.gid,
+        n.size,
+        format_time(n.mtime),
+        String::from_utf8_lossy(&n.path)
+    );
+    if n.kind == NodeKind::Symlink {
+        line.push_str(" -> ");
+        line.push_str(&String::from_utf8_lossy(&n.target));
+    }
+    if n.partial {
+        line.push_str(" [partial]");
+    }
+    line
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC.
+pub fn format_time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(super::format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(super::format_time(1_795_392_000), "2026-11-22 00:00:00");
+        assert_eq!(super::format_time(-1), "1969-12-31 23:59:59");
+    }
+}

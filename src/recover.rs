@@ -1,0 +1,47 @@
+//! Recovery of interrupted transactions, run under the lock at the start of every write command.
+//! It works from the repository's state alone: no local file is consulted.
+//!
+//! - commit record present: the commit was decided; roll it forward (`finish`).
+//! - otherwise: discard everything the transaction uploaded.
+
+use crate::progress::{Event, Progress};
+use crate::session::Session;
+use anyhow::{Context, Result};
+
+pub fn recover(session: &Session, progress: Progress) -> Result<()> {
+    let pending = session
+        .repo
+        .pending()
+        .context("cannot list pending transactions")?;
+    for p in pending {
+        let what = p
+            .intent
+            .as_ref()
+            .and_then(|i| {
+                session
+                    .keys
+                    .open(format!("archiver intent {}", p.txn).as_bytes(), i)
+                    .ok()
+            })
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|| "write".to_string());
+        if p.committing {
+            session
+                .repo
+                .finish(&p.txn)
+                .with_context(|| format!("cannot finish interrupted transaction {}", p.txn))?;
+            progress(Event::Notice(format!(
+                "recovered: finished the commit of an interrupted `{what}`"
+            )));
+        } else {
+            session
+                .repo
+                .abort(&p.txn)
+                .with_context(|| format!("cannot discard interrupted transaction {}", p.txn))?;
+            progress(Event::Notice(format!(
+                "recovered: discarded an interrupted `{what}` that had not reached a checkpoint"
+            )));
+        }
+    }
+    Ok(())
+}

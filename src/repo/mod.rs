@@ -1,0 +1,122 @@
+//! The transactional repository API, shared by every kind of repository (a local directory now;
+//! `archiver serve` over HTTP and S3-compatible storage later). It deals only in opaque sealed
+//! bytes: a server implementing it never sees plaintext or keys.
+//!
+//! Life cycle of a write: `lock` → `begin` → `put_pack`/`put_index`* → `checkpoint`* → `commit`
+//! (or `abort`). `commit` first stores a commit record holding the new manifest and everything to
+//! clean up; from that moment the commit is decided and `finish` rolls it forward after a crash.
+//! The visible commit point is the create-if-absent write of `manifest/<gen>`.
+
+pub mod lock;
+pub mod objects;
+
+use crate::backend::StoreResult;
+use crate::codec::{Reader, Writer};
+use anyhow::Result;
+
+/// A transaction that was begun and not yet cleaned up.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub txn: String,
+    pub intent: Option<Vec<u8>>,
+    pub checkpoint: Option<Vec<u8>>,
+    /// A commit record exists: the commit is decided and must be finished.
+    pub committing: bool,
+}
+
+/// Everything a commit changes, stored before the manifest so a crash can be rolled forward.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitRequest {
+    pub gen: u64,
+    pub manifest: Vec<u8>,
+    /// This transaction's packs and index segments that the new manifest references; the rest of
+    /// what the transaction uploaded (after its last checkpoint) is deleted.
+    pub keep_packs: Vec<String>,
+    pub keep_indexes: Vec<String>,
+    /// Older packs and index segments the new manifest no longer references (delete, repack).
+    pub delete_packs: Vec<String>,
+    pub delete_indexes: Vec<String>,
+}
+
+impl CommitRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(1).uvar(self.gen).bytes(&self.manifest);
+        for list in [
+            &self.keep_packs,
+            &self.keep_indexes,
+            &self.delete_packs,
+            &self.delete_indexes,
+        ] {
+            w.uvar(list.len() as u64);
+            for s in list {
+                w.str(s);
+            }
+        }
+        w.finish()
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(buf, "commit record");
+        anyhow::ensure!(r.u8()? == 1, "commit record has an unknown version");
+        let mut c = CommitRequest {
+            gen: r.uvar()?,
+            manifest: r.bytes()?.to_vec(),
+            ..Default::default()
+        };
+        for list in [
+            &mut c.keep_packs,
+            &mut c.keep_indexes,
+            &mut c.delete_packs,
+            &mut c.delete_indexes,
+        ] {
+            for _ in 0..r.count(1)? {
+                list.push(r.string()?);
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// Releases the repository lock when dropped.
+pub trait LockGuard: Send {}
+
+pub trait Repository: Send + Sync {
+    fn describe(&self) -> String;
+    /// The plain `config` object, or None when no repository exists here.
+    fn read_config(&self) -> StoreResult<Option<Vec<u8>>>;
+    /// Creates the repository; fails with `Exists` if one is already there.
+    fn init(&self, config: &[u8]) -> StoreResult<()>;
+    /// Takes the single-writer lock; `owner` describes us to whoever finds it taken.
+    fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>>;
+    /// The current generation and its sealed manifest (generation 0 has none).
+    fn head(&self) -> StoreResult<(u64, Option<Vec<u8>>)>;
+    fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()>;
+    /// Stores a pack durably and returns its name.
+    fn put_pack(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String>;
+    /// Stores an index segment durably and returns its name.
+    fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String>;
+    /// Durably replaces the transaction's checkpoint record.
+    fn checkpoint(&self, txn: &str, record: &[u8]) -> StoreResult<()>;
+    fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()>;
+    /// Rolls forward a transaction whose commit record exists.
+    fn finish(&self, txn: &str) -> StoreResult<()>;
+    /// Deletes everything a transaction uploaded, then the transaction itself.
+    fn abort(&self, txn: &str) -> StoreResult<()>;
+    fn pending(&self) -> StoreResult<Vec<Pending>>;
+    fn read_pack(&self, pack: &str, offset: u64, len: u64) -> StoreResult<Vec<u8>>;
+    fn pack_size(&self, pack: &str) -> StoreResult<u64>;
+    fn get_index(&self, name: &str) -> StoreResult<Vec<u8>>;
+    fn list_packs(&self) -> StoreResult<Vec<String>>;
+    fn list_indexes(&self) -> StoreResult<Vec<String>>;
+}
+
+/// Opens the repository a `--repo` value names. Only local directories exist so far.
+pub fn open(spec: &str) -> Result<std::sync::Arc<dyn Repository>> {
+    if spec.starts_with("http://") || spec.starts_with("https://") || spec.starts_with("s3://") {
+        anyhow::bail!(
+            "repository {spec}: remote repositories are not supported yet; use a local directory"
+        );
+    }
+    Ok(std::sync::Arc::new(objects::ObjectRepo::local(spec)))
+}

@@ -1,0 +1,179 @@
+//! Opening a repository for use: resolves the repository and key, checks the repository's format
+//! and that the key fits it, and brings the local cache in line with the repository's current
+//! generation (rebuilding it from index segments when it is missing, stale or foreign).
+
+use crate::cache::Cache;
+use crate::crypto::Keys;
+use crate::index::Segment;
+use crate::manifest::Manifest;
+use crate::progress::{Event, Progress};
+use crate::repo::{self, Repository};
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const FORMAT: u32 = 1;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub repo: String,
+    pub keyfile: PathBuf,
+    pub cachedir: PathBuf,
+}
+
+pub struct Session {
+    pub repo: Arc<dyn Repository>,
+    pub keys: Arc<Keys>,
+    pub repo_id: String,
+    pub settings: Settings,
+}
+
+fn key_check_ad(repo_id: &str) -> Vec<u8> {
+    format!("archiver key check {repo_id}").into_bytes()
+}
+
+/// The plain `config` object: format, repository id, and a blob only the right key opens.
+pub fn config_bytes(keys: &Keys, repo_id: &str) -> Vec<u8> {
+    let check = keys.seal(&key_check_ad(repo_id), b"archiver");
+    format!(
+        "archiver-repository\nformat {FORMAT}\nid {repo_id}\nkey-check {}\n",
+        hex::encode(check)
+    )
+    .into_bytes()
+}
+
+impl Session {
+    pub fn open(settings: &Settings) -> Result<Session> {
+        let repo = repo::open(&settings.repo)?;
+        let keys = crate::keyfile::read(&settings.keyfile)?;
+        let config = repo
+            .read_config()
+            .with_context(|| format!("cannot read repository {}", settings.repo))?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no repository at {}: check --repo (or ARCHIVER_REPO), or run `archiver keygen` to create one",
+                    settings.repo
+                )
+            })?;
+        let text = String::from_utf8_lossy(&config);
+        let mut lines = text.lines();
+        if lines.next() != Some("archiver-repository") {
+            bail!(
+                "{} is not an archiver repository (its config file is not ours)",
+                settings.repo
+            );
+        }
+        let (mut format, mut id, mut check) = (None, None, None);
+        for line in lines {
+            match line.split_once(' ') {
+                Some(("format", v)) => format = v.parse::<u32>().ok(),
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("key-check", v)) => check = hex::decode(v).ok(),
+                _ => {}
+            }
+        }
+        match format {
+            Some(FORMAT) => {}
+            Some(f) => bail!(
+                "repository {} has format version {f}; this archiver reads version {FORMAT}: upgrade archiver",
+                settings.repo
+            ),
+            None => bail!("repository {} has a damaged config file", settings.repo),
+        }
+        let (Some(repo_id), Some(check)) = (id, check) else {
+            bail!("repository {} has a damaged config file", settings.repo)
+        };
+        if repo_id.is_empty() || !repo_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("repository {} has a damaged config file", settings.repo);
+        }
+        if keys.open(&key_check_ad(&repo_id), &check).is_err() {
+            bail!(
+                "key file {} does not belong to repository {}: pass the key file made by `archiver keygen` for it",
+                settings.keyfile.display(),
+                settings.repo
+            );
+        }
+        Ok(Session {
+            repo,
+            keys: Arc::new(keys),
+            repo_id,
+            settings: settings.clone(),
+        })
+    }
+
+    /// The committed manifest and a token naming this exact state (generation and content hash).
+    pub fn head(&self) -> Result<(Manifest, String)> {
+        let (gen, sealed) = self
+            .repo
+            .head()
+            .context("cannot read the repository's manifest")?;
+        match sealed {
+            None => Ok((Manifest::default(), "0".to_string())),
+            Some(bytes) => {
+                let m = Manifest::open(&self.keys, gen, &bytes)?;
+                Ok((m, format!("{gen} {}", blake3::hash(&bytes).to_hex())))
+            }
+        }
+    }
+
+    /// Opens the cache and makes sure it mirrors `head`; rebuilds its block index if not.
+    pub fn open_cache(&self, head: &(Manifest, String), progress: Progress) -> Result<Cache> {
+        let (cache, note) = Cache::open(&self.settings.cachedir, &self.repo_id)?;
+        if let Some(n) = note {
+            progress(Event::Notice(n));
+        }
+        let synced = cache.synced()?;
+        if synced.as_deref() != Some(head.1.as_str()) {
+            let blocks = self.rebuild_cache(&cache, head)?;
+            if synced.is_some() {
+                progress(Event::Notice(format!(
+                    "cache did not match repository generation {}; rebuilt its block index from the repository ({blocks} blocks)",
+                    head.0.gen
+                )));
+            }
+        }
+        Ok(cache)
+    }
+
+    fn rebuild_cache(&self, cache: &Cache, head: &(Manifest, String)) -> Result<usize> {
+        cache.begin()?;
+        let res = (|| -> Result<usize> {
+            cache.clear_blocks()?;
+            let mut n = 0;
+            for name in &head.0.indexes {
+                let seg = self.read_segment(name)?;
+                for (pack, entries) in &seg.packs {
+                    cache.add_pack(pack, entries)?;
+                    n += entries.len();
+                }
+            }
+            cache.set_synced(&head.1)?;
+            Ok(n)
+        })();
+        match res {
+            Ok(n) => {
+                cache.commit()?;
+                Ok(n)
+            }
+            Err(e) => {
+                cache.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    pub fn read_segment(&self, name: &str) -> Result<Segment> {
+        let bytes = self
+            .repo
+            .get_index(name)
+            .with_context(|| format!("cannot read index segment {name}"))?;
+        Segment::open(&self.keys, name, &bytes)
+    }
+}
+
+/// A random 128-bit id in hex (repositories, transactions).
+pub fn random_id() -> Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b).context("reading the system's random number generator")?;
+    Ok(hex::encode(b))
+}

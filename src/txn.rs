@@ -1,0 +1,440 @@
+//! A write transaction: the only module that touches both the cache and the repository, so the
+//! order of durability lives here, step by step.
+//!
+//! Blocks flow: caller (hash, dedup) → workers (compress, seal; all cores) → packer thread (packs,
+//! `put_pack`). `flush` is a barrier: when it returns every submitted block is durably stored.
+//!
+//! Commit protocol (each step's durable state is what recovery starts from):
+//!   1. flush: all packs durable in the repository;
+//!   2. write the index segment for packs since the last checkpoint;
+//!   3. `repo.commit`: commit record (decision) → manifest at gen+1 (visible) → cleanup;
+//!   4. only then commit the cache transaction: blocks become "known stored" (invariant 1).
+//!
+//! A transaction dropped without commit is aborted: everything it uploaded is deleted.
+
+use crate::cache::Cache;
+use crate::crypto::{BlockId, Keys};
+use crate::index::Segment;
+use crate::manifest::{ArchiveRef, Manifest};
+use crate::pack::{Entry, Kind, PackBuilder};
+use crate::repo::{CommitRequest, LockGuard, Repository};
+use crate::session::Session;
+use anyhow::{anyhow, Context, Result};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+struct Job {
+    id: BlockId,
+    kind: Kind,
+    data: Vec<u8>,
+}
+
+enum PackMsg {
+    Block {
+        id: BlockId,
+        kind: Kind,
+        sealed: Vec<u8>,
+        plain_len: u32,
+    },
+    /// Store the partial pack once `.0` blocks have arrived, then reply with what was written.
+    Flush(u64, Sender<Result<Vec<(String, Vec<Entry>)>>>),
+}
+
+/// Per-block bookkeeping for blocks this transaction stores.
+#[derive(Default, Clone, Copy)]
+struct PendingBlock {
+    /// References counted before the block's stored size was known.
+    refs: u64,
+    stored_len: Option<u32>,
+}
+
+/// Byte counts of what this transaction referenced and added.
+#[derive(Default, Clone, Debug)]
+pub struct TxnStats {
+    pub refs_stored: u64,
+    pub new_raw: u64,
+    pub new_stored: u64,
+    pub new_blocks: u64,
+}
+
+pub struct Txn {
+    pub id: String,
+    pub base: Manifest,
+    pub cache: Cache,
+    repo: Arc<dyn Repository>,
+    keys: Arc<Keys>,
+    job_tx: Option<Sender<Job>>,
+    pack_tx: Sender<PackMsg>,
+    threads: Vec<JoinHandle<()>>,
+    failed: Arc<AtomicBool>,
+    first_error: Arc<Mutex<Option<String>>>,
+    submitted: u64,
+    pending: HashMap<BlockId, PendingBlock>,
+    /// Packs stored since the last index segment.
+    unindexed: Vec<(String, Vec<Entry>)>,
+    kept_packs: Vec<String>,
+    kept_indexes: Vec<String>,
+    index_seq: u32,
+    pub stats: TxnStats,
+    done: bool,
+    _lock: Box<dyn LockGuard>,
+}
+
+impl Txn {
+    /// Starts a transaction on a locked, recovered repository whose cache mirrors `base`.
+    pub fn begin(
+        session: &Session,
+        lock: Box<dyn LockGuard>,
+        base: Manifest,
+        cache: Cache,
+        intent: &[u8],
+    ) -> Result<Txn> {
+        let id = crate::session::random_id()?;
+        let sealed_intent = session
+            .keys
+            .seal(format!("archiver intent {id}").as_bytes(), intent);
+        session
+            .repo
+            .begin(&id, &sealed_intent)
+            .context("cannot start a transaction")?;
+        cache.begin()?;
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let (job_tx, job_rx) = bounded::<Job>(workers * 4);
+        let (pack_tx, pack_rx) = bounded::<PackMsg>(workers * 4);
+        let failed = Arc::new(AtomicBool::new(false));
+        let first_error = Arc::new(Mutex::new(None));
+        let mut threads = Vec::new();
+        for _ in 0..workers {
+            let (rx, tx, keys) = (job_rx.clone(), pack_tx.clone(), session.keys.clone());
+            threads.push(std::thread::spawn(move || seal_worker(rx, tx, keys)));
+        }
+        let (repo, keys, txn, f, e) = (
+            session.repo.clone(),
+            session.keys.clone(),
+            id.clone(),
+            failed.clone(),
+            first_error.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            packer(pack_rx, repo, keys, txn, f, e)
+        }));
+        Ok(Txn {
+            id,
+            base,
+            cache,
+            repo: session.repo.clone(),
+            keys: session.keys.clone(),
+            job_tx: Some(job_tx),
+            pack_tx,
+            threads,
+            failed,
+            first_error,
+            submitted: 0,
+            pending: HashMap::new(),
+            unindexed: Vec::new(),
+            kept_packs: Vec::new(),
+            kept_indexes: Vec::new(),
+            index_seq: 0,
+            stats: TxnStats::default(),
+            done: false,
+            _lock: lock,
+        })
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        if self.failed.load(Ordering::Relaxed) {
+            let msg = self
+                .first_error
+                .lock()
+                .expect("poisoned")
+                .clone()
+                .unwrap_or_default();
+            return Err(anyhow!("{msg}"));
+        }
+        Ok(())
+    }
+
+    /// Whether the repository holds, or this transaction is storing, `id` (counts nothing).
+    pub fn has(&self, id: &BlockId) -> Result<bool> {
+        Ok(self.pending.contains_key(id) || self.cache.stored_len(id)?.is_some())
+    }
+
+    /// Whether the repository holds (or this transaction is storing) `id`; counts a reference.
+    pub fn reuse(&mut self, id: &BlockId) -> Result<bool> {
+        if let Some(p) = self.pending.get_mut(id) {
+            match p.stored_len {
+                Some(len) => self.stats.refs_stored += len as u64,
+                None => p.refs += 1,
+            }
+            return Ok(true);
+        }
+        if let Some(len) = self.cache.stored_len(id)? {
+            self.stats.refs_stored += len as u64;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Stores a block unless the repository already holds it. Returns its id.
+    pub fn put(&mut self, kind: Kind, data: &[u8]) -> Result<BlockId> {
+        let id = self.keys.block_id(data);
+        if !self.reuse(&id)? {
+            self.submit(id, kind, data.to_vec())?;
+        }
+        Ok(id)
+    }
+
+    fn submit(&mut self, id: BlockId, kind: Kind, data: Vec<u8>) -> Result<()> {
+        self.check_failed()?;
+        let plain_len = data.len() as u32;
+        self.pending.insert(
+            id,
+            PendingBlock {
+                refs: 1,
+                stored_len: None,
+            },
+        );
+        self.stats.new_raw += plain_len as u64;
+        self.stats.new_blocks += 1;
+        self.submitted += 1;
+        let tx = self.job_tx.as_ref().expect("open");
+        tx.send(Job { id, kind, data }).map_err(|_| self.dead())
+    }
+
+    /// Adds an already sealed block (repacking) straight to the packer.
+    pub fn put_sealed(
+        &mut self,
+        id: BlockId,
+        kind: Kind,
+        sealed: Vec<u8>,
+        plain_len: u32,
+    ) -> Result<()> {
+        self.check_failed()?;
+        self.pending.insert(
+            id,
+            PendingBlock {
+                refs: 0,
+                stored_len: None,
+            },
+        );
+        self.submitted += 1;
+        self.pack_tx
+            .send(PackMsg::Block {
+                id,
+                kind,
+                sealed,
+                plain_len,
+            })
+            .map_err(|_| self.dead())
+    }
+
+    fn dead(&self) -> anyhow::Error {
+        self.check_failed()
+            .err()
+            .unwrap_or_else(|| anyhow!("the packing thread stopped unexpectedly"))
+    }
+
+    /// Barrier: returns once every submitted block is durably stored in a pack.
+    pub fn flush(&mut self) -> Result<()> {
+        let (tx, rx) = bounded(1);
+        self.pack_tx
+            .send(PackMsg::Flush(self.submitted, tx))
+            .map_err(|_| self.dead())?;
+        let written = rx.recv().map_err(|_| self.dead())??;
+        for (_, entries) in &written {
+            for e in entries {
+                if let Some(p) = self.pending.get_mut(&e.id) {
+                    self.stats.refs_stored += p.refs * e.len as u64;
+                    p.refs = 0;
+                    p.stored_len = Some(e.len);
+                }
+                self.stats.new_stored += e.len as u64;
+            }
+        }
+        self.unindexed.extend(written);
+        Ok(())
+    }
+
+    /// Writes an index segment for packs stored since the last one, plus `extra` (packs of
+    /// earlier transactions that a compacting commit re-indexes).
+    fn write_index(&mut self, extra: Segment) -> Result<()> {
+        let mut seg = extra;
+        let own = self.unindexed.len();
+        seg.packs.extend(std::mem::take(&mut self.unindexed));
+        if seg.packs.is_empty() {
+            return Ok(());
+        }
+        let name = format!("{}-{:06x}", self.id, self.index_seq);
+        let bytes = seg.seal(&self.keys, &name);
+        let stored = self
+            .repo
+            .put_index(&self.id, self.index_seq, &bytes)
+            .context("cannot store an index segment")?;
+        self.index_seq += 1;
+        for (pack, entries) in &seg.packs {
+            self.cache.add_pack(pack, entries)?;
+        }
+        let first_own = seg.packs.len() - own;
+        self.kept_packs
+            .extend(seg.packs[first_own..].iter().map(|(p, _)| p.clone()));
+        self.kept_indexes.push(stored);
+        Ok(())
+    }
+
+    /// Commits a new manifest built by `edit` from the base; returns it. `delete_*` name older
+    /// packs and segments the new manifest no longer needs.
+    pub fn commit(
+        mut self,
+        extra: Segment,
+        edit: impl FnOnce(&mut Manifest, &[String], &TxnStats),
+        delete_packs: Vec<String>,
+        delete_indexes: Vec<String>,
+    ) -> Result<Manifest> {
+        // Step 1: every block durable.
+        self.flush()?;
+        // Step 2: index segment for what this transaction stored.
+        self.write_index(extra)?;
+        let mut m = self.base.clone();
+        m.gen += 1;
+        m.txn = self.id.clone();
+        edit(&mut m, &self.kept_indexes, &self.stats);
+        let sealed = m.seal(&self.keys);
+        let req = CommitRequest {
+            gen: m.gen,
+            manifest: sealed.clone(),
+            keep_packs: self.kept_packs.clone(),
+            keep_indexes: self.kept_indexes.clone(),
+            delete_packs,
+            delete_indexes,
+        };
+        // Step 3: the repository commits (decision record, then manifest, then cleanup).
+        self.repo.commit(&self.id, &req).context("commit failed")?;
+        self.done = true;
+        // Step 4: only now may the cache say these blocks are stored.
+        self.cache
+            .set_synced(&format!("{} {}", m.gen, blake3::hash(&sealed).to_hex()))?;
+        self.cache.commit()?;
+        Ok(m)
+    }
+
+    /// Commits a create: the manifest gains `archive`, its sizes filled in from this transaction.
+    pub fn commit_archive(self, mut archive: ArchiveRef) -> Result<Manifest> {
+        self.commit(
+            Segment::default(),
+            move |m, new_indexes, stats| {
+                archive.stats.stored = stats.refs_stored;
+                archive.stats.new_raw = stats.new_raw;
+                archive.stats.new_stored = stats.new_stored;
+                m.insert(archive);
+                m.indexes.extend_from_slice(new_indexes);
+            },
+            Vec::new(),
+            Vec::new(),
+        )
+    }
+
+    fn shutdown(&mut self) {
+        self.job_tx = None;
+        let (tx, _) = bounded(1);
+        // Closing the job channel ends the workers; the packer ends when all senders are gone.
+        drop(std::mem::replace(&mut self.pack_tx, tx));
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        self.shutdown();
+        if !self.done {
+            // Not committed: undo everything this transaction stored (best effort; a failure
+            // here leaves a pending transaction that the next write command discards).
+            self.cache.rollback();
+            let _ = self.repo.abort(&self.id);
+        }
+    }
+}
+
+fn seal_worker(rx: Receiver<Job>, tx: Sender<PackMsg>, keys: Arc<Keys>) {
+    for job in rx {
+        let sealed = keys.seal_block(&job.id, &job.data);
+        let msg = PackMsg::Block {
+            id: job.id,
+            kind: job.kind,
+            sealed,
+            plain_len: job.data.len() as u32,
+        };
+        if tx.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
+fn packer(
+    rx: Receiver<PackMsg>,
+    repo: Arc<dyn Repository>,
+    keys: Arc<Keys>,
+    txn: String,
+    failed: Arc<AtomicBool>,
+    first_error: Arc<Mutex<Option<String>>>,
+) {
+    let mut builder = PackBuilder::default();
+    let mut seq = 0u32;
+    let mut received = 0u64;
+    let mut written = Vec::new();
+    let mut waiting: Option<(u64, Sender<Result<Vec<(String, Vec<Entry>)>>>)> = None;
+    let mut error: Option<String> = None;
+    let mut store =
+        |b: PackBuilder, written: &mut Vec<(String, Vec<Entry>)>, error: &mut Option<String>| {
+            if error.is_some() || b.is_empty() {
+                return;
+            }
+            let name = format!("{txn}/{seq:08x}");
+            let (bytes, entries) = b.finish(&keys, &name);
+            match repo.put_pack(&txn, seq, &bytes) {
+                Ok(stored) => written.push((stored, entries)),
+                Err(e) => {
+                    let msg = format!("cannot store pack {name}: {e}");
+                    *first_error.lock().expect("poisoned") = Some(msg.clone());
+                    failed.store(true, Ordering::Relaxed);
+                    *error = Some(msg);
+                }
+            }
+            seq += 1;
+        };
+    for msg in rx {
+        match msg {
+            PackMsg::Block {
+                id,
+                kind,
+                sealed,
+                plain_len,
+            } => {
+                received += 1;
+                if error.is_none() {
+                    builder.add(id, kind, &sealed, plain_len);
+                    if builder.is_full() {
+                        store(std::mem::take(&mut builder), &mut written, &mut error);
+                    }
+                }
+            }
+            PackMsg::Flush(n, reply) => waiting = Some((n, reply)),
+        }
+        if let Some((n, _)) = &waiting {
+            if received >= *n {
+                let (_, reply) = waiting.take().expect("some");
+                store(std::mem::take(&mut builder), &mut written, &mut error);
+                let _ = reply.send(match &error {
+                    Some(e) => Err(anyhow!("{e}")),
+                    None => Ok(std::mem::take(&mut written)),
+                });
+            }
+        }
+    }
+}
