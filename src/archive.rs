@@ -42,17 +42,11 @@ impl Node {
             NodeKind::Dir => 2,
             NodeKind::Symlink => 3,
         };
-        w.u8(kind)
-            .bytes(&self.path)
-            .uvar(self.mode as u64)
-            .uvar(self.uid as u64)
-            .uvar(self.gid as u64);
+        w.u8(kind).bytes(&self.path).uvar(self.mode as u64).uvar(self.uid as u64).uvar(self.gid as u64);
         w.ivar(self.mtime).uvar(self.mtime_ns as u64);
         match self.kind {
             NodeKind::File => {
-                w.uvar(self.size)
-                    .u8(self.partial as u8)
-                    .uvar(self.blocks.len() as u64);
+                w.uvar(self.size).u8(self.partial as u8).uvar(self.blocks.len() as u64);
                 for (id, len) in &self.blocks {
                     w.id(id).uvar(*len as u64);
                 }
@@ -116,7 +110,7 @@ pub struct Stats {
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,
-    /// Sum of file sizes.
+    /// Plain bytes of every block the archive references (file data and metadata), per use.
     pub raw: u64,
     /// Stored (compressed, sealed) bytes of every block the archive references, counted per use.
     pub stored: u64,
@@ -136,10 +130,7 @@ pub struct Root {
 impl Root {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(VERSION)
-            .str(&self.name)
-            .ivar(self.time)
-            .str(&self.host);
+        w.u8(VERSION).str(&self.name).ivar(self.time).str(&self.host);
         w.uvar(self.meta.len() as u64);
         for (id, len) in &self.meta {
             w.id(id).uvar(*len as u64);
@@ -161,12 +152,7 @@ impl Root {
         for _ in 0..n {
             meta.push((r.id()?, r.uvar()? as u32));
         }
-        Ok(Root {
-            name,
-            time,
-            host,
-            meta,
-        })
+        Ok(Root { name, time, host, meta })
     }
 }
 
@@ -206,12 +192,7 @@ mod tests {
         let mut w = Writer::new();
         n.encode(&mut w);
         assert_eq!(decode_nodes(&w.finish()).unwrap(), vec![n]);
-        let root = Root {
-            name: "x".into(),
-            time: 7,
-            host: "h".into(),
-            meta: vec![([1; 32], 5)],
-        };
+        let root = Root { name: "x".into(), time: 7, host: "h".into(), meta: vec![([1; 32], 5)] };
         assert_eq!(Root::decode(&root.encode()).unwrap(), root);
     }
 }

@@ -46,13 +46,7 @@ impl Cache {
                 }
                 let c = Self::try_open(&path, repo_id)
                     .with_context(|| format!("cannot create cache {}", path.display()))?;
-                Ok((
-                    c,
-                    Some(format!(
-                        "cache {} was unusable ({e:#}); recreated it",
-                        path.display()
-                    )),
-                ))
+                Ok((c, Some(format!("cache {} was unusable ({e:#}); recreated it", path.display()))))
             }
         }
     }
@@ -72,10 +66,7 @@ impl Cache {
                  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
                  blocks BLOB NOT NULL) WITHOUT ROWID;",
         )?;
-        let c = Cache {
-            conn,
-            path: path.to_path_buf(),
-        };
+        let c = Cache { conn, path: path.to_path_buf() };
         match c.meta("schema")? {
             None => {
                 c.set_meta("schema", &SCHEMA.to_string())?;
@@ -91,17 +82,11 @@ impl Cache {
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
     }
 
     fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-            [key, value],
-        )?;
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", [key, value])?;
         Ok(())
     }
 
@@ -130,29 +115,18 @@ impl Cache {
 
     /// Forgets every block (before a rebuild from the repository's index).
     pub fn clear_blocks(&self) -> Result<()> {
-        self.conn
-            .execute_batch("DELETE FROM blocks; DELETE FROM packs;")?;
+        self.conn.execute_batch("DELETE FROM blocks; DELETE FROM packs;")?;
         Ok(())
     }
 
     pub fn add_pack(&self, pack: &str, entries: &[Entry]) -> Result<()> {
-        self.conn
-            .execute("INSERT OR IGNORE INTO packs (name) VALUES (?1)", [pack])?;
-        let pid: i64 =
-            self.conn
-                .query_row("SELECT id FROM packs WHERE name = ?1", [pack], |r| r.get(0))?;
+        self.conn.execute("INSERT OR IGNORE INTO packs (name) VALUES (?1)", [pack])?;
+        let pid: i64 = self.conn.query_row("SELECT id FROM packs WHERE name = ?1", [pack], |r| r.get(0))?;
         let mut st = self.conn.prepare_cached(
             "INSERT OR REPLACE INTO blocks (id, pack, offset, len, plain_len, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for e in entries {
-            st.execute(params![
-                &e.id[..],
-                pid,
-                e.offset as i64,
-                e.len,
-                e.plain_len,
-                e.kind as u8
-            ])?;
+            st.execute(params![&e.id[..], pid, e.offset as i64, e.len, e.plain_len, e.kind as u8])?;
         }
         Ok(())
     }
@@ -173,12 +147,10 @@ impl Cache {
             .optional()?)
     }
 
-    /// Stored length of a block, if the repository holds it.
-    pub fn stored_len(&self, id: &BlockId) -> Result<Option<u32>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT len FROM blocks WHERE id = ?1")?;
-        Ok(st.query_row([&id[..]], |r| r.get(0)).optional()?)
+    /// Stored and plain length of a block, if the repository holds it.
+    pub fn stored_len(&self, id: &BlockId) -> Result<Option<(u32, u32)>> {
+        let mut st = self.conn.prepare_cached("SELECT len, plain_len FROM blocks WHERE id = ?1")?;
+        Ok(st.query_row([&id[..]], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
     }
 
     /// Totals over every stored block: (plain bytes, stored bytes, count).
@@ -186,20 +158,14 @@ impl Cache {
         Ok(self.conn.query_row(
             "SELECT COALESCE(SUM(plain_len), 0), COALESCE(SUM(len), 0), COUNT(*) FROM blocks",
             [],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, i64>(1)? as u64,
-                    r.get::<_, i64>(2)? as u64,
-                ))
-            },
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
         )?)
     }
 
     pub fn file(&self, path: &[u8]) -> Result<Option<FileRecord>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT size, mtime_ns, ctime_ns, ino, blocks FROM files WHERE path = ?1",
-        )?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT size, mtime_ns, ctime_ns, ino, blocks FROM files WHERE path = ?1")?;
         let row = st
             .query_row([path], |r| {
                 Ok((
@@ -222,13 +188,7 @@ impl Cache {
                     (id, u32::from_le_bytes(c[32..].try_into().expect("4")))
                 })
                 .collect();
-            Some(FileRecord {
-                size: size as u64,
-                mtime_ns,
-                ctime_ns,
-                ino: ino as u64,
-                blocks,
-            })
+            Some(FileRecord { size: size as u64, mtime_ns, ctime_ns, ino: ino as u64, blocks })
         }))
     }
 
@@ -241,14 +201,7 @@ impl Cache {
         let mut st = self.conn.prepare_cached(
             "INSERT OR REPLACE INTO files (path, size, mtime_ns, ctime_ns, ino, blocks) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        st.execute(params![
-            path,
-            rec.size as i64,
-            rec.mtime_ns,
-            rec.ctime_ns,
-            rec.ino as i64,
-            blob
-        ])?;
+        st.execute(params![path, rec.size as i64, rec.mtime_ns, rec.ctime_ns, rec.ino as i64, blob])?;
         Ok(())
     }
 }
@@ -261,18 +214,12 @@ mod tests {
     #[test]
     fn survives_reopen_and_replaces_garbage() {
         let dir = tempfile::tempdir().unwrap();
-        let e = Entry {
-            id: [1; 32],
-            kind: Kind::Data,
-            offset: 5,
-            len: 10,
-            plain_len: 20,
-        };
+        let e = Entry { id: [1; 32], kind: Kind::Data, offset: 5, len: 10, plain_len: 20 };
         {
             let (c, note) = Cache::open(dir.path(), "r1").unwrap();
             assert!(note.is_none());
             c.begin().unwrap();
-            c.add_pack("p", &[e.clone()]).unwrap();
+            c.add_pack("p", std::slice::from_ref(&e)).unwrap();
             c.set_synced("1 abc").unwrap();
             c.commit().unwrap();
         }
@@ -280,11 +227,7 @@ mod tests {
         assert_eq!(c.lookup(&[1; 32]).unwrap().unwrap().offset, 5);
         assert_eq!(c.synced().unwrap().as_deref(), Some("1 abc"));
         drop(c);
-        std::fs::write(
-            dir.path().join("r1/cache.sqlite"),
-            b"not a database at all, garbage",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("r1/cache.sqlite"), b"not a database at all, garbage").unwrap();
         let (c, note) = Cache::open(dir.path(), "r1").unwrap();
         assert!(note.is_some());
         assert!(c.lookup(&[1; 32]).unwrap().is_none());

@@ -93,8 +93,7 @@ impl<'a> Reader<'a> {
     }
     pub fn string(&mut self) -> Result<String> {
         let b = self.bytes()?;
-        String::from_utf8(b.to_vec())
-            .map_err(|_| anyhow::anyhow!("{} has a non-UTF-8 name", self.what))
+        String::from_utf8(b.to_vec()).map_err(|_| anyhow::anyhow!("{} has a non-UTF-8 name", self.what))
     }
     pub fn id(&mut self) -> Result<[u8; 32]> {
         Ok(self.take(32)?.try_into().expect("32 bytes"))
@@ -120,12 +119,7 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_truncation() {
         let mut w = Writer::new();
-        w.uvar(0)
-            .uvar(300)
-            .uvar(u64::MAX)
-            .ivar(-5)
-            .str("héllo")
-            .id(&[7; 32]);
+        w.uvar(0).uvar(300).uvar(u64::MAX).ivar(-5).str("héllo").id(&[7; 32]);
         let buf = w.finish();
         let mut r = Reader::new(&buf, "test");
         assert_eq!(r.uvar().unwrap(), 0);

@@ -7,13 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Every key a config file may set, with whether it takes a value.
-pub const KEYS: &[(&str, bool)] = &[
-    ("repo", true),
-    ("keyfile", true),
-    ("cachedir", true),
-    ("print-stats", false),
-    ("quiet", false),
-];
+pub const KEYS: &[(&str, bool)] =
+    &[("repo", true), ("keyfile", true), ("cachedir", true), ("print-stats", false), ("quiet", false)];
 
 #[derive(Debug, Default, Clone)]
 pub struct Config {
@@ -48,10 +43,7 @@ impl Config {
             };
             let at = || format!("config file {} line {}", path.display(), i + 1);
             let Some(&(_, takes_value)) = KEYS.iter().find(|(k, _)| *k == key) else {
-                bail!(
-                    "{}: unknown option {key:?} (tarsnap.conf.sample lists the options)",
-                    at()
-                );
+                bail!("{}: unknown option {key:?} (tarsnap.conf.sample lists the options)", at());
             };
             if takes_value && value.is_empty() {
                 bail!("{}: option {key:?} needs a value", at());
@@ -66,9 +58,7 @@ impl Config {
 }
 
 pub fn home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"))
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
 }
 
 pub fn expand_tilde(v: &str) -> String {
@@ -87,17 +77,10 @@ mod tests {
     #[test]
     fn parses_tarsnap_format() {
         let mut c = Config::default();
-        c.parse(
-            "# comment\n\nrepo ~/r  # trailing\nprint-stats\n",
-            Path::new("f"),
-        )
-        .unwrap();
+        c.parse("# comment\n\nrepo ~/r  # trailing\nprint-stats\n", Path::new("f")).unwrap();
         assert_eq!(c.get("repo").unwrap(), format!("{}/r", home().display()));
         assert!(c.flag("print-stats"));
-        let err = Config::default()
-            .parse("bogus 1\n", Path::new("f"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::default().parse("bogus 1\n", Path::new("f")).unwrap_err().to_string();
         assert!(err.contains("line 1") && err.contains("bogus"), "{err}");
         assert!(Config::default().parse("repo\n", Path::new("f")).is_err());
     }

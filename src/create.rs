@@ -47,19 +47,10 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     crate::recover::recover(session, progress)?;
     let head = session.head()?;
     if head.0.find(&opts.name).is_some() {
-        bail!(
-            "an archive named {:?} already exists: choose another name, or delete it first",
-            opts.name
-        );
+        bail!("an archive named {:?} already exists: choose another name, or delete it first", opts.name);
     }
     let cache = session.open_cache(&head, progress)?;
-    let txn = Txn::begin(
-        session,
-        lock,
-        head.0,
-        cache,
-        format!("create {}", opts.name).as_bytes(),
-    )?;
+    let txn = Txn::begin(session, lock, head.0, cache, format!("create {}", opts.name).as_bytes())?;
     let time = now_ns() / 1_000_000_000;
     let mut w = Walker {
         txn,
@@ -73,21 +64,9 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     for p in &opts.paths {
         w.visit(p, archive_path(p))?;
     }
-    let Walker {
-        mut txn,
-        chunker,
-        mut meta,
-        stats,
-        warnings,
-        ..
-    } = w;
+    let Walker { mut txn, chunker, mut meta, stats, warnings, .. } = w;
     meta.cut(&mut txn, &chunker, true)?;
-    let root = Root {
-        name: opts.name.clone(),
-        time,
-        host: hostname(),
-        meta: meta.blocks,
-    };
+    let root = Root { name: opts.name.clone(), time, host: hostname(), meta: meta.blocks };
     let root_bytes = root.encode();
     let root_id = txn.put(Kind::Root, &root_bytes)?;
     let archive = ArchiveRef {
@@ -149,11 +128,7 @@ pub fn hostname() -> String {
 }
 
 pub fn owner(command: &str) -> String {
-    format!(
-        "archiver {command}, pid {} on host {}",
-        std::process::id(),
-        hostname()
-    )
+    format!("archiver {command}, pid {} on host {}", std::process::id(), hostname())
 }
 
 /// The serialised node stream, cut into metadata blocks as it grows.
@@ -165,9 +140,7 @@ struct MetaStream {
 
 impl MetaStream {
     fn push(&mut self, node: &Node, txn: &mut Txn, chunker: &Chunker) -> Result<()> {
-        let mut w = Writer {
-            buf: std::mem::take(&mut self.buf),
-        };
+        let mut w = Writer { buf: std::mem::take(&mut self.buf) };
         node.encode(&mut w);
         self.buf = w.buf;
         if self.buf.len() >= 2 * MAX {
@@ -257,7 +230,6 @@ impl Walker<'_> {
             node.kind = NodeKind::File;
             if self.file(path, &md, &mut node)? {
                 self.stats.files += 1;
-                self.stats.raw += node.size;
                 self.emit(&node)?;
             }
         } else {
@@ -270,9 +242,7 @@ impl Walker<'_> {
     }
 
     fn emit(&mut self, node: &Node) -> Result<()> {
-        (self.progress)(Event::File(
-            String::from_utf8_lossy(&node.path).into_owned(),
-        ));
+        (self.progress)(Event::File(String::from_utf8_lossy(&node.path).into_owned()));
         self.meta.push(node, &mut self.txn, &self.chunker)
     }
 
@@ -339,19 +309,9 @@ impl Walker<'_> {
                 && a.ctime() * 1_000_000_000 + a.ctime_nsec() == seen.ctime_ns
         });
         if !stable || node.size != seen.size {
-            self.warn(format!(
-                "{} changed while it was being archived",
-                path.display()
-            ));
-        } else if seen.mtime_ns < read_start - 20_000_000 && seen.ctime_ns < read_start - 20_000_000
-        {
-            self.txn.cache.put_file(
-                key,
-                &FileRecord {
-                    blocks: node.blocks.clone(),
-                    ..seen
-                },
-            )?;
+            self.warn(format!("{} changed while it was being archived", path.display()));
+        } else if seen.mtime_ns < read_start - 20_000_000 && seen.ctime_ns < read_start - 20_000_000 {
+            self.txn.cache.put_file(key, &FileRecord { blocks: node.blocks.clone(), ..seen })?;
         }
         Ok(true)
     }

@@ -34,19 +34,13 @@ pub struct Keys {
 impl Keys {
     pub fn new(enc: [u8; 32], id: [u8; 32], chunk_seed: u64) -> Self {
         let cipher = XChaCha20Poly1305::new((&enc).into());
-        Keys {
-            enc,
-            id,
-            chunk_seed,
-            cipher,
-        }
+        Keys { enc, id, chunk_seed, cipher }
     }
 
     /// Fresh keys derived from 32 random bytes.
     pub fn generate() -> Result<(Self, [u8; 32])> {
         let mut master = [0u8; 32];
-        getrandom::getrandom(&mut master)
-            .context("reading the system's random number generator")?;
+        getrandom::getrandom(&mut master).context("reading the system's random number generator")?;
         let enc = blake3::derive_key("archiver 2026-11 data encryption", &master);
         let id = blake3::derive_key("archiver 2026-11 block ids", &master);
         let seed = blake3::derive_key("archiver 2026-11 chunker seed", &master);
@@ -64,13 +58,7 @@ impl Keys {
         getrandom::getrandom(&mut nonce).expect("system random number generator failed");
         let ct = self
             .cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plain,
-                    aad: ad,
-                },
-            )
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad: ad })
             .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
@@ -138,8 +126,7 @@ thread_local! {
 pub fn compress(plain: &[u8]) -> Vec<u8> {
     let packed = COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
-        let c =
-            c.get_or_insert_with(|| zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd context"));
+        let c = c.get_or_insert_with(|| zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd context"));
         let z = c.compress(plain).ok()?;
         (z.len() < plain.len()).then(|| {
             let mut out = Vec::with_capacity(z.len() + 1);
@@ -162,14 +149,9 @@ pub fn decompress(framed: &[u8], plain_len: usize) -> Result<Vec<u8>> {
         Some((&CODEC_ZSTD, body)) => DECOMPRESSOR.with(|d| {
             let mut d = d.borrow_mut();
             let d = d.get_or_insert_with(|| zstd::bulk::Decompressor::new().expect("zstd context"));
-            let out = d
-                .decompress(body, plain_len)
-                .context("decompressing a block")?;
+            let out = d.decompress(body, plain_len).context("decompressing a block")?;
             if out.len() != plain_len {
-                bail!(
-                    "block decompressed to {} bytes, expected {plain_len}",
-                    out.len()
-                );
+                bail!("block decompressed to {} bytes, expected {plain_len}", out.len());
             }
             Ok(out)
         }),

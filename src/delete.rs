@@ -42,12 +42,7 @@ pub fn delete(session: &Session, names: &[String], progress: Progress) -> Result
 
     // Live blocks: everything the remaining archives reference.
     let mut live: HashSet<BlockId> = HashSet::new();
-    for a in head
-        .0
-        .archives
-        .iter()
-        .filter(|a| !gone.contains(a.name.as_str()))
-    {
+    for a in head.0.archives.iter().filter(|a| !gone.contains(a.name.as_str())) {
         live.insert(a.root);
         let root = reader::root(session, &cache, a)
             .with_context(|| format!("archive {:?} cannot be read", a.name))?;
@@ -63,23 +58,14 @@ pub fn delete(session: &Session, names: &[String], progress: Progress) -> Result
     for name in &head.0.indexes {
         segments.push(session.read_segment(name)?);
     }
-    let mut txn = Txn::begin(
-        session,
-        lock,
-        head.0.clone(),
-        cache,
-        format!("delete {}", names.join(" ")).as_bytes(),
-    )?;
+    let mut txn =
+        Txn::begin(session, lock, head.0.clone(), cache, format!("delete {}", names.join(" ")).as_bytes())?;
     txn.cache.clear_blocks()?;
-    let mut result = DeleteResult {
-        archives: names.len(),
-        ..Default::default()
-    };
+    let mut result = DeleteResult { archives: names.len(), ..Default::default() };
     let mut keep = Segment::default();
     let mut delete_packs = Vec::new();
     for (pack, entries) in segments.into_iter().flat_map(|s| s.packs) {
-        let (alive, dead): (Vec<Entry>, Vec<Entry>) =
-            entries.into_iter().partition(|e| live.contains(&e.id));
+        let (alive, dead): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(|e| live.contains(&e.id));
         if dead.is_empty() {
             keep.packs.push((pack, alive));
             continue;

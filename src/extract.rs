@@ -34,18 +34,13 @@ pub struct ExtractResult {
 
 const WINDOW: usize = 16;
 
-pub fn extract(
-    session: &Session,
-    opts: &ExtractOptions,
-    progress: Progress,
-) -> Result<ExtractResult> {
+pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> Result<ExtractResult> {
     let head = session.head()?;
     let archive = reader::find(&head.0, &opts.name)?.clone();
     let cache = session.open_cache(&head, progress)?;
     let nodes = reader::nodes(session, &cache, &archive)?;
     let selected = select(&nodes, &opts.patterns)?;
-    fs::create_dir_all(&opts.dir)
-        .with_context(|| format!("cannot create {}", opts.dir.display()))?;
+    fs::create_dir_all(&opts.dir).with_context(|| format!("cannot create {}", opts.dir.display()))?;
     let is_root = unsafe { libc::geteuid() } == 0;
 
     // Resolve every block's location first (the cache is single-threaded), then restore in parallel.
@@ -108,10 +103,7 @@ pub fn extract(
             opts.name
         );
     }
-    Ok(ExtractResult {
-        files: files.len() as u64,
-        bytes: files.iter().map(|(n, _, _)| n.size).sum(),
-    })
+    Ok(ExtractResult { files: files.len() as u64, bytes: files.iter().map(|(n, _, _)| n.size).sum() })
 }
 
 pub fn show(path: &[u8]) -> String {
@@ -125,9 +117,7 @@ fn select<'a>(nodes: &'a [Node], patterns: &[String]) -> Result<Vec<&'a Node>> {
     }
     let pats: Vec<CString> = patterns
         .iter()
-        .map(|p| {
-            CString::new(p.trim_end_matches('/').as_bytes()).context("pattern contains a NUL byte")
-        })
+        .map(|p| CString::new(p.trim_end_matches('/').as_bytes()).context("pattern contains a NUL byte"))
         .collect::<Result<_>>()?;
     let mut used = vec![false; pats.len()];
     let out: Vec<&Node> = nodes
@@ -144,23 +134,15 @@ fn select<'a>(nodes: &'a [Node], patterns: &[String]) -> Result<Vec<&'a Node>> {
         })
         .collect();
     if let Some(i) = used.iter().position(|u| !u) {
-        bail!(
-            "pattern {:?} matches nothing in the archive: `archiver ls NAME` lists its paths",
-            patterns[i]
-        );
+        bail!("pattern {:?} matches nothing in the archive: `archiver ls NAME` lists its paths", patterns[i]);
     }
     Ok(out)
 }
 
 fn matches(pat: &CString, path: &[u8]) -> bool {
-    let fnm = |s: &[u8]| {
-        CString::new(s).is_ok_and(|c| unsafe { libc::fnmatch(pat.as_ptr(), c.as_ptr(), 0) } == 0)
-    };
-    fnm(path)
-        || path
-            .iter()
-            .enumerate()
-            .any(|(i, &b)| b == b'/' && fnm(&path[..i]))
+    let fnm =
+        |s: &[u8]| CString::new(s).is_ok_and(|c| unsafe { libc::fnmatch(pat.as_ptr(), c.as_ptr(), 0) } == 0);
+    fnm(path) || path.iter().enumerate().any(|(i, &b)| b == b'/' && fnm(&path[..i]))
 }
 
 fn target_path(dir: &Path, stored: &[u8]) -> Option<PathBuf> {
@@ -168,9 +150,7 @@ fn target_path(dir: &Path, stored: &[u8]) -> Option<PathBuf> {
         return Some(dir.to_path_buf());
     }
     let p = Path::new(OsStr::from_bytes(stored));
-    let safe = p
-        .components()
-        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    let safe = p.components().all(|c| matches!(c, std::path::Component::Normal(_)));
     safe.then(|| dir.join(p))
 }
 
@@ -189,12 +169,10 @@ fn restore_file(
         Ok(m) if !m.is_dir() => fs::remove_file(target)?,
         _ => {}
     }
-    let mut f =
-        fs::File::create(target).with_context(|| format!("cannot create {}", target.display()))?;
+    let mut f = fs::File::create(target).with_context(|| format!("cannot create {}", target.display()))?;
     for window in locs.chunks(WINDOW) {
         for block in fetch_window(session, window)? {
-            f.write_all(&block)
-                .with_context(|| format!("cannot write {}", target.display()))?;
+            f.write_all(&block).with_context(|| format!("cannot write {}", target.display()))?;
         }
     }
     drop(f);
@@ -237,16 +215,13 @@ fn fetch_window(session: &Session, window: &[(BlockId, Location)]) -> Result<Vec
     pieces
         .par_iter()
         .map(|(id, loc, sealed)| {
-            session
-                .keys
-                .open_block(id, sealed, loc.plain_len as usize)
-                .with_context(|| {
-                    format!(
-                        "block {} in pack {} is damaged; run `archiver fsck`",
-                        hex::encode(&id[..8]),
-                        loc.pack
-                    )
-                })
+            session.keys.open_block(id, sealed, loc.plain_len as usize).with_context(|| {
+                format!(
+                    "block {} in pack {} is damaged; run `archiver fsck`",
+                    hex::encode(&id[..8]),
+                    loc.pack
+                )
+            })
         })
         .collect()
 }

@@ -32,11 +32,7 @@ impl Segment {
         for (pack, entries) in &self.packs {
             w.str(pack).uvar(entries.len() as u64);
             for e in entries {
-                w.id(&e.id)
-                    .u8(e.kind as u8)
-                    .uvar(e.offset)
-                    .uvar(e.len as u64)
-                    .uvar(e.plain_len as u64);
+                w.id(&e.id).u8(e.kind as u8).uvar(e.offset).uvar(e.len as u64).uvar(e.plain_len as u64);
             }
         }
         seal_object(keys, &ad(name), &w.finish())

@@ -16,20 +16,15 @@ pub fn write_new(path: &Path, keys: &Keys) -> Result<()> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the key file's directory {}", dir.display()))?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| match e.kind() {
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(
+        |e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
                 "key file {} already exists; refusing to overwrite it (choose another --keyfile)",
                 path.display()
             ),
-            _ => {
-                anyhow::Error::new(e).context(format!("cannot create key file {}", path.display()))
-            }
-        })?;
+            _ => anyhow::Error::new(e).context(format!("cannot create key file {}", path.display())),
+        },
+    )?;
     let text = format!(
         "# archiver key file. Keep a copy somewhere safe: without it no backup can be read.\n\
          {MAGIC}\nenc-key {}\nid-key {}\nchunk-seed {:016x}\n",
@@ -51,19 +46,11 @@ pub fn read(path: &Path) -> Result<Keys> {
         ),
         _ => anyhow::anyhow!("cannot read key file {}: {e}", path.display()),
     })?;
-    parse(&text).with_context(|| {
-        format!(
-            "key file {} is not a valid archiver key file",
-            path.display()
-        )
-    })
+    parse(&text).with_context(|| format!("key file {} is not a valid archiver key file", path.display()))
 }
 
 fn parse(text: &str) -> Result<Keys> {
-    let mut lines = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
     if lines.next() != Some(MAGIC) {
         bail!("missing the `{MAGIC}` header");
     }
@@ -73,9 +60,7 @@ fn parse(text: &str) -> Result<Keys> {
         match name {
             "enc-key" => enc = Some(key32(value)?),
             "id-key" => id = Some(key32(value)?),
-            "chunk-seed" => {
-                seed = Some(u64::from_str_radix(value.trim(), 16).context("bad chunk-seed")?)
-            }
+            "chunk-seed" => seed = Some(u64::from_str_radix(value.trim(), 16).context("bad chunk-seed")?),
             _ => {} // parts added by later versions are ignored
         }
     }
@@ -87,8 +72,7 @@ fn parse(text: &str) -> Result<Keys> {
 
 fn key32(hexstr: &str) -> Result<[u8; 32]> {
     let v = hex::decode(hexstr.trim()).context("a key is not hexadecimal")?;
-    v.try_into()
-        .map_err(|_| anyhow::anyhow!("a key has the wrong length"))
+    v.try_into().map_err(|_| anyhow::anyhow!("a key has the wrong length"))
 }
 
 #[cfg(test)]
@@ -102,14 +86,8 @@ mod tests {
         let (k, _) = Keys::generate().unwrap();
         write_new(&p, &k).unwrap();
         let back = read(&p).unwrap();
-        assert_eq!(
-            (back.enc, back.id, back.chunk_seed),
-            (k.enc, k.id, k.chunk_seed)
-        );
-        assert!(write_new(&p, &k)
-            .unwrap_err()
-            .to_string()
-            .contains("already exists"));
+        assert_eq!((back.enc, back.id, back.chunk_seed), (k.enc, k.id, k.chunk_seed));
+        assert!(write_new(&p, &k).unwrap_err().to_string().contains("already exists"));
         std::fs::write(&p, "garbage").unwrap();
         assert!(read(&p).is_err());
     }

@@ -23,11 +23,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let out = cli::output::Output {
-        verbose: cli.verbose,
-        quiet: cli.quiet,
-        warnings: AtomicU64::new(0),
-    };
+    let out = cli::output::Output { verbose: cli.verbose, quiet: cli.quiet, warnings: AtomicU64::new(0) };
     let code = match cli::run(cli, &out) {
         Ok(cli::Done::Complete) => 0,
         Ok(cli::Done::Incomplete) => 2,

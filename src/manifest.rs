@@ -47,10 +47,7 @@ fn ad(gen: u64) -> Vec<u8> {
 
 impl Manifest {
     pub fn find(&self, name: &str) -> Option<&ArchiveRef> {
-        self.archives
-            .binary_search_by(|a| a.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.archives[i])
+        self.archives.binary_search_by(|a| a.name.as_str().cmp(name)).ok().map(|i| &self.archives[i])
     }
 
     pub fn insert(&mut self, a: ArchiveRef) {
@@ -61,35 +58,17 @@ impl Manifest {
     }
 
     pub fn remove(&mut self, name: &str) -> Option<ArchiveRef> {
-        let i = self
-            .archives
-            .binary_search_by(|a| a.name.as_str().cmp(name))
-            .ok()?;
+        let i = self.archives.binary_search_by(|a| a.name.as_str().cmp(name)).ok()?;
         Some(self.archives.remove(i))
     }
 
     pub fn seal(&self, keys: &Keys) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(VERSION)
-            .uvar(self.gen)
-            .str(&self.txn)
-            .uvar(self.archives.len() as u64);
+        w.u8(VERSION).uvar(self.gen).str(&self.txn).uvar(self.archives.len() as u64);
         for a in &self.archives {
-            w.str(&a.name)
-                .id(&a.root)
-                .uvar(a.root_len as u64)
-                .ivar(a.time)
-                .u8(a.partial as u8);
+            w.str(&a.name).id(&a.root).uvar(a.root_len as u64).ivar(a.time).u8(a.partial as u8);
             let s = &a.stats;
-            for v in [
-                s.files,
-                s.dirs,
-                s.symlinks,
-                s.raw,
-                s.stored,
-                s.new_raw,
-                s.new_stored,
-            ] {
+            for v in [s.files, s.dirs, s.symlinks, s.raw, s.stored, s.new_raw, s.new_stored] {
                 w.uvar(v);
             }
         }
@@ -101,33 +80,20 @@ impl Manifest {
     }
 
     pub fn open(keys: &Keys, gen: u64, sealed: &[u8]) -> Result<Manifest> {
-        let plain = open_object(keys, &ad(gen), sealed, 1 << 30).with_context(|| {
-            format!("manifest of generation {gen} is damaged; run `archiver fsck`")
-        })?;
+        let plain = open_object(keys, &ad(gen), sealed, 1 << 30)
+            .with_context(|| format!("manifest of generation {gen} is damaged; run `archiver fsck`"))?;
         let mut r = Reader::new(&plain, "manifest");
         let v = r.u8()?;
         if v != VERSION {
             bail!("manifest format {v} is not supported by this archiver (it reads {VERSION}); upgrade archiver");
         }
-        let mut m = Manifest {
-            gen: r.uvar()?,
-            txn: r.string()?,
-            ..Default::default()
-        };
+        let mut m = Manifest { gen: r.uvar()?, txn: r.string()?, ..Default::default() };
         if m.gen != gen {
-            bail!(
-                "manifest claims generation {} but is stored as {gen}",
-                m.gen
-            );
+            bail!("manifest claims generation {} but is stored as {gen}", m.gen);
         }
         for _ in 0..r.count(35)? {
-            let (name, root, root_len, time, partial) = (
-                r.string()?,
-                r.id()?,
-                r.uvar()? as u32,
-                r.ivar()?,
-                r.u8()? != 0,
-            );
+            let (name, root, root_len, time, partial) =
+                (r.string()?, r.id()?, r.uvar()? as u32, r.ivar()?, r.u8()? != 0);
             let mut f = [0u64; 7];
             for v in f.iter_mut() {
                 *v = r.uvar()?;
@@ -141,14 +107,7 @@ impl Manifest {
                 new_raw: f[5],
                 new_stored: f[6],
             };
-            m.archives.push(ArchiveRef {
-                name,
-                root,
-                root_len,
-                time,
-                partial,
-                stats,
-            });
+            m.archives.push(ArchiveRef { name, root, root_len, time, partial, stats });
         }
         for _ in 0..r.count(1)? {
             m.indexes.push(r.string()?);

@@ -86,15 +86,11 @@ impl PackBuilder {
         let mut w = Writer::new();
         w.u8(1).uvar(self.entries.len() as u64);
         for e in &self.entries {
-            w.id(&e.id)
-                .u8(e.kind as u8)
-                .uvar(e.len as u64)
-                .uvar(e.plain_len as u64);
+            w.id(&e.id).u8(e.kind as u8).uvar(e.len as u64).uvar(e.plain_len as u64);
         }
         let header = crate::crypto::seal_object(keys, &header_ad(name), &w.finish());
         self.buf.extend_from_slice(&header);
-        self.buf
-            .extend_from_slice(&(header.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&(header.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(MAGIC);
         (self.buf, self.entries)
     }
@@ -132,13 +128,7 @@ pub fn parse_header(keys: &Keys, name: &str, sealed: &[u8]) -> Result<Vec<Entry>
         let kind = Kind::from_u8(r.u8()?)?;
         let len = r.uvar()? as u32;
         let plain_len = r.uvar()? as u32;
-        out.push(Entry {
-            id,
-            kind,
-            offset,
-            len,
-            plain_len,
-        });
+        out.push(Entry { id, kind, offset, len, plain_len });
         offset += len as u64;
     }
     Ok(out)

@@ -61,16 +61,8 @@ pub fn stats(session: &Session, names: &[String], progress: Progress) -> Result<
     }
     let cache = session.open_cache(&head, progress)?;
     let (raw, stored, _) = cache.totals()?;
-    let all = head
-        .0
-        .archives
-        .iter()
-        .fold((0, 0), |(r, s), a| (r + a.stats.raw, s + a.stats.stored));
-    Ok(StatsReport {
-        all,
-        unique: (raw, stored),
-        archives,
-    })
+    let all = head.0.archives.iter().fold((0, 0), |(r, s), a| (r + a.stats.raw, s + a.stats.stored));
+    Ok(StatsReport { all, unique: (raw, stored), archives })
 }
 
 /// `ls -l`-style line for a node.
@@ -94,16 +86,37 @@ pub fn long_line(n: &Node) -> String {
         n.gid,
         n.size,
         format_time(n.mtime),
-        String::from_utf8_lossy(&n.path)
+        escape(&n.path)
     );
     if n.kind == NodeKind::Symlink {
         line.push_str(" -> ");
-        line.push_str(&String::from_utf8_lossy(&n.target));
+        line.push_str(&escape(&n.target));
     }
     if n.partial {
         line.push_str(" [partial]");
     }
     line
+}
+
+/// A stored path for display on one line: backslash, control characters and bytes that are not
+/// UTF-8 are escaped (`\\`, `\n`, `\t`, `\xNN`), so every path prints on exactly one line.
+pub fn escape(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for chunk in path.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
@@ -120,20 +133,21 @@ pub fn format_time(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
+    fn escapes_unprintable_path_bytes() {
+        assert_eq!(super::escape(b"a b/\xc3\xbc"), "a b/\u{fc}");
+        assert_eq!(super::escape(b"x\ny\\z\xff\x01"), "x\\ny\\\\z\\xff\\x01");
+    }
+
+    #[test]
     fn formats_utc_times() {
         assert_eq!(super::format_time(0), "1970-01-01 00:00:00");
-        assert_eq!(super::format_time(1_795_392_000), "2026-11-22 00:00:00");
+        assert_eq!(super::format_time(1_795_305_600), "2026-11-22 00:00:00");
         assert_eq!(super::format_time(-1), "1969-12-31 23:59:59");
     }
 }

@@ -9,20 +9,12 @@ use crate::session::Session;
 use anyhow::{Context, Result};
 
 pub fn recover(session: &Session, progress: Progress) -> Result<()> {
-    let pending = session
-        .repo
-        .pending()
-        .context("cannot list pending transactions")?;
+    let pending = session.repo.pending().context("cannot list pending transactions")?;
     for p in pending {
         let what = p
             .intent
             .as_ref()
-            .and_then(|i| {
-                session
-                    .keys
-                    .open(format!("archiver intent {}", p.txn).as_bytes(), i)
-                    .ok()
-            })
+            .and_then(|i| session.keys.open(format!("archiver intent {}", p.txn).as_bytes(), i).ok())
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_else(|| "write".to_string());
         if p.committing {
@@ -30,9 +22,7 @@ pub fn recover(session: &Session, progress: Progress) -> Result<()> {
                 .repo
                 .finish(&p.txn)
                 .with_context(|| format!("cannot finish interrupted transaction {}", p.txn))?;
-            progress(Event::Notice(format!(
-                "recovered: finished the commit of an interrupted `{what}`"
-            )));
+            progress(Event::Notice(format!("recovered: finished the commit of an interrupted `{what}`")));
         } else {
             session
                 .repo

@@ -35,11 +35,8 @@ fn key_check_ad(repo_id: &str) -> Vec<u8> {
 /// The plain `config` object: format, repository id, and a blob only the right key opens.
 pub fn config_bytes(keys: &Keys, repo_id: &str) -> Vec<u8> {
     let check = keys.seal(&key_check_ad(repo_id), b"archiver");
-    format!(
-        "archiver-repository\nformat {FORMAT}\nid {repo_id}\nkey-check {}\n",
-        hex::encode(check)
-    )
-    .into_bytes()
+    format!("archiver-repository\nformat {FORMAT}\nid {repo_id}\nkey-check {}\n", hex::encode(check))
+        .into_bytes()
 }
 
 impl Session {
@@ -58,10 +55,7 @@ impl Session {
         let text = String::from_utf8_lossy(&config);
         let mut lines = text.lines();
         if lines.next() != Some("archiver-repository") {
-            bail!(
-                "{} is not an archiver repository (its config file is not ours)",
-                settings.repo
-            );
+            bail!("{} is not an archiver repository (its config file is not ours)", settings.repo);
         }
         let (mut format, mut id, mut check) = (None, None, None);
         for line in lines {
@@ -93,20 +87,12 @@ impl Session {
                 settings.repo
             );
         }
-        Ok(Session {
-            repo,
-            keys: Arc::new(keys),
-            repo_id,
-            settings: settings.clone(),
-        })
+        Ok(Session { repo, keys: Arc::new(keys), repo_id, settings: settings.clone() })
     }
 
     /// The committed manifest and a token naming this exact state (generation and content hash).
     pub fn head(&self) -> Result<(Manifest, String)> {
-        let (gen, sealed) = self
-            .repo
-            .head()
-            .context("cannot read the repository's manifest")?;
+        let (gen, sealed) = self.repo.head().context("cannot read the repository's manifest")?;
         match sealed {
             None => Ok((Manifest::default(), "0".to_string())),
             Some(bytes) => {
@@ -163,10 +149,7 @@ impl Session {
     }
 
     pub fn read_segment(&self, name: &str) -> Result<Segment> {
-        let bytes = self
-            .repo
-            .get_index(name)
-            .with_context(|| format!("cannot read index segment {name}"))?;
+        let bytes = self.repo.get_index(name).with_context(|| format!("cannot read index segment {name}"))?;
         Segment::open(&self.keys, name, &bytes)
     }
 }

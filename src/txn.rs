@@ -32,6 +32,9 @@ struct Job {
     data: Vec<u8>,
 }
 
+/// Packs stored since the previous flush, with their entries.
+type Written = Vec<(String, Vec<Entry>)>;
+
 enum PackMsg {
     Block {
         id: BlockId,
@@ -40,7 +43,7 @@ enum PackMsg {
         plain_len: u32,
     },
     /// Store the partial pack once `.0` blocks have arrived, then reply with what was written.
-    Flush(u64, Sender<Result<Vec<(String, Vec<Entry>)>>>),
+    Flush(u64, Sender<Result<Written>>),
 }
 
 /// Per-block bookkeeping for blocks this transaction stores.
@@ -48,12 +51,15 @@ enum PackMsg {
 struct PendingBlock {
     /// References counted before the block's stored size was known.
     refs: u64,
+    plain_len: u32,
     stored_len: Option<u32>,
 }
 
 /// Byte counts of what this transaction referenced and added.
 #[derive(Default, Clone, Debug)]
 pub struct TxnStats {
+    /// Plain and stored bytes of every block referenced, counted per reference.
+    pub refs_raw: u64,
     pub refs_stored: u64,
     pub new_raw: u64,
     pub new_stored: u64,
@@ -93,17 +99,10 @@ impl Txn {
         intent: &[u8],
     ) -> Result<Txn> {
         let id = crate::session::random_id()?;
-        let sealed_intent = session
-            .keys
-            .seal(format!("archiver intent {id}").as_bytes(), intent);
-        session
-            .repo
-            .begin(&id, &sealed_intent)
-            .context("cannot start a transaction")?;
+        let sealed_intent = session.keys.seal(format!("archiver intent {id}").as_bytes(), intent);
+        session.repo.begin(&id, &sealed_intent).context("cannot start a transaction")?;
         cache.begin()?;
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let (job_tx, job_rx) = bounded::<Job>(workers * 4);
         let (pack_tx, pack_rx) = bounded::<PackMsg>(workers * 4);
         let failed = Arc::new(AtomicBool::new(false));
@@ -113,16 +112,9 @@ impl Txn {
             let (rx, tx, keys) = (job_rx.clone(), pack_tx.clone(), session.keys.clone());
             threads.push(std::thread::spawn(move || seal_worker(rx, tx, keys)));
         }
-        let (repo, keys, txn, f, e) = (
-            session.repo.clone(),
-            session.keys.clone(),
-            id.clone(),
-            failed.clone(),
-            first_error.clone(),
-        );
-        threads.push(std::thread::spawn(move || {
-            packer(pack_rx, repo, keys, txn, f, e)
-        }));
+        let (repo, keys, txn, f, e) =
+            (session.repo.clone(), session.keys.clone(), id.clone(), failed.clone(), first_error.clone());
+        threads.push(std::thread::spawn(move || packer(pack_rx, repo, keys, txn, f, e)));
         Ok(Txn {
             id,
             base,
@@ -148,12 +140,7 @@ impl Txn {
 
     fn check_failed(&self) -> Result<()> {
         if self.failed.load(Ordering::Relaxed) {
-            let msg = self
-                .first_error
-                .lock()
-                .expect("poisoned")
-                .clone()
-                .unwrap_or_default();
+            let msg = self.first_error.lock().expect("poisoned").clone().unwrap_or_default();
             return Err(anyhow!("{msg}"));
         }
         Ok(())
@@ -167,14 +154,16 @@ impl Txn {
     /// Whether the repository holds (or this transaction is storing) `id`; counts a reference.
     pub fn reuse(&mut self, id: &BlockId) -> Result<bool> {
         if let Some(p) = self.pending.get_mut(id) {
+            self.stats.refs_raw += p.plain_len as u64;
             match p.stored_len {
                 Some(len) => self.stats.refs_stored += len as u64,
                 None => p.refs += 1,
             }
             return Ok(true);
         }
-        if let Some(len) = self.cache.stored_len(id)? {
+        if let Some((len, plain_len)) = self.cache.stored_len(id)? {
             self.stats.refs_stored += len as u64;
+            self.stats.refs_raw += plain_len as u64;
             return Ok(true);
         }
         Ok(false)
@@ -192,13 +181,8 @@ impl Txn {
     fn submit(&mut self, id: BlockId, kind: Kind, data: Vec<u8>) -> Result<()> {
         self.check_failed()?;
         let plain_len = data.len() as u32;
-        self.pending.insert(
-            id,
-            PendingBlock {
-                refs: 1,
-                stored_len: None,
-            },
-        );
+        self.pending.insert(id, PendingBlock { refs: 1, plain_len, stored_len: None });
+        self.stats.refs_raw += plain_len as u64;
         self.stats.new_raw += plain_len as u64;
         self.stats.new_blocks += 1;
         self.submitted += 1;
@@ -207,44 +191,21 @@ impl Txn {
     }
 
     /// Adds an already sealed block (repacking) straight to the packer.
-    pub fn put_sealed(
-        &mut self,
-        id: BlockId,
-        kind: Kind,
-        sealed: Vec<u8>,
-        plain_len: u32,
-    ) -> Result<()> {
+    pub fn put_sealed(&mut self, id: BlockId, kind: Kind, sealed: Vec<u8>, plain_len: u32) -> Result<()> {
         self.check_failed()?;
-        self.pending.insert(
-            id,
-            PendingBlock {
-                refs: 0,
-                stored_len: None,
-            },
-        );
+        self.pending.insert(id, PendingBlock { refs: 0, plain_len, stored_len: None });
         self.submitted += 1;
-        self.pack_tx
-            .send(PackMsg::Block {
-                id,
-                kind,
-                sealed,
-                plain_len,
-            })
-            .map_err(|_| self.dead())
+        self.pack_tx.send(PackMsg::Block { id, kind, sealed, plain_len }).map_err(|_| self.dead())
     }
 
     fn dead(&self) -> anyhow::Error {
-        self.check_failed()
-            .err()
-            .unwrap_or_else(|| anyhow!("the packing thread stopped unexpectedly"))
+        self.check_failed().err().unwrap_or_else(|| anyhow!("the packing thread stopped unexpectedly"))
     }
 
     /// Barrier: returns once every submitted block is durably stored in a pack.
     pub fn flush(&mut self) -> Result<()> {
         let (tx, rx) = bounded(1);
-        self.pack_tx
-            .send(PackMsg::Flush(self.submitted, tx))
-            .map_err(|_| self.dead())?;
+        self.pack_tx.send(PackMsg::Flush(self.submitted, tx)).map_err(|_| self.dead())?;
         let written = rx.recv().map_err(|_| self.dead())??;
         for (_, entries) in &written {
             for e in entries {
@@ -271,17 +232,14 @@ impl Txn {
         }
         let name = format!("{}-{:06x}", self.id, self.index_seq);
         let bytes = seg.seal(&self.keys, &name);
-        let stored = self
-            .repo
-            .put_index(&self.id, self.index_seq, &bytes)
-            .context("cannot store an index segment")?;
+        let stored =
+            self.repo.put_index(&self.id, self.index_seq, &bytes).context("cannot store an index segment")?;
         self.index_seq += 1;
         for (pack, entries) in &seg.packs {
             self.cache.add_pack(pack, entries)?;
         }
         let first_own = seg.packs.len() - own;
-        self.kept_packs
-            .extend(seg.packs[first_own..].iter().map(|(p, _)| p.clone()));
+        self.kept_packs.extend(seg.packs[first_own..].iter().map(|(p, _)| p.clone()));
         self.kept_indexes.push(stored);
         Ok(())
     }
@@ -316,8 +274,7 @@ impl Txn {
         self.repo.commit(&self.id, &req).context("commit failed")?;
         self.done = true;
         // Step 4: only now may the cache say these blocks are stored.
-        self.cache
-            .set_synced(&format!("{} {}", m.gen, blake3::hash(&sealed).to_hex()))?;
+        self.cache.set_synced(&format!("{} {}", m.gen, blake3::hash(&sealed).to_hex()))?;
         self.cache.commit()?;
         Ok(m)
     }
@@ -327,6 +284,7 @@ impl Txn {
         self.commit(
             Segment::default(),
             move |m, new_indexes, stats| {
+                archive.stats.raw = stats.refs_raw;
                 archive.stats.stored = stats.refs_stored;
                 archive.stats.new_raw = stats.new_raw;
                 archive.stats.new_stored = stats.new_stored;
@@ -364,12 +322,7 @@ impl Drop for Txn {
 fn seal_worker(rx: Receiver<Job>, tx: Sender<PackMsg>, keys: Arc<Keys>) {
     for job in rx {
         let sealed = keys.seal_block(&job.id, &job.data);
-        let msg = PackMsg::Block {
-            id: job.id,
-            kind: job.kind,
-            sealed,
-            plain_len: job.data.len() as u32,
-        };
+        let msg = PackMsg::Block { id: job.id, kind: job.kind, sealed, plain_len: job.data.len() as u32 };
         if tx.send(msg).is_err() {
             return;
         }
@@ -388,34 +341,28 @@ fn packer(
     let mut seq = 0u32;
     let mut received = 0u64;
     let mut written = Vec::new();
-    let mut waiting: Option<(u64, Sender<Result<Vec<(String, Vec<Entry>)>>>)> = None;
+    let mut waiting: Option<(u64, Sender<Result<Written>>)> = None;
     let mut error: Option<String> = None;
-    let mut store =
-        |b: PackBuilder, written: &mut Vec<(String, Vec<Entry>)>, error: &mut Option<String>| {
-            if error.is_some() || b.is_empty() {
-                return;
+    let mut store = |b: PackBuilder, written: &mut Vec<(String, Vec<Entry>)>, error: &mut Option<String>| {
+        if error.is_some() || b.is_empty() {
+            return;
+        }
+        let name = format!("{txn}/{seq:08x}");
+        let (bytes, entries) = b.finish(&keys, &name);
+        match repo.put_pack(&txn, seq, &bytes) {
+            Ok(stored) => written.push((stored, entries)),
+            Err(e) => {
+                let msg = format!("cannot store pack {name}: {e}");
+                *first_error.lock().expect("poisoned") = Some(msg.clone());
+                failed.store(true, Ordering::Relaxed);
+                *error = Some(msg);
             }
-            let name = format!("{txn}/{seq:08x}");
-            let (bytes, entries) = b.finish(&keys, &name);
-            match repo.put_pack(&txn, seq, &bytes) {
-                Ok(stored) => written.push((stored, entries)),
-                Err(e) => {
-                    let msg = format!("cannot store pack {name}: {e}");
-                    *first_error.lock().expect("poisoned") = Some(msg.clone());
-                    failed.store(true, Ordering::Relaxed);
-                    *error = Some(msg);
-                }
-            }
-            seq += 1;
-        };
+        }
+        seq += 1;
+    };
     for msg in rx {
         match msg {
-            PackMsg::Block {
-                id,
-                kind,
-                sealed,
-                plain_len,
-            } => {
+            PackMsg::Block { id, kind, sealed, plain_len } => {
                 received += 1;
                 if error.is_none() {
                     builder.add(id, kind, &sealed, plain_len);

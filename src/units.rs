@@ -8,10 +8,7 @@ use anyhow::{bail, Result};
 pub fn parse_size(text: &str) -> Result<u64> {
     let t = text.trim();
     let upper = t.to_ascii_uppercase();
-    let body = upper
-        .strip_suffix("IB")
-        .or_else(|| upper.strip_suffix('B'))
-        .unwrap_or(&upper);
+    let body = upper.strip_suffix("IB").or_else(|| upper.strip_suffix('B')).unwrap_or(&upper);
     let (digits, shift) = match body.chars().last() {
         Some('K') => (&body[..body.len() - 1], 10),
         Some('M') => (&body[..body.len() - 1], 20),
@@ -22,11 +19,8 @@ pub fn parse_size(text: &str) -> Result<u64> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         bail!("invalid size {text:?}: use a whole number of bytes or a suffix, like 1048576, 512K, 64M, 1G");
     }
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| anyhow::anyhow!("size {text:?} is too large"))?;
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| anyhow::anyhow!("size {text:?} is too large"))
+    let n: u64 = digits.parse().map_err(|_| anyhow::anyhow!("size {text:?} is too large"))?;
+    n.checked_mul(1u64 << shift).ok_or_else(|| anyhow::anyhow!("size {text:?} is too large"))
 }
 
 /// Formats bytes for humans, e.g. `1.5 GiB`; exact below 1 KiB.

@@ -104,11 +104,7 @@ impl Backend for LocalBackend {
         if buf.len() as u64 != len {
             return Err(StoreError::new(
                 ErrorKind::Permanent,
-                format!(
-                    "{} is truncated (wanted bytes {offset}..{})",
-                    path.display(),
-                    offset + len
-                ),
+                format!("{} is truncated (wanted bytes {offset}..{})", path.display(), offset + len),
             ));
         }
         Ok(buf)
@@ -147,9 +143,7 @@ impl Backend for LocalBackend {
 
     fn size(&self, key: &str) -> StoreResult<u64> {
         let path = self.path(key);
-        fs::metadata(&path)
-            .map(|m| m.len())
-            .map_err(|e| err(e, "cannot stat", &path))
+        fs::metadata(&path).map(|m| m.len()).map_err(|e| err(e, "cannot stat", &path))
     }
 }
 
@@ -165,16 +159,8 @@ fn walk(dir: &Path, key_prefix: &str, name_prefix: &str, out: &mut Vec<String>) 
         if !name.starts_with(name_prefix) || name.contains(".tmp.") {
             continue;
         }
-        let key = if key_prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{key_prefix}/{name}")
-        };
-        if ent
-            .file_type()
-            .map_err(|e| err(e, "cannot list", dir))?
-            .is_dir()
-        {
+        let key = if key_prefix.is_empty() { name.clone() } else { format!("{key_prefix}/{name}") };
+        if ent.file_type().map_err(|e| err(e, "cannot list", dir))?.is_dir() {
             walk(&ent.path(), &key, "", out)?;
         } else {
             out.push(key);

@@ -31,10 +31,7 @@ pub struct StoreError {
 
 impl StoreError {
     pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Self {
-        StoreError {
-            kind,
-            msg: msg.into(),
-        }
+        StoreError { kind, msg: msg.into() }
     }
     pub fn is_not_found(&self) -> bool {
         self.kind == ErrorKind::NotFound
@@ -45,9 +42,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.msg)?;
         if self.kind == ErrorKind::NoSpace {
-            f.write_str(
-                " (storage is full: free space, then rerun; the interrupted run will be recovered)",
-            )?;
+            f.write_str(" (storage is full: free space, then rerun; the interrupted run will be recovered)")?;
         }
         Ok(())
     }

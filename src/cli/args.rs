@@ -80,10 +80,7 @@ impl Cli {
         match &self.config {
             Some(p) => cfg.load(p)?,
             None if !self.no_default_config => {
-                for p in [
-                    PathBuf::from("/etc/archiver.conf"),
-                    home().join(".archiverrc"),
-                ] {
+                for p in [PathBuf::from("/etc/archiver.conf"), home().join(".archiverrc")] {
                     if p.exists() {
                         cfg.load(&p)?;
                     }
@@ -92,20 +89,11 @@ impl Cli {
             None => {}
         }
         let xdg = |var: &str, fallback: &str| {
-            std::env::var_os(var)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| home().join(fallback))
+            std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| home().join(fallback))
         };
-        let repo = self
-            .repo
-            .clone()
-            .or_else(|| cfg.get("repo").map(String::from))
-            .unwrap_or_else(|| {
-                xdg("XDG_DATA_HOME", ".local/share")
-                    .join("archiver/repo")
-                    .display()
-                    .to_string()
-            });
+        let repo = self.repo.clone().or_else(|| cfg.get("repo").map(String::from)).unwrap_or_else(|| {
+            xdg("XDG_DATA_HOME", ".local/share").join("archiver/repo").display().to_string()
+        });
         let keyfile = self
             .keyfile
             .clone()
@@ -116,13 +104,6 @@ impl Cli {
             .clone()
             .or_else(|| cfg.get("cachedir").map(PathBuf::from))
             .unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("archiver"));
-        Ok((
-            Settings {
-                repo,
-                keyfile,
-                cachedir,
-            },
-            cfg,
-        ))
+        Ok((Settings { repo, keyfile, cachedir }, cfg))
     }
 }

@@ -29,16 +29,9 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<Done> {
                 settings.repo
             )));
         }
-        Cmd::Create {
-            print_stats,
-            name,
-            paths,
-        } => {
+        Cmd::Create { print_stats, name, paths } => {
             let session = Session::open(&settings)?;
-            let opts = CreateOptions {
-                name: name.clone(),
-                paths: paths.clone(),
-            };
+            let opts = CreateOptions { name: name.clone(), paths: paths.clone() };
             let res = create(&session, &opts, &progress)?;
             if *print_stats || cfg.flag("print-stats") {
                 let report = query::stats(&session, std::slice::from_ref(name), &progress)?;
@@ -73,21 +66,13 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<Done> {
                 if cli.verbose {
                     out.line(&query::long_line(&n))?;
                 } else {
-                    out.line(&String::from_utf8_lossy(&n.path))?;
+                    out.line(&query::escape(&n.path))?;
                 }
             }
         }
-        Cmd::Extract {
-            name,
-            dir,
-            patterns,
-        } => {
+        Cmd::Extract { name, dir, patterns } => {
             let session = Session::open(&settings)?;
-            let opts = ExtractOptions {
-                name: name.clone(),
-                dir: dir.clone(),
-                patterns: patterns.clone(),
-            };
+            let opts = ExtractOptions { name: name.clone(), dir: dir.clone(), patterns: patterns.clone() };
             extract(&session, &opts, &progress)?;
             if out.warnings.load(std::sync::atomic::Ordering::Relaxed) > 0 {
                 return Ok(Done::Incomplete);
@@ -113,11 +98,7 @@ fn print_stats_table(r: &query::StatsReport, just_created: bool) {
     row("All archives", r.all);
     row("  (unique data)", r.unique);
     for a in &r.archives {
-        let label = if just_created {
-            "This archive".to_string()
-        } else {
-            a.name.clone()
-        };
+        let label = if just_created { "This archive".to_string() } else { a.name.clone() };
         row(&label, (a.stats.raw, a.stats.stored));
         row("New data", (a.stats.new_raw, a.stats.new_stored));
     }

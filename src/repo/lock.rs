@@ -31,17 +31,11 @@ pub fn flock(path: &Path, owner: &str) -> Result<Box<dyn LockGuard>> {
         let holder = holder.trim();
         bail!(
             "repository is locked by another archiver ({}); wait for it to finish, then retry",
-            if holder.is_empty() {
-                "holder unknown"
-            } else {
-                holder
-            }
+            if holder.is_empty() { "holder unknown" } else { holder }
         );
     }
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let stamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let _ = f.set_len(0);
     let _ = f.rewind();
     let _ = write!(f, "{owner}, since unix time {stamp}");

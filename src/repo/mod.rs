@@ -42,12 +42,7 @@ impl CommitRequest {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u8(1).uvar(self.gen).bytes(&self.manifest);
-        for list in [
-            &self.keep_packs,
-            &self.keep_indexes,
-            &self.delete_packs,
-            &self.delete_indexes,
-        ] {
+        for list in [&self.keep_packs, &self.keep_indexes, &self.delete_packs, &self.delete_indexes] {
             w.uvar(list.len() as u64);
             for s in list {
                 w.str(s);
@@ -59,17 +54,8 @@ impl CommitRequest {
     pub fn decode(buf: &[u8]) -> Result<Self> {
         let mut r = Reader::new(buf, "commit record");
         anyhow::ensure!(r.u8()? == 1, "commit record has an unknown version");
-        let mut c = CommitRequest {
-            gen: r.uvar()?,
-            manifest: r.bytes()?.to_vec(),
-            ..Default::default()
-        };
-        for list in [
-            &mut c.keep_packs,
-            &mut c.keep_indexes,
-            &mut c.delete_packs,
-            &mut c.delete_indexes,
-        ] {
+        let mut c = CommitRequest { gen: r.uvar()?, manifest: r.bytes()?.to_vec(), ..Default::default() };
+        for list in [&mut c.keep_packs, &mut c.keep_indexes, &mut c.delete_packs, &mut c.delete_indexes] {
             for _ in 0..r.count(1)? {
                 list.push(r.string()?);
             }
@@ -114,9 +100,7 @@ pub trait Repository: Send + Sync {
 /// Opens the repository a `--repo` value names. Only local directories exist so far.
 pub fn open(spec: &str) -> Result<std::sync::Arc<dyn Repository>> {
     if spec.starts_with("http://") || spec.starts_with("https://") || spec.starts_with("s3://") {
-        anyhow::bail!(
-            "repository {spec}: remote repositories are not supported yet; use a local directory"
-        );
+        anyhow::bail!("repository {spec}: remote repositories are not supported yet; use a local directory");
     }
     Ok(std::sync::Arc::new(objects::ObjectRepo::local(spec)))
 }

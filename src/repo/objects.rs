@@ -33,10 +33,7 @@ fn pack_key(name: &str) -> String {
 
 impl ObjectRepo {
     pub fn local(dir: &str) -> Self {
-        ObjectRepo {
-            backend: Box::new(LocalBackend::new(dir)),
-            lock_path: PathBuf::from(dir).join("lock"),
-        }
+        ObjectRepo { backend: Box::new(LocalBackend::new(dir)), lock_path: PathBuf::from(dir).join("lock") }
     }
 
     fn delete_all(&self, keys: impl IntoIterator<Item = String>) -> StoreResult<()> {
@@ -47,12 +44,7 @@ impl ObjectRepo {
     }
 
     /// Deletes what transaction `txn` uploaded that `keep` does not name.
-    fn delete_unkept(
-        &self,
-        txn: &str,
-        keep_packs: &[String],
-        keep_idx: &[String],
-    ) -> StoreResult<()> {
+    fn delete_unkept(&self, txn: &str, keep_packs: &[String], keep_idx: &[String]) -> StoreResult<()> {
         let kp: HashSet<String> = keep_packs.iter().map(|p| pack_key(p)).collect();
         let packs = self.backend.list(&format!("packs/{txn}/"))?;
         self.delete_all(packs.into_iter().filter(|k| !kp.contains(k)))?;
@@ -113,16 +105,14 @@ impl Repository for ObjectRepo {
 
     fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()> {
         // The commit record is the decision: once it is durable, `finish` completes the commit.
-        self.backend
-            .put(&format!("txn/{txn}/commit"), &req.encode())?;
+        self.backend.put(&format!("txn/{txn}/commit"), &req.encode())?;
         self.finish(txn)
     }
 
     fn finish(&self, txn: &str) -> StoreResult<()> {
         let rec = self.backend.get(&format!("txn/{txn}/commit"))?;
-        let req = CommitRequest::decode(&rec).map_err(|e| {
-            StoreError::new(ErrorKind::Permanent, format!("transaction {txn}: {e:#}"))
-        })?;
+        let req = CommitRequest::decode(&rec)
+            .map_err(|e| StoreError::new(ErrorKind::Permanent, format!("transaction {txn}: {e:#}")))?;
         let (gen, _) = self.head()?;
         if gen + 1 == req.gen {
             // The commit point: generation req.gen becomes visible.
@@ -139,10 +129,7 @@ impl Repository for ObjectRepo {
             self.abort(txn)?;
             return Err(StoreError::new(
                 ErrorKind::Permanent,
-                format!(
-                    "transaction {txn} lost a race for generation {}; nothing was committed",
-                    req.gen
-                ),
+                format!("transaction {txn} lost a race for generation {}; nothing was committed", req.gen),
             ));
         }
         // Cleanup after the commit point; every step is idempotent.
@@ -150,10 +137,7 @@ impl Repository for ObjectRepo {
         self.delete_all(req.delete_packs.iter().map(|p| pack_key(p)))?;
         self.delete_all(req.delete_indexes.iter().map(|i| crate::index::key(i)))?;
         let old = self.backend.list("manifest/")?;
-        self.delete_all(
-            old.into_iter()
-                .filter(|k| manifest::gen_from_key(k).is_some_and(|g| g < req.gen)),
-        )?;
+        self.delete_all(old.into_iter().filter(|k| manifest::gen_from_key(k).is_some_and(|g| g < req.gen)))?;
         self.backend.delete(&format!("txn/{txn}/checkpoint"))?;
         self.backend.delete(&format!("txn/{txn}/begin"))?;
         self.backend.delete(&format!("txn/{txn}/commit"))
@@ -201,20 +185,10 @@ impl Repository for ObjectRepo {
     }
 
     fn list_packs(&self) -> StoreResult<Vec<String>> {
-        Ok(self
-            .backend
-            .list("packs/")?
-            .into_iter()
-            .map(|k| k["packs/".len()..].to_string())
-            .collect())
+        Ok(self.backend.list("packs/")?.into_iter().map(|k| k["packs/".len()..].to_string()).collect())
     }
 
     fn list_indexes(&self) -> StoreResult<Vec<String>> {
-        Ok(self
-            .backend
-            .list("index/")?
-            .into_iter()
-            .map(|k| k["index/".len()..].to_string())
-            .collect())
+        Ok(self.backend.list("index/")?.into_iter().map(|k| k["index/".len()..].to_string()).collect())
     }
 }
