@@ -1,5 +1,5 @@
 //! The binary encoding used by every versioned structure in the repository (manifest, index
-//! segments, archive metadata, checkpoint records): LEB128 varints, length-prefixed byte strings,
+//! segments, pack headers, archive metadata, commit records): LEB128 varints, length-prefixed byte strings,
 //! fixed 32-byte ids. Decoding never panics on hostile input: every read is bounds-checked and a
 //! short or malformed buffer is an error naming what was being decoded.
 

@@ -82,21 +82,23 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     Ok(CreateResult { archive, warnings })
 }
 
-/// The path as stored: relative, without `.`, `..` or root components (`/home/a` → `home/a`).
+/// The path as stored: relative and normalised lexically (`/home/a` → `home/a`, `a/../b` → `b`,
+/// `../x` → `x`, `.` → `.`), so it can never point outside the directory it is restored into.
 pub fn archive_path(p: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut parts: Vec<&[u8]> = Vec::new();
     for c in p.components() {
-        if let Component::Normal(s) = c {
-            if !out.is_empty() {
-                out.push(b'/');
+        match c {
+            Component::Normal(s) => parts.push(s.as_bytes()),
+            Component::ParentDir => {
+                parts.pop();
             }
-            out.extend_from_slice(s.as_bytes());
+            _ => {}
         }
     }
-    if out.is_empty() {
-        out.push(b'.');
+    if parts.is_empty() {
+        return b".".to_vec();
     }
-    out
+    parts.join(&b'/')
 }
 
 fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
@@ -323,5 +325,25 @@ impl Walker<'_> {
             }
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::archive_path;
+    use std::path::Path;
+
+    #[test]
+    fn stored_paths_are_relative_and_normalised() {
+        for (given, stored) in [
+            ("/home/a", "home/a"),
+            ("a/../b", "b"),
+            ("../x", "x"),
+            ("./a/./b/", "a/b"),
+            (".", "."),
+            ("/", "."),
+        ] {
+            assert_eq!(archive_path(Path::new(given)), stored.as_bytes(), "{given}");
+        }
     }
 }

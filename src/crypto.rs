@@ -21,8 +21,8 @@ const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
 const ZSTD_LEVEL: i32 = 3;
 
-/// The secrets a client holds. Each part is optional in principle (restricted key files carry a
-/// subset, see `keyfile`), but reading or writing archives needs all three data keys.
+/// The secrets a client holds: the data encryption key, the block-id key and the chunker seed.
+/// All three are needed to read or write archives.
 #[derive(Clone)]
 pub struct Keys {
     pub enc: [u8; 32],

@@ -80,7 +80,7 @@ pub fn delete(session: &Session, names: &[String], progress: Progress) -> Result
             for e in &alive {
                 let sealed = bytes
                     .get(e.offset as usize..e.offset as usize + e.len as usize)
-                    .with_context(|| format!("pack {pack} is truncated; run `archiver fsck`"))?;
+                    .with_context(|| format!("pack {pack} is truncated: the repository is damaged"))?;
                 txn.put_sealed(e.id, e.kind, sealed.to_vec(), e.plain_len)?;
             }
             result.packs_repacked += 1;

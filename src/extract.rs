@@ -215,13 +215,10 @@ fn fetch_window(session: &Session, window: &[(BlockId, Location)]) -> Result<Vec
     pieces
         .par_iter()
         .map(|(id, loc, sealed)| {
-            session.keys.open_block(id, sealed, loc.plain_len as usize).with_context(|| {
-                format!(
-                    "block {} in pack {} is damaged; run `archiver fsck`",
-                    hex::encode(&id[..8]),
-                    loc.pack
-                )
-            })
+            session
+                .keys
+                .open_block(id, sealed, loc.plain_len as usize)
+                .with_context(|| format!("block {} in pack {} is damaged", hex::encode(&id[..8]), loc.pack))
         })
         .collect()
 }

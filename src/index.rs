@@ -1,6 +1,6 @@
 //! Index segments: which blocks each pack holds and where. A transaction writes one segment per
-//! checkpoint or commit, listing only the packs it wrote since the previous one, so the cost of a
-//! checkpoint grows with what changed, not with the repository. The manifest names the segments
+//! commit (and, with checkpoints, per checkpoint), listing only the packs it wrote since the
+//! previous segment, so writing one costs what changed, not the size of the repository. The manifest names the segments
 //! that are live; together they map every stored block to its pack.
 
 use crate::codec::{Reader, Writer};
@@ -40,7 +40,7 @@ impl Segment {
 
     pub fn open(keys: &Keys, name: &str, sealed: &[u8]) -> Result<Segment> {
         let plain = open_object(keys, &ad(name), sealed, 1 << 31)
-            .with_context(|| format!("index segment {name} is damaged; run `archiver fsck`"))?;
+            .with_context(|| format!("index segment {name} of the repository is damaged"))?;
         let mut r = Reader::new(&plain, "index segment");
         if r.u8()? != 1 {
             bail!("index segment {name} has an unknown format; upgrade archiver");

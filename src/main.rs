@@ -5,7 +5,6 @@
 mod cli;
 
 use clap::Parser;
-use std::sync::atomic::AtomicU64;
 
 fn main() {
     let cli = match cli::args::Cli::try_parse() {
@@ -16,22 +15,33 @@ fn main() {
                 let _ = e.print();
                 std::process::exit(0);
             }
+            // clap's message spans lines (what is wrong, then the arguments concerned, then usage):
+            // keep everything before the usage, on one line.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("archiver: {first}; see `archiver --help`");
+            let head: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                .collect();
+            let msg = head.join(" ");
+            let msg = msg.strip_prefix("error: ").unwrap_or(&msg).trim_end_matches(':');
+            eprintln!("archiver: {msg}; see `archiver --help`");
             std::process::exit(1);
         }
     };
-    let out = cli::output::Output { verbose: cli.verbose, quiet: cli.quiet, warnings: AtomicU64::new(0) };
-    let code = match cli::run(cli, &out) {
+    let code = match cli::run(cli) {
         Ok(cli::Done::Complete) => 0,
         Ok(cli::Done::Incomplete) => 2,
         Err(e) if e.downcast_ref::<cli::output::BrokenPipe>().is_some() => 0,
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("archiver: {msg}");
-            1
+            if e.downcast_ref::<archiver::txn::RepositoryChanged>().is_some() {
+                2
+            } else {
+                1
+            }
         }
     };
     std::process::exit(code);

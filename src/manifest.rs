@@ -81,7 +81,7 @@ impl Manifest {
 
     pub fn open(keys: &Keys, gen: u64, sealed: &[u8]) -> Result<Manifest> {
         let plain = open_object(keys, &ad(gen), sealed, 1 << 30)
-            .with_context(|| format!("manifest of generation {gen} is damaged; run `archiver fsck`"))?;
+            .with_context(|| format!("manifest of generation {gen} is damaged"))?;
         let mut r = Reader::new(&plain, "manifest");
         let v = r.u8()?;
         if v != VERSION {

@@ -1,5 +1,5 @@
-//! Read-only commands: `keygen` (creating a repository), `list`, `ls` and `stats`. They take no
-//! lock and change nothing in the repository.
+//! `keygen` (creates a key file and an empty repository) and the read-only commands `list`, `ls`
+//! and `stats`, which take no lock and change nothing in the repository.
 
 use crate::archive::{Node, NodeKind};
 use crate::manifest::ArchiveRef;

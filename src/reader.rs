@@ -15,7 +15,10 @@ pub fn find<'m>(m: &'m Manifest, name: &str) -> Result<&'m ArchiveRef> {
 
 pub fn locate(cache: &Cache, id: &BlockId) -> Result<Location> {
     cache.lookup(id)?.ok_or_else(|| {
-        anyhow!("block {} is missing from the repository's index; run `archiver fsck`", hex::encode(&id[..8]))
+        anyhow!(
+            "block {} is missing from the repository's index: the repository is damaged",
+            hex::encode(&id[..8])
+        )
     })
 }
 
@@ -25,14 +28,10 @@ pub fn fetch(session: &Session, id: &BlockId, loc: &Location) -> Result<Vec<u8>>
         .repo
         .read_pack(&loc.pack, loc.offset, loc.len as u64)
         .with_context(|| format!("cannot read block {} from pack {}", hex::encode(&id[..8]), loc.pack))?;
-    session.keys.open_block(id, &sealed, loc.plain_len as usize).with_context(|| {
-        format!(
-            "block {} in pack {} is damaged ({}); run `archiver fsck`",
-            hex::encode(&id[..8]),
-            loc.pack,
-            "authentication failed"
-        )
-    })
+    session
+        .keys
+        .open_block(id, &sealed, loc.plain_len as usize)
+        .with_context(|| format!("block {} in pack {} is damaged", hex::encode(&id[..8]), loc.pack))
 }
 
 pub fn root(session: &Session, cache: &Cache, a: &ArchiveRef) -> Result<Root> {

@@ -3,12 +3,16 @@
 //!
 //! - commit record present: the commit was decided; roll it forward (`finish`).
 //! - otherwise: discard everything the transaction uploaded.
+//!
+//! Partial uploads (objects a killed writer was in the middle of storing) are removed first.
 
 use crate::progress::{Event, Progress};
 use crate::session::Session;
 use anyhow::{Context, Result};
 
 pub fn recover(session: &Session, progress: Progress) -> Result<()> {
+    // Under the lock no upload of ours is under way: partial uploads belong to dead writers.
+    session.repo.clean_partial().context("cannot remove partial uploads")?;
     let pending = session.repo.pending().context("cannot list pending transactions")?;
     for p in pending {
         let what = p
@@ -29,7 +33,7 @@ pub fn recover(session: &Session, progress: Progress) -> Result<()> {
                 .abort(&p.txn)
                 .with_context(|| format!("cannot discard interrupted transaction {}", p.txn))?;
             progress(Event::Notice(format!(
-                "recovered: discarded an interrupted `{what}` that had not reached a checkpoint"
+                "recovered: discarded an interrupted `{what}`; none of it had been committed"
             )));
         }
     }

@@ -55,6 +55,18 @@ struct PendingBlock {
     stored_len: Option<u32>,
 }
 
+/// Marks an error after which the repository may have changed (exit code 2, not 1).
+#[derive(Debug)]
+pub struct RepositoryChanged(pub String);
+
+impl std::fmt::Display for RepositoryChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RepositoryChanged {}
+
 /// Byte counts of what this transaction referenced and added.
 #[derive(Default, Clone, Debug)]
 pub struct TxnStats {
@@ -270,12 +282,23 @@ impl Txn {
             delete_packs,
             delete_indexes,
         };
-        // Step 3: the repository commits (decision record, then manifest, then cleanup).
-        self.repo.commit(&self.id, &req).context("commit failed")?;
+        // Step 3: the repository commits (decision record, then manifest, then cleanup). From
+        // here on this process must not abort: if the commit record was stored, the commit is
+        // decided and recovery rolls it forward; if not, recovery discards the transaction.
         self.done = true;
-        // Step 4: only now may the cache say these blocks are stored.
-        self.cache.set_synced(&format!("{} {}", m.gen, blake3::hash(&sealed).to_hex()))?;
-        self.cache.commit()?;
+        if let Err(e) = self.repo.commit(&self.id, &req) {
+            self.cache.rollback();
+            return Err(anyhow::Error::new(e).context(RepositoryChanged(format!(
+                "commit of transaction {} did not complete; the next write command finishes or discards it",
+                self.id
+            ))));
+        }
+        // Step 4: only now may the cache say these blocks are stored. A failure here is harmless:
+        // the cache keeps its old generation and is rebuilt from the repository next time.
+        let synced = format!("{} {}", m.gen, blake3::hash(&sealed).to_hex());
+        if self.cache.set_synced(&synced).and_then(|_| self.cache.commit()).is_err() {
+            self.cache.rollback();
+        }
         Ok(m)
     }
 
@@ -311,8 +334,8 @@ impl Drop for Txn {
     fn drop(&mut self) {
         self.shutdown();
         if !self.done {
-            // Not committed: undo everything this transaction stored (best effort; a failure
-            // here leaves a pending transaction that the next write command discards).
+            // Never reached the commit: undo everything this transaction stored (best effort; a
+            // failure here leaves a pending transaction that the next write command discards).
             self.cache.rollback();
             let _ = self.repo.abort(&self.id);
         }

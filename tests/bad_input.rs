@@ -196,9 +196,8 @@ fn unknown_commands_options_and_missing_arguments_are_refused() {
 
 #[test]
 fn a_missing_argument_is_named_in_the_error() {
-    // KNOWN FAILURE (src/main.rs): only the first line of clap's error is printed, and for a
-    // missing argument that line is "the following required arguments were not provided:" with
-    // the argument names on the next line, so the user is not told what is missing.
+    // Regression: clap puts the missing argument's name on a second line, which a one-line
+    // error once dropped.
     let env = setup();
     refused(&env, &["create", "x"]).assert_stderr_contains("PATHS");
     refused(&env, &["create"]).assert_stderr_contains("NAME");

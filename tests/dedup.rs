@@ -146,7 +146,7 @@ fn print_stats_reports_what_each_backup_added() {
     assert!(new2.1 < this.1 / 100, "an unchanged tree stored {} new bytes:\n{second}", new2.1);
     assert_eq!(row(&second, "All archives"), (this.0 + this2.0, this.1 + this2.1), "{second}");
 
-    let stats = env.ok(["stats"]).stderr;
+    let stats = env.ok(["stats"]).stdout;
     let unique = row(&stats, "(unique data)");
     let packs: u64 = env.repo_files().iter().filter(|(k, _)| k.starts_with("packs/")).map(|(_, v)| v).sum();
     assert!(unique.1 <= packs && unique.1 > packs / 100 * 95, "unique {unique:?}, packs {packs}:\n{stats}");

@@ -1,6 +1,7 @@
 //! A backend in a local directory. Keys map to paths (`packs/ab…/00000001`); `put` writes a
-//! temporary file, fsyncs it, renames it into place and fsyncs the directory, so after a crash an
-//! object is either absent or whole and durable. Temporary files (`*.tmp.*`) are never listed.
+//! temporary file under `tmp/`, fsyncs it, renames it into place and fsyncs the directory, so after
+//! a crash an object is either absent or whole and durable. What a killed writer left in `tmp/` is
+//! removed by `clean_partial`; `tmp/` is never listed as objects.
 
 use super::{Backend, ErrorKind, StoreError, StoreResult};
 use std::fs::{self, File};
@@ -13,6 +14,7 @@ pub struct LocalBackend {
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+const TMP_DIR: &str = "tmp";
 
 fn err(e: std::io::Error, what: &str, path: &Path) -> StoreError {
     let kind = match e.kind() {
@@ -39,11 +41,9 @@ impl LocalBackend {
     fn write_tmp(&self, path: &Path, data: &[u8]) -> StoreResult<PathBuf> {
         let dir = path.parent().expect("keys have a parent");
         fs::create_dir_all(dir).map_err(|e| err(e, "cannot create directory", dir))?;
-        let tmp = path.with_extension(format!(
-            "tmp.{}.{}",
-            std::process::id(),
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp_dir = self.root.join(TMP_DIR);
+        fs::create_dir_all(&tmp_dir).map_err(|e| err(e, "cannot create directory", &tmp_dir))?;
+        let tmp = tmp_dir.join(format!("{}.{}", std::process::id(), TMP_SEQ.fetch_add(1, Ordering::Relaxed)));
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(data)?;
@@ -145,6 +145,32 @@ impl Backend for LocalBackend {
         let path = self.path(key);
         fs::metadata(&path).map(|m| m.len()).map_err(|e| err(e, "cannot stat", &path))
     }
+
+    fn clean_partial(&self) -> StoreResult<()> {
+        let dir = self.root.join(TMP_DIR);
+        match fs::read_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e, "cannot list", &dir)),
+            Ok(rd) => {
+                for ent in rd.flatten() {
+                    let p = ent.path();
+                    fs::remove_file(&p).map_err(|e| err(e, "cannot delete", &p))?;
+                }
+                sync_dir(&dir).map_err(|e| err(e, "cannot sync", &dir))?;
+            }
+        }
+        // A writer killed between creating a per-transaction folder and storing its first object
+        // leaves the folder empty: remove such folders (non-empty ones refuse `remove_dir`).
+        let packs = self.root.join("packs");
+        if let Ok(rd) = fs::read_dir(&packs) {
+            for ent in rd.flatten() {
+                if ent.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = fs::remove_dir(ent.path());
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn walk(dir: &Path, key_prefix: &str, name_prefix: &str, out: &mut Vec<String>) -> StoreResult<()> {
@@ -156,7 +182,7 @@ fn walk(dir: &Path, key_prefix: &str, name_prefix: &str, out: &mut Vec<String>) 
     for ent in rd {
         let ent = ent.map_err(|e| err(e, "cannot list", dir))?;
         let name = ent.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(name_prefix) || name.contains(".tmp.") {
+        if !name.starts_with(name_prefix) || (key_prefix.is_empty() && name == TMP_DIR) {
             continue;
         }
         let key = if key_prefix.is_empty() { name.clone() } else { format!("{key_prefix}/{name}") };

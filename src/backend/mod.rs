@@ -63,4 +63,7 @@ pub trait Backend: Send + Sync {
     fn delete(&self, key: &str) -> StoreResult<()>;
     /// Object size in bytes.
     fn size(&self, key: &str) -> StoreResult<u64>;
+    /// Removes leftovers of puts that never completed (a writer killed mid-upload). Call only
+    /// under the repository's write lock, when no put of ours is under way.
+    fn clean_partial(&self) -> StoreResult<()>;
 }

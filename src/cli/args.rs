@@ -7,11 +7,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "archiver",
-    version,
-    about = "Deduplicating, encrypting backups with crash-safe checkpoints"
-)]
+#[command(name = "archiver", version, about = "Deduplicating, encrypting backups in crash-safe transactions")]
 pub struct Cli {
     /// Repository: a local directory
     #[arg(long, global = true, env = "ARCHIVER_REPO", value_name = "PATH")]
@@ -89,7 +85,10 @@ impl Cli {
             None => {}
         }
         let xdg = |var: &str, fallback: &str| {
-            std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| home().join(fallback))
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home().join(fallback))
         };
         let repo = self.repo.clone().or_else(|| cfg.get("repo").map(String::from)).unwrap_or_else(|| {
             xdg("XDG_DATA_HOME", ".local/share").join("archiver/repo").display().to_string()

@@ -17,8 +17,13 @@ pub enum Done {
     Incomplete,
 }
 
-pub fn run(cli: Cli, out: &Output) -> anyhow::Result<Done> {
+pub fn run(cli: Cli) -> anyhow::Result<Done> {
     let (settings, cfg) = cli.resolve()?;
+    let out = &Output {
+        verbose: cli.verbose,
+        quiet: cli.quiet || cfg.flag("quiet"),
+        warnings: std::sync::atomic::AtomicU64::new(0),
+    };
     let progress = |e: Event| out.event(e);
     match &cli.cmd {
         Cmd::Keygen => {
@@ -35,7 +40,10 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<Done> {
             let res = create(&session, &opts, &progress)?;
             if *print_stats || cfg.flag("print-stats") {
                 let report = query::stats(&session, std::slice::from_ref(name), &progress)?;
-                print_stats_table(&report, true);
+                print_stats_table(&report, true, &mut |l| {
+                    eprintln!("{l}");
+                    Ok(())
+                })?;
             }
             if res.warnings > 0 {
                 progress(Event::Notice(format!(
@@ -74,8 +82,11 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<Done> {
             let session = Session::open(&settings)?;
             let opts = ExtractOptions { name: name.clone(), dir: dir.clone(), patterns: patterns.clone() };
             extract(&session, &opts, &progress)?;
-            if out.warnings.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-                return Ok(Done::Incomplete);
+            let skipped = out.warnings.load(std::sync::atomic::Ordering::Relaxed);
+            if skipped > 0 {
+                anyhow::bail!(
+                    "archive {name:?} was not restored completely: {skipped} problem(s) reported above"
+                );
             }
         }
         Cmd::Delete { names } => {
@@ -85,21 +96,26 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<Done> {
         Cmd::Stats { names } => {
             let session = Session::open(&settings)?;
             let report = query::stats(&session, names, &progress)?;
-            print_stats_table(&report, false);
+            print_stats_table(&report, false, &mut |l| out.line(l))?;
         }
     }
     Ok(Done::Complete)
 }
 
 /// tarsnap's table. On create, the archive's row is "This archive" and "New data".
-fn print_stats_table(r: &query::StatsReport, just_created: bool) {
-    let row = |label: &str, (a, b): (u64, u64)| eprintln!("{label:<32} {a:>16} {b:>16}");
-    eprintln!("{:<32} {:>16} {:>16}", "", "Total size", "Compressed size");
-    row("All archives", r.all);
-    row("  (unique data)", r.unique);
+fn print_stats_table(
+    r: &query::StatsReport,
+    just_created: bool,
+    emit: &mut dyn FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let row = |label: &str, (a, b): (u64, u64)| format!("{label:<32} {a:>16} {b:>16}");
+    emit(&format!("{:<32} {:>16} {:>16}", "", "Total size", "Compressed size"))?;
+    emit(&row("All archives", r.all))?;
+    emit(&row("  (unique data)", r.unique))?;
     for a in &r.archives {
         let label = if just_created { "This archive".to_string() } else { a.name.clone() };
-        row(&label, (a.stats.raw, a.stats.stored));
-        row("New data", (a.stats.new_raw, a.stats.new_stored));
+        emit(&row(&label, (a.stats.raw, a.stats.stored)))?;
+        emit(&row("New data", (a.stats.new_raw, a.stats.new_stored)))?;
     }
+    Ok(())
 }

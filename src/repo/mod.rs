@@ -90,6 +90,8 @@ pub trait Repository: Send + Sync {
     /// Deletes everything a transaction uploaded, then the transaction itself.
     fn abort(&self, txn: &str) -> StoreResult<()>;
     fn pending(&self) -> StoreResult<Vec<Pending>>;
+    /// Removes leftovers of uploads that never completed. Call under the lock, before recovery.
+    fn clean_partial(&self) -> StoreResult<()>;
     fn read_pack(&self, pack: &str, offset: u64, len: u64) -> StoreResult<Vec<u8>>;
     fn pack_size(&self, pack: &str) -> StoreResult<u64>;
     fn get_index(&self, name: &str) -> StoreResult<Vec<u8>>;

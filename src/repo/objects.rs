@@ -172,6 +172,10 @@ impl Repository for ObjectRepo {
         Ok(by_txn.into_values().collect())
     }
 
+    fn clean_partial(&self) -> StoreResult<()> {
+        self.backend.clean_partial()
+    }
+
     fn read_pack(&self, pack: &str, offset: u64, len: u64) -> StoreResult<Vec<u8>> {
         self.backend.get_range(&pack_key(pack), offset, len)
     }
