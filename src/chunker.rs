@@ -53,12 +53,13 @@ impl Chunker {
         n
     }
 
-    /// Splits a reader into chunks, calling `f` on each; a read error stops and is returned.
+    /// Splits a reader into chunks, calling `f` with each buffer-full of them, in order (a batch
+    /// lets the caller hash chunks in parallel); a read error stops and is returned.
     pub fn split<R: Read>(
         &self,
         mut src: R,
         buf: &mut Vec<u8>,
-        mut f: impl FnMut(&[u8]) -> anyhow::Result<()>,
+        mut f: impl FnMut(&[&[u8]]) -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
         const FILL: usize = 4 * MAX;
         buf.resize(FILL, 0);
@@ -72,11 +73,15 @@ impl Chunker {
                     Err(e) => return Err(e.into()),
                 }
             }
+            let mut batch = Vec::new();
             while end - start >= MAX || (eof && end > start) {
                 let n = self.cut(&buf[start..end]);
-                f(&buf[start..start + n])?;
+                batch.push(&buf[start..start + n]);
                 start += n;
                 total += n as u64;
+            }
+            if !batch.is_empty() {
+                f(&batch)?;
             }
             if eof {
                 return Ok(total);
@@ -114,8 +119,8 @@ mod tests {
             }
         }
         let mut v = Vec::new();
-        c.split(Trickle(data, read_size), &mut Vec::new(), |b| {
-            v.push(b.len());
+        c.split(Trickle(data, read_size), &mut Vec::new(), |batch| {
+            v.extend(batch.iter().map(|b| b.len()));
             Ok(())
         })
         .unwrap();

@@ -17,6 +17,7 @@ use crate::progress::{Event, Progress};
 use crate::session::Session;
 use crate::txn::Txn;
 use anyhow::{bail, Result};
+use rayon::prelude::*;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -52,7 +53,14 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     let cache = session.open_cache(&head, progress)?;
     let txn = Txn::begin(session, lock, head.0, cache, format!("create {}", opts.name).as_bytes())?;
     let time = now_ns() / 1_000_000_000;
+    // Never archive our own repository or cache (the cache changes while it would be read).
+    let own: Vec<(u64, u64)> = [PathBuf::from(&session.settings.repo), session.settings.cachedir.clone()]
+        .iter()
+        .filter_map(|p| fs::metadata(p).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
     let mut w = Walker {
+        own,
         txn,
         chunker: Chunker::new(session.keys.chunk_seed),
         meta: MetaStream::default(),
@@ -166,6 +174,8 @@ impl MetaStream {
 }
 
 struct Walker<'a> {
+    /// (device, inode) of directories never to descend into: the repository and the cache.
+    own: Vec<(u64, u64)>,
     txn: Txn,
     chunker: Chunker,
     meta: MetaStream,
@@ -203,7 +213,12 @@ impl Walker<'_> {
             partial: false,
         };
         let ft = md.file_type();
-        if ft.is_dir() {
+        if ft.is_dir() && self.own.contains(&(md.dev(), md.ino())) {
+            (self.progress)(Event::Notice(format!(
+                "skipped {}: it is archiver's own repository or cache",
+                path.display()
+            )));
+        } else if ft.is_dir() {
             self.stats.dirs += 1;
             self.emit(&node)?;
             let mut names: Vec<_> = match fs::read_dir(path) {
@@ -283,9 +298,14 @@ impl Walker<'_> {
         };
         let (txn, chunker, blocks) = (&mut self.txn, &self.chunker, &mut node.blocks);
         let mut buf = std::mem::take(&mut self.buf);
-        let res = chunker.split(f, &mut buf, |chunk| {
-            let id = txn.put(Kind::Data, chunk)?;
-            blocks.push((id, chunk.len() as u32));
+        let keys = txn.keys().clone();
+        let res = chunker.split(f, &mut buf, |batch| {
+            // Hash the batch on all cores, then deduplicate and submit in order.
+            let ids: Vec<_> = batch.par_iter().map(|c| keys.block_id(c)).collect();
+            for (chunk, id) in batch.iter().zip(ids) {
+                txn.put_with_id(Kind::Data, id, chunk)?;
+                blocks.push((id, chunk.len() as u32));
+            }
             Ok(())
         });
         self.buf = buf;

@@ -184,10 +184,21 @@ impl Txn {
     /// Stores a block unless the repository already holds it. Returns its id.
     pub fn put(&mut self, kind: Kind, data: &[u8]) -> Result<BlockId> {
         let id = self.keys.block_id(data);
+        self.put_with_id(kind, id, data)?;
+        Ok(id)
+    }
+
+    /// `put` for a caller that already hashed `data` (`id` must be `keys.block_id(data)`).
+    pub fn put_with_id(&mut self, kind: Kind, id: BlockId, data: &[u8]) -> Result<()> {
+        debug_assert_eq!(id, self.keys.block_id(data));
         if !self.reuse(&id)? {
             self.submit(id, kind, data.to_vec())?;
         }
-        Ok(id)
+        Ok(())
+    }
+
+    pub fn keys(&self) -> &Arc<Keys> {
+        &self.keys
     }
 
     fn submit(&mut self, id: BlockId, kind: Kind, data: Vec<u8>) -> Result<()> {

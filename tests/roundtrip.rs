@@ -153,3 +153,16 @@ fn several_paths_in_one_archive_each_restore() {
     assert_same_tree(&env.path("two"), &out.join("two"));
     assert_eq!(snapshot(&out.join("lone-file")), snapshot(&env.path("lone-file")));
 }
+
+#[test]
+fn the_repository_and_cache_are_never_archived_into_themselves() {
+    // The working directory holds the repository and the cache: archiving it must skip both.
+    let env = Env::new();
+    small_tree(&env.path("data"), 9, 5, 10_000);
+    env.create("warm", &["data"]); // makes the cache exist
+    let out = env.ok(["create", "whole", "."]);
+    out.assert_stderr_contains("own repository or cache");
+    let paths = env.ok(["ls", "whole"]).lines();
+    assert!(paths.iter().any(|p| p.starts_with("data/")), "{paths:?}");
+    assert!(!paths.iter().any(|p| p.starts_with("repo") || p.starts_with("cache")), "{paths:?}");
+}
