@@ -92,7 +92,12 @@ fn main() {
         };
         keygen(&settings).unwrap();
         let session = Session::open(&settings).unwrap();
-        let opts = |name: &str| CreateOptions { name: name.into(), paths: vec![data.clone()] };
+        let opts = |name: &str| CreateOptions {
+            name: name.into(),
+            paths: vec![data.clone()],
+            limits: Default::default(),
+            keep_part: false,
+        };
         let t = Instant::now();
         create(&session, &opts("first"), &silent).unwrap();
         first.push(t.elapsed().as_secs_f64());

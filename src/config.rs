@@ -7,8 +7,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Every key a config file may set, with whether it takes a value.
-pub const KEYS: &[(&str, bool)] =
-    &[("repo", true), ("keyfile", true), ("cachedir", true), ("print-stats", false), ("quiet", false)];
+pub const KEYS: &[(&str, bool)] = &[
+    ("repo", true),
+    ("keyfile", true),
+    ("cachedir", true),
+    ("print-stats", false),
+    ("quiet", false),
+    ("checkpoint-bytes", true),
+    ("checkpoint-interval", true),
+    ("maxbw", true),
+    ("keep-part", false),
+];
 
 #[derive(Debug, Default, Clone)]
 pub struct Config {

@@ -31,8 +31,14 @@ pub fn delete(session: &Session, names: &[String], progress: Progress) -> Result
     if names.is_empty() {
         bail!("no archive names given: `archiver list` shows the archives");
     }
-    let lock = session.repo.lock(&crate::create::owner("delete"))?;
+    let _lock = session.repo.lock(&crate::create::owner("delete"))?;
     crate::recover::recover(session, progress)?;
+    delete_locked(session, names, progress)
+}
+
+/// `delete` for a caller that holds the lock and has recovered. With no names it only reclaims
+/// space nothing references (after recovery replaced a `NAME.part`).
+pub fn delete_locked(session: &Session, names: &[String], progress: Progress) -> Result<DeleteResult> {
     let head = session.head()?;
     for n in names {
         reader::find(&head.0, n)?;
@@ -59,7 +65,7 @@ pub fn delete(session: &Session, names: &[String], progress: Progress) -> Result
         segments.push(session.read_segment(name)?);
     }
     let mut txn =
-        Txn::begin(session, lock, head.0.clone(), cache, format!("delete {}", names.join(" ")).as_bytes())?;
+        Txn::begin(session, head.0.clone(), cache, format!("delete {}", names.join(" ")).as_bytes())?;
     txn.cache.clear_blocks()?;
     let mut result = DeleteResult { archives: names.len(), ..Default::default() };
     let mut keep = Segment::default();
@@ -103,9 +109,12 @@ pub fn delete(session: &Session, names: &[String], progress: Progress) -> Result
         delete_packs,
         old_indexes,
     )?;
+    let what = match names.len() {
+        0 => "nothing deleted".to_string(),
+        n => format!("deleted {n} archive(s) ({})", names.join(", ")),
+    };
     progress(Event::Notice(format!(
-        "deleted {} archive(s); reclaimed {} ({} packs deleted, {} repacked)",
-        result.archives,
+        "{what}; reclaimed {} ({} packs deleted, {} repacked)",
         crate::units::human(result.reclaimed),
         result.packs_deleted,
         result.packs_repacked

@@ -59,6 +59,13 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
             NodeKind::Dir => dirs.push((node, target)),
             NodeKind::Symlink => links.push((node, target)),
             NodeKind::File => {
+                if node.partial {
+                    progress(Event::Notice(format!(
+                        "{} was cut short when the archive was made (a checkpoint or a read error): restoring its first {} bytes",
+                        show(&node.path),
+                        node.size
+                    )));
+                }
                 let locs = node
                     .blocks
                     .iter()

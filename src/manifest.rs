@@ -33,6 +33,81 @@ pub struct Manifest {
 
 const VERSION: u8 = 1;
 
+impl ArchiveRef {
+    pub fn encode(&self, w: &mut Writer) {
+        w.str(&self.name).id(&self.root).uvar(self.root_len as u64).ivar(self.time).u8(self.partial as u8);
+        let s = &self.stats;
+        for v in [s.files, s.dirs, s.symlinks, s.raw, s.stored, s.new_raw, s.new_stored] {
+            w.uvar(v);
+        }
+    }
+
+    pub fn decode(r: &mut Reader) -> Result<ArchiveRef> {
+        let (name, root, root_len, time, partial) =
+            (r.string()?, r.id()?, r.uvar()? as u32, r.ivar()?, r.u8()? != 0);
+        let mut f = [0u64; 7];
+        for v in f.iter_mut() {
+            *v = r.uvar()?;
+        }
+        let stats = Stats {
+            files: f[0],
+            dirs: f[1],
+            symlinks: f[2],
+            raw: f[3],
+            stored: f[4],
+            new_raw: f[5],
+            new_stored: f[6],
+        };
+        Ok(ArchiveRef { name, root, root_len, time, partial, stats })
+    }
+}
+
+/// A checkpoint: the archive so far (`NAME.part`) and what of the transaction it needs. Written
+/// by `Txn::checkpoint`, promoted to a commit by recovery.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    pub archive: ArchiveRef,
+    pub indexes: Vec<String>,
+    pub packs: Vec<String>,
+}
+
+impl Checkpoint {
+    fn ad(txn: &str) -> Vec<u8> {
+        format!("archiver checkpoint {txn}").into_bytes()
+    }
+
+    pub fn seal(&self, keys: &Keys, txn: &str) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(VERSION);
+        self.archive.encode(&mut w);
+        for list in [&self.indexes, &self.packs] {
+            w.uvar(list.len() as u64);
+            for s in list {
+                w.str(s);
+            }
+        }
+        seal_object(keys, &Self::ad(txn), &w.finish())
+    }
+
+    pub fn open(keys: &Keys, txn: &str, sealed: &[u8]) -> Result<Checkpoint> {
+        let plain = open_object(keys, &Self::ad(txn), sealed, 1 << 30)
+            .with_context(|| format!("checkpoint record of transaction {txn} is damaged"))?;
+        let mut r = Reader::new(&plain, "checkpoint record");
+        if r.u8()? != VERSION {
+            bail!("checkpoint record has an unknown format; upgrade archiver");
+        }
+        let archive = ArchiveRef::decode(&mut r)?;
+        let mut lists = [Vec::new(), Vec::new()];
+        for list in lists.iter_mut() {
+            for _ in 0..r.count(1)? {
+                list.push(r.string()?);
+            }
+        }
+        let [indexes, packs] = lists;
+        Ok(Checkpoint { archive, indexes, packs })
+    }
+}
+
 pub fn key(gen: u64) -> String {
     format!("manifest/{gen:016x}")
 }
@@ -66,11 +141,7 @@ impl Manifest {
         let mut w = Writer::new();
         w.u8(VERSION).uvar(self.gen).str(&self.txn).uvar(self.archives.len() as u64);
         for a in &self.archives {
-            w.str(&a.name).id(&a.root).uvar(a.root_len as u64).ivar(a.time).u8(a.partial as u8);
-            let s = &a.stats;
-            for v in [s.files, s.dirs, s.symlinks, s.raw, s.stored, s.new_raw, s.new_stored] {
-                w.uvar(v);
-            }
+            a.encode(&mut w);
         }
         w.uvar(self.indexes.len() as u64);
         for i in &self.indexes {
@@ -92,22 +163,7 @@ impl Manifest {
             bail!("manifest claims generation {} but is stored as {gen}", m.gen);
         }
         for _ in 0..r.count(35)? {
-            let (name, root, root_len, time, partial) =
-                (r.string()?, r.id()?, r.uvar()? as u32, r.ivar()?, r.u8()? != 0);
-            let mut f = [0u64; 7];
-            for v in f.iter_mut() {
-                *v = r.uvar()?;
-            }
-            let stats = Stats {
-                files: f[0],
-                dirs: f[1],
-                symlinks: f[2],
-                raw: f[3],
-                stored: f[4],
-                new_raw: f[5],
-                new_stored: f[6],
-            };
-            m.archives.push(ArchiveRef { name, root, root_len, time, partial, stats });
+            m.archives.push(ArchiveRef::decode(&mut r)?);
         }
         for _ in 0..r.count(1)? {
             m.indexes.push(r.string()?);

@@ -8,6 +8,21 @@ pub enum Event {
     Warning(String),
     /// A file was archived or restored (path as stored).
     File(String),
+    /// A checkpoint was stored; `uploaded` sealed bytes so far.
+    Checkpoint { uploaded: u64 },
+    /// Progress asked for (SIGUSR1).
+    Progress { files: u64, uploaded: u64 },
+}
+
+/// Requests from outside a running command (the binary sets them from signals).
+#[derive(Debug, Default)]
+pub struct Control {
+    /// End the archive now as `NAME.part` (SIGQUIT).
+    pub quit: std::sync::atomic::AtomicBool,
+    /// Checkpoint now (SIGUSR2).
+    pub checkpoint_now: std::sync::atomic::AtomicBool,
+    /// Report progress (SIGUSR1).
+    pub report: std::sync::atomic::AtomicBool,
 }
 
 pub type Progress<'a> = &'a (dyn Fn(Event) + Sync);

@@ -2,11 +2,16 @@
 //! It works from the repository's state alone: no local file is consulted.
 //!
 //! - commit record present: the commit was decided; roll it forward (`finish`).
+//! - checkpoint record present: commit the archive it describes as `NAME.part` (replacing an
+//!   older `NAME.part`, whose space is then reclaimed); everything the transaction uploaded after
+//!   that checkpoint is deleted by the same commit (it keeps only what the record names).
 //! - otherwise: discard everything the transaction uploaded.
 //!
 //! Partial uploads (objects a killed writer was in the middle of storing) are removed first.
 
+use crate::manifest::Checkpoint;
 use crate::progress::{Event, Progress};
+use crate::repo::CommitRequest;
 use crate::session::Session;
 use anyhow::{Context, Result};
 
@@ -21,6 +26,36 @@ pub fn recover(session: &Session, progress: Progress) -> Result<()> {
             .and_then(|i| session.keys.open(format!("archiver intent {}", p.txn).as_bytes(), i).ok())
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_else(|| "write".to_string());
+        if let (false, Some(record)) = (p.committing, &p.checkpoint) {
+            let ck = Checkpoint::open(&session.keys, &p.txn, record)?;
+            crate::failpoint::hit("recover-promoting");
+            let (mut m, _) = session.head()?;
+            let replaced = m.find(&ck.archive.name).is_some();
+            m.gen += 1;
+            m.txn = p.txn.clone();
+            m.insert(ck.archive.clone());
+            m.indexes.extend(ck.indexes.iter().cloned());
+            let req = CommitRequest {
+                gen: m.gen,
+                manifest: m.seal(&session.keys),
+                keep_packs: ck.packs.clone(),
+                keep_indexes: ck.indexes.clone(),
+                ..Default::default()
+            };
+            session
+                .repo
+                .commit(&p.txn, &req)
+                .with_context(|| format!("cannot commit the checkpoint of `{what}`"))?;
+            progress(Event::Notice(format!(
+                "recovered: committed the last checkpoint of an interrupted `{what}` as {:?} ({} files); discarded what was uploaded after it",
+                ck.archive.name, ck.archive.stats.files
+            )));
+            if replaced {
+                crate::delete::delete_locked(session, &[], progress)
+                    .context("cannot reclaim the space of the replaced checkpoint")?;
+            }
+            continue;
+        }
         if p.committing {
             session
                 .repo

@@ -15,14 +15,15 @@
 use crate::cache::Cache;
 use crate::crypto::{BlockId, Keys};
 use crate::index::Segment;
+use crate::manifest::Checkpoint;
 use crate::manifest::{ArchiveRef, Manifest};
 use crate::pack::{Entry, Kind, PackBuilder};
-use crate::repo::{CommitRequest, LockGuard, Repository};
+use crate::repo::{CommitRequest, Repository};
 use crate::session::Session;
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -97,23 +98,22 @@ pub struct Txn {
     kept_indexes: Vec<String>,
     index_seq: u32,
     pub stats: TxnStats,
+    /// Sealed bytes handed to the packer (counted as blocks are packed): drives checkpoints.
+    uploaded: Arc<AtomicU64>,
+    checkpoints: u32,
     done: bool,
-    _lock: Box<dyn LockGuard>,
 }
 
 impl Txn {
-    /// Starts a transaction on a locked, recovered repository whose cache mirrors `base`.
-    pub fn begin(
-        session: &Session,
-        lock: Box<dyn LockGuard>,
-        base: Manifest,
-        cache: Cache,
-        intent: &[u8],
-    ) -> Result<Txn> {
+    /// Starts a transaction on a repository whose lock the caller holds (for the transaction's
+    /// whole life), already recovered, with a cache that mirrors `base`.
+    pub fn begin(session: &Session, base: Manifest, cache: Cache, intent: &[u8]) -> Result<Txn> {
         let id = crate::session::random_id()?;
         let sealed_intent = session.keys.seal(format!("archiver intent {id}").as_bytes(), intent);
         session.repo.begin(&id, &sealed_intent).context("cannot start a transaction")?;
+        crate::failpoint::hit("txn-begun");
         cache.begin()?;
+        let uploaded = Arc::new(AtomicU64::new(0));
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let (job_tx, job_rx) = bounded::<Job>(workers * 4);
         let (pack_tx, pack_rx) = bounded::<PackMsg>(workers * 4);
@@ -124,9 +124,10 @@ impl Txn {
             let (rx, tx, keys) = (job_rx.clone(), pack_tx.clone(), session.keys.clone());
             threads.push(std::thread::spawn(move || seal_worker(rx, tx, keys)));
         }
-        let (repo, keys, txn, f, e) =
-            (session.repo.clone(), session.keys.clone(), id.clone(), failed.clone(), first_error.clone());
-        threads.push(std::thread::spawn(move || packer(pack_rx, repo, keys, txn, f, e)));
+        let shared =
+            Shared { failed: failed.clone(), first_error: first_error.clone(), uploaded: uploaded.clone() };
+        let (repo, keys, txn) = (session.repo.clone(), session.keys.clone(), id.clone());
+        threads.push(std::thread::spawn(move || packer(pack_rx, repo, keys, txn, shared)));
         Ok(Txn {
             id,
             base,
@@ -145,8 +146,9 @@ impl Txn {
             kept_indexes: Vec::new(),
             index_seq: 0,
             stats: TxnStats::default(),
+            uploaded,
+            checkpoints: 0,
             done: false,
-            _lock: lock,
         })
     }
 
@@ -278,8 +280,10 @@ impl Txn {
     ) -> Result<Manifest> {
         // Step 1: every block durable.
         self.flush()?;
+        crate::failpoint::hit("commit-flushed");
         // Step 2: index segment for what this transaction stored.
         self.write_index(extra)?;
+        crate::failpoint::hit("commit-indexed");
         let mut m = self.base.clone();
         m.gen += 1;
         m.txn = self.id.clone();
@@ -310,6 +314,7 @@ impl Txn {
         if self.cache.set_synced(&synced).and_then(|_| self.cache.commit()).is_err() {
             self.cache.rollback();
         }
+        crate::failpoint::hit("commit-done");
         Ok(m)
     }
 
@@ -330,6 +335,74 @@ impl Txn {
         )
     }
 
+    pub fn checkpoints(&self) -> u32 {
+        self.checkpoints
+    }
+
+    /// Sealed bytes packed so far (what checkpoints are counted in).
+    pub fn uploaded(&self) -> u64 {
+        self.uploaded.load(Ordering::Relaxed)
+    }
+
+    /// Makes everything so far durable and restorable as `part`: after this returns, a crash at
+    /// any point leaves `part` to be committed by recovery. Steps, in order (invariant 1):
+    ///   1. flush: every block submitted so far is in a durable pack;
+    ///   2. index segment for the packs since the previous segment;
+    ///   3. `part_blocks` (the metadata tail and root of `part`, which only this checkpoint needs)
+    ///      in a pack and segment of their own, so a later checkpoint or the commit simply drops
+    ///      them; they never enter the dedup set or the cache;
+    ///   4. the checkpoint record, replacing the previous one (the durable decision point);
+    ///   5. only then the cache transaction commits: these blocks are now known stored.
+    ///
+    /// Cost: what was stored since the previous checkpoint, plus the metadata tail.
+    pub fn checkpoint(&mut self, part_blocks: &[(Kind, Vec<u8>)], mut part: ArchiveRef) -> Result<()> {
+        self.flush()?;
+        crate::failpoint::hit("checkpoint-flushed");
+        self.write_index(Segment::default())?;
+        crate::failpoint::hit("checkpoint-indexed");
+        let k = self.checkpoints;
+        let pack_seq = 0x8000_0000 | k;
+        let mut builder = PackBuilder::default();
+        for (kind, data) in part_blocks {
+            let id = self.keys.block_id(data);
+            builder.add(id, *kind, &self.keys.seal_block(&id, data), data.len() as u32);
+        }
+        let name = format!("{}/{pack_seq:08x}", self.id);
+        let (bytes, entries) = builder.finish(&self.keys, &name);
+        let pack = self.repo.put_pack(&self.id, pack_seq, &bytes).context("cannot store a checkpoint")?;
+        let seg = Segment { packs: vec![(pack.clone(), entries)] };
+        let seg_name = format!("{}-{:06x}", self.id, 0x80_0000 | k);
+        let seg_bytes = seg.seal(&self.keys, &seg_name);
+        let seg_name =
+            self.repo.put_index(&self.id, 0x80_0000 | k, &seg_bytes).context("cannot store a checkpoint")?;
+        crate::failpoint::hit("checkpoint-part-stored");
+        part.stats.raw = self.stats.refs_raw;
+        part.stats.stored = self.stats.refs_stored;
+        part.stats.new_raw = self.stats.new_raw;
+        part.stats.new_stored = self.stats.new_stored;
+        let mut record =
+            Checkpoint { archive: part, indexes: self.kept_indexes.clone(), packs: self.kept_packs.clone() };
+        record.indexes.push(seg_name);
+        record.packs.push(pack);
+        self.repo
+            .checkpoint(&self.id, &record.seal(&self.keys, &self.id))
+            .context("cannot store a checkpoint")?;
+        self.checkpoints += 1;
+        crate::failpoint::hit("checkpoint-recorded");
+        // The repository holds everything up to here durably: the cache may say so.
+        self.cache.commit()?;
+        self.cache.begin()?;
+        crate::failpoint::hit("checkpoint-cache-committed");
+        Ok(())
+    }
+
+    /// Ends this process's part in the transaction without committing or aborting it: what
+    /// recovery then finds (the last checkpoint) decides. Used to end an archive at a checkpoint.
+    pub fn suspend(mut self) {
+        self.done = true;
+        self.cache.rollback();
+    }
+
     fn shutdown(&mut self) {
         self.job_tx = None;
         let (tx, _) = bounded(1);
@@ -345,10 +418,13 @@ impl Drop for Txn {
     fn drop(&mut self) {
         self.shutdown();
         if !self.done {
-            // Never reached the commit: undo everything this transaction stored (best effort; a
-            // failure here leaves a pending transaction that the next write command discards).
             self.cache.rollback();
-            let _ = self.repo.abort(&self.id);
+            // Never reached the commit and no checkpoint: undo everything this transaction
+            // stored (best effort; what a failure here leaves, the next write command discards).
+            // After a checkpoint, the checkpoint is the user's data: recovery commits it.
+            if self.checkpoints == 0 {
+                let _ = self.repo.abort(&self.id);
+            }
         }
     }
 }
@@ -363,14 +439,15 @@ fn seal_worker(rx: Receiver<Job>, tx: Sender<PackMsg>, keys: Arc<Keys>) {
     }
 }
 
-fn packer(
-    rx: Receiver<PackMsg>,
-    repo: Arc<dyn Repository>,
-    keys: Arc<Keys>,
-    txn: String,
+/// What the packer thread shares with the transaction.
+struct Shared {
     failed: Arc<AtomicBool>,
     first_error: Arc<Mutex<Option<String>>>,
-) {
+    uploaded: Arc<AtomicU64>,
+}
+
+fn packer(rx: Receiver<PackMsg>, repo: Arc<dyn Repository>, keys: Arc<Keys>, txn: String, shared: Shared) {
+    let Shared { failed, first_error, uploaded } = shared;
     let mut builder = PackBuilder::default();
     let mut seq = 0u32;
     let mut received = 0u64;
@@ -384,7 +461,10 @@ fn packer(
         let name = format!("{txn}/{seq:08x}");
         let (bytes, entries) = b.finish(&keys, &name);
         match repo.put_pack(&txn, seq, &bytes) {
-            Ok(stored) => written.push((stored, entries)),
+            Ok(stored) => {
+                crate::failpoint::hit("pack-stored");
+                written.push((stored, entries))
+            }
             Err(e) => {
                 let msg = format!("cannot store pack {name}: {e}");
                 *first_error.lock().expect("poisoned") = Some(msg.clone());
@@ -399,6 +479,7 @@ fn packer(
             PackMsg::Block { id, kind, sealed, plain_len } => {
                 received += 1;
                 if error.is_none() {
+                    uploaded.fetch_add(sealed.len() as u64, Ordering::Relaxed);
                     builder.add(id, kind, &sealed, plain_len);
                     if builder.is_full() {
                         store(std::mem::take(&mut builder), &mut written, &mut error);

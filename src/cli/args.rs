@@ -43,6 +43,18 @@ pub enum Cmd {
         /// Print the size table after the archive is stored
         #[arg(long)]
         print_stats: bool,
+        /// Checkpoint after every SIZE bytes uploaded (e.g. 64M, 1G): a crash then keeps NAME.part
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        checkpoint_bytes: Option<u64>,
+        /// Checkpoint at least every SECS seconds
+        #[arg(long, value_name = "SECS")]
+        checkpoint_interval: Option<u64>,
+        /// Stop after SIZE bytes uploaded, storing what was done as NAME.part
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        maxbw: Option<u64>,
+        /// Keep NAME.part (from an interrupted earlier run) when NAME is stored
+        #[arg(long)]
+        keep_part: bool,
         name: String,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -67,6 +79,12 @@ pub enum Cmd {
     },
     /// Print sizes: all archives, unique data, and each NAME given
     Stats { names: Vec<String> },
+    /// Finish or discard an interrupted write now (every write command also does this first)
+    Recover,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    archiver::units::parse_size(s).map_err(|e| e.to_string())
 }
 
 impl Cli {

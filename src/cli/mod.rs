@@ -2,12 +2,14 @@
 
 pub mod args;
 pub mod output;
+pub mod signals;
 
 use archiver::create::{create, CreateOptions};
 use archiver::extract::{extract, ExtractOptions};
 use archiver::progress::Event;
 use archiver::query;
 use archiver::session::Session;
+use archiver::walker::Limits;
 use args::{Cli, Cmd};
 use output::Output;
 
@@ -34,10 +36,49 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 settings.repo
             )));
         }
-        Cmd::Create { print_stats, name, paths } => {
+        Cmd::Create { print_stats, checkpoint_bytes, checkpoint_interval, maxbw, keep_part, name, paths } => {
+            let size = |flag: Option<u64>, key: &str| -> anyhow::Result<Option<u64>> {
+                match (flag, cfg.get(key)) {
+                    (Some(v), _) => Ok(Some(v)),
+                    (None, Some(text)) => Ok(Some(
+                        archiver::units::parse_size(text)
+                            .map_err(|e| anyhow::anyhow!("config option {key}: {e}"))?,
+                    )),
+                    (None, None) => Ok(None),
+                }
+            };
+            let interval = match (checkpoint_interval, cfg.get("checkpoint-interval")) {
+                (Some(v), _) => Some(*v),
+                (None, Some(t)) => Some(t.parse::<u64>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "config option checkpoint-interval: {t:?} is not a whole number of seconds"
+                    )
+                })?),
+                (None, None) => None,
+            };
+            let checkpoint_bytes = size(*checkpoint_bytes, "checkpoint-bytes")?;
+            if checkpoint_bytes == Some(0) || interval == Some(0) {
+                anyhow::bail!("checkpoint sizes and intervals must be greater than zero");
+            }
+            let control = signals::install()?;
+            let limits = Limits {
+                checkpoint_bytes,
+                checkpoint_interval: interval.map(std::time::Duration::from_secs),
+                maxbw: size(*maxbw, "maxbw")?,
+                control,
+            };
             let session = Session::open(&settings)?;
-            let opts = CreateOptions { name: name.clone(), paths: paths.clone() };
+            let opts = CreateOptions {
+                name: name.clone(),
+                paths: paths.clone(),
+                limits,
+                keep_part: *keep_part || cfg.flag("keep-part"),
+            };
             let res = create(&session, &opts, &progress)?;
+            if let Some(reason) = &res.stopped {
+                progress(Event::Notice(format!("{reason}: stored what was done as {:?}", res.archive.name)));
+                return Ok(Done::Incomplete);
+            }
             if *print_stats || cfg.flag("print-stats") {
                 let report = query::stats(&session, std::slice::from_ref(name), &progress)?;
                 print_stats_table(&report, true, &mut |l| {
@@ -92,6 +133,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         Cmd::Delete { names } => {
             let session = Session::open(&settings)?;
             archiver::delete::delete(&session, names, &progress)?;
+        }
+        Cmd::Recover => {
+            let session = Session::open(&settings)?;
+            let _lock = session.repo.lock(&archiver::create::owner("recover"))?;
+            let pending = session.repo.pending()?.len();
+            archiver::recover::recover(&session, &progress)?;
+            if pending == 0 {
+                progress(Event::Notice("nothing to recover".into()));
+            }
         }
         Cmd::Stats { names } => {
             let session = Session::open(&settings)?;

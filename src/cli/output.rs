@@ -32,6 +32,12 @@ impl Output {
                 eprintln!("archiver: warning: {m}");
             }
             Event::File(p) if self.verbose => eprintln!("a {p}"),
+            Event::Checkpoint { uploaded } if self.verbose => {
+                eprintln!("archiver: checkpoint stored ({uploaded} bytes uploaded)")
+            }
+            Event::Progress { files, uploaded } => {
+                eprintln!("archiver: progress: {files} files, {uploaded} bytes uploaded")
+            }
             _ => {}
         }
     }

@@ -106,6 +106,7 @@ impl Repository for ObjectRepo {
     fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()> {
         // The commit record is the decision: once it is durable, `finish` completes the commit.
         self.backend.put(&format!("txn/{txn}/commit"), &req.encode())?;
+        crate::failpoint::hit("commit-decided");
         self.finish(txn)
     }
 
@@ -121,6 +122,7 @@ impl Repository for ObjectRepo {
                 Err(e) if e.kind == ErrorKind::Exists => {}
                 Err(e) => return Err(e),
             }
+            crate::failpoint::hit("commit-manifest-written");
         }
         let stored = self.backend.get(&manifest::key(req.gen));
         if !matches!(&stored, Ok(m) if *m == req.manifest) {
@@ -138,6 +140,7 @@ impl Repository for ObjectRepo {
         self.delete_all(req.delete_indexes.iter().map(|i| crate::index::key(i)))?;
         let old = self.backend.list("manifest/")?;
         self.delete_all(old.into_iter().filter(|k| manifest::gen_from_key(k).is_some_and(|g| g < req.gen)))?;
+        crate::failpoint::hit("commit-cleaned");
         self.backend.delete(&format!("txn/{txn}/checkpoint"))?;
         self.backend.delete(&format!("txn/{txn}/begin"))?;
         self.backend.delete(&format!("txn/{txn}/commit"))

@@ -1,0 +1,335 @@
+//! The tree walk of `create`, and its checkpoints.
+//!
+//! Per file: the file-change cache (size, mtime ns, ctime ns, inode) lets an unchanged file reuse
+//! its block list without being read, but only if every block is still known stored. Otherwise
+//! the file is read and cut by the keyed chunker; each buffer's chunks are hashed on all cores and,
+//! if new, handed to the transaction's workers. Nodes are serialised into the metadata stream in
+//! path order. Problems with single files are reported and the walk goes on (`warnings`).
+//!
+//! Checkpoints fall between two batches of chunks, so in the middle of a file too: the archive so
+//! far (finished metadata blocks, the unfinished tail, and the file in progress marked partial)
+//! becomes `NAME.part` in `Txn::checkpoint`. A stop request (SIGQUIT, `--maxbw`) checkpoints and
+//! then unwinds the walk with `Stopped`.
+
+use crate::archive::{Node, NodeKind, Root, Stats};
+use crate::cache::FileRecord;
+use crate::chunker::{Chunker, MAX};
+use crate::codec::Writer;
+use crate::create::{hostname, join, now_ns};
+use crate::crypto::BlockId;
+use crate::manifest::ArchiveRef;
+use crate::pack::Kind;
+use crate::progress::{Control, Event, Progress};
+use crate::txn::Txn;
+use anyhow::Result;
+use rayon::prelude::*;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// When to checkpoint and when to stop.
+#[derive(Clone, Default)]
+pub struct Limits {
+    pub checkpoint_bytes: Option<u64>,
+    pub checkpoint_interval: Option<Duration>,
+    /// Stop (ending the archive as `NAME.part`) once this many bytes were uploaded.
+    pub maxbw: Option<u64>,
+    pub control: Arc<Control>,
+}
+
+/// The walk was ended on request after a checkpoint; the reason is the message.
+#[derive(Debug)]
+pub struct Stopped(pub String);
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// The serialised node stream, cut into metadata blocks as it grows.
+#[derive(Default)]
+pub struct MetaStream {
+    buf: Vec<u8>,
+    pub blocks: Vec<(BlockId, u32)>,
+}
+
+impl MetaStream {
+    fn push(&mut self, node: &Node, txn: &mut Txn, chunker: &Chunker) -> Result<()> {
+        let mut w = Writer { buf: std::mem::take(&mut self.buf) };
+        node.encode(&mut w);
+        self.buf = w.buf;
+        if self.buf.len() >= 2 * MAX {
+            self.cut(txn, chunker, false)?;
+        }
+        Ok(())
+    }
+
+    /// Emits every chunk whose boundary is final (all of them at the end).
+    pub fn cut(&mut self, txn: &mut Txn, chunker: &Chunker, end: bool) -> Result<()> {
+        let mut start = 0;
+        while self.buf.len() - start >= MAX || (end && start < self.buf.len()) {
+            let n = chunker.cut(&self.buf[start..]);
+            let id = txn.put(Kind::Meta, &self.buf[start..start + n])?;
+            self.blocks.push((id, n as u32));
+            start += n;
+        }
+        self.buf.drain(..start);
+        Ok(())
+    }
+}
+
+pub struct Walker<'a> {
+    /// (device, inode) of directories never to descend into: the repository and the cache.
+    pub own: Vec<(u64, u64)>,
+    pub txn: Txn,
+    pub chunker: Arc<Chunker>,
+    pub meta: MetaStream,
+    pub stats: Stats,
+    pub warnings: u64,
+    pub buf: Vec<u8>,
+    pub progress: Progress<'a>,
+    pub limits: Limits,
+    /// Name and time of the archive being made (checkpoints are `NAME.part`).
+    pub name: String,
+    pub time: i64,
+    pub last_checkpoint: (u64, Instant),
+}
+
+impl Walker<'_> {
+    /// Checkpoints if one is due (bytes, time, SIGUSR2), reports progress on SIGUSR1, and after a
+    /// stop request checkpoints and returns `Stopped`. `in_progress` is the file being read.
+    fn maybe_checkpoint(&mut self, in_progress: Option<&Node>) -> Result<()> {
+        let c = self.limits.control.clone();
+        let up = self.txn.uploaded();
+        if c.report.swap(false, Ordering::Relaxed) {
+            (self.progress)(Event::Progress { files: self.stats.files, uploaded: up });
+        }
+        let stop = if c.quit.load(Ordering::Relaxed) {
+            Some("stopped by SIGQUIT".to_string())
+        } else {
+            self.limits
+                .maxbw
+                .filter(|&m| up >= m)
+                .map(|m| format!("stopped after uploading {m} bytes (--maxbw)"))
+        };
+        let (last_up, last_t) = self.last_checkpoint;
+        let due = stop.is_some()
+            || c.checkpoint_now.swap(false, Ordering::Relaxed)
+            || self.limits.checkpoint_bytes.is_some_and(|n| up - last_up >= n)
+            || self.limits.checkpoint_interval.is_some_and(|d| last_t.elapsed() >= d);
+        if due {
+            self.checkpoint(in_progress)?;
+        }
+        match stop {
+            Some(reason) => Err(Stopped(reason).into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Stores the archive so far as `NAME.part` (see `Txn::checkpoint`).
+    pub fn checkpoint(&mut self, in_progress: Option<&Node>) -> Result<()> {
+        let mut tail = Writer { buf: self.meta.buf.clone() };
+        let mut stats = self.stats.clone();
+        if let Some(n) = in_progress {
+            let mut n = n.clone();
+            n.partial = true;
+            n.size = n.blocks.iter().map(|b| b.1 as u64).sum();
+            n.encode(&mut tail);
+            stats.files += 1;
+        }
+        let mut meta = self.meta.blocks.clone();
+        let mut part_blocks = Vec::new();
+        let mut rest = &tail.buf[..];
+        while !rest.is_empty() {
+            let n = self.chunker.cut(rest);
+            meta.push((self.txn.keys().block_id(&rest[..n]), n as u32));
+            part_blocks.push((Kind::Meta, rest[..n].to_vec()));
+            rest = &rest[n..];
+        }
+        let name = format!("{}.part", self.name);
+        let root = Root { name: name.clone(), time: self.time, host: hostname(), meta }.encode();
+        let archive = ArchiveRef {
+            name,
+            root: self.txn.keys().block_id(&root),
+            root_len: root.len() as u32,
+            time: self.time,
+            partial: true,
+            stats,
+        };
+        part_blocks.push((Kind::Root, root));
+        self.txn.checkpoint(&part_blocks, archive)?;
+        let up = self.txn.uploaded();
+        self.last_checkpoint = (up, Instant::now());
+        (self.progress)(Event::Checkpoint { uploaded: up });
+        Ok(())
+    }
+
+    fn warn(&mut self, msg: String) {
+        self.warnings += 1;
+        (self.progress)(Event::Warning(msg));
+    }
+
+    pub fn visit(&mut self, path: &Path, apath: Vec<u8>) -> Result<()> {
+        let md = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.warn(format!("cannot archive {}: {e}", path.display()));
+                return Ok(());
+            }
+        };
+        let mut node = Node {
+            path: apath,
+            kind: NodeKind::Dir,
+            mode: md.mode(),
+            uid: md.uid(),
+            gid: md.gid(),
+            mtime: md.mtime(),
+            mtime_ns: md.mtime_nsec() as u32,
+            size: 0,
+            blocks: Vec::new(),
+            target: Vec::new(),
+            partial: false,
+        };
+        let ft = md.file_type();
+        if ft.is_dir() && self.own.contains(&(md.dev(), md.ino())) {
+            (self.progress)(Event::Notice(format!(
+                "skipped {}: it is archiver's own repository or cache",
+                path.display()
+            )));
+        } else if ft.is_dir() {
+            self.stats.dirs += 1;
+            self.emit(&node)?;
+            let mut names: Vec<_> = match fs::read_dir(path) {
+                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+                Err(e) => {
+                    self.warn(format!("cannot read directory {}: {e}", path.display()));
+                    return Ok(());
+                }
+            };
+            names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            for name in names {
+                let child = join(&node.path, name.as_bytes());
+                self.visit(&path.join(&name), child)?;
+            }
+        } else if ft.is_symlink() {
+            match fs::read_link(path) {
+                Ok(t) => {
+                    node.kind = NodeKind::Symlink;
+                    node.target = t.as_os_str().as_bytes().to_vec();
+                    self.stats.symlinks += 1;
+                    self.emit(&node)?;
+                }
+                Err(e) => self.warn(format!("cannot read symlink {}: {e}", path.display())),
+            }
+        } else if ft.is_file() {
+            node.kind = NodeKind::File;
+            if self.file(path, &md, &mut node)? {
+                self.stats.files += 1;
+                self.emit(&node)?;
+            }
+        } else {
+            (self.progress)(Event::Notice(format!(
+                "skipped {}: sockets, FIFOs and device files are not archived",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, node: &Node) -> Result<()> {
+        (self.progress)(Event::File(String::from_utf8_lossy(&node.path).into_owned()));
+        self.meta.push(node, &mut self.txn, &self.chunker)?;
+        self.maybe_checkpoint(None)
+    }
+
+    /// Fills in a file's content; false if the file could not be read at all.
+    fn file(&mut self, path: &Path, md: &fs::Metadata, node: &mut Node) -> Result<bool> {
+        let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let key = key.as_os_str().as_bytes();
+        let seen = FileRecord {
+            size: md.size(),
+            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+            ino: md.ino(),
+            blocks: Vec::new(),
+        };
+        if let Some(rec) = self.txn.cache.file(key)? {
+            let same = rec.size == seen.size
+                && rec.mtime_ns == seen.mtime_ns
+                && rec.ctime_ns == seen.ctime_ns
+                && rec.ino == seen.ino;
+            if same && self.all_stored(&rec.blocks)? {
+                for (id, _) in &rec.blocks {
+                    self.txn.reuse(id)?;
+                }
+                node.size = rec.size;
+                node.blocks = rec.blocks;
+                return Ok(true);
+            }
+        }
+        let read_start = now_ns();
+        let f = match fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.warn(format!("cannot read {}: {e}", path.display()));
+                return Ok(false);
+            }
+        };
+        let chunker = self.chunker.clone();
+        let mut buf = std::mem::take(&mut self.buf);
+        let keys = self.txn.keys().clone();
+        let res = chunker.split(f, &mut buf, |batch| {
+            // Hash the batch on all cores, then deduplicate and submit in order.
+            let ids: Vec<_> = batch.par_iter().map(|c| keys.block_id(c)).collect();
+            for (chunk, id) in batch.iter().zip(ids) {
+                self.txn.put_with_id(Kind::Data, id, chunk)?;
+                node.blocks.push((id, chunk.len() as u32));
+            }
+            self.maybe_checkpoint(Some(node))
+        });
+        self.buf = buf;
+        node.size = node.blocks.iter().map(|b| b.1 as u64).sum();
+        if let Err(e) = res {
+            if e.downcast_ref::<std::io::Error>().is_none() {
+                return Err(e); // a repository failure, not a read error: stop
+            }
+            node.partial = true;
+            self.warn(format!(
+                "error reading {} after {} bytes: {e}; stored what was read",
+                path.display(),
+                node.size
+            ));
+            return Ok(true);
+        }
+        // Cache the file only if it did not change while read and is not too new to trust: a
+        // write within the filesystem's timestamp granularity after our read would be invisible.
+        let after = fs::symlink_metadata(path).ok();
+        let stable = after.is_some_and(|a| {
+            a.size() == seen.size
+                && a.mtime() * 1_000_000_000 + a.mtime_nsec() == seen.mtime_ns
+                && a.ctime() * 1_000_000_000 + a.ctime_nsec() == seen.ctime_ns
+        });
+        if !stable || node.size != seen.size {
+            self.warn(format!("{} changed while it was being archived", path.display()));
+        } else if seen.mtime_ns < read_start - 20_000_000 && seen.ctime_ns < read_start - 20_000_000 {
+            self.txn.cache.put_file(key, &FileRecord { blocks: node.blocks.clone(), ..seen })?;
+        }
+        Ok(true)
+    }
+
+    fn all_stored(&self, blocks: &[(BlockId, u32)]) -> Result<bool> {
+        for (id, _) in blocks {
+            if !self.txn.has(id)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
