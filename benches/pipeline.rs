@@ -1,6 +1,7 @@
 //! End-to-end pipeline benchmark: `create` (first and unchanged) and `extract` through the library,
 //! each compared with a reference measured in the same run on the same data: zstd level 3 over the
 //! data on all cores, the necessary stage of any compressing archiver (DESIGN.md: within 1.25x).
+//! Also the first create with a checkpoint every 64 MiB against none (issue: within 5%).
 //!
 //! Data: $BENCH_DATA, else the nightly toolchain's lib directory (the peers.sh large-file set),
 //! else 256 MiB generated. Runs: $BENCH_RUNS (default 5). Reports medians and ratios.
@@ -71,6 +72,7 @@ fn main() {
     println!("data: {} ({} files, {:.0} MB), {} runs", data.display(), paths.len(), mb, runs);
 
     let (mut floor, mut first, mut unchanged, mut restore) = (vec![], vec![], vec![], vec![]);
+    let mut checkpointed = vec![];
     for run in 0..runs {
         // Reference: read every file and zstd-3 it in 1 MiB pieces on all cores.
         let t = Instant::now();
@@ -98,6 +100,19 @@ fn main() {
             limits: Default::default(),
             keep_part: false,
         };
+        // The same first backup with a checkpoint every 64 MiB, into a repository of its own.
+        let ck_settings = Settings {
+            repo: dir.join("repo-ck").display().to_string(),
+            keyfile: dir.join("key-ck"),
+            cachedir: dir.join("cache-ck"),
+        };
+        keygen(&ck_settings).unwrap();
+        let ck_session = Session::open(&ck_settings).unwrap();
+        let mut ck = opts("first");
+        ck.limits.checkpoint_bytes = Some(64 << 20);
+        let t = Instant::now();
+        create(&ck_session, &ck, &silent).unwrap();
+        checkpointed.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         create(&session, &opts("first"), &silent).unwrap();
         first.push(t.elapsed().as_secs_f64());
@@ -117,7 +132,10 @@ fn main() {
         println!("{label:<18} median {m:7.3} s  {:7.1} MB/s  {:5.2}x the zstd-3 floor", mb / m, m / f);
     };
     println!("{:<18} median {f:7.3} s  {:7.1} MB/s", "zstd-3 floor", mb / f);
+    let (a, b) = (median(first.clone()), median(checkpointed.clone()));
     report("create first", first);
+    report("create, 64M ckpts", checkpointed);
+    println!("checkpoint overhead: {:+.1}% (median with 64 MiB checkpoints vs none)", (b / a - 1.0) * 100.0);
     report("create unchanged", unchanged);
     report("extract", restore);
 }
