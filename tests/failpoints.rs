@@ -217,6 +217,7 @@ fn kill_runs(count: u64) {
         check(&env, Some(false), Some(true), &format!("{when}, re-run"));
         env.ok(["delete", "night"]);
     }
+    eprintln!("{count} kills: {parts} left night.part, the rest were discarded or had finished");
     assert!(parts > 0, "no kill landed after a checkpoint");
     assert_nothing_orphaned(&env, "after the kills");
 }
