@@ -127,7 +127,7 @@ fn checkpoint_bytes_from_a_config_file() {
     let env = Env::new();
     tree(&env);
     let conf = env.path("archiver.conf");
-    fs::write(&conf, "# tarsnap format\ncheckpoint-bytes 4M\n").unwrap();
+    fs::write(&conf, "# tarsnap format\ncheckpoint-bytes 1M\n").unwrap();
     let out = env
         .command(["--config", conf.to_str().unwrap(), "create", "night", "d"])
         .env("ARCHIVER_FAILPOINT", "checkpoint-recorded:2")
