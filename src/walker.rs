@@ -106,12 +106,17 @@ impl Walker<'_> {
     /// Checkpoints if one is due (bytes, time, SIGUSR2), reports progress on SIGUSR1, and after a
     /// stop request checkpoints and returns `Stopped`. `in_progress` is the file being read.
     fn maybe_checkpoint(&mut self, in_progress: Option<&Node>) -> Result<()> {
-        let c = self.limits.control.clone();
+        let c = &self.limits.control;
+        let (report, quit, now) = (
+            c.report.swap(false, Ordering::Relaxed),
+            c.quit.load(Ordering::Relaxed),
+            c.checkpoint_now.swap(false, Ordering::Relaxed),
+        );
         let up = self.txn.uploaded();
-        if c.report.swap(false, Ordering::Relaxed) {
+        if report {
             (self.progress)(Event::Progress { files: self.stats.files, uploaded: up });
         }
-        let stop = if c.quit.load(Ordering::Relaxed) {
+        let stop = if quit {
             Some("stopped by SIGQUIT".to_string())
         } else {
             self.limits
@@ -121,7 +126,7 @@ impl Walker<'_> {
         };
         let (last_up, last_t) = self.last_checkpoint;
         let due = stop.is_some()
-            || c.checkpoint_now.swap(false, Ordering::Relaxed)
+            || now
             || self.limits.checkpoint_bytes.is_some_and(|n| up - last_up >= n)
             || self.limits.checkpoint_interval.is_some_and(|d| last_t.elapsed() >= d);
         if due {
