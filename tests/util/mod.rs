@@ -4,6 +4,8 @@
 //! symlink targets.
 #![allow(dead_code)]
 
+pub mod crash;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fs;
