@@ -39,6 +39,12 @@ pub struct CreateResult {
 
 pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Result<CreateResult> {
     validate_name(&opts.name)?;
+    if opts.name.ends_with(".part") {
+        bail!(
+            "archive names ending in .part are reserved for checkpoints of interrupted runs: choose another name for {:?}",
+            opts.name
+        );
+    }
     let part_name = format!("{}.part", opts.name);
     validate_name(&part_name)?;
     if opts.paths.is_empty() {

@@ -23,7 +23,7 @@ use crate::session::Session;
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -98,8 +98,6 @@ pub struct Txn {
     kept_indexes: Vec<String>,
     index_seq: u32,
     pub stats: TxnStats,
-    /// Sealed bytes handed to the packer (counted as blocks are packed): drives checkpoints.
-    uploaded: Arc<AtomicU64>,
     checkpoints: u32,
     done: bool,
 }
@@ -113,7 +111,6 @@ impl Txn {
         session.repo.begin(&id, &sealed_intent).context("cannot start a transaction")?;
         crate::failpoint::hit("txn-begun");
         cache.begin()?;
-        let uploaded = Arc::new(AtomicU64::new(0));
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let (job_tx, job_rx) = bounded::<Job>(workers * 4);
         let (pack_tx, pack_rx) = bounded::<PackMsg>(workers * 4);
@@ -124,8 +121,7 @@ impl Txn {
             let (rx, tx, keys) = (job_rx.clone(), pack_tx.clone(), session.keys.clone());
             threads.push(std::thread::spawn(move || seal_worker(rx, tx, keys)));
         }
-        let shared =
-            Shared { failed: failed.clone(), first_error: first_error.clone(), uploaded: uploaded.clone() };
+        let shared = Shared { failed: failed.clone(), first_error: first_error.clone() };
         let (repo, keys, txn) = (session.repo.clone(), session.keys.clone(), id.clone());
         threads.push(std::thread::spawn(move || packer(pack_rx, repo, keys, txn, shared)));
         Ok(Txn {
@@ -146,7 +142,6 @@ impl Txn {
             kept_indexes: Vec::new(),
             index_seq: 0,
             stats: TxnStats::default(),
-            uploaded,
             checkpoints: 0,
             done: false,
         })
@@ -339,9 +334,11 @@ impl Txn {
         self.checkpoints
     }
 
-    /// Sealed bytes packed so far (what checkpoints are counted in).
+    /// Bytes of new data (plaintext of blocks the repository did not hold) submitted so far: what
+    /// checkpoints and `--maxbw` count. Counted when submitted, not when packed, so the count does
+    /// not lag behind the pipeline; it bounds what is uploaded (compression only shrinks it).
     pub fn uploaded(&self) -> u64 {
-        self.uploaded.load(Ordering::Relaxed)
+        self.stats.new_raw
     }
 
     /// Makes everything so far durable and restorable as `part`: after this returns, a crash at
@@ -443,11 +440,10 @@ fn seal_worker(rx: Receiver<Job>, tx: Sender<PackMsg>, keys: Arc<Keys>) {
 struct Shared {
     failed: Arc<AtomicBool>,
     first_error: Arc<Mutex<Option<String>>>,
-    uploaded: Arc<AtomicU64>,
 }
 
 fn packer(rx: Receiver<PackMsg>, repo: Arc<dyn Repository>, keys: Arc<Keys>, txn: String, shared: Shared) {
-    let Shared { failed, first_error, uploaded } = shared;
+    let Shared { failed, first_error } = shared;
     let mut builder = PackBuilder::default();
     let mut seq = 0u32;
     let mut received = 0u64;
@@ -479,7 +475,6 @@ fn packer(rx: Receiver<PackMsg>, repo: Arc<dyn Repository>, keys: Arc<Keys>, txn
             PackMsg::Block { id, kind, sealed, plain_len } => {
                 received += 1;
                 if error.is_none() {
-                    uploaded.fetch_add(sealed.len() as u64, Ordering::Relaxed);
                     builder.add(id, kind, &sealed, plain_len);
                     if builder.is_full() {
                         store(std::mem::take(&mut builder), &mut written, &mut error);

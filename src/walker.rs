@@ -6,7 +6,7 @@
 //! if new, handed to the transaction's workers. Nodes are serialised into the metadata stream in
 //! path order. Problems with single files are reported and the walk goes on (`warnings`).
 //!
-//! Checkpoints fall between two batches of chunks, so in the middle of a file too: the archive so
+//! Checkpoints fall between two chunks, so in the middle of a file too: the archive so
 //! far (finished metadata blocks, the unfinished tail, and the file in progress marked partial)
 //! becomes `NAME.part` in `Txn::checkpoint`. A stop request (SIGQUIT, `--maxbw`) checkpoints and
 //! then unwinds the walk with `Stopped`.
@@ -296,8 +296,9 @@ impl Walker<'_> {
             for (chunk, id) in batch.iter().zip(ids) {
                 self.txn.put_with_id(Kind::Data, id, chunk)?;
                 node.blocks.push((id, chunk.len() as u32));
+                self.maybe_checkpoint(Some(node))?;
             }
-            self.maybe_checkpoint(Some(node))
+            Ok(())
         });
         self.buf = buf;
         node.size = node.blocks.iter().map(|b| b.1 as u64).sum();

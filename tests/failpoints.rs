@@ -14,8 +14,8 @@ use std::fs;
 use std::time::Instant;
 use util::*;
 
-/// Six 6 MiB files of incompressible data: with 1 MiB checkpoints (checked after every file and
-/// every 16 MiB batch), at least three checkpoints per run whatever the packer's pace.
+/// Six 6 MiB files of incompressible data: with 1 MiB checkpoints (checked after every chunk and
+/// every file), dozens of checkpoints per run, at deterministic places.
 fn night_tree(env: &Env) {
     for i in 0..6 {
         write_data(&env.path(format!("d/f{i}.bin")), 7000 + i, 6 * MIB);

@@ -103,7 +103,7 @@ fn maxbw_stops_after_that_many_bytes_and_keeps_name_part() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     out.assert_stderr_contains("--maxbw");
     assert_eq!(env.list(), ["night.part"]);
-    // Checked between batches of at most 16 MiB of file data.
+    // Checked after every chunk: the overshoot is at most one chunk (4 MiB) plus metadata.
     assert!(env.repo_size() < 8 * MIB + 16 * MIB + MIB, "stored {} bytes", env.repo_size());
     // The full run later completes from there and removes night.part.
     env.create("night", &["d"]);

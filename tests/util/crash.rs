@@ -171,6 +171,10 @@ pub fn check_invariant(env: &Env, e: &Expect, when: &str) -> Option<Part> {
 /// `name` restores to exactly the tree `src`.
 pub fn assert_extracts_exactly(env: &Env, name: &str, src: &str, when: &str) {
     let out = env.extract(name, &[]);
+    if !out.join(src).exists() {
+        let held: Vec<String> = entries_below(&out).into_iter().take(5).collect();
+        panic!("{when}: {name} should restore {src}, but holds {held:?}...");
+    }
     let (a, b) = (snapshot(&env.path(src)), snapshot(&out.join(src)));
     if a != b {
         assert_same_tree(&env.path(src), &out.join(src)); // names the differences
