@@ -143,9 +143,12 @@ impl Walker<'_> {
         let mut tail = Writer { buf: self.meta.buf.clone() };
         let mut stats = self.stats.clone();
         if let Some(n) = in_progress {
+            // `n.size` is the file's size when its read began: a file whose last block is already
+            // stored is whole, not cut.
             let mut n = n.clone();
-            n.partial = true;
-            n.size = n.blocks.iter().map(|b| b.1 as u64).sum();
+            let stored = n.blocks.iter().map(|b| b.1 as u64).sum();
+            n.partial = stored < n.size;
+            n.size = stored;
             n.encode(&mut tail);
             stats.files += 1;
         }
@@ -287,6 +290,7 @@ impl Walker<'_> {
                 return Ok(false);
             }
         };
+        node.size = seen.size; // what a checkpoint during the read compares the stored part with
         let chunker = self.chunker.clone();
         let mut buf = std::mem::take(&mut self.buf);
         let keys = self.txn.keys().clone();

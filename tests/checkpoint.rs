@@ -275,6 +275,21 @@ fn a_second_crash_replaces_night_part_and_leaks_nothing() {
     let first = check_invariant(&env, &e, "first crash").expect("night.part");
     // The re-run dedups against night.part, checkpoints further, and dies before its commit.
     assert_eq!(env.run_at("commit-indexed", CREATE).code, KILLED);
+    let base = committed.clone();
+    // Recovery commits the newer checkpoint over night.part (a commit), then reclaims what only the
+    // older one used (a delete transaction): a crash anywhere in there, then `recover` again.
+    for point in
+        ["commit-decided:1", "commit-cleaned:1", "txn-begun:1", "commit-indexed:1", "commit-decided:2"]
+    {
+        let when = format!("second crash, recovery killed at {point}");
+        let copy = env.fork_fresh("replace");
+        assert_eq!(copy.run_at(point, &["recover"]).code, KILLED, "{when}: not reached");
+        copy.ok(["recover"]);
+        let e = Expect { committed: &base, name: "night", src: "data", part: true, whole: false };
+        let again = check_invariant(&copy, &e, &when).expect("night.part");
+        assert!(again.entries > first.entries, "{when}: night.part is still the older checkpoint");
+        copy.remove_fork();
+    }
     env.drop_cache();
     next_command(&env, 1, &mut committed, "second crash")
         .assert_stderr_contains("committed the last checkpoint");
@@ -322,8 +337,10 @@ fn a_crash_while_the_completed_run_removes_night_part_keeps_night_and_leaks_noth
     }
 }
 
-/// Only `night.part` files that checkpoints made are theirs to replace or remove: an archive the
-/// user named `night.part` is committed data like any other.
+/// Only `night.part` archives that checkpoints made are theirs to replace or remove: an archive
+/// the user named `night.part` would be committed data like any other. (Regression: recovery
+/// replaced it with night's checkpoint, and a completed `create night` deleted it; now names
+/// ending in `.part` are refused.)
 #[test]
 #[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
 fn an_archive_the_user_named_night_part_is_never_replaced_or_deleted() {
@@ -332,7 +349,10 @@ fn an_archive_the_user_named_night_part_is_never_replaced_or_deleted() {
     let made = env.run(["create", "night.part", "small3"]);
     made.assert_no_panic();
     if made.code != 0 {
-        return; // refusing the name up front also keeps it safe
+        // Refusing the name up front keeps it safe too: cleanly, storing nothing.
+        made.assert_one_line_error(1);
+        assert_eq!(env.list(), ["base", "older"]);
+        return;
     }
     let intact = |when: &str| {
         assert!(env.list().contains(&"night.part".to_string()), "{when}: the user's night.part is gone");

@@ -1,9 +1,11 @@
 //! Checkpoints on request and on limits: SIGQUIT ends a running `create` at once as `NAME.part`
 //! (exit 2, committed without any recovery), SIGUSR2 forces a checkpoint (a later SIGKILL then
-//! leaves `NAME.part`), SIGUSR1 prints a progress line; `--maxbw` stops after that many bytes as
-//! `NAME.part`; re-running `create NAME` removes `NAME.part` unless `--keep-part`; `ls -v` marks the
-//! cut file `[partial]` and extract says it was cut short; `checkpoint-bytes` in a config file
-//! makes checkpoints too. Every outcome is checked against invariant 3 (see `util::crash`).
+//! leaves `NAME.part`), SIGUSR1 prints a progress line; `--checkpoint-interval` checkpoints once
+//! its time has passed (the run is stopped with SIGSTOP for longer than that); `--maxbw` stops
+//! after that many bytes as `NAME.part`; re-running `create NAME` removes `NAME.part` unless
+//! `--keep-part`; `ls -v` marks the cut file `[partial]` and extract says it was cut short;
+//! `checkpoint-bytes` in a config file makes checkpoints too. Every outcome is checked against
+//! invariant 3 (see `util::crash`).
 
 mod util;
 
@@ -137,4 +139,45 @@ fn checkpoint_bytes_in_a_config_file_makes_checkpoints() {
     let committed = [("base".to_string(), "small".to_string())].into();
     let e = Expect { committed: &committed, name: "night", src: "data", part: true, whole: false };
     check_invariant(&env, &e, "checkpoint-bytes from the config file");
+}
+
+#[test]
+fn checkpoint_interval_makes_a_checkpoint_once_the_time_has_passed() {
+    let (env, _) = setup();
+    let mut child = start_create(&env, &["--checkpoint-interval", "1"]);
+    let recorded = || env.txn_records().values().any(|r| r.contains("checkpoint"));
+    // Stopped for longer than the interval, the run checkpoints at its next check.
+    signal(&child, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(1200));
+    signal(&child, libc::SIGCONT);
+    wait_until(&mut child, LIMIT, "a checkpoint record after the interval", recorded);
+    child.kill().unwrap();
+    assert_eq!(wait_out(child).code, KILLED);
+    env.ok(["delete", "base"]).assert_stderr_contains("committed the last checkpoint");
+    let e = Expect { committed: &BTreeMap::new(), name: "night", src: "big", part: true, whole: false };
+    check_invariant(&env, &e, "--checkpoint-interval 1, then SIGKILL");
+}
+
+/// A checkpoint right after the last block of a file has the whole file: it must not be marked
+/// `[partial]` (nor make extract say it was cut short).
+#[test]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+fn a_file_a_checkpoint_did_not_cut_is_not_marked_partial() {
+    let env = Env::new();
+    // Each file is a single block (below the chunker's minimum), so every checkpoint is due right
+    // after some file's only block has been stored.
+    for i in 0..40 {
+        write_data(&env.path(format!("few/f{i:02}.bin")), 50 + i, 100_000 + 2_500 * i);
+    }
+    let create = ["create", "--checkpoint-bytes", "1M", "night", "few"];
+    assert_eq!(env.run_at("checkpoint-cache-committed:2", &create).code, KILLED);
+    env.ok(["recover"]).assert_stderr_contains("committed the last checkpoint");
+    let part = check_part(&env, "night.part", "few", "checkpoint between files");
+    if let Some((file, len)) = part.cut {
+        assert!(
+            len < src_len(&env, &file),
+            "{file} is marked [partial] in night.part (and extract says it was cut short), but \
+             night.part holds all {len} bytes of it"
+        );
+    }
 }
