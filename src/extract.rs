@@ -24,12 +24,23 @@ pub struct ExtractOptions {
     pub name: String,
     pub dir: PathBuf,
     pub patterns: Vec<String>,
+    /// Keep files (and prefixes of files) already restored whose content verifies; restore the rest.
+    pub resume: bool,
+    /// Replace existing files. Without this or `resume`, existing files make extract refuse.
+    pub overwrite: bool,
 }
 
 #[derive(Default, Debug)]
 pub struct ExtractResult {
     pub files: u64,
     pub bytes: u64,
+}
+
+impl ExtractResult {
+    /// One line for `--print-stats`.
+    pub fn summary(&self) -> String {
+        format!("restored {} files, {} bytes", self.files, self.bytes)
+    }
 }
 
 const WINDOW: usize = 16;

@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod delete;
 pub mod extract;
 pub mod failpoint;
+pub mod fsck;
 pub mod index;
 pub mod keyfile;
 pub mod manifest;

@@ -69,6 +69,15 @@ pub enum Cmd {
         /// Directory to restore into (default: the current directory)
         #[arg(short = 'C', value_name = "DIR", default_value = ".")]
         dir: PathBuf,
+        /// Continue an interrupted extract: keep what is already restored and verified, restore the rest
+        #[arg(long, conflicts_with = "overwrite")]
+        resume: bool,
+        /// Replace files that already exist under DIR (by default extract refuses to)
+        #[arg(long)]
+        overwrite: bool,
+        /// Print what was restored and how much was fetched from the repository
+        #[arg(long)]
+        print_stats: bool,
         /// Shell patterns; a pattern matching a directory selects all under it
         patterns: Vec<String>,
     },
@@ -81,6 +90,15 @@ pub enum Cmd {
     Stats { names: Vec<String> },
     /// Finish or discard an interrupted write now (every write command also does this first)
     Recover,
+    /// Check the repository and rebuild the local cache from it
+    Fsck {
+        /// Also delete stored data that no archive references
+        #[arg(long)]
+        prune: bool,
+        /// Also read and authenticate every stored block, naming the archives and paths a damaged one affects
+        #[arg(long)]
+        verify_data: bool,
+    },
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

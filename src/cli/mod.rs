@@ -119,10 +119,19 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 }
             }
         }
-        Cmd::Extract { name, dir, patterns } => {
+        Cmd::Extract { name, dir, patterns, resume, overwrite, print_stats } => {
             let session = Session::open(&settings)?;
-            let opts = ExtractOptions { name: name.clone(), dir: dir.clone(), patterns: patterns.clone() };
-            extract(&session, &opts, &progress)?;
+            let opts = ExtractOptions {
+                name: name.clone(),
+                dir: dir.clone(),
+                patterns: patterns.clone(),
+                resume: *resume,
+                overwrite: *overwrite,
+            };
+            let res = extract(&session, &opts, &progress)?;
+            if *print_stats || cfg.flag("print-stats") {
+                eprintln!("{}", res.summary());
+            }
             let skipped = out.warnings.load(std::sync::atomic::Ordering::Relaxed);
             if skipped > 0 {
                 anyhow::bail!(
@@ -141,6 +150,17 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             archiver::recover::recover(&session, &progress)?;
             if pending == 0 {
                 progress(Event::Notice("nothing to recover".into()));
+            }
+        }
+        Cmd::Fsck { prune, verify_data } => {
+            let session = Session::open(&settings)?;
+            let opts = archiver::fsck::FsckOptions { prune: *prune, verify_data: *verify_data };
+            let report = archiver::fsck::fsck(&session, &opts, &progress)?;
+            for line in report.lines() {
+                out.line(&line)?;
+            }
+            if !report.is_clean() {
+                anyhow::bail!("{}", report.verdict());
             }
         }
         Cmd::Stats { names } => {
