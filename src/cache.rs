@@ -1,11 +1,17 @@
 //! The local SQLite cache: which blocks the repository holds (and where), and the file-change
 //! cache that lets unchanged files be skipped without reading them.
 //!
-//! The cache is only an optimisation. It records the generation and manifest hash it mirrors;
-//! a cache that is missing, unreadable, from another schema, or behind the repository is rebuilt
-//! from the repository's index segments (see `session::open_cache`), never trusted. Blocks are
-//! inserted only after the repository durably acknowledged them (invariant 1): the write
-//! transaction keeps one SQLite transaction open and commits it only after the repository commit.
+//! The cache is only an optimisation. It records the generation and manifest hash it mirrors, and
+//! which index segments its block table was loaded from (every block row belongs to a pack row,
+//! every pack row to a segment row, so a segment's blocks can be dropped exactly). A cache that
+//! is missing, unreadable, fails SQLite's integrity check, has another schema, or mirrors another
+//! state is brought in line by `session::open_cache` (recreated, or re-synced segment by
+//! segment), never trusted as it is. Blocks are inserted only after the repository durably
+//! acknowledged them (invariant 1): the write transaction keeps one SQLite transaction open and
+//! commits it only at a checkpoint or after the repository commit.
+//!
+//! The file name carries the schema version, so archiver versions with different schemas keep
+//! separate caches instead of destroying each other's.
 
 use crate::crypto::BlockId;
 use crate::pack::{Entry, Location};
@@ -13,7 +19,7 @@ use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
-const SCHEMA: i64 = 1;
+const SCHEMA: i64 = 2;
 
 pub struct Cache {
     conn: Connection,
@@ -37,7 +43,10 @@ impl Cache {
         let dir = dir.join(repo_id);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
-        let path = dir.join("cache.sqlite");
+        let path = dir.join(format!("cache-v{SCHEMA}.sqlite"));
+        for old in ["cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm"] {
+            let _ = std::fs::remove_file(dir.join(old)); // schema 1's cache, never read again
+        }
         match Self::try_open(&path, repo_id) {
             Ok(c) => Ok((c, None)),
             Err(e) => {
@@ -56,9 +65,18 @@ impl Cache {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // The cache can always be rebuilt, so it need not survive power loss: no fsync per commit.
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;")?;
+        // A crash of the machine (synchronous=OFF) or stray bytes can damage pages SQLite would
+        // otherwise only trip over in the middle of a run, or worse, read without noticing.
+        let verdict: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+        if verdict != "ok" {
+            anyhow::bail!("it is damaged ({verdict})");
+        }
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS packs (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+             CREATE TABLE IF NOT EXISTS segments (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+             CREATE TABLE IF NOT EXISTS packs (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                 seg INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS packs_seg ON packs (seg);
              CREATE TABLE IF NOT EXISTS blocks (id BLOB PRIMARY KEY, pack INTEGER NOT NULL,
                  offset INTEGER NOT NULL, len INTEGER NOT NULL, plain_len INTEGER NOT NULL,
                  kind INTEGER NOT NULL) WITHOUT ROWID;
@@ -115,12 +133,42 @@ impl Cache {
 
     /// Forgets every block (before a rebuild from the repository's index).
     pub fn clear_blocks(&self) -> Result<()> {
-        self.conn.execute_batch("DELETE FROM blocks; DELETE FROM packs;")?;
+        self.conn.execute_batch("DELETE FROM blocks; DELETE FROM packs; DELETE FROM segments;")?;
         Ok(())
     }
 
-    pub fn add_pack(&self, pack: &str, entries: &[Entry]) -> Result<()> {
-        self.conn.execute("INSERT OR IGNORE INTO packs (name) VALUES (?1)", [pack])?;
+    /// The index segments whose blocks this cache holds.
+    pub fn segments(&self) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare_cached("SELECT name FROM segments")?;
+        let names = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(names)
+    }
+
+    /// Forgets the blocks of the packs that segment `name` listed (when the repository dropped it).
+    pub fn drop_segment(&self, name: &str) -> Result<()> {
+        let seg: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM segments WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?;
+        if let Some(seg) = seg {
+            self.conn
+                .execute("DELETE FROM blocks WHERE pack IN (SELECT id FROM packs WHERE seg = ?1)", [seg])?;
+            self.conn.execute("DELETE FROM packs WHERE seg = ?1", [seg])?;
+            self.conn.execute("DELETE FROM segments WHERE id = ?1", [seg])?;
+        }
+        Ok(())
+    }
+
+    /// Records that segment `segment` lists `entries` in `pack`. A pack that an earlier segment
+    /// listed moves to this one (a compacting commit re-indexes surviving packs).
+    pub fn add_pack(&self, segment: &str, pack: &str, entries: &[Entry]) -> Result<()> {
+        self.conn.execute("INSERT OR IGNORE INTO segments (name) VALUES (?1)", [segment])?;
+        let seg: i64 =
+            self.conn.query_row("SELECT id FROM segments WHERE name = ?1", [segment], |r| r.get(0))?;
+        self.conn.execute(
+            "INSERT INTO packs (name, seg) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seg = excluded.seg",
+            params![pack, seg],
+        )?;
         let pid: i64 = self.conn.query_row("SELECT id FROM packs WHERE name = ?1", [pack], |r| r.get(0))?;
         let mut st = self.conn.prepare_cached(
             "INSERT OR REPLACE INTO blocks (id, pack, offset, len, plain_len, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -219,7 +267,7 @@ mod tests {
             let (c, note) = Cache::open(dir.path(), "r1").unwrap();
             assert!(note.is_none());
             c.begin().unwrap();
-            c.add_pack("p", std::slice::from_ref(&e)).unwrap();
+            c.add_pack("s", "p", std::slice::from_ref(&e)).unwrap();
             c.set_synced("1 abc").unwrap();
             c.commit().unwrap();
         }
@@ -227,7 +275,7 @@ mod tests {
         assert_eq!(c.lookup(&[1; 32]).unwrap().unwrap().offset, 5);
         assert_eq!(c.synced().unwrap().as_deref(), Some("1 abc"));
         drop(c);
-        std::fs::write(dir.path().join("r1/cache.sqlite"), b"not a database at all, garbage").unwrap();
+        std::fs::write(dir.path().join("r1/cache-v2.sqlite"), b"not a database at all, garbage").unwrap();
         let (c, note) = Cache::open(dir.path(), "r1").unwrap();
         assert!(note.is_some());
         assert!(c.lookup(&[1; 32]).unwrap().is_none());

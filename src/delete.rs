@@ -39,6 +39,25 @@ pub fn delete(session: &Session, names: &[String], progress: Progress) -> Result
 /// `delete` for a caller that holds the lock and has recovered. With no names it only reclaims
 /// space nothing references (after recovery replaced a `NAME.part`).
 pub fn delete_locked(session: &Session, names: &[String], progress: Progress) -> Result<DeleteResult> {
+    collect(session, names, Orphans::default(), progress)
+}
+
+/// Stored objects the manifest does not reference at all (found by `fsck`), deleted by the same
+/// commit as the dead blocks.
+#[derive(Debug, Default, Clone)]
+pub struct Orphans {
+    pub packs: Vec<String>,
+    pub indexes: Vec<String>,
+}
+
+/// Deletes archives `names`, reclaims every block no remaining archive references, and deletes
+/// `orphans`, in one transaction. Caller holds the lock and has recovered.
+pub fn collect(
+    session: &Session,
+    names: &[String],
+    orphans: Orphans,
+    progress: Progress,
+) -> Result<DeleteResult> {
     let head = session.head()?;
     for n in names {
         reader::find(&head.0, n)?;
@@ -95,8 +114,12 @@ pub fn delete_locked(session: &Session, names: &[String], progress: Progress) ->
         }
         delete_packs.push(pack);
     }
+    result.reclaimed += orphans.packs.iter().filter_map(|p| session.repo.pack_size(p).ok()).sum::<u64>();
+    result.packs_deleted += orphans.packs.len();
+    delete_packs.extend(orphans.packs);
     // The surviving packs are re-indexed in one segment of this transaction.
-    let old_indexes = head.0.indexes.clone();
+    let mut old_indexes = head.0.indexes.clone();
+    old_indexes.extend(orphans.indexes);
     let names_owned: Vec<String> = names.to_vec();
     txn.commit(
         keep,

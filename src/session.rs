@@ -9,10 +9,18 @@ use crate::manifest::Manifest;
 use crate::progress::{Event, Progress};
 use crate::repo::{self, Repository};
 use anyhow::{bail, Context, Result};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub const FORMAT: u32 = 1;
+
+/// What bringing the cache up to date took.
+#[derive(Debug, Default)]
+pub struct CacheSync {
+    pub added: usize,
+    pub blocks: usize,
+}
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -102,39 +110,60 @@ impl Session {
         }
     }
 
-    /// Opens the cache and makes sure it mirrors `head`; rebuilds its block index if not.
+    /// Opens the cache and makes sure it mirrors `head`: segments the repository dropped are
+    /// forgotten, segments it gained are read, and the cache records the new state. A fresh or
+    /// recreated cache is loaded whole. Either way only index segments are read (about 75 bytes
+    /// per stored block), so this is done automatically and reported in one line.
     pub fn open_cache(&self, head: &(Manifest, String), progress: Progress) -> Result<Cache> {
         let (cache, note) = Cache::open(&self.settings.cachedir, &self.repo_id)?;
-        if let Some(n) = note {
-            progress(Event::Notice(n));
-        }
         let synced = cache.synced()?;
-        if synced.as_deref() != Some(head.1.as_str()) {
-            let blocks = self.rebuild_cache(&cache, head)?;
-            if synced.is_some() {
-                progress(Event::Notice(format!(
-                    "cache did not match repository generation {}; rebuilt its block index from the repository ({blocks} blocks)",
-                    head.0.gen
-                )));
-            }
+        if synced.as_deref() == Some(head.1.as_str()) {
+            return Ok(cache);
+        }
+        let sync = self.sync_cache(&cache, head)?;
+        let why = match (note, &synced) {
+            (Some(n), _) => Some(n),
+            (None, Some(_)) => Some(format!(
+                "cache {} was behind the repository (another client committed, or an older copy)",
+                cache.path.display()
+            )),
+            // A new cache for this repository: nothing to say unless there was something to load.
+            (None, None) => (sync.added > 0).then(|| format!("no cache at {}", cache.path.display())),
+        };
+        if let Some(why) = why {
+            progress(Event::Notice(format!(
+                "{why}; brought it up to repository generation {} from {} index segment(s) ({} blocks)",
+                head.0.gen, sync.added, sync.blocks
+            )));
         }
         Ok(cache)
     }
 
-    fn rebuild_cache(&self, cache: &Cache, head: &(Manifest, String)) -> Result<usize> {
+    /// Makes `cache` hold exactly the blocks of `head`'s index segments.
+    fn sync_cache(&self, cache: &Cache, head: &(Manifest, String)) -> Result<CacheSync> {
+        let want: HashSet<&str> = head.0.indexes.iter().map(String::as_str).collect();
         cache.begin()?;
-        let res = (|| -> Result<usize> {
-            cache.clear_blocks()?;
-            let mut n = 0;
-            for name in &head.0.indexes {
-                let seg = self.read_segment(name)?;
+        let res = (|| -> Result<CacheSync> {
+            let have = cache.segments()?;
+            for name in have.iter().filter(|n| !want.contains(n.as_str())) {
+                cache.drop_segment(name)?;
+            }
+            let have: HashSet<&str> = have.iter().map(String::as_str).collect();
+            let mut sync = CacheSync::default();
+            for name in head.0.indexes.iter().filter(|n| !have.contains(n.as_str())) {
+                let seg = self.read_segment(name).map_err(|e| {
+                    e.context(format!(
+                        "the local cache cannot be brought up to date because index segment {name} cannot be used: run `archiver fsck` to rebuild the index from the packs"
+                    ))
+                })?;
                 for (pack, entries) in &seg.packs {
-                    cache.add_pack(pack, entries)?;
-                    n += entries.len();
+                    cache.add_pack(name, pack, entries)?;
+                    sync.blocks += entries.len();
                 }
+                sync.added += 1;
             }
             cache.set_synced(&head.1)?;
-            Ok(n)
+            Ok(sync)
         })();
         match res {
             Ok(n) => {

@@ -256,7 +256,7 @@ impl Txn {
             self.repo.put_index(&self.id, self.index_seq, &bytes).context("cannot store an index segment")?;
         self.index_seq += 1;
         for (pack, entries) in &seg.packs {
-            self.cache.add_pack(pack, entries)?;
+            self.cache.add_pack(&stored, pack, entries)?;
         }
         let first_own = seg.packs.len() - own;
         self.kept_packs.extend(seg.packs[first_own..].iter().map(|(p, _)| p.clone()));

@@ -1,0 +1,164 @@
+//! fsck's archive check: every archive's root and metadata are read, and every block they
+//! reference is looked up in the (freshly rebuilt) index and in the set of blocks found damaged.
+//! Damage is reported by archive and path, at most `MAX_PATHS` paths per archive.
+//!
+//! Metadata blocks shared between archives (an unchanged tree chunks to the same blocks) are
+//! fetched once and kept in memory up to `MEMO_BYTES`; blocks already found present are not
+//! looked up again.
+
+use super::FsckReport;
+use crate::archive::{decode_nodes, NodeKind, Root};
+use crate::cache::Cache;
+use crate::crypto::BlockId;
+use crate::manifest::{ArchiveRef, Manifest};
+use crate::progress::{Event, Progress};
+use crate::reader;
+use crate::session::Session;
+use anyhow::{anyhow, Result};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+const MAX_PATHS: usize = 50;
+const MEMO_BYTES: usize = 256 << 20;
+
+struct Checker<'a> {
+    session: &'a Session,
+    cache: &'a Cache,
+    damaged: &'a HashMap<BlockId, String>,
+    present: HashSet<BlockId>,
+    memo: HashMap<BlockId, Arc<Vec<u8>>>,
+    memo_bytes: usize,
+    read: u64,
+    /// Damaged blocks some archive references.
+    used_damaged: HashSet<BlockId>,
+}
+
+impl Checker<'_> {
+    /// Why a block cannot be used, if it cannot.
+    fn fault(&mut self, id: &BlockId) -> Result<Option<String>> {
+        if let Some(why) = self.damaged.get(id) {
+            self.used_damaged.insert(*id);
+            return Ok(Some(why.clone()));
+        }
+        if self.present.contains(id) {
+            return Ok(None);
+        }
+        if self.cache.stored_len(id)?.is_none() {
+            return Ok(Some(format!("block {} is in no pack the index lists", hex::encode(&id[..8]))));
+        }
+        self.present.insert(*id);
+        Ok(None)
+    }
+
+    fn block(&mut self, id: &BlockId) -> Result<Arc<Vec<u8>>> {
+        if let Some(b) = self.memo.get(id) {
+            return Ok(b.clone());
+        }
+        if let Some(why) = self.fault(id)? {
+            return Err(anyhow!(why));
+        }
+        let loc = reader::locate(self.cache, id)?;
+        let plain = Arc::new(reader::fetch(self.session, id, &loc)?);
+        self.read += loc.len as u64;
+        if self.memo_bytes + plain.len() > MEMO_BYTES {
+            self.memo.clear();
+            self.memo_bytes = 0;
+        }
+        self.memo_bytes += plain.len();
+        self.memo.insert(*id, plain.clone());
+        Ok(plain)
+    }
+
+    /// Checks one archive; returns its problem lines and its file count (0 with a problem line:
+    /// its metadata cannot be read).
+    fn archive(&mut self, a: &ArchiveRef) -> Result<(Vec<String>, u64)> {
+        let stream = (|| -> Result<Vec<u8>> {
+            let root = Root::decode(&self.block(&a.root)?)?;
+            anyhow::ensure!(root.name == a.name, "its root block names {:?}", root.name);
+            let mut stream = Vec::new();
+            for (id, _) in &root.meta {
+                stream.extend_from_slice(&self.block(id)?);
+            }
+            Ok(stream)
+        })();
+        let nodes = match stream.and_then(|s| decode_nodes(&s)) {
+            Ok(n) => n,
+            Err(e) => {
+                return Ok((
+                    vec![format!(
+                        "archive {:?}: its metadata cannot be read ({e:#}): nothing in it can be restored",
+                        a.name
+                    )],
+                    0,
+                ));
+            }
+        };
+        let mut bad: BTreeMap<Vec<u8>, (usize, String)> = BTreeMap::new();
+        let mut files = 0;
+        for n in nodes.iter().filter(|n| n.kind == NodeKind::File) {
+            files += 1;
+            for (id, _) in &n.blocks {
+                if let Some(why) = self.fault(id)? {
+                    bad.entry(n.path.clone()).or_insert((0, why)).0 += 1;
+                }
+            }
+        }
+        let mut lines: Vec<String> = bad
+            .iter()
+            .take(MAX_PATHS)
+            .map(|(path, (count, why))| {
+                format!(
+                    "archive {:?}: {}: {count} block(s) unusable ({why})",
+                    a.name,
+                    crate::query::escape(path)
+                )
+            })
+            .collect();
+        if bad.len() > MAX_PATHS {
+            lines.push(format!("archive {:?}: and {} more damaged paths", a.name, bad.len() - MAX_PATHS));
+        }
+        Ok((lines, files))
+    }
+}
+
+pub fn check(
+    session: &Session,
+    cache: &Cache,
+    m: &Manifest,
+    damaged: &HashMap<BlockId, String>,
+    report: &mut FsckReport,
+    progress: Progress,
+) -> Result<()> {
+    let mut c = Checker {
+        session,
+        cache,
+        damaged,
+        present: HashSet::new(),
+        memo: HashMap::new(),
+        memo_bytes: 0,
+        read: 0,
+        used_damaged: HashSet::new(),
+    };
+    for a in &m.archives {
+        progress(Event::File(a.name.clone()));
+        let (lines, files) = c.archive(a)?;
+        if files == 0 && !lines.is_empty() {
+            report.unreadable_archives += 1;
+        }
+        report.problems.extend(lines);
+        report.files += files;
+        report.archives += 1;
+    }
+    report.read += c.read;
+    report.referenced = (c.present.len() + c.used_damaged.len()) as u64;
+    let unused = damaged.keys().filter(|id| !c.used_damaged.contains(*id)).count();
+    // With an archive unreadable, which damaged blocks it would use is unknown.
+    if unused > 0 && report.unreadable_archives == 0 {
+        let example = damaged.iter().find(|(id, _)| !c.used_damaged.contains(*id)).map(|(_, w)| w.clone());
+        report.problems.push(format!(
+            "{unused} damaged block(s) that no archive references ({}); `archiver fsck --prune` removes them",
+            example.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
