@@ -79,10 +79,10 @@ impl Cache {
              CREATE INDEX IF NOT EXISTS packs_seg ON packs (seg);
              CREATE TABLE IF NOT EXISTS blocks (id BLOB PRIMARY KEY, pack INTEGER NOT NULL,
                  offset INTEGER NOT NULL, len INTEGER NOT NULL, plain_len INTEGER NOT NULL,
-                 kind INTEGER NOT NULL) WITHOUT ROWID;
+                 kind INTEGER NOT NULL, chk INTEGER NOT NULL) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, size INTEGER NOT NULL,
                  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
-                 blocks BLOB NOT NULL) WITHOUT ROWID;",
+                 blocks BLOB NOT NULL, chk INTEGER NOT NULL) WITHOUT ROWID;",
         )?;
         let c = Cache { conn, path: path.to_path_buf() };
         match c.meta("schema")? {
@@ -171,34 +171,58 @@ impl Cache {
         )?;
         let pid: i64 = self.conn.query_row("SELECT id FROM packs WHERE name = ?1", [pack], |r| r.get(0))?;
         let mut st = self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO blocks (id, pack, offset, len, plain_len, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR REPLACE INTO blocks (id, pack, offset, len, plain_len, kind, chk) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for e in entries {
-            st.execute(params![&e.id[..], pid, e.offset as i64, e.len, e.plain_len, e.kind as u8])?;
+            let loc = Location { pack: pack.to_string(), offset: e.offset, len: e.len, plain_len: e.plain_len };
+            let chk = row_check(&e.id, &loc);
+            st.execute(params![&e.id[..], pid, e.offset as i64, e.len, e.plain_len, e.kind as u8, chk])?;
         }
         Ok(())
     }
 
+    /// Where the repository holds block `id`, if it does. A row that fails its check (damage the
+    /// SQLite integrity check cannot see: bytes changed inside a row) makes the whole cache
+    /// suspect: its file is removed, so the next run rebuilds it, and this run stops.
     pub fn lookup(&self, id: &BlockId) -> Result<Option<Location>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT p.name, b.offset, b.len, b.plain_len FROM blocks b JOIN packs p ON p.id = b.pack WHERE b.id = ?1",
+            "SELECT p.name, b.offset, b.len, b.plain_len, b.chk FROM blocks b JOIN packs p ON p.id = b.pack WHERE b.id = ?1",
         )?;
-        Ok(st
+        let row = st
             .query_row([&id[..]], |r| {
-                Ok(Location {
-                    pack: r.get(0)?,
-                    offset: r.get::<_, i64>(1)? as u64,
-                    len: r.get(2)?,
-                    plain_len: r.get(3)?,
-                })
+                Ok((
+                    Location {
+                        pack: r.get(0)?,
+                        offset: r.get::<_, i64>(1)? as u64,
+                        len: r.get(2)?,
+                        plain_len: r.get(3)?,
+                    },
+                    r.get::<_, i64>(4)?,
+                ))
             })
-            .optional()?)
+            .optional()?;
+        match row {
+            Some((loc, chk)) if chk != row_check(id, &loc) => {
+                self.discard();
+                anyhow::bail!(
+                    "the local cache {} is damaged (an entry fails its check); it was removed and is rebuilt from the repository on the next run: run the command again, or `archiver fsck`",
+                    self.path.display()
+                )
+            }
+            row => Ok(row.map(|(loc, _)| loc)),
+        }
     }
 
     /// Stored and plain length of a block, if the repository holds it.
     pub fn stored_len(&self, id: &BlockId) -> Result<Option<(u32, u32)>> {
-        let mut st = self.conn.prepare_cached("SELECT len, plain_len FROM blocks WHERE id = ?1")?;
-        Ok(st.query_row([&id[..]], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
+        Ok(self.lookup(id)?.map(|l| (l.len, l.plain_len)))
+    }
+
+    /// Removes the cache's files (this connection keeps working on the unlinked file).
+    fn discard(&self) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+        }
     }
 
     /// Totals over every stored block: (plain bytes, stored bytes, count).
@@ -213,7 +237,7 @@ impl Cache {
     pub fn file(&self, path: &[u8]) -> Result<Option<FileRecord>> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT size, mtime_ns, ctime_ns, ino, blocks FROM files WHERE path = ?1")?;
+            .prepare_cached("SELECT size, mtime_ns, ctime_ns, ino, blocks, chk FROM files WHERE path = ?1")?;
         let row = st
             .query_row([path], |r| {
                 Ok((
@@ -222,11 +246,13 @@ impl Cache {
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, i64>(5)?,
                 ))
             })
             .optional()?;
-        Ok(row.and_then(|(size, mtime_ns, ctime_ns, ino, blob)| {
-            if blob.len() % 36 != 0 {
+        // A record that fails its check or does not add up is ignored: the file is read again.
+        Ok(row.and_then(|(size, mtime_ns, ctime_ns, ino, blob, chk)| {
+            if blob.len() % 36 != 0 || chk != file_check(path, size, mtime_ns, ctime_ns, ino, &blob) {
                 return None;
             }
             let blocks = blob
@@ -236,7 +262,8 @@ impl Cache {
                     (id, u32::from_le_bytes(c[32..].try_into().expect("4")))
                 })
                 .collect();
-            Some(FileRecord { size: size as u64, mtime_ns, ctime_ns, ino: ino as u64, blocks })
+            let rec = FileRecord { size: size as u64, mtime_ns, ctime_ns, ino: ino as u64, blocks };
+            (rec.blocks.iter().map(|b| b.1 as u64).sum::<u64>() == rec.size).then_some(rec)
         }))
     }
 
@@ -247,11 +274,31 @@ impl Cache {
             blob.extend_from_slice(&len.to_le_bytes());
         }
         let mut st = self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO files (path, size, mtime_ns, ctime_ns, ino, blocks) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR REPLACE INTO files (path, size, mtime_ns, ctime_ns, ino, blocks, chk) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        st.execute(params![path, rec.size as i64, rec.mtime_ns, rec.ctime_ns, rec.ino as i64, blob])?;
+        let (size, ino) = (rec.size as i64, rec.ino as i64);
+        let chk = file_check(path, size, rec.mtime_ns, rec.ctime_ns, ino, &blob);
+        st.execute(params![path, size, rec.mtime_ns, rec.ctime_ns, ino, blob, chk])?;
         Ok(())
     }
+}
+
+/// A row's check value: binds a block's id to its location, so a changed byte in either is seen.
+fn row_check(id: &BlockId, loc: &Location) -> i64 {
+    let mut h = blake3::Hasher::new();
+    h.update(id).update(loc.pack.as_bytes()).update(&loc.offset.to_le_bytes());
+    h.update(&loc.len.to_le_bytes()).update(&loc.plain_len.to_le_bytes());
+    i64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+fn file_check(path: &[u8], size: i64, mtime_ns: i64, ctime_ns: i64, ino: i64, blob: &[u8]) -> i64 {
+    let mut h = blake3::Hasher::new();
+    h.update(&(path.len() as u64).to_le_bytes()).update(path);
+    for v in [size, mtime_ns, ctime_ns, ino] {
+        h.update(&v.to_le_bytes());
+    }
+    h.update(blob);
+    i64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
 #[cfg(test)]
@@ -279,5 +326,23 @@ mod tests {
         let (c, note) = Cache::open(dir.path(), "r1").unwrap();
         assert!(note.is_some());
         assert!(c.lookup(&[1; 32]).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_changed_row_is_seen_and_the_cache_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Entry { id: [2; 32], kind: Kind::Data, offset: 7, len: 10, plain_len: 20 };
+        let (c, _) = Cache::open(dir.path(), "r1").unwrap();
+        c.add_pack("s", "p", std::slice::from_ref(&e)).unwrap();
+        assert_eq!(c.stored_len(&[2; 32]).unwrap(), Some((10, 20)));
+        c.conn.execute("UPDATE blocks SET offset = 8", []).unwrap();
+        let err = c.lookup(&[2; 32]).unwrap_err().to_string();
+        assert!(err.contains("damaged") && err.contains("fsck"), "{err}");
+        assert!(!c.path.exists(), "the damaged cache file is still there");
+        let rec = FileRecord { size: 5, mtime_ns: 1, ctime_ns: 2, ino: 3, blocks: vec![([3; 32], 5)] };
+        c.put_file(b"/f", &rec).unwrap();
+        assert_eq!(c.file(b"/f").unwrap(), Some(rec));
+        c.conn.execute("UPDATE files SET size = 6", []).unwrap();
+        assert_eq!(c.file(b"/f").unwrap(), None, "a changed file record must not be trusted");
     }
 }
