@@ -100,12 +100,19 @@ impl Cache {
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+        self.guard(|| {
+            Ok(self
+                .conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?)
+        })
     }
 
     fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", [key, value])?;
-        Ok(())
+        self.guard(|| {
+            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", [key, value])?;
+            Ok(())
+        })
     }
 
     /// The repository state this cache mirrors: generation and manifest hash.
@@ -118,13 +125,17 @@ impl Cache {
     }
 
     pub fn begin(&self) -> Result<()> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        Ok(())
+        self.guard(|| {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            Ok(())
+        })
     }
 
     pub fn commit(&self) -> Result<()> {
-        self.conn.execute_batch("COMMIT")?;
-        Ok(())
+        self.guard(|| {
+            self.conn.execute_batch("COMMIT")?;
+            Ok(())
+        })
     }
 
     pub fn rollback(&self) {
@@ -133,35 +144,44 @@ impl Cache {
 
     /// Forgets every block (before a rebuild from the repository's index).
     pub fn clear_blocks(&self) -> Result<()> {
-        self.conn.execute_batch("DELETE FROM blocks; DELETE FROM packs; DELETE FROM segments;")?;
-        Ok(())
+        self.guard(|| {
+            self.conn.execute_batch("DELETE FROM blocks; DELETE FROM packs; DELETE FROM segments;")?;
+            Ok(())
+        })
     }
 
     /// The index segments whose blocks this cache holds.
     pub fn segments(&self) -> Result<Vec<String>> {
-        let mut st = self.conn.prepare_cached("SELECT name FROM segments")?;
-        let names = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
-        Ok(names)
+        self.guard(|| {
+            let mut st = self.conn.prepare_cached("SELECT name FROM segments")?;
+            let names = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(names)
+        })
     }
 
     /// Forgets the blocks of the packs that segment `name` listed (when the repository dropped it).
     pub fn drop_segment(&self, name: &str) -> Result<()> {
-        let seg: Option<i64> = self
-            .conn
-            .query_row("SELECT id FROM segments WHERE name = ?1", [name], |r| r.get(0))
-            .optional()?;
-        if let Some(seg) = seg {
-            self.conn
-                .execute("DELETE FROM blocks WHERE pack IN (SELECT id FROM packs WHERE seg = ?1)", [seg])?;
-            self.conn.execute("DELETE FROM packs WHERE seg = ?1", [seg])?;
-            self.conn.execute("DELETE FROM segments WHERE id = ?1", [seg])?;
-        }
-        Ok(())
+        self.guard(|| {
+            let seg: Option<i64> = self
+                .conn
+                .query_row("SELECT id FROM segments WHERE name = ?1", [name], |r| r.get(0))
+                .optional()?;
+            if let Some(seg) = seg {
+                self.conn.execute(
+                    "DELETE FROM blocks WHERE pack IN (SELECT id FROM packs WHERE seg = ?1)",
+                    [seg],
+                )?;
+                self.conn.execute("DELETE FROM packs WHERE seg = ?1", [seg])?;
+                self.conn.execute("DELETE FROM segments WHERE id = ?1", [seg])?;
+            }
+            Ok(())
+        })
     }
 
     /// Records that segment `segment` lists `entries` in `pack`. A pack that an earlier segment
     /// listed moves to this one (a compacting commit re-indexes surviving packs).
     pub fn add_pack(&self, segment: &str, pack: &str, entries: &[Entry]) -> Result<()> {
+        self.guard(|| {
         self.conn.execute("INSERT OR IGNORE INTO segments (name) VALUES (?1)", [segment])?;
         let seg: i64 =
             self.conn.query_row("SELECT id FROM segments WHERE name = ?1", [segment], |r| r.get(0))?;
@@ -179,12 +199,14 @@ impl Cache {
             st.execute(params![&e.id[..], pid, e.offset as i64, e.len, e.plain_len, e.kind as u8, chk])?;
         }
         Ok(())
+        })
     }
 
     /// Where the repository holds block `id`, if it does. A row that fails its check (damage the
     /// SQLite integrity check cannot see: bytes changed inside a row) makes the whole cache
     /// suspect: its file is removed, so the next run rebuilds it, and this run stops.
     pub fn lookup(&self, id: &BlockId) -> Result<Option<Location>> {
+        self.guard(|| {
         let mut st = self.conn.prepare_cached(
             "SELECT p.name, b.offset, b.len, b.plain_len, b.chk FROM blocks b JOIN packs p ON p.id = b.pack WHERE b.id = ?1",
         )?;
@@ -211,11 +233,37 @@ impl Cache {
             }
             row => Ok(row.map(|(loc, _)| loc)),
         }
+        })
     }
 
     /// Stored and plain length of a block, if the repository holds it.
     pub fn stored_len(&self, id: &BlockId) -> Result<Option<(u32, u32)>> {
         Ok(self.lookup(id)?.map(|l| (l.len, l.plain_len)))
+    }
+
+    /// Runs a query; SQLite reporting damage (or a file that is not a database) discards the
+    /// cache and says so in one line, any other failure names the cache file.
+    fn guard<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        f().map_err(|e| {
+            let code = e.downcast_ref::<rusqlite::Error>().and_then(|e| e.sqlite_error_code());
+            match code {
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                    self.discard();
+                    anyhow::anyhow!(
+                        "the local cache {} is damaged ({e}); it was removed and is rebuilt from the repository on the next run: run the command again, or `archiver fsck`",
+                        self.path.display()
+                    )
+                }
+                Some(rusqlite::ErrorCode::DiskFull) => anyhow::anyhow!(
+                    "the disk holding the local cache {} is full: free some space (the cache can be deleted safely)",
+                    self.path.display()
+                ),
+                _ if e.downcast_ref::<rusqlite::Error>().is_some() => {
+                    e.context(format!("local cache {}", self.path.display()))
+                }
+                _ => e,
+            }
+        })
     }
 
     /// Removes the cache's files (this connection keeps working on the unlinked file).
@@ -227,47 +275,52 @@ impl Cache {
 
     /// Totals over every stored block: (plain bytes, stored bytes, count).
     pub fn totals(&self) -> Result<(u64, u64, u64)> {
-        Ok(self.conn.query_row(
-            "SELECT COALESCE(SUM(plain_len), 0), COALESCE(SUM(len), 0), COUNT(*) FROM blocks",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
-        )?)
+        self.guard(|| {
+            Ok(self.conn.query_row(
+                "SELECT COALESCE(SUM(plain_len), 0), COALESCE(SUM(len), 0), COUNT(*) FROM blocks",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
+            )?)
+        })
     }
 
     pub fn file(&self, path: &[u8]) -> Result<Option<FileRecord>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT size, mtime_ns, ctime_ns, ino, blocks, chk FROM files WHERE path = ?1")?;
-        let row = st
-            .query_row([path], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
-                    r.get::<_, i64>(5)?,
-                ))
-            })
-            .optional()?;
-        // A record that fails its check or does not add up is ignored: the file is read again.
-        Ok(row.and_then(|(size, mtime_ns, ctime_ns, ino, blob, chk)| {
-            if blob.len() % 36 != 0 || chk != file_check(path, size, mtime_ns, ctime_ns, ino, &blob) {
-                return None;
-            }
-            let blocks = blob
-                .chunks_exact(36)
-                .map(|c| {
-                    let id: BlockId = c[..32].try_into().expect("32");
-                    (id, u32::from_le_bytes(c[32..].try_into().expect("4")))
+        self.guard(|| {
+            let mut st = self.conn.prepare_cached(
+                "SELECT size, mtime_ns, ctime_ns, ino, blocks, chk FROM files WHERE path = ?1",
+            )?;
+            let row = st
+                .query_row([path], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Vec<u8>>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
                 })
-                .collect();
-            let rec = FileRecord { size: size as u64, mtime_ns, ctime_ns, ino: ino as u64, blocks };
-            (rec.blocks.iter().map(|b| b.1 as u64).sum::<u64>() == rec.size).then_some(rec)
-        }))
+                .optional()?;
+            // A record that fails its check or does not add up is ignored: the file is read again.
+            Ok(row.and_then(|(size, mtime_ns, ctime_ns, ino, blob, chk)| {
+                if blob.len() % 36 != 0 || chk != file_check(path, size, mtime_ns, ctime_ns, ino, &blob) {
+                    return None;
+                }
+                let blocks = blob
+                    .chunks_exact(36)
+                    .map(|c| {
+                        let id: BlockId = c[..32].try_into().expect("32");
+                        (id, u32::from_le_bytes(c[32..].try_into().expect("4")))
+                    })
+                    .collect();
+                let rec = FileRecord { size: size as u64, mtime_ns, ctime_ns, ino: ino as u64, blocks };
+                (rec.blocks.iter().map(|b| b.1 as u64).sum::<u64>() == rec.size).then_some(rec)
+            }))
+        })
     }
 
     pub fn put_file(&self, path: &[u8], rec: &FileRecord) -> Result<()> {
+        self.guard(|| {
         let mut blob = Vec::with_capacity(rec.blocks.len() * 36);
         for (id, len) in &rec.blocks {
             blob.extend_from_slice(id);
@@ -280,6 +333,7 @@ impl Cache {
         let chk = file_check(path, size, rec.mtime_ns, rec.ctime_ns, ino, &blob);
         st.execute(params![path, size, rec.mtime_ns, rec.ctime_ns, ino, blob, chk])?;
         Ok(())
+        })
     }
 }
 
