@@ -1,0 +1,153 @@
+//! `archiver fsck`: rebuilds the cache from the repository's index reading well under 1% of what
+//! is stored (so the next unchanged create uploads under 1%); rebuilds a lost index from the
+//! packs' headers; `--verify-data` authenticates every block and names exactly the archives and
+//! paths a damaged block affects; a missing pack is named with what it breaks; `--prune` deletes
+//! objects nothing references and says how much, and everything else still restores.
+
+mod util;
+
+use std::fs;
+use util::*;
+
+fn tree(env: &Env, dir: &str, seed: u64) {
+    write_data(&env.path(format!("{dir}/big.bin")), seed, 40 * MIB);
+    small_tree(&env.path(format!("{dir}/small")), seed + 1, 30, 150_000);
+}
+
+/// The percentage in fsck's "read N (X% of the stored bytes)" line.
+fn read_percent(out: &Out) -> f64 {
+    let line = out.stdout.lines().find(|l| l.contains("of the stored bytes")).expect("a read line");
+    let pct = line.rsplit_once('(').unwrap().1.split('%').next().unwrap();
+    pct.parse().unwrap_or_else(|_| panic!("cannot parse {line:?}"))
+}
+
+#[test]
+fn fsck_rebuilds_the_cache_and_the_next_unchanged_create_uploads_under_1_percent() {
+    let env = Env::new();
+    tree(&env, "t", 1);
+    env.create("one", &["t"]);
+    let stored = env.repo_size();
+    fs::remove_dir_all(&env.cache).unwrap();
+    let out = env.ok(["fsck"]);
+    eprintln!("{}", out.stdout);
+    assert!(out.stdout.contains("checked 1 archive(s), 31 files"), "{}", out.stdout);
+    assert!(read_percent(&out) < 1.0, "fsck read too much:\n{}", out.stdout);
+    let before = env.repo_size();
+    let again = env.ok(["create", "two", "t"]);
+    let grew = env.repo_size() - before;
+    assert!(grew * 100 < stored, "the create after fsck uploaded {grew} of {stored} bytes");
+    // It needed no rebuild of its own: fsck left the cache in line with the repository.
+    assert!(!again.stderr.contains("cache"), "create rebuilt the cache again:\n{}", again.stderr);
+    assert_same_tree(&env.path("t"), &env.extract("two", &[]).join("t"));
+}
+
+#[test]
+fn a_lost_index_is_rebuilt_from_the_packs() {
+    let env = Env::new();
+    tree(&env, "t", 3);
+    env.create("one", &["t"]);
+    write_data(&env.path("u/x.bin"), 9, 3 * MIB);
+    env.create("two", &["t", "u"]);
+    for seg in fs::read_dir(env.repo.join("index")).unwrap() {
+        fs::remove_file(seg.unwrap().path()).unwrap();
+    }
+    fs::remove_dir_all(&env.cache).unwrap();
+    // Without the index and the cache, reading is impossible and says what to do.
+    env.run(["ls", "one"]).assert_one_line_error(1).assert_stderr_contains("archiver fsck");
+    let out = env.ok(["fsck"]);
+    assert!(out.stdout.contains("rebuilt from the packs' headers"), "{}", out.stdout);
+    assert!(read_percent(&out) < 1.0, "{}", out.stdout);
+    assert_eq!(env.ok(["fsck"]).code, 0);
+    assert_same_tree(&env.path("t"), &env.extract("one", &[]).join("t"));
+    let two = env.extract("two", &[]);
+    assert_same_tree(&env.path("u"), &two.join("u"));
+}
+
+/// The largest pack, and the byte in its middle.
+fn largest_pack(env: &Env) -> (String, u64) {
+    let (name, size) = env
+        .repo_files()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("packs/"))
+        .max_by_key(|(_, n)| *n)
+        .expect("a pack");
+    (name, size)
+}
+
+#[test]
+fn verify_data_names_the_archives_and_paths_a_damaged_block_affects() {
+    let env = Env::new();
+    tree(&env, "t", 5);
+    small_tree(&env.path("other"), 7, 10, 50_000);
+    env.create("with-big", &["t", "other"]);
+    env.create("without-big", &["other"]);
+    env.create("big-again", &["t"]);
+    let (pack, size) = largest_pack(&env);
+    flip_bit(&env.repo.join(&pack), size / 2);
+
+    // Without reading data, the damage is invisible and fsck passes.
+    env.ok(["fsck"]);
+    let out = env.run(["fsck", "--verify-data"]);
+    out.assert_one_line_error(1).assert_stderr_contains("damaged");
+    eprintln!("{}", out.stdout);
+    assert!(out.stdout.contains("1 damaged"), "{}", out.stdout);
+    let damage: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("archive ")).collect();
+    assert_eq!(damage.len(), 2, "expected big.bin named in two archives:\n{}", out.stdout);
+    for name in ["with-big", "big-again"] {
+        assert!(
+            damage.iter().any(|l| l.starts_with(&format!("archive {name:?}: t/big.bin: 1 block(s)"))),
+            "{name} not named:\n{}",
+            out.stdout
+        );
+    }
+    assert!(!out.stdout.contains("without-big"), "an intact archive was named:\n{}", out.stdout);
+    // What fsck called intact restores.
+    assert_same_tree(&env.path("other"), &env.extract("without-big", &[]).join("other"));
+}
+
+#[test]
+fn a_missing_pack_is_named_with_what_it_breaks() {
+    let env = Env::new();
+    tree(&env, "t", 11);
+    env.create("one", &["t"]);
+    let (pack, _) = largest_pack(&env);
+    fs::remove_file(env.repo.join(&pack)).unwrap();
+    let out = env.run(["fsck"]);
+    out.assert_one_line_error(1);
+    let short = pack.trim_start_matches("packs/");
+    assert!(out.stdout.contains(&format!("pack {short} is missing")), "{}", out.stdout);
+    assert!(out.stdout.contains("archive \"one\": t/big.bin"), "{}", out.stdout);
+}
+
+#[test]
+fn prune_deletes_what_nothing_references_and_says_how_much() {
+    let env = Env::new();
+    tree(&env, "t", 13);
+    env.create("one", &["t"]);
+    // Orphans: a copy of a pack under a transaction nothing committed, and a stray segment.
+    let (pack, size) = largest_pack(&env);
+    let orphan = env.repo.join("packs/0123456789abcdef0123456789abcdef/00000000");
+    fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    fs::copy(env.repo.join(&pack), &orphan).unwrap();
+    let seg = fs::read_dir(env.repo.join("index")).unwrap().next().unwrap().unwrap().path();
+    fs::copy(&seg, env.repo.join("index/0123456789abcdef0123456789abcdef-000000")).unwrap();
+    let before = env.repo_size();
+
+    let out = env.ok(["fsck"]);
+    assert!(out.stdout.contains("found 1 pack(s)"), "{}", out.stdout);
+    assert!(out.stdout.contains("fsck --prune"), "{}", out.stdout);
+    assert_eq!(env.repo_size(), before, "fsck without --prune deleted something");
+
+    let out = env.ok(["fsck", "--prune"]);
+    eprintln!("{}", out.stdout);
+    assert!(
+        out.stdout.contains("deleted 1 pack(s)") && out.stdout.contains("1 index segment(s)"),
+        "{}",
+        out.stdout
+    );
+    assert!(!orphan.exists());
+    assert!(env.repo_size() + size <= before, "prune freed {} of {size}", before - env.repo_size());
+    let out = env.ok(["fsck"]);
+    assert!(!out.stdout.contains("nothing references"), "{}", out.stdout);
+    assert_same_tree(&env.path("t"), &env.extract("one", &[]).join("t"));
+}
