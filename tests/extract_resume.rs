@@ -359,7 +359,7 @@ fn kill_9_during_extract_then_resume_24_runs() {
 }
 
 #[test]
-#[ignore = "long: 200 kill -9 runs (several minutes)"]
+#[ignore = "long: 200 kill -9 runs (about 2 minutes)"]
 fn kill_9_during_extract_then_resume_200_runs() {
     kill_runs(200, 200);
 }
