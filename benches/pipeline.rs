@@ -121,7 +121,13 @@ fn main() {
         unchanged.push(t.elapsed().as_secs_f64());
         let target = dir.join("out");
         let t = Instant::now();
-        let x = ExtractOptions { name: "first".into(), dir: target.clone(), patterns: vec![] };
+        let x = ExtractOptions {
+            name: "first".into(),
+            dir: target.clone(),
+            patterns: vec![],
+            resume: false,
+            overwrite: false,
+        };
         extract(&session, &x, &silent).unwrap();
         restore.push(t.elapsed().as_secs_f64());
         std::fs::remove_dir_all(&dir).unwrap();
