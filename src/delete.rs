@@ -105,7 +105,7 @@ pub fn collect(
             for e in &alive {
                 let sealed = bytes
                     .get(e.offset as usize..e.offset as usize + e.len as usize)
-                    .with_context(|| format!("pack {pack} is truncated: the repository is damaged"))?;
+                    .with_context(|| format!("pack {pack} is truncated: the repository is damaged (`archiver fsck` names everything affected)"))?;
                 txn.put_sealed(e.id, e.kind, sealed.to_vec(), e.plain_len)?;
             }
             result.packs_repacked += 1;

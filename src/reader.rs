@@ -16,7 +16,7 @@ pub fn find<'m>(m: &'m Manifest, name: &str) -> Result<&'m ArchiveRef> {
 pub fn locate(cache: &Cache, id: &BlockId) -> Result<Location> {
     cache.lookup(id)?.ok_or_else(|| {
         anyhow!(
-            "block {} is missing from the repository's index: the repository is damaged",
+            "block {} is missing from the repository's index: the repository is damaged (`archiver fsck` names everything affected)",
             hex::encode(&id[..8])
         )
     })
