@@ -27,6 +27,7 @@ pub mod query;
 pub mod reader;
 pub mod recover;
 pub mod repo;
+pub mod serve;
 pub mod session;
 pub mod txn;
 pub mod units;

@@ -90,6 +90,18 @@ pub enum Cmd {
     Stats { names: Vec<String> },
     /// Finish or discard an interrupted write now (every write command also does this first)
     Recover,
+    /// Serve repositories under DIR over HTTP (`--repo http://HOST:PORT/NAME` reaches them)
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0: any free port)
+        #[arg(long, value_name = "ADDR")]
+        listen: String,
+        /// Directory holding one repository per NAME
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        /// Seconds a client's lock lasts without renewal (a killed client's lock frees after this)
+        #[arg(long, value_name = "SECS", default_value_t = 15)]
+        lock_ttl: u64,
+    },
     /// Check the repository and rebuild the local cache from it
     Fsck {
         /// Also delete stored data that no archive references

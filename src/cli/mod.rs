@@ -152,6 +152,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 progress(Event::Notice("nothing to recover".into()));
             }
         }
+        Cmd::Serve { listen, store, lock_ttl } => {
+            let opts = archiver::serve::ServeOptions {
+                listen: listen.clone(),
+                store: store.clone(),
+                lock_ttl: std::time::Duration::from_secs((*lock_ttl).max(1)),
+            };
+            archiver::serve::serve(&opts, &progress)?;
+        }
         Cmd::Fsck { prune, verify_data } => {
             let session = Session::open(&settings)?;
             let opts = archiver::fsck::FsckOptions { prune: *prune, verify_data: *verify_data };

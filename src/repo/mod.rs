@@ -7,6 +7,7 @@
 //! clean up; from that moment the commit is decided and `finish` rolls it forward after a crash.
 //! The visible commit point is the create-if-absent write of `manifest/<gen>`.
 
+pub mod http;
 pub mod lock;
 pub mod objects;
 
@@ -64,6 +65,41 @@ impl CommitRequest {
     }
 }
 
+/// The pending-transaction list as `archiver serve` sends it.
+pub fn encode_pending(list: &[Pending]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u8(1).uvar(list.len() as u64);
+    for p in list {
+        w.str(&p.txn).u8(p.committing as u8);
+        for part in [&p.intent, &p.checkpoint] {
+            match part {
+                Some(b) => w.u8(1).bytes(b),
+                None => w.u8(0),
+            };
+        }
+    }
+    w.finish()
+}
+
+pub fn decode_pending(buf: &[u8]) -> Result<Vec<Pending>> {
+    let mut r = Reader::new(buf, "pending list");
+    anyhow::ensure!(r.u8()? == 1, "pending list has an unknown version");
+    let mut out = Vec::new();
+    for _ in 0..r.count(3)? {
+        let txn = r.string()?;
+        let committing = r.u8()? == 1;
+        let mut parts = [None, None];
+        for part in parts.iter_mut() {
+            if r.u8()? == 1 {
+                *part = Some(r.bytes()?.to_vec());
+            }
+        }
+        let [intent, checkpoint] = parts;
+        out.push(Pending { txn, intent, checkpoint, committing });
+    }
+    Ok(out)
+}
+
 /// Releases the repository lock when dropped.
 pub trait LockGuard: Send {}
 
@@ -99,10 +135,14 @@ pub trait Repository: Send + Sync {
     fn list_indexes(&self) -> StoreResult<Vec<String>>;
 }
 
-/// Opens the repository a `--repo` value names. Only local directories exist so far.
+/// Opens the repository a `--repo` value names: `http://HOST:PORT/NAME` for `archiver serve`,
+/// otherwise a local directory.
 pub fn open(spec: &str) -> Result<std::sync::Arc<dyn Repository>> {
-    if spec.starts_with("http://") || spec.starts_with("https://") || spec.starts_with("s3://") {
-        anyhow::bail!("repository {spec}: remote repositories are not supported yet; use a local directory");
+    if spec.starts_with("http://") {
+        return Ok(std::sync::Arc::new(http::HttpRepo::new(spec)?));
+    }
+    if spec.starts_with("https://") || spec.starts_with("s3://") {
+        anyhow::bail!("repository {spec}: https:// and s3:// repositories are not supported yet; use http:// or a local directory");
     }
     Ok(std::sync::Arc::new(objects::ObjectRepo::local(spec)))
 }

@@ -1,0 +1,362 @@
+//! The client side of `archiver serve`: the `Repository` API over HTTP (docs/PROTOCOL.md), with
+//! reqwest's blocking client.
+//!
+//! Every request is idempotent (puts overwrite with the same bytes, commit and finish roll forward
+//! to the same state, deletes of missing objects succeed), so a transient failure (connection
+//! refused or cut, timeout, 5xx other than 507) is retried with exponential backoff, up to
+//! `ARCHIVER_RETRIES` attempts (default 8, about a minute; `forever` never gives up). A 4xx is
+//! never retried. The lock is a lease renewed by a background thread while the guard lives.
+
+use super::{decode_pending, CommitRequest, LockGuard, Pending, Repository};
+use crate::backend::{ErrorKind, StoreError, StoreResult};
+use crate::codec::Reader;
+use anyhow::{bail, Result};
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct HttpRepo {
+    url: String,
+    base: String,
+    client: Client,
+    token: Arc<Mutex<Option<String>>>,
+    attempts: Option<u32>,
+}
+
+impl HttpRepo {
+    pub fn new(url: &str) -> Result<HttpRepo> {
+        let rest = url.trim_end_matches('/').strip_prefix("http://").unwrap_or(url);
+        let Some((host, name)) = rest.split_once('/') else {
+            bail!("repository URL {url} names no repository: use http://HOST:PORT/NAME");
+        };
+        if name.is_empty() || name.contains('/') {
+            bail!(
+                "repository URL {url}: the repository name must be one path segment (http://HOST:PORT/NAME)"
+            );
+        }
+        let attempts = match std::env::var("ARCHIVER_RETRIES").ok().as_deref() {
+            Some("forever") => None,
+            Some(n) => Some(n.parse::<u32>().map_err(|_| {
+                anyhow::anyhow!("ARCHIVER_RETRIES={n}: give a number of attempts, or `forever`")
+            })?),
+            None => Some(8),
+        };
+        let client = Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .pool_max_idle_per_host(16)
+            .build()?;
+        Ok(HttpRepo {
+            url: url.to_string(),
+            base: format!("http://{host}/v1/{name}"),
+            client,
+            token: Arc::new(Mutex::new(None)),
+            attempts: attempts.map(|n| n.max(1)),
+        })
+    }
+
+    fn token(&self) -> Option<String> {
+        self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sends a request (rebuilt for every attempt), retrying transient failures.
+    fn send(&self, what: &str, build: impl Fn(&Client) -> RequestBuilder) -> StoreResult<Response> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut req = build(&self.client);
+            if let Some(t) = self.token() {
+                req = req.header("X-Archiver-Lock", t);
+            }
+            let err = match req.send() {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) => status_error(what, resp),
+                Err(e) => StoreError::new(ErrorKind::Transient, format!("{what}: {}", error_chain(&e))),
+            };
+            let again = err.kind == ErrorKind::Transient && self.attempts.is_none_or(|n| attempt < n);
+            if !again {
+                let mut err = err;
+                if err.kind == ErrorKind::Transient {
+                    err.msg = format!(
+                        "{} (gave up after {attempt} attempts; ARCHIVER_RETRIES=forever keeps trying)",
+                        err.msg
+                    );
+                }
+                return Err(err);
+            }
+            let backoff = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(7)))
+                .min(Duration::from_secs(10));
+            std::thread::sleep(backoff);
+        }
+    }
+
+    fn bytes(&self, what: &str, build: impl Fn(&Client) -> RequestBuilder) -> StoreResult<Vec<u8>> {
+        // A body cut short is as transient as a refused connection: the whole request is retried.
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let resp = self.send(what, &build)?;
+            match resp.bytes() {
+                Ok(b) => return Ok(b.to_vec()),
+                Err(e) if self.attempts.is_none_or(|n| attempt < n) => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => {
+                    return Err(StoreError::new(ErrorKind::Transient, format!("{what}: {}", error_chain(&e))))
+                }
+            }
+        }
+    }
+
+    fn names(&self, what: &str, path: &str) -> StoreResult<Vec<String>> {
+        let body = self.bytes(what, |c| c.get(format!("{}/{path}", self.base)))?;
+        let mut r = Reader::new(&body, "name list");
+        let parse = |r: &mut Reader| -> Result<Vec<String>> {
+            let mut out = Vec::new();
+            for _ in 0..r.count(1)? {
+                out.push(r.string()?);
+            }
+            Ok(out)
+        };
+        parse(&mut r).map_err(|e| StoreError::new(ErrorKind::Permanent, format!("{what}: {e:#}")))
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(&format!(": {inner}"));
+        src = inner.source();
+    }
+    s
+}
+
+fn status_error(what: &str, resp: Response) -> StoreError {
+    let code = resp.status().as_u16();
+    let text = resp.text().unwrap_or_default();
+    let text = text.lines().next().unwrap_or("").to_string();
+    let kind = match code {
+        404 => ErrorKind::NotFound,
+        409 if text.contains("lock") => ErrorKind::Permanent,
+        409 => ErrorKind::Exists,
+        507 => ErrorKind::NoSpace,
+        408 | 429 | 500..=599 => ErrorKind::Transient,
+        _ => ErrorKind::Permanent,
+    };
+    StoreError::new(kind, format!("{what}: server answered {code}: {text}"))
+}
+
+struct LeaseGuard {
+    stop: Arc<AtomicBool>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+    release: Box<dyn Fn() + Send>,
+}
+
+impl LockGuard for LeaseGuard {}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.renewer.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+        (self.release)();
+    }
+}
+
+impl Repository for HttpRepo {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    fn read_config(&self) -> StoreResult<Option<Vec<u8>>> {
+        match self.bytes("reading the repository config", |c| c.get(format!("{}/config", self.base))) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn init(&self, config: &[u8]) -> StoreResult<()> {
+        let body = config.to_vec();
+        self.send("creating the repository", |c| c.put(format!("{}/config", self.base)).body(body.clone()))?;
+        Ok(())
+    }
+
+    fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>> {
+        let url = format!("{}/lock", self.base);
+        let with_owner = format!("{url}?owner={}", percent_encode(owner));
+        let mut waited = false;
+        let resp = loop {
+            let resp = match self.client.post(&with_owner).send() {
+                Ok(r) => r,
+                Err(_) => self.send("taking the repository lock", |c| c.post(&with_owner))?,
+            };
+            if resp.status().as_u16() != 423 {
+                break resp;
+            }
+            // Taken. A lease whose holder died runs out: wait for it once, then give up.
+            let remaining = resp
+                .headers()
+                .get("X-Archiver-Lock-Remaining-Ms")
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            let holder = resp.text().unwrap_or_default();
+            match remaining {
+                Some(ms) if !waited => {
+                    waited = true;
+                    std::thread::sleep(Duration::from_millis(ms + 100));
+                }
+                _ => bail!(
+                    "repository is locked by another archiver ({holder}); wait for it to finish, then retry"
+                ),
+            }
+        };
+        if !resp.status().is_success() {
+            return Err(status_error("taking the repository lock", resp).into());
+        }
+        let ttl = resp
+            .headers()
+            .get("X-Archiver-Lock-Ttl-Ms")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(30_000);
+        let token = resp.text()?;
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (client, renew_url, stop2) = (self.client.clone(), format!("{url}/{token}"), stop.clone());
+        let renewer = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                std::thread::park_timeout(Duration::from_millis(ttl / 3));
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                let _ = client.post(&renew_url).send();
+            }
+        });
+        let (client, slot) = (self.client.clone(), self.token.clone());
+        let release = Box::new(move || {
+            let _ = client.delete(format!("{url}/{token}")).send();
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        });
+        Ok(Box::new(LeaseGuard { stop, renewer: Some(renewer), release }))
+    }
+
+    fn head(&self) -> StoreResult<(u64, Option<Vec<u8>>)> {
+        let resp = self.send("reading the manifest", |c| c.get(format!("{}/head", self.base)))?;
+        let gen = resp
+            .headers()
+            .get("X-Archiver-Generation")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .ok_or_else(|| StoreError::new(ErrorKind::Permanent, "the server sent no generation"))?;
+        let body = resp
+            .bytes()
+            .map_err(|e| StoreError::new(ErrorKind::Transient, format!("reading the manifest: {e}")))?;
+        Ok((gen, (gen > 0).then(|| body.to_vec())))
+    }
+
+    fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()> {
+        let body = intent.to_vec();
+        self.send("beginning a transaction", |c| {
+            c.put(format!("{}/txn/{txn}/begin", self.base)).body(body.clone())
+        })?;
+        Ok(())
+    }
+
+    fn put_pack(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
+        let body = bytes::Bytes::copy_from_slice(data);
+        let b = self.bytes("storing a pack", |c| {
+            c.put(format!("{}/txn/{txn}/packs/{seq:08x}", self.base)).body(body.clone())
+        })?;
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    }
+
+    fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
+        let body = bytes::Bytes::copy_from_slice(data);
+        let b = self.bytes("storing an index segment", |c| {
+            c.put(format!("{}/txn/{txn}/index/{seq:06x}", self.base)).body(body.clone())
+        })?;
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    }
+
+    fn checkpoint(&self, txn: &str, record: &[u8]) -> StoreResult<()> {
+        let body = record.to_vec();
+        self.send("storing a checkpoint", |c| {
+            c.put(format!("{}/txn/{txn}/checkpoint", self.base)).body(body.clone())
+        })?;
+        Ok(())
+    }
+
+    fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()> {
+        let body = req.encode();
+        self.send("committing", |c| c.post(format!("{}/txn/{txn}/commit", self.base)).body(body.clone()))?;
+        Ok(())
+    }
+
+    fn finish(&self, txn: &str) -> StoreResult<()> {
+        self.send("finishing a commit", |c| c.post(format!("{}/txn/{txn}/finish", self.base)))?;
+        Ok(())
+    }
+
+    fn abort(&self, txn: &str) -> StoreResult<()> {
+        self.send("discarding a transaction", |c| c.post(format!("{}/txn/{txn}/abort", self.base)))?;
+        Ok(())
+    }
+
+    fn pending(&self) -> StoreResult<Vec<Pending>> {
+        let b = self.bytes("listing pending transactions", |c| c.get(format!("{}/pending", self.base)))?;
+        decode_pending(&b).map_err(|e| StoreError::new(ErrorKind::Permanent, format!("{e:#}")))
+    }
+
+    fn clean_partial(&self) -> StoreResult<()> {
+        self.send("removing partial uploads", |c| c.post(format!("{}/clean-partial", self.base)))?;
+        Ok(())
+    }
+
+    fn read_pack(&self, pack: &str, offset: u64, len: u64) -> StoreResult<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let range = format!("bytes={}-{}", offset, offset + len - 1);
+        let b = self.bytes(&format!("reading pack {pack}"), |c| {
+            c.get(format!("{}/packs/{pack}", self.base)).header("Range", range.clone())
+        })?;
+        if b.len() as u64 != len {
+            return Err(StoreError::new(ErrorKind::Transient, format!("reading pack {pack}: short read")));
+        }
+        Ok(b)
+    }
+
+    fn pack_size(&self, pack: &str) -> StoreResult<u64> {
+        let b = self.bytes(&format!("reading the size of pack {pack}"), |c| {
+            c.get(format!("{}/size/packs/{pack}", self.base))
+        })?;
+        String::from_utf8_lossy(&b)
+            .trim()
+            .parse()
+            .map_err(|_| StoreError::new(ErrorKind::Permanent, "the server sent a bad size"))
+    }
+
+    fn get_index(&self, name: &str) -> StoreResult<Vec<u8>> {
+        self.bytes(&format!("reading index segment {name}"), |c| c.get(format!("{}/index/{name}", self.base)))
+    }
+
+    fn list_packs(&self) -> StoreResult<Vec<String>> {
+        self.names("listing packs", "list/packs")
+    }
+
+    fn list_indexes(&self) -> StoreResult<Vec<String>> {
+        self.names("listing index segments", "list/index")
+    }
+}
