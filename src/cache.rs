@@ -50,9 +50,7 @@ impl Cache {
         match Self::try_open(&path, repo_id) {
             Ok(c) => Ok((c, None)),
             Err(e) => {
-                for suffix in ["", "-wal", "-shm", "-journal"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
+                remove_files(&path);
                 let c = Self::try_open(&path, repo_id)
                     .with_context(|| format!("cannot create cache {}", path.display()))?;
                 Ok((c, Some(format!("cache {} was unusable ({e:#}); recreated it", path.display()))))
@@ -140,6 +138,21 @@ impl Cache {
 
     pub fn rollback(&self) {
         let _ = self.conn.execute_batch("ROLLBACK");
+    }
+
+    /// Runs `f` in one SQLite transaction: committed if it succeeds, rolled back if not.
+    pub fn transaction<T>(&self, f: impl FnOnce(&Cache) -> Result<T>) -> Result<T> {
+        self.begin()?;
+        match f(self) {
+            Ok(v) => {
+                self.commit()?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
     }
 
     /// Forgets every block (before a rebuild from the repository's index).
@@ -268,9 +281,7 @@ impl Cache {
 
     /// Removes the cache's files (this connection keeps working on the unlinked file).
     fn discard(&self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
-        }
+        remove_files(&self.path);
     }
 
     /// Totals over every stored block: (plain bytes, stored bytes, count).
@@ -334,6 +345,13 @@ impl Cache {
         st.execute(params![path, size, rec.mtime_ns, rec.ctime_ns, ino, blob, chk])?;
         Ok(())
         })
+    }
+}
+
+/// Removes a cache database and its SQLite side files.
+fn remove_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
 

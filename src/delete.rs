@@ -69,10 +69,9 @@ pub fn collect(
     let mut live: HashSet<BlockId> = HashSet::new();
     for a in head.0.archives.iter().filter(|a| !gone.contains(a.name.as_str())) {
         live.insert(a.root);
-        let root = reader::root(session, &cache, a)
-            .with_context(|| format!("archive {:?} cannot be read", a.name))?;
+        let (root, nodes) = reader::read(session, &cache, a)?;
         live.extend(root.meta.iter().map(|(id, _)| *id));
-        for node in reader::nodes(session, &cache, a)? {
+        for node in nodes {
             if node.kind == NodeKind::File {
                 live.extend(node.blocks.iter().map(|(id, _)| *id));
             }

@@ -129,7 +129,7 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    fn from_segments(segs: &[Segment]) -> Index {
+    fn from_segments<'a>(segs: impl IntoIterator<Item = &'a Segment>) -> Index {
         let mut packs: BTreeMap<String, Vec<crate::pack::Entry>> = BTreeMap::new();
         for s in segs {
             for (p, e) in &s.packs {
@@ -196,7 +196,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
     }
     report.gen = head.0.gen;
     report.segments = segments.len();
-    let index = Index::from_segments(&segments.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>());
+    let index = Index::from_segments(segments.iter().map(|(_, s)| s));
 
     // 3. Packs: indexed but missing or short (damage), stored but unindexed (orphans).
     let mut damaged: HashMap<BlockId, String> = HashMap::new();
@@ -264,8 +264,7 @@ fn reload_cache(
     segments: &[(String, Segment)],
 ) -> Result<Cache> {
     let (cache, _) = Cache::open(&session.settings.cachedir, &session.repo_id)?;
-    cache.begin()?;
-    let res = (|| -> Result<()> {
+    cache.transaction(|cache| {
         cache.clear_blocks()?;
         for (name, seg) in segments {
             for (pack, entries) in &seg.packs {
@@ -273,13 +272,6 @@ fn reload_cache(
             }
         }
         cache.set_synced(&head.1)
-    })();
-    match res {
-        Ok(()) => cache.commit()?,
-        Err(e) => {
-            cache.rollback();
-            return Err(e);
-        }
-    }
+    })?;
     Ok(cache)
 }

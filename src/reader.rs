@@ -34,26 +34,33 @@ pub fn fetch(session: &Session, id: &BlockId, loc: &Location) -> Result<Vec<u8>>
         .with_context(|| format!("block {} in pack {} is damaged", hex::encode(&id[..8]), loc.pack))
 }
 
-pub fn root(session: &Session, cache: &Cache, a: &ArchiveRef) -> Result<Root> {
-    let loc = locate(cache, &a.root)?;
-    let plain = fetch(session, &a.root, &loc)?;
-    let root = Root::decode(&plain)?;
-    if root.name != a.name {
-        bail!("archive root names {:?}, not {:?}", root.name, a.name);
-    }
-    Ok(root)
+/// An archive's root and nodes (in stored, path order), with blocks fetched by `block`: the one
+/// place that walks root → metadata stream → nodes, whatever fetches and caches the blocks.
+pub fn read_with<B: AsRef<[u8]>>(
+    a: &ArchiveRef,
+    mut block: impl FnMut(&BlockId) -> Result<B>,
+) -> Result<(Root, Vec<Node>)> {
+    (|| -> Result<(Root, Vec<Node>)> {
+        let root = Root::decode(block(&a.root)?.as_ref())?;
+        if root.name != a.name {
+            bail!("archive root names {:?}, not {:?}", root.name, a.name);
+        }
+        let mut stream = Vec::new();
+        for (id, _) in &root.meta {
+            stream.extend_from_slice(block(id)?.as_ref());
+        }
+        let nodes = decode_nodes(&stream)?;
+        Ok((root, nodes))
+    })()
+    .with_context(|| format!("archive {:?} cannot be read", a.name))
+}
+
+/// An archive's root and nodes, fetched from the repository.
+pub fn read(session: &Session, cache: &Cache, a: &ArchiveRef) -> Result<(Root, Vec<Node>)> {
+    read_with(a, |id| fetch(session, id, &locate(cache, id)?))
 }
 
 /// The archive's nodes, in stored (path) order.
 pub fn nodes(session: &Session, cache: &Cache, a: &ArchiveRef) -> Result<Vec<Node>> {
-    (|| -> Result<Vec<Node>> {
-        let root = root(session, cache, a)?;
-        let mut stream = Vec::new();
-        for (id, _) in &root.meta {
-            let loc = locate(cache, id)?;
-            stream.extend_from_slice(&fetch(session, id, &loc)?);
-        }
-        decode_nodes(&stream)
-    })()
-    .with_context(|| format!("archive {:?} cannot be read", a.name))
+    Ok(read(session, cache, a)?.1)
 }

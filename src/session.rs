@@ -142,8 +142,7 @@ impl Session {
     /// Makes `cache` hold exactly the blocks of `head`'s index segments.
     fn sync_cache(&self, cache: &Cache, head: &(Manifest, String)) -> Result<CacheSync> {
         let want: HashSet<&str> = head.0.indexes.iter().map(String::as_str).collect();
-        cache.begin()?;
-        let res = (|| -> Result<CacheSync> {
+        cache.transaction(|cache| {
             let have = cache.segments()?;
             for name in have.iter().filter(|n| !want.contains(n.as_str())) {
                 cache.drop_segment(name)?;
@@ -164,17 +163,7 @@ impl Session {
             }
             cache.set_synced(&head.1)?;
             Ok(sync)
-        })();
-        match res {
-            Ok(n) => {
-                cache.commit()?;
-                Ok(n)
-            }
-            Err(e) => {
-                cache.rollback();
-                Err(e)
-            }
-        }
+        })
     }
 
     pub fn read_segment(&self, name: &str) -> Result<Segment> {

@@ -7,7 +7,7 @@
 //! looked up again.
 
 use super::FsckReport;
-use crate::archive::{decode_nodes, NodeKind, Root};
+use crate::archive::NodeKind;
 use crate::cache::Cache;
 use crate::crypto::BlockId;
 use crate::manifest::{ArchiveRef, Manifest};
@@ -26,7 +26,7 @@ struct Checker<'a> {
     cache: &'a Cache,
     damaged: &'a HashMap<BlockId, String>,
     present: HashSet<BlockId>,
-    memo: HashMap<BlockId, Arc<Vec<u8>>>,
+    memo: HashMap<BlockId, Arc<[u8]>>,
     memo_bytes: usize,
     read: u64,
     /// Damaged blocks some archive references.
@@ -50,7 +50,7 @@ impl Checker<'_> {
         Ok(None)
     }
 
-    fn block(&mut self, id: &BlockId) -> Result<Arc<Vec<u8>>> {
+    fn block(&mut self, id: &BlockId) -> Result<Arc<[u8]>> {
         if let Some(b) = self.memo.get(id) {
             return Ok(b.clone());
         }
@@ -58,7 +58,7 @@ impl Checker<'_> {
             return Err(anyhow!(why));
         }
         let loc = reader::locate(self.cache, id)?;
-        let plain = Arc::new(reader::fetch(self.session, id, &loc)?);
+        let plain: Arc<[u8]> = reader::fetch(self.session, id, &loc)?.into();
         self.read += loc.len as u64;
         if self.memo_bytes + plain.len() > MEMO_BYTES {
             self.memo.clear();
@@ -72,25 +72,11 @@ impl Checker<'_> {
     /// Checks one archive; returns its problem lines and its file count (0 with a problem line:
     /// its metadata cannot be read).
     fn archive(&mut self, a: &ArchiveRef) -> Result<(Vec<String>, u64)> {
-        let stream = (|| -> Result<Vec<u8>> {
-            let root = Root::decode(&self.block(&a.root)?)?;
-            anyhow::ensure!(root.name == a.name, "its root block names {:?}", root.name);
-            let mut stream = Vec::new();
-            for (id, _) in &root.meta {
-                stream.extend_from_slice(&self.block(id)?);
-            }
-            Ok(stream)
-        })();
-        let nodes = match stream.and_then(|s| decode_nodes(&s)) {
-            Ok(n) => n,
+        let nodes = match reader::read_with(a, |id| self.block(id)) {
+            Ok((_, nodes)) => nodes,
             Err(e) => {
-                return Ok((
-                    vec![format!(
-                        "archive {:?}: its metadata cannot be read ({e:#}): nothing in it can be restored",
-                        a.name
-                    )],
-                    0,
-                ));
+                let line = format!("{e:#}: nothing in it can be restored");
+                return Ok((vec![line], 0));
             }
         };
         let mut bad: BTreeMap<Vec<u8>, (usize, String)> = BTreeMap::new();

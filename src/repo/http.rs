@@ -11,7 +11,7 @@ use super::{decode_pending, CommitRequest, LockGuard, Pending, Repository};
 use crate::backend::{ErrorKind, StoreError, StoreResult};
 use crate::codec::Reader;
 use anyhow::{bail, Result};
-use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::blocking::{Client, RequestBuilder};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -60,22 +60,38 @@ impl HttpRepo {
         self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Sends a request (rebuilt for every attempt), retrying transient failures.
-    fn send(&self, what: &str, build: impl Fn(&Client) -> RequestBuilder) -> StoreResult<Response> {
+    /// One attempt: the request, and the whole response body. A failed connection or a body cut
+    /// short is transient.
+    fn once(&self, what: &str, build: &impl Fn(&Client) -> RequestBuilder) -> StoreResult<Answer> {
+        let mut req = build(&self.client);
+        if let Some(t) = self.token() {
+            req = req.header("X-Archiver-Lock", t);
+        }
+        let transient =
+            |e: reqwest::Error| StoreError::new(ErrorKind::Transient, format!("{what}: {}", error_chain(&e)));
+        let resp = req.send().map_err(transient)?;
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        let body = resp.bytes().map_err(transient)?.to_vec();
+        Ok(Answer { status, headers, body })
+    }
+
+    /// Sends a request (rebuilt for every attempt) and reads its answer, retrying transient
+    /// failures with backoff. A status other than 2xx and those in `accept` is an error.
+    fn call(
+        &self,
+        what: &str,
+        accept: &[u16],
+        build: impl Fn(&Client) -> RequestBuilder,
+    ) -> StoreResult<Answer> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut req = build(&self.client);
-            if let Some(t) = self.token() {
-                req = req.header("X-Archiver-Lock", t);
-            }
-            let err = match req.send() {
-                Ok(resp) if resp.status().is_success() => return Ok(resp),
-                Ok(resp) => status_error(what, resp),
-                Err(e) => StoreError::new(ErrorKind::Transient, format!("{what}: {}", error_chain(&e))),
+            let err = match self.once(what, &build) {
+                Ok(a) if (200..300).contains(&a.status) || accept.contains(&a.status) => return Ok(a),
+                Ok(a) => status_error(what, a.status, &a.body),
+                Err(e) => e,
             };
-            let again = err.kind == ErrorKind::Transient && self.attempts.is_none_or(|n| attempt < n);
-            if !again {
+            if err.kind != ErrorKind::Transient || self.attempts.is_some_and(|n| attempt >= n) {
                 let mut err = err;
                 if err.kind == ErrorKind::Transient {
                     err.msg = format!(
@@ -91,23 +107,9 @@ impl HttpRepo {
         }
     }
 
+    /// `call` for the response body only.
     fn bytes(&self, what: &str, build: impl Fn(&Client) -> RequestBuilder) -> StoreResult<Vec<u8>> {
-        // A body cut short is as transient as a refused connection: the whole request is retried.
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let resp = self.send(what, &build)?;
-            match resp.bytes() {
-                Ok(b) => return Ok(b.to_vec()),
-                Err(e) if self.attempts.is_none_or(|n| attempt < n) => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => {
-                    return Err(StoreError::new(ErrorKind::Transient, format!("{what}: {}", error_chain(&e))))
-                }
-            }
-        }
+        Ok(self.call(what, &[], build)?.body)
     }
 
     fn names(&self, what: &str, path: &str) -> StoreResult<Vec<String>> {
@@ -143,9 +145,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn status_error(what: &str, resp: Response) -> StoreError {
-    let code = resp.status().as_u16();
-    let text = resp.text().unwrap_or_default();
+fn status_error(what: &str, code: u16, body: &[u8]) -> StoreError {
+    let text = String::from_utf8_lossy(body);
     let text = text.lines().next().unwrap_or("").to_string();
     let kind = match code {
         404 => ErrorKind::NotFound,
@@ -156,6 +157,19 @@ fn status_error(what: &str, resp: Response) -> StoreError {
         _ => ErrorKind::Permanent,
     };
     StoreError::new(kind, format!("{what}: server answered {code}: {text}"))
+}
+
+/// A response read whole.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header_u64(&self, name: &str) -> Option<u64> {
+        self.headers.get(name)?.to_str().ok()?.parse().ok()
+    }
 }
 
 struct LeaseGuard {
@@ -192,7 +206,7 @@ impl Repository for HttpRepo {
 
     fn init(&self, config: &[u8]) -> StoreResult<()> {
         let body = config.to_vec();
-        self.send("creating the repository", |c| c.put(format!("{}/config", self.base)).body(body.clone()))?;
+        self.bytes("creating the repository", |c| c.put(format!("{}/config", self.base)).body(body.clone()))?;
         Ok(())
     }
 
@@ -200,21 +214,14 @@ impl Repository for HttpRepo {
         let url = format!("{}/lock", self.base);
         let with_owner = format!("{url}?owner={}", percent_encode(owner));
         let mut waited = false;
-        let resp = loop {
-            let resp = match self.client.post(&with_owner).send() {
-                Ok(r) => r,
-                Err(_) => self.send("taking the repository lock", |c| c.post(&with_owner))?,
-            };
-            if resp.status().as_u16() != 423 {
-                break resp;
+        let answer = loop {
+            let a = self.call("taking the repository lock", &[423], |c| c.post(&with_owner))?;
+            if a.status != 423 {
+                break a;
             }
             // Taken. A lease whose holder died runs out: wait for it once, then give up.
-            let remaining = resp
-                .headers()
-                .get("X-Archiver-Lock-Remaining-Ms")
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            let holder = resp.text().unwrap_or_default();
-            match remaining {
+            let holder = String::from_utf8_lossy(&a.body).into_owned();
+            match a.header_u64("X-Archiver-Lock-Remaining-Ms") {
                 Some(ms) if !waited => {
                     waited = true;
                     std::thread::sleep(Duration::from_millis(ms + 100));
@@ -224,15 +231,8 @@ impl Repository for HttpRepo {
                 ),
             }
         };
-        if !resp.status().is_success() {
-            return Err(status_error("taking the repository lock", resp).into());
-        }
-        let ttl = resp
-            .headers()
-            .get("X-Archiver-Lock-Ttl-Ms")
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .unwrap_or(30_000);
-        let token = resp.text()?;
+        let ttl = answer.header_u64("X-Archiver-Lock-Ttl-Ms").unwrap_or(30_000);
+        let token = String::from_utf8_lossy(&answer.body).into_owned();
         *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let (client, renew_url, stop2) = (self.client.clone(), format!("{url}/{token}"), stop.clone());
@@ -254,21 +254,16 @@ impl Repository for HttpRepo {
     }
 
     fn head(&self) -> StoreResult<(u64, Option<Vec<u8>>)> {
-        let resp = self.send("reading the manifest", |c| c.get(format!("{}/head", self.base)))?;
-        let gen = resp
-            .headers()
-            .get("X-Archiver-Generation")
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        let a = self.call("reading the manifest", &[], |c| c.get(format!("{}/head", self.base)))?;
+        let gen = a
+            .header_u64("X-Archiver-Generation")
             .ok_or_else(|| StoreError::new(ErrorKind::Permanent, "the server sent no generation"))?;
-        let body = resp
-            .bytes()
-            .map_err(|e| StoreError::new(ErrorKind::Transient, format!("reading the manifest: {e}")))?;
-        Ok((gen, (gen > 0).then(|| body.to_vec())))
+        Ok((gen, (gen > 0).then_some(a.body)))
     }
 
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()> {
         let body = intent.to_vec();
-        self.send("beginning a transaction", |c| {
+        self.bytes("beginning a transaction", |c| {
             c.put(format!("{}/txn/{txn}/begin", self.base)).body(body.clone())
         })?;
         Ok(())
@@ -292,7 +287,7 @@ impl Repository for HttpRepo {
 
     fn checkpoint(&self, txn: &str, record: &[u8]) -> StoreResult<()> {
         let body = record.to_vec();
-        self.send("storing a checkpoint", |c| {
+        self.bytes("storing a checkpoint", |c| {
             c.put(format!("{}/txn/{txn}/checkpoint", self.base)).body(body.clone())
         })?;
         Ok(())
@@ -300,17 +295,17 @@ impl Repository for HttpRepo {
 
     fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()> {
         let body = req.encode();
-        self.send("committing", |c| c.post(format!("{}/txn/{txn}/commit", self.base)).body(body.clone()))?;
+        self.bytes("committing", |c| c.post(format!("{}/txn/{txn}/commit", self.base)).body(body.clone()))?;
         Ok(())
     }
 
     fn finish(&self, txn: &str) -> StoreResult<()> {
-        self.send("finishing a commit", |c| c.post(format!("{}/txn/{txn}/finish", self.base)))?;
+        self.bytes("finishing a commit", |c| c.post(format!("{}/txn/{txn}/finish", self.base)))?;
         Ok(())
     }
 
     fn abort(&self, txn: &str) -> StoreResult<()> {
-        self.send("discarding a transaction", |c| c.post(format!("{}/txn/{txn}/abort", self.base)))?;
+        self.bytes("discarding a transaction", |c| c.post(format!("{}/txn/{txn}/abort", self.base)))?;
         Ok(())
     }
 
@@ -320,7 +315,7 @@ impl Repository for HttpRepo {
     }
 
     fn clean_partial(&self) -> StoreResult<()> {
-        self.send("removing partial uploads", |c| c.post(format!("{}/clean-partial", self.base)))?;
+        self.bytes("removing partial uploads", |c| c.post(format!("{}/clean-partial", self.base)))?;
         Ok(())
     }
 
