@@ -91,6 +91,7 @@ fn main() {
             repo: dir.join("repo").display().to_string(),
             keyfile: dir.join("key"),
             cachedir: dir.join("cache"),
+            ca_cert: None,
         };
         keygen(&settings).unwrap();
         let session = Session::open(&settings).unwrap();
@@ -105,6 +106,7 @@ fn main() {
             repo: dir.join("repo-ck").display().to_string(),
             keyfile: dir.join("key-ck"),
             cachedir: dir.join("cache-ck"),
+            ca_cert: None,
         };
         keygen(&ck_settings).unwrap();
         let ck_session = Session::open(&ck_settings).unwrap();

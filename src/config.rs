@@ -11,6 +11,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("repo", true),
     ("keyfile", true),
     ("cachedir", true),
+    ("cacert", true),
     ("print-stats", false),
     ("quiet", false),
     ("checkpoint-bytes", true),

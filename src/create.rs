@@ -4,11 +4,12 @@
 //! checkpoint ends as `NAME.part`, committed here at once by recovery. A run that succeeds after an
 //! earlier one left `NAME.part` removes it (unless `keep_part`), reclaiming what only it used.
 
+use crate::access::Perm;
 use crate::archive::{validate_name, Root, Stats};
 use crate::chunker::Chunker;
 use crate::manifest::ArchiveRef;
 use crate::pack::Kind;
-use crate::progress::Progress;
+use crate::progress::{Event, Progress};
 use crate::session::Session;
 use crate::txn::{RepositoryChanged, Txn};
 use crate::walker::{Limits, MetaStream, Stopped, Walker};
@@ -55,6 +56,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
             bail!("cannot archive {}: {e}; nothing was stored", p.display());
         }
     }
+    session.require(&[Perm::Write], "create archives")?;
     // The lock is held until this function returns, across every transaction it runs.
     let _lock = session.repo.lock(&owner("create"))?;
     crate::recover::recover(session, progress)?;
@@ -123,8 +125,13 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     };
     let m = txn.commit_archive(archive)?;
     let archive = m.find(&opts.name).expect("just committed").clone();
-    // NAME is complete: an earlier interrupted run's NAME.part has served its purpose.
-    if !opts.keep_part && m.find(&part_name).is_some() {
+    // NAME is complete: an earlier interrupted run's NAME.part has served its purpose (a key
+    // without the delete permission cannot remove it: it stays, and we say so).
+    if m.find(&part_name).is_some() && !opts.keep_part && !session.can(Perm::Delete) {
+        progress(Event::Notice(format!(
+            "kept {part_name:?}: this key file cannot delete archives (`archiver delete {part_name}` with a delete key removes it)"
+        )));
+    } else if !opts.keep_part && m.find(&part_name).is_some() {
         crate::delete::delete_locked(session, std::slice::from_ref(&part_name), progress)
             .map_err(|e| e.context(RepositoryChanged(format!("{:?} was stored", opts.name))))?;
     }

@@ -21,20 +21,22 @@ const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
 const ZSTD_LEVEL: i32 = 3;
 
-/// The secrets a client holds: the data encryption key, the block-id key and the chunker seed.
-/// All three are needed to read or write archives.
+/// The secrets a client holds: the data encryption key, the block-id key and the chunker seed
+/// (all three are needed to read or write archives), and the access keys that say what a
+/// server lets this client do (`access`).
 #[derive(Clone)]
 pub struct Keys {
     pub enc: [u8; 32],
     pub id: [u8; 32],
     pub chunk_seed: u64,
+    pub access: crate::access::AccessKeys,
     cipher: XChaCha20Poly1305,
 }
 
 impl Keys {
     pub fn new(enc: [u8; 32], id: [u8; 32], chunk_seed: u64) -> Self {
         let cipher = XChaCha20Poly1305::new((&enc).into());
-        Keys { enc, id, chunk_seed, cipher }
+        Keys { enc, id, chunk_seed, access: Default::default(), cipher }
     }
 
     /// Fresh keys derived from 32 random bytes.
@@ -45,7 +47,9 @@ impl Keys {
         let id = blake3::derive_key("archiver 2026-11 block ids", &master);
         let seed = blake3::derive_key("archiver 2026-11 chunker seed", &master);
         let chunk_seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")) | 1;
-        Ok((Keys::new(enc, id, chunk_seed), master))
+        let mut keys = Keys::new(enc, id, chunk_seed);
+        keys.access = crate::access::AccessKeys::derive(&master);
+        Ok((keys, master))
     }
 
     pub fn block_id(&self, plain: &[u8]) -> BlockId {

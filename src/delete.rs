@@ -7,6 +7,7 @@
 //! every live block, and the commit record lists the old packs and segments to delete after the
 //! commit point, so a crash either keeps the old state whole or rolls the delete forward.
 
+use crate::access::Perm;
 use crate::archive::NodeKind;
 use crate::crypto::BlockId;
 use crate::index::Segment;
@@ -31,6 +32,7 @@ pub fn delete(session: &Session, names: &[String], progress: Progress) -> Result
     if names.is_empty() {
         bail!("no archive names given: `archiver list` shows the archives");
     }
+    session.require(&[Perm::Read, Perm::Delete], "delete archives")?;
     let _lock = session.repo.lock(&crate::create::owner("delete"))?;
     crate::recover::recover(session, progress)?;
     delete_locked(session, names, progress)

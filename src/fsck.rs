@@ -15,6 +15,7 @@
 mod archives;
 mod packs;
 
+use crate::access::Perm;
 use crate::cache::Cache;
 use crate::crypto::BlockId;
 use crate::index::Segment;
@@ -141,6 +142,10 @@ impl Index {
 }
 
 pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result<FsckReport> {
+    session.require(&[Perm::Read], "check the repository")?;
+    if opts.prune {
+        session.require(&[Perm::Read, Perm::Delete], "prune (fsck --prune deletes unreferenced data)")?;
+    }
     let _lock = session.repo.lock(&crate::create::owner("fsck"))?;
     crate::recover::recover(session, progress)?;
     let mut report = FsckReport::default();
@@ -178,6 +183,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         }
         unindexable = unreadable.into_iter().map(|(p, _)| p).collect();
         report.index_rebuilt = Some(seg.block_count() as u64);
+        session.require(&[Perm::Write, Perm::Delete], "replace the damaged index")?;
         let (cache, note) = Cache::open(&session.settings.cachedir, &session.repo_id)?;
         if let Some(n) = note {
             progress(Event::Notice(n));

@@ -1,8 +1,11 @@
 //! The key file: a small text file holding the client's secrets, one `name hex` pair per line.
 //!
-//! Keys are stored as separate derived parts (not one master secret) so that later a restricted
-//! key file can carry only some of them. The file is written with mode 0600 and never overwritten.
+//! Keys are stored as separate derived parts (not one master secret), so that a restricted key
+//! file (`archiver keymgmt`) carries only some of them: every key file holds the data keys, and
+//! one to three access keys (`access-read`, `access-write`, `access-delete`). The file is written
+//! with mode 0600 and never overwritten.
 
+use crate::access::{Perm, PERMS};
 use crate::crypto::Keys;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -25,13 +28,19 @@ pub fn write_new(path: &Path, keys: &Keys) -> Result<()> {
             _ => anyhow::Error::new(e).context(format!("cannot create key file {}", path.display())),
         },
     )?;
-    let text = format!(
-        "# archiver key file. Keep a copy somewhere safe: without it no backup can be read.\n\
+    let mut text = format!(
+        "# archiver key file (access: {}). Keep a copy somewhere safe: without it no backup can be read.\n\
          {MAGIC}\nenc-key {}\nid-key {}\nchunk-seed {:016x}\n",
+        keys.access.describe(),
         hex::encode(keys.enc),
         hex::encode(keys.id),
         keys.chunk_seed
     );
+    for p in PERMS {
+        if let Some(seed) = keys.access.seed(p) {
+            text.push_str(&format!("access-{} {}\n", p.name(), hex::encode(seed)));
+        }
+    }
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
         .with_context(|| format!("writing key file {}", path.display()))?;
@@ -55,19 +64,48 @@ fn parse(text: &str) -> Result<Keys> {
         bail!("missing the `{MAGIC}` header");
     }
     let (mut enc, mut id, mut seed) = (None, None, None);
+    let mut access = crate::access::AccessKeys::default();
     for line in lines {
         let (name, value) = line.split_once(' ').unwrap_or((line, ""));
         match name {
             "enc-key" => enc = Some(key32(value)?),
             "id-key" => id = Some(key32(value)?),
             "chunk-seed" => seed = Some(u64::from_str_radix(value.trim(), 16).context("bad chunk-seed")?),
-            _ => {} // parts added by later versions are ignored
+            _ => match PERMS.into_iter().find(|p| name.strip_prefix("access-") == Some(p.name())) {
+                Some(p) => access.set(p, key32(value)?),
+                None => {} // parts added by later versions are ignored
+            },
         }
     }
-    match (enc, id, seed) {
-        (Some(e), Some(i), Some(s)) => Ok(Keys::new(e, i, s)),
-        _ => bail!("it lacks the data keys (enc-key, id-key, chunk-seed)"),
+    let (Some(e), Some(i), Some(s)) = (enc, id, seed) else {
+        bail!("it lacks the data keys (enc-key, id-key, chunk-seed)")
+    };
+    if PERMS.into_iter().all(|p| !access.has(p)) {
+        bail!("it holds no access key (access-read, access-write or access-delete)");
     }
+    let mut keys = Keys::new(e, i, s);
+    keys.access = access;
+    Ok(keys)
+}
+
+/// `archiver keymgmt`: writes to `out` a key file holding the data keys and only the access
+/// keys in `perms`, each of which `keys` must hold.
+pub fn write_restricted(out: &Path, keys: &Keys, perms: &[Perm]) -> Result<()> {
+    if perms.is_empty() {
+        bail!("choose the permissions the new key file gets: -r (read), -w (write), -d (delete)");
+    }
+    let mut restricted = Keys::new(keys.enc, keys.id, keys.chunk_seed);
+    for &p in perms {
+        let Some(seed) = keys.access.seed(p) else {
+            bail!(
+                "the key file lacks the {} key, so it cannot grant it (it holds {})",
+                p.name(),
+                keys.access.describe()
+            );
+        };
+        restricted.access.set(p, seed);
+    }
+    write_new(out, &restricted)
 }
 
 fn key32(hexstr: &str) -> Result<[u8; 32]> {
@@ -87,6 +125,14 @@ mod tests {
         write_new(&p, &k).unwrap();
         let back = read(&p).unwrap();
         assert_eq!((back.enc, back.id, back.chunk_seed), (k.enc, k.id, k.chunk_seed));
+        assert_eq!(back.access.verifiers(), k.access.verifiers());
+        let w = dir.path().join("w");
+        write_restricted(&w, &k, &[Perm::Write]).unwrap();
+        let wk = read(&w).unwrap();
+        assert_eq!((wk.access.has(Perm::Read), wk.access.has(Perm::Write)), (false, true));
+        assert_eq!(wk.access.seed(Perm::Write), k.access.seed(Perm::Write));
+        let err = write_restricted(&dir.path().join("x"), &wk, &[Perm::Delete]).unwrap_err();
+        assert!(err.to_string().contains("lacks the delete key"), "{err}");
         assert!(write_new(&p, &k).unwrap_err().to_string().contains("already exists"));
         std::fs::write(&p, "garbage").unwrap();
         assert!(read(&p).is_err());

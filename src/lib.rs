@@ -6,6 +6,7 @@
 //! → `backend` (dumb object stores). `crypto` and `chunker` are leaves. The library never
 //! prints: progress and warnings reach the caller through `progress::Event` callbacks.
 
+pub mod access;
 pub mod archive;
 pub mod backend;
 pub mod cache;

@@ -10,7 +10,8 @@ use anyhow::{bail, Result};
 
 /// Creates a key file and initialises an empty repository for it. Returns the repository id.
 pub fn keygen(settings: &Settings) -> Result<String> {
-    let r = repo::open(&settings.repo)?;
+    let (keys, _) = Keys::generate()?;
+    let r = repo::open(&settings.repo, &settings.connect(&keys))?;
     if r.read_config()?.is_some() {
         bail!(
             "a repository already exists at {}: use the key file made for it, or choose another --repo",
@@ -25,7 +26,6 @@ pub fn keygen(settings: &Settings) -> Result<String> {
             );
         }
     }
-    let (keys, _) = Keys::generate()?;
     keyfile::write_new(&settings.keyfile, &keys)?;
     let id = random_id()?;
     if let Err(e) = r.init(&config_bytes(&keys, &id)) {
@@ -40,6 +40,7 @@ pub fn list(session: &Session) -> Result<Vec<ArchiveRef>> {
 }
 
 pub fn ls(session: &Session, name: &str, progress: Progress) -> Result<Vec<Node>> {
+    session.require(&[crate::access::Perm::Read], "list an archive's contents")?;
     let head = session.head()?;
     let a = reader::find(&head.0, name)?.clone();
     let cache = session.open_cache(&head, progress)?;

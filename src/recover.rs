@@ -9,6 +9,7 @@
 //!
 //! Partial uploads (objects a killed writer was in the middle of storing) are removed first.
 
+use crate::access::Perm;
 use crate::manifest::Checkpoint;
 use crate::progress::{Event, Progress};
 use crate::repo::CommitRequest;
@@ -19,6 +20,9 @@ pub fn recover(session: &Session, progress: Progress) -> Result<()> {
     // Under the lock no upload of ours is under way: partial uploads belong to dead writers.
     session.repo.clean_partial().context("cannot remove partial uploads")?;
     let pending = session.repo.pending().context("cannot list pending transactions")?;
+    if !pending.is_empty() {
+        session.require(&[Perm::Write], "finish or discard the interrupted write it found")?;
+    }
     for p in pending {
         let what = p
             .intent
@@ -40,6 +44,7 @@ pub fn recover(session: &Session, progress: Progress) -> Result<()> {
                 manifest: m.seal(&session.keys),
                 keep_packs: ck.packs.clone(),
                 keep_indexes: ck.indexes.clone(),
+                keep_history: !session.keys.access.has(crate::access::Perm::Delete),
                 ..Default::default()
             };
             session
@@ -50,7 +55,12 @@ pub fn recover(session: &Session, progress: Progress) -> Result<()> {
                 "recovered: committed the last checkpoint of an interrupted `{what}` as {:?} ({} files); discarded what was uploaded after it",
                 ck.archive.name, ck.archive.stats.files
             )));
-            if replaced {
+            if replaced && !session.can(Perm::Delete) {
+                progress(Event::Notice(format!(
+                    "the replaced {:?} stays in the previous manifest generation: this key file cannot delete, so its space is reclaimed only by `archiver fsck --prune` with a delete key",
+                    ck.archive.name
+                )));
+            } else if replaced {
                 crate::delete::delete_locked(session, &[], progress)
                     .context("cannot reclaim the space of the replaced checkpoint")?;
             }

@@ -2,6 +2,7 @@
 //! and that the key fits it, and brings the local cache in line with the repository's current
 //! generation (rebuilding it from index segments when it is missing, stale or foreign).
 
+use crate::access::{Perm, Verifiers, PERMS};
 use crate::cache::Cache;
 use crate::crypto::Keys;
 use crate::index::Segment;
@@ -27,6 +28,15 @@ pub struct Settings {
     pub repo: String,
     pub keyfile: PathBuf,
     pub cachedir: PathBuf,
+    /// A PEM certificate to trust (alone) for `https://` repositories, e.g. a self-signed one.
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl Settings {
+    /// How to reach the repository with `keys`' access keys.
+    pub fn connect(&self, keys: &Keys) -> repo::Connect {
+        repo::Connect { access: keys.access.clone(), ca_cert: self.ca_cert.clone() }
+    }
 }
 
 pub struct Session {
@@ -40,17 +50,22 @@ fn key_check_ad(repo_id: &str) -> Vec<u8> {
     format!("archiver key check {repo_id}").into_bytes()
 }
 
-/// The plain `config` object: format, repository id, and a blob only the right key opens.
+/// The plain `config` object: format, repository id, a blob only the right key opens, and the
+/// access verifiers a server checks requests against.
 pub fn config_bytes(keys: &Keys, repo_id: &str) -> Vec<u8> {
     let check = keys.seal(&key_check_ad(repo_id), b"archiver");
-    format!("archiver-repository\nformat {FORMAT}\nid {repo_id}\nkey-check {}\n", hex::encode(check))
-        .into_bytes()
+    format!(
+        "archiver-repository\nformat {FORMAT}\nid {repo_id}\nkey-check {}\n{}",
+        hex::encode(check),
+        keys.access.verifiers().config_lines()
+    )
+    .into_bytes()
 }
 
 impl Session {
     pub fn open(settings: &Settings) -> Result<Session> {
-        let repo = repo::open(&settings.repo)?;
         let keys = crate::keyfile::read(&settings.keyfile)?;
+        let repo = repo::open(&settings.repo, &settings.connect(&keys))?;
         let config = repo
             .read_config()
             .with_context(|| format!("cannot read repository {}", settings.repo))?
@@ -95,7 +110,38 @@ impl Session {
                 settings.repo
             );
         }
+        let verifiers = Verifiers::from_config(&config).ok_or_else(|| {
+            anyhow::anyhow!("repository {} has a damaged config file (its access verifiers)", settings.repo)
+        })?;
+        let ours = keys.access.verifiers();
+        if PERMS.into_iter().any(|p| keys.access.has(p) && ours.get(p) != verifiers.get(p)) {
+            bail!(
+                "key file {} has access keys that do not belong to repository {}",
+                settings.keyfile.display(),
+                settings.repo
+            );
+        }
         Ok(Session { repo, keys: Arc::new(keys), repo_id, settings: settings.clone() })
+    }
+
+    /// Refuses, in one line, a command this key file has no permission for (`needs` all held).
+    pub fn require(&self, needs: &[Perm], what: &str) -> Result<()> {
+        if let Some(missing) = needs.iter().find(|p| !self.keys.access.has(**p)) {
+            let wanted: Vec<&str> = needs.iter().map(|p| p.name()).collect();
+            bail!(
+                "key file {} cannot {what}: that needs the {} key{}, and it holds {} (the {} key is missing)",
+                self.settings.keyfile.display(),
+                wanted.join(" and "),
+                if needs.len() > 1 { "s" } else { "" },
+                self.keys.access.describe(),
+                missing.name()
+            );
+        }
+        Ok(())
+    }
+
+    pub fn can(&self, p: Perm) -> bool {
+        self.keys.access.has(p)
     }
 
     /// The committed manifest and a token naming this exact state (generation and content hash).

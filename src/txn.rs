@@ -291,6 +291,7 @@ impl Txn {
             keep_indexes: self.kept_indexes.clone(),
             delete_packs,
             delete_indexes,
+            keep_history: !self.keys.access.has(crate::access::Perm::Delete),
         };
         // Step 3: the repository commits (decision record, then manifest, then cleanup). From
         // here on this process must not abort: if the commit record was stored, the commit is

@@ -9,9 +9,12 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "archiver", version, about = "Deduplicating, encrypting backups in crash-safe transactions")]
 pub struct Cli {
-    /// Repository: a local directory
-    #[arg(long, global = true, env = "ARCHIVER_REPO", value_name = "PATH")]
+    /// Repository: a local directory, or http(s)://HOST:PORT/NAME on an `archiver serve`
+    #[arg(long, global = true, env = "ARCHIVER_REPO", value_name = "PATH|URL")]
     pub repo: Option<String>,
+    /// For https:// repositories: trust only this PEM certificate (e.g. the server's self-signed one)
+    #[arg(long, global = true, env = "ARCHIVER_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
     /// Key file made by `archiver keygen`
     #[arg(long, global = true, env = "ARCHIVER_KEYFILE", value_name = "PATH")]
     pub keyfile: Option<PathBuf>,
@@ -38,6 +41,21 @@ pub struct Cli {
 pub enum Cmd {
     /// Create a key file and initialise an empty repository for it
     Keygen,
+    /// Write a key file holding only some permissions (e.g. write-only for nightly scripts)
+    Keymgmt {
+        /// The new key file (never overwritten)
+        #[arg(long, value_name = "FILE")]
+        outkeyfile: PathBuf,
+        /// Include the read key: list, ls, extract, stats, fsck
+        #[arg(short = 'r')]
+        read: bool,
+        /// Include the write key: create, recover
+        #[arg(short = 'w')]
+        write: bool,
+        /// Include the delete key: delete, fsck --prune (both also need -r)
+        #[arg(short = 'd')]
+        delete: bool,
+    },
     /// Store PATHs as a new archive NAME
     Create {
         /// Print the size table after the archive is stored
@@ -101,6 +119,12 @@ pub enum Cmd {
         /// Seconds a client's lock lasts without renewal (a killed client's lock frees after this)
         #[arg(long, value_name = "SECS", default_value_t = 15)]
         lock_ttl: u64,
+        /// PEM certificate chain: serve HTTPS (with --tls-key)
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for --tls-cert
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Check the repository and rebuild the local cache from it
     Fsck {
@@ -151,6 +175,7 @@ impl Cli {
             .clone()
             .or_else(|| cfg.get("cachedir").map(PathBuf::from))
             .unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("archiver"));
-        Ok((Settings { repo, keyfile, cachedir }, cfg))
+        let ca_cert = self.cacert.clone().or_else(|| cfg.get("cacert").map(PathBuf::from));
+        Ok((Settings { repo, keyfile, cachedir, ca_cert }, cfg))
     }
 }

@@ -36,6 +36,21 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 settings.repo
             )));
         }
+        Cmd::Keymgmt { outkeyfile, read, write, delete } => {
+            use archiver::access::Perm;
+            let keys = archiver::keyfile::read(&settings.keyfile)?;
+            let perms: Vec<Perm> = [(*read, Perm::Read), (*write, Perm::Write), (*delete, Perm::Delete)]
+                .into_iter()
+                .filter_map(|(on, p)| on.then_some(p))
+                .collect();
+            archiver::keyfile::write_restricted(outkeyfile, &keys, &perms)?;
+            let names: Vec<&str> = perms.iter().map(|p| p.name()).collect();
+            progress(Event::Notice(format!(
+                "wrote key file {} with the {} permission(s)",
+                outkeyfile.display(),
+                names.join(", ")
+            )));
+        }
         Cmd::Create { print_stats, checkpoint_bytes, checkpoint_interval, maxbw, keep_part, name, paths } => {
             let size = |flag: Option<u64>, key: &str| -> anyhow::Result<Option<u64>> {
                 match (flag, cfg.get(key)) {
@@ -152,11 +167,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 progress(Event::Notice("nothing to recover".into()));
             }
         }
-        Cmd::Serve { listen, store, lock_ttl } => {
+        Cmd::Serve { listen, store, lock_ttl, tls_cert, tls_key } => {
             let opts = archiver::serve::ServeOptions {
                 listen: listen.clone(),
                 store: store.clone(),
                 lock_ttl: std::time::Duration::from_secs((*lock_ttl).max(1)),
+                tls: tls_cert.clone().zip(tls_key.clone()),
             };
             archiver::serve::serve(&opts, &progress)?;
         }

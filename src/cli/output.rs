@@ -26,17 +26,17 @@ impl std::error::Error for BrokenPipe {}
 impl Output {
     pub fn event(&self, e: Event) {
         match e {
-            Event::Notice(m) if !self.quiet => eprintln!("archiver: {m}"),
+            Event::Notice(m) if !self.quiet => err(&format!("archiver: {m}")),
             Event::Warning(m) => {
                 self.warnings.fetch_add(1, Ordering::Relaxed);
-                eprintln!("archiver: warning: {m}");
+                err(&format!("archiver: warning: {m}"));
             }
-            Event::File(p) if self.verbose => eprintln!("a {p}"),
+            Event::File(p) if self.verbose => err(&format!("a {p}")),
             Event::Checkpoint { uploaded } if self.verbose => {
-                eprintln!("archiver: checkpoint stored ({uploaded} bytes uploaded)")
+                err(&format!("archiver: checkpoint stored ({uploaded} bytes uploaded)"))
             }
             Event::Progress { files, uploaded } => {
-                eprintln!("archiver: progress: {files} files, {uploaded} bytes uploaded")
+                err(&format!("archiver: progress: {files} files, {uploaded} bytes uploaded"))
             }
             _ => {}
         }
@@ -49,4 +49,10 @@ impl Output {
             r => Ok(r?),
         }
     }
+}
+
+/// A line on stderr. A closed stderr (a server whose starter stopped listening) is no reason to
+/// stop a backup or a server, so write errors are ignored rather than panicking like `eprintln!`.
+pub fn err(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

@@ -88,6 +88,7 @@ struct Plan<'a> {
 }
 
 pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> Result<ExtractResult> {
+    session.require(&[crate::access::Perm::Read], "extract archives")?;
     let head = session.head()?;
     let archive = reader::find(&head.0, &opts.name)?.clone();
     let cache = session.open_cache(&head, progress)?;

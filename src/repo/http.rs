@@ -6,12 +6,15 @@
 //! refused or cut, timeout, 5xx other than 507) is retried with exponential backoff, up to
 //! `ARCHIVER_RETRIES` attempts (default 8, about a minute; `forever` never gives up). A 4xx is
 //! never retried. The lock is a lease renewed by a background thread while the guard lives.
+//! Every request is signed with the key file's access key the route needs (`access`); with an
+//! `https://` URL the connection is TLS (rustls), trusting `--cacert` alone when given.
 
-use super::{decode_pending, CommitRequest, LockGuard, Pending, Repository};
+use super::{decode_pending, CommitRequest, Connect, LockGuard, Pending, Repository};
+use crate::access::{AccessKeys, Signed};
 use crate::backend::{ErrorKind, StoreError, StoreResult};
 use crate::codec::Reader;
 use anyhow::{bail, Result};
-use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::blocking::{Client, Request, RequestBuilder};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,20 +22,21 @@ use std::time::Duration;
 pub struct HttpRepo {
     url: String,
     base: String,
+    signer: Signer,
     client: Client,
     token: Arc<Mutex<Option<String>>>,
     attempts: Option<u32>,
 }
 
 impl HttpRepo {
-    pub fn new(url: &str) -> Result<HttpRepo> {
-        let rest = url.trim_end_matches('/').strip_prefix("http://").unwrap_or(url);
+    pub fn new(url: &str, conn: &Connect) -> Result<HttpRepo> {
+        let (scheme, rest) = url.trim_end_matches('/').split_once("://").unwrap_or(("http", url));
         let Some((host, name)) = rest.split_once('/') else {
-            bail!("repository URL {url} names no repository: use http://HOST:PORT/NAME");
+            bail!("repository URL {url} names no repository: use {scheme}://HOST:PORT/NAME");
         };
         if name.is_empty() || name.contains('/') {
             bail!(
-                "repository URL {url}: the repository name must be one path segment (http://HOST:PORT/NAME)"
+                "repository URL {url}: the repository name must be one path segment ({scheme}://HOST:PORT/NAME)"
             );
         }
         let attempts = match std::env::var("ARCHIVER_RETRIES").ok().as_deref() {
@@ -42,14 +46,26 @@ impl HttpRepo {
             })?),
             None => Some(8),
         };
-        let client = Client::builder()
+        // One process-wide TLS provider (ring); a second install attempt is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))
-            .pool_max_idle_per_host(16)
-            .build()?;
+            .pool_max_idle_per_host(16);
+        if let Some(path) = &conn.ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("cannot read the CA certificate {}: {e}", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                anyhow::anyhow!("{} is not a PEM certificate: {}", path.display(), error_chain(&e))
+            })?;
+            builder = builder.tls_certs_only([cert]);
+        }
+        let client =
+            builder.build().map_err(|e| anyhow::anyhow!("cannot set up HTTP: {}", error_chain(&e)))?;
         Ok(HttpRepo {
             url: url.to_string(),
-            base: format!("http://{host}/v1/{name}"),
+            base: format!("{scheme}://{host}/v1/{name}"),
+            signer: Signer { access: Arc::new(conn.access.clone()), prefix: format!("/v1/{name}/") },
             client,
             token: Arc::new(Mutex::new(None)),
             attempts: attempts.map(|n| n.max(1)),
@@ -63,13 +79,14 @@ impl HttpRepo {
     /// One attempt: the request, and the whole response body. A failed connection or a body cut
     /// short is transient.
     fn once(&self, what: &str, build: &impl Fn(&Client) -> RequestBuilder) -> StoreResult<Answer> {
-        let mut req = build(&self.client);
-        if let Some(t) = self.token() {
-            req = req.header("X-Archiver-Lock", t);
-        }
-        let transient =
-            |e: reqwest::Error| StoreError::new(ErrorKind::Transient, format!("{what}: {}", error_chain(&e)));
-        let resp = req.send().map_err(transient)?;
+        let req = self.signer.sign(what, build(&self.client), self.token().as_deref())?;
+        let transient = |e: reqwest::Error| {
+            let msg = error_chain(&e);
+            // A certificate the client does not trust will not become trusted by retrying.
+            let kind = if msg.contains("certificate") { ErrorKind::Permanent } else { ErrorKind::Transient };
+            StoreError::new(kind, format!("{what}: {msg}"))
+        };
+        let resp = self.client.execute(req).map_err(transient)?;
         let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
         let body = resp.bytes().map_err(transient)?.to_vec();
         Ok(Answer { status, headers, body })
@@ -126,6 +143,62 @@ impl HttpRepo {
     }
 }
 
+/// Signs requests for one repository with the access key each route needs.
+#[derive(Clone)]
+struct Signer {
+    access: Arc<AccessKeys>,
+    /// `/v1/NAME/`: what precedes the route in every path.
+    prefix: String,
+}
+
+impl Signer {
+    fn sign(&self, what: &str, rb: RequestBuilder, token: Option<&str>) -> StoreResult<Request> {
+        let mut req = rb
+            .build()
+            .map_err(|e| StoreError::new(ErrorKind::Permanent, format!("{what}: {}", error_chain(&e))))?;
+        let header = |name: &'static str, v: &str| {
+            reqwest::header::HeaderValue::from_str(v)
+                .map(|v| (name, v))
+                .map_err(|_| StoreError::new(ErrorKind::Permanent, format!("{what}: bad header value")))
+        };
+        if let Some(t) = token {
+            let (k, v) = header("X-Archiver-Lock", t)?;
+            req.headers_mut().insert(k, v);
+        }
+        let path = match req.url().query() {
+            Some(q) => format!("{}?{q}", req.url().path()),
+            None => req.url().path().to_string(),
+        };
+        let route = req.url().path().strip_prefix(&self.prefix).unwrap_or("");
+        let rest: Vec<&str> = route.split('/').collect();
+        let text =
+            |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let body = req.body().and_then(|b| b.as_bytes()).unwrap_or(&[]);
+        let need = crate::access::need(req.method().as_str(), &rest, body);
+        let signed = Signed {
+            method: req.method().as_str(),
+            path: &path,
+            range: &text("Range"),
+            lock: &text("X-Archiver-Lock"),
+            body,
+        };
+        let Some(auth) = self.access.sign(need, &signed) else {
+            let names: Vec<&str> = need.iter().map(|p| p.name()).collect();
+            return Err(StoreError::new(
+                ErrorKind::Permanent,
+                format!(
+                    "{what}: the key file holds {}, and this needs the {} key",
+                    self.access.describe(),
+                    names.join(" or ")
+                ),
+            ));
+        };
+        let (k, v) = header(crate::access::HEADER, &auth)?;
+        req.headers_mut().insert(k, v);
+        Ok(req)
+    }
+}
+
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -150,6 +223,15 @@ fn status_error(what: &str, code: u16, body: &[u8]) -> StoreError {
     let text = text.lines().next().unwrap_or("").to_string();
     let kind = match code {
         404 => ErrorKind::NotFound,
+        401 => {
+            return StoreError::new(
+                ErrorKind::Permanent,
+                format!(
+                "{what}: the server refused the key file ({text}): is it the key file for this repository?"
+            ),
+            )
+        }
+        403 => return StoreError::new(ErrorKind::Permanent, format!("{what}: the server refused: {text}")),
         409 if text.contains("lock") => ErrorKind::Permanent,
         409 => ErrorKind::Exists,
         507 => ErrorKind::NoSpace,
@@ -235,19 +317,25 @@ impl Repository for HttpRepo {
         let token = String::from_utf8_lossy(&answer.body).into_owned();
         *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
         let stop = Arc::new(AtomicBool::new(false));
-        let (client, renew_url, stop2) = (self.client.clone(), format!("{url}/{token}"), stop.clone());
+        let (client, signer, stop2) = (self.client.clone(), self.signer.clone(), stop.clone());
+        let renew_url = format!("{url}/{token}");
         let renewer = std::thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
                 std::thread::park_timeout(Duration::from_millis(ttl / 3));
                 if stop2.load(Ordering::Relaxed) {
                     break;
                 }
-                let _ = client.post(&renew_url).send();
+                if let Ok(req) = signer.sign("renewing the lock", client.post(&renew_url), None) {
+                    let _ = client.execute(req);
+                }
             }
         });
-        let (client, slot) = (self.client.clone(), self.token.clone());
+        let (client, signer, slot) = (self.client.clone(), self.signer.clone(), self.token.clone());
         let release = Box::new(move || {
-            let _ = client.delete(format!("{url}/{token}")).send();
+            if let Ok(req) = signer.sign("releasing the lock", client.delete(format!("{url}/{token}")), None)
+            {
+                let _ = client.execute(req);
+            }
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
         });
         Ok(Box::new(LeaseGuard { stop, renewer: Some(renewer), release }))

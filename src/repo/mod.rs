@@ -37,30 +37,48 @@ pub struct CommitRequest {
     /// Older packs and index segments the new manifest no longer references (delete, repack).
     pub delete_packs: Vec<String>,
     pub delete_indexes: Vec<String>,
+    /// Keep the manifest generations this commit supersedes (a commit without the delete
+    /// permission: see `access`). Otherwise they are deleted once the new one is visible.
+    pub keep_history: bool,
 }
 
 impl CommitRequest {
+    /// Whether committing removes stored data other than this transaction's own leftovers.
+    pub fn deletes(&self) -> bool {
+        !self.delete_packs.is_empty() || !self.delete_indexes.is_empty()
+    }
+
+    /// The record, ending in a BLAKE3 hash of what precedes it: it is stored plain (the server
+    /// finishes commits without keys), so a damaged record must be refused, never obeyed.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(1).uvar(self.gen).bytes(&self.manifest);
+        w.u8(2).uvar(self.gen).bytes(&self.manifest);
         for list in [&self.keep_packs, &self.keep_indexes, &self.delete_packs, &self.delete_indexes] {
             w.uvar(list.len() as u64);
             for s in list {
                 w.str(s);
             }
         }
-        w.finish()
+        w.u8(self.keep_history as u8);
+        let mut out = w.finish();
+        let sum = *blake3::hash(&out).as_bytes();
+        out.extend_from_slice(&sum);
+        out
     }
 
     pub fn decode(buf: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(buf, "commit record");
-        anyhow::ensure!(r.u8()? == 1, "commit record has an unknown version");
+        let Some(split) = buf.len().checked_sub(32) else { anyhow::bail!("commit record is truncated") };
+        let (body, sum) = buf.split_at(split);
+        anyhow::ensure!(blake3::hash(body).as_bytes() == sum, "commit record is damaged (checksum mismatch)");
+        let mut r = Reader::new(body, "commit record");
+        anyhow::ensure!(r.u8()? == 2, "commit record has an unknown version");
         let mut c = CommitRequest { gen: r.uvar()?, manifest: r.bytes()?.to_vec(), ..Default::default() };
         for list in [&mut c.keep_packs, &mut c.keep_indexes, &mut c.delete_packs, &mut c.delete_indexes] {
             for _ in 0..r.count(1)? {
                 list.push(r.string()?);
             }
         }
+        c.keep_history = r.u8()? == 1;
         Ok(c)
     }
 }
@@ -135,14 +153,23 @@ pub trait Repository: Send + Sync {
     fn list_indexes(&self) -> StoreResult<Vec<String>>;
 }
 
-/// Opens the repository a `--repo` value names: `http://HOST:PORT/NAME` for `archiver serve`,
-/// otherwise a local directory.
-pub fn open(spec: &str) -> Result<std::sync::Arc<dyn Repository>> {
-    if spec.starts_with("http://") {
-        return Ok(std::sync::Arc::new(http::HttpRepo::new(spec)?));
+/// What a client needs to reach a repository besides its address.
+#[derive(Clone, Default)]
+pub struct Connect {
+    /// Access keys to sign requests with (servers check them; local directories do not).
+    pub access: crate::access::AccessKeys,
+    /// For `https://`: trust only this PEM certificate (else the system's roots).
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
+/// Opens the repository a `--repo` value names: `http://HOST:PORT/NAME` or `https://…` for
+/// `archiver serve`, otherwise a local directory.
+pub fn open(spec: &str, conn: &Connect) -> Result<std::sync::Arc<dyn Repository>> {
+    if spec.starts_with("http://") || spec.starts_with("https://") {
+        return Ok(std::sync::Arc::new(http::HttpRepo::new(spec, conn)?));
     }
-    if spec.starts_with("https://") || spec.starts_with("s3://") {
-        anyhow::bail!("repository {spec}: https:// and s3:// repositories are not supported yet; use http:// or a local directory");
+    if spec.starts_with("s3://") {
+        anyhow::bail!("repository {spec}: s3:// repositories are not supported yet; use http://, https:// or a local directory");
     }
     Ok(std::sync::Arc::new(objects::ObjectRepo::local(spec)))
 }

@@ -138,8 +138,12 @@ impl Repository for ObjectRepo {
         self.delete_unkept(txn, &req.keep_packs, &req.keep_indexes)?;
         self.delete_all(req.delete_packs.iter().map(|p| pack_key(p)))?;
         self.delete_all(req.delete_indexes.iter().map(|i| crate::index::key(i)))?;
-        let old = self.backend.list("manifest/")?;
-        self.delete_all(old.into_iter().filter(|k| manifest::gen_from_key(k).is_some_and(|g| g < req.gen)))?;
+        if !req.keep_history {
+            let old = self.backend.list("manifest/")?;
+            self.delete_all(
+                old.into_iter().filter(|k| manifest::gen_from_key(k).is_some_and(|g| g < req.gen)),
+            )?;
+        }
         crate::failpoint::hit("commit-cleaned");
         self.backend.delete(&format!("txn/{txn}/checkpoint"))?;
         self.backend.delete(&format!("txn/{txn}/begin"))?;

@@ -7,11 +7,19 @@
 //! the server. The server never sees plaintext or keys: packs, segments, manifests and records
 //! arrive sealed (the commit record is plain by design: it only names objects).
 //!
+//! Every request must carry a signature by one of the repository's access keys that the route
+//! allows (`access::need`), checked against the verifiers in the repository's config: a missing
+//! or wrong signature gets 401 and a key without the permission 403, before anything is read or
+//! written. A commit signed without the delete permission may delete nothing committed, and the
+//! manifest generations it supersedes are kept. Creating a repository (PUT config) needs no
+//! signature: the config it stores names the verifiers.
+//!
 //! Writes must carry the token of the lock connection that holds the repository (see `lock`):
 //! a client that lost its lock can never write over the next holder's transaction.
 
 mod lock;
 
+use crate::access::{Perm, Signed, Verifiers};
 use crate::backend::{ErrorKind, StoreError};
 use crate::codec::Writer;
 use crate::progress::{Event, Progress};
@@ -27,6 +35,8 @@ pub struct ServeOptions {
     pub store: PathBuf,
     /// How long a client's lock survives without renewal (a killed client's lock then frees).
     pub lock_ttl: std::time::Duration,
+    /// PEM certificate chain and private key: serve HTTPS (rustls) instead of plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A response: status and body.
@@ -70,14 +80,50 @@ struct State {
 pub fn serve(opts: &ServeOptions, progress: Progress) -> Result<()> {
     std::fs::create_dir_all(&opts.store)
         .with_context(|| format!("cannot create the store directory {}", opts.store.display()))?;
-    let server =
-        Server::http(&opts.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
+    let server = match &opts.tls {
+        None => Server::http(&opts.listen),
+        Some((cert, key)) => {
+            let read = |p: &PathBuf, what: &str| {
+                std::fs::read(p).with_context(|| format!("cannot read the TLS {what} {}", p.display()))
+            };
+            let config = tiny_http::SslConfig {
+                certificate: read(cert, "certificate")?,
+                private_key: read(key, "private key")?,
+            };
+            check_pem(&config, cert, key)?;
+            Server::https(&opts.listen, config)
+        }
+    }
+    .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
     let addr = server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| opts.listen.clone());
-    progress(Event::Notice(format!("serving {} on http://{addr}/", opts.store.display())));
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    progress(Event::Notice(format!("serving {} on {scheme}://{addr}/", opts.store.display())));
+    if opts.tls.is_none() {
+        progress(Event::Notice(
+            "plain HTTP: requests are signed and data is encrypted, but names and sizes are visible on the network; give --tls-cert and --tls-key to serve HTTPS".into(),
+        ));
+    }
     let state = Arc::new(State { store: opts.store.clone(), locks: lock::Locks::new(opts.lock_ttl) });
     for request in server.incoming_requests() {
         let state = state.clone();
         std::thread::spawn(move || handle(&state, request));
+    }
+    Ok(())
+}
+
+/// tiny_http panics on a key it cannot parse: check the PEM files first and say what is wrong.
+fn check_pem(c: &tiny_http::SslConfig, cert: &std::path::Path, key: &std::path::Path) -> Result<()> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer};
+    if !CertificateDer::pem_slice_iter(&c.certificate).any(|r| r.is_ok()) {
+        anyhow::bail!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", cert.display());
+    }
+    if PrivatePkcs8KeyDer::from_pem_slice(&c.private_key).is_err()
+        && PrivatePkcs1KeyDer::from_pem_slice(&c.private_key).is_err()
+    {
+        anyhow::bail!(
+            "{} holds no unencrypted PKCS#8 or RSA private key in PEM (-----BEGIN PRIVATE KEY-----)",
+            key.display()
+        );
     }
     Ok(())
 }
@@ -109,12 +155,20 @@ fn handle(state: &State, mut req: Request) {
     }
     let token = req.headers().iter().find(|h| h.field.equiv("X-Archiver-Lock")).map(|h| h.value.to_string());
     let range = req.headers().iter().find(|h| h.field.equiv("Range")).map(|h| h.value.to_string());
+    let auth =
+        req.headers().iter().find(|h| h.field.equiv(crate::access::HEADER)).map(|h| h.value.to_string());
     let reply = route(
         state,
         &method,
         &as_strs(&parts),
         body,
-        &Extra { token: token.as_deref(), range: range.as_deref(), owner: &owner },
+        &Extra {
+            token: token.as_deref(),
+            range: range.as_deref(),
+            owner: &owner,
+            auth: auth.as_deref(),
+            url: &url,
+        },
     );
     let mut resp = Response::from_data(reply.body).with_status_code(StatusCode(reply.status));
     for (k, v) in reply.headers {
@@ -158,6 +212,59 @@ struct Extra<'a> {
     token: Option<&'a str>,
     range: Option<&'a str>,
     owner: &'a str,
+    auth: Option<&'a str>,
+    /// Path and query as received: what the signature covers.
+    url: &'a str,
+}
+
+/// Checks the request's signature against the repository's verifiers: the permission it proves,
+/// or the refusal to send. Creating a repository needs none.
+fn authorize(
+    r: &ObjectRepo,
+    method: &Method,
+    rest: &[&str],
+    body: &[u8],
+    x: &Extra,
+) -> Result<Option<Perm>, Reply> {
+    if matches!((method, rest), (Method::Put, ["config"])) {
+        return match Verifiers::from_config(body) {
+            Some(_) => Ok(None),
+            None => Err(Reply::text(400, "the repository config names no access verifiers")),
+        };
+    }
+    let config = match r.read_config() {
+        Ok(Some(c)) => c,
+        Ok(None) => return Err(Reply::text(404, "no repository here")),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(verifiers) = Verifiers::from_config(&config) else {
+        return Err(Reply::text(
+            401,
+            "this repository's config has no access verifiers (made by an older archiver)",
+        ));
+    };
+    let signed = Signed {
+        method: method.as_str(),
+        path: x.url,
+        range: x.range.unwrap_or(""),
+        lock: x.token.unwrap_or(""),
+        body,
+    };
+    let perm =
+        verifiers.verify(x.auth, &signed, std::time::SystemTime::now()).map_err(|m| Reply::text(401, m))?;
+    let need = crate::access::need(method.as_str(), rest, body);
+    if !need.contains(&perm) {
+        let names: Vec<&str> = need.iter().map(|p| p.name()).collect();
+        return Err(Reply::text(
+            403,
+            format!(
+                "a key with only the {} permission may not do this (it needs {})",
+                perm.name(),
+                names.join(" or ")
+            ),
+        ));
+    }
+    Ok(Some(perm))
 }
 
 fn route(state: &State, method: &Method, parts: &[&str], body: Vec<u8>, x: &Extra) -> Reply {
@@ -170,6 +277,10 @@ fn route(state: &State, method: &Method, parts: &[&str], body: Vec<u8>, x: &Extr
     }
     let dir = state.store.join(repo);
     let r = ObjectRepo::local(&dir.display().to_string());
+    let perm = match authorize(&r, method, rest, &body, x) {
+        Ok(p) => p,
+        Err(reply) => return reply,
+    };
     // Mutations require the lock token (init and lock release excepted).
     let mutates = !matches!(method, Method::Get) && !matches!(rest, ["config"] | ["lock"] | ["lock", _]);
     if mutates && !state.locks.holds(repo, token) {
@@ -236,7 +347,11 @@ fn route(state: &State, method: &Method, parts: &[&str], body: Vec<u8>, x: &Extr
             r.checkpoint(txn, &body).map(|_| Reply::empty(201))
         }
         (Method::Post, ["txn", txn, "commit"]) if hex_name(txn) => match CommitRequest::decode(&body) {
-            Ok(req) => r.commit(txn, &req).map(|_| Reply::empty(200)),
+            Ok(mut req) => {
+                // Without the delete permission nothing committed may become unreachable.
+                req.keep_history |= perm != Some(Perm::Delete);
+                r.commit(txn, &req).map(|_| Reply::empty(200))
+            }
             Err(e) => Ok(Reply::text(400, format!("bad commit request: {e:#}"))),
         },
         (Method::Post, ["txn", txn, "finish"]) if hex_name(txn) => r.finish(txn).map(|_| Reply::empty(200)),

@@ -1,0 +1,245 @@
+//! Access keys: who may read, write and delete in a repository served by `archiver serve`.
+//!
+//! As in tarsnap, a key file carries up to three access keys (read, write, delete), and
+//! `archiver keymgmt` writes key files holding only some of them. Each access key is an Ed25519
+//! signing key; the repository's plain config holds the matching public keys ("verifiers"), so
+//! the server can check requests without holding any secret. Every request is signed over its
+//! method, path, range, lock token, time and a BLAKE3 hash of its body: a listener on a plain
+//! HTTP link can neither forge a request nor change a body, and a captured request replays only
+//! within `MAX_SKEW` (and every request is idempotent).
+//!
+//! What each route needs (`need`) is decided here, once, for the server (which enforces it) and
+//! the client (which picks the key to sign with). Invariant: a key without the delete permission
+//! can never make stored data unrecoverable: its commits may not name packs or index segments
+//! to delete, and the manifest generations they supersede are kept (`CommitRequest::keep_history`).
+
+use crate::repo::CommitRequest;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How far a request's time may be from the server's clock.
+pub const MAX_SKEW: Duration = Duration::from_secs(300);
+pub const HEADER: &str = "X-Archiver-Auth";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Perm {
+    Read,
+    Write,
+    Delete,
+}
+
+pub const PERMS: [Perm; 3] = [Perm::Read, Perm::Write, Perm::Delete];
+
+impl Perm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Perm::Read => "read",
+            Perm::Write => "write",
+            Perm::Delete => "delete",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn parse(s: &str) -> Option<Perm> {
+        PERMS.into_iter().find(|p| p.name() == s)
+    }
+}
+
+/// What a request needs: the permissions any one of which suffices, in the order a client
+/// prefers to sign with them.
+pub fn need(method: &str, rest: &[&str], body: &[u8]) -> &'static [Perm] {
+    const ANY: &[Perm] = &[Perm::Read, Perm::Write, Perm::Delete];
+    const READ: &[Perm] = &[Perm::Read];
+    const WRITE: &[Perm] = &[Perm::Write, Perm::Delete];
+    const DELETE: &[Perm] = &[Perm::Delete];
+    match (method, rest) {
+        // Pack contents are the archives' data and metadata: reading them is reading.
+        ("GET", ["packs", ..]) => READ,
+        // Listing, the manifest, index segments, sizes: needed by writers too (to deduplicate).
+        ("GET", _) => ANY,
+        ("POST" | "DELETE", ["lock", ..]) => ANY,
+        ("POST", ["txn", _, "commit"]) => match CommitRequest::decode(body) {
+            Ok(req) if req.deletes() => DELETE,
+            _ => WRITE,
+        },
+        _ => WRITE,
+    }
+}
+
+/// The access keys a key file holds (each optional).
+#[derive(Clone, Default)]
+pub struct AccessKeys {
+    keys: [Option<SigningKey>; 3],
+}
+
+impl AccessKeys {
+    /// All three keys, derived from a new key file's master secret.
+    pub fn derive(master: &[u8; 32]) -> AccessKeys {
+        let mut a = AccessKeys::default();
+        for p in PERMS {
+            let seed = blake3::derive_key(&format!("archiver 2026-11 access {}", p.name()), master);
+            a.set(p, seed);
+        }
+        a
+    }
+
+    pub fn set(&mut self, p: Perm, seed: [u8; 32]) {
+        self.keys[p.index()] = Some(SigningKey::from_bytes(&seed));
+    }
+
+    pub fn seed(&self, p: Perm) -> Option<[u8; 32]> {
+        self.keys[p.index()].as_ref().map(|k| k.to_bytes())
+    }
+
+    pub fn has(&self, p: Perm) -> bool {
+        self.keys[p.index()].is_some()
+    }
+
+    /// The permissions held, for messages: "only the read and write keys".
+    pub fn describe(&self) -> String {
+        let held: Vec<&str> = PERMS.into_iter().filter(|p| self.has(*p)).map(Perm::name).collect();
+        match held.len() {
+            0 => "no access key".into(),
+            1 => format!("only the {} key", held[0]),
+            2 => format!("only the {} and {} keys", held[0], held[1]),
+            _ => "the read, write and delete keys".into(),
+        }
+    }
+
+    pub fn verifiers(&self) -> Verifiers {
+        Verifiers { keys: self.keys.clone().map(|k| k.map(|k| k.verifying_key())) }
+    }
+
+    /// The header value authorising a request, signed with the first key held among `need`.
+    pub fn sign(&self, need: &[Perm], req: &Signed) -> Option<String> {
+        let p = need.iter().copied().find(|p| self.has(*p))?;
+        let key = self.keys[p.index()].as_ref()?;
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        let sig = key.sign(&req.message(p, ms));
+        Some(format!("{} {ms} {}", p.name(), hex::encode(sig.to_bytes())))
+    }
+}
+
+/// The public halves of a repository's access keys, as its config stores them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verifiers {
+    keys: [Option<VerifyingKey>; 3],
+}
+
+impl Verifiers {
+    pub fn get(&self, p: Perm) -> Option<&VerifyingKey> {
+        self.keys[p.index()].as_ref()
+    }
+
+    /// `access-read HEX` lines for the repository config.
+    pub fn config_lines(&self) -> String {
+        let mut s = String::new();
+        for p in PERMS {
+            if let Some(k) = &self.keys[p.index()] {
+                s.push_str(&format!("access-{} {}\n", p.name(), hex::encode(k.to_bytes())));
+            }
+        }
+        s
+    }
+
+    /// The verifiers in a repository config; None when it has none (or a damaged one).
+    pub fn from_config(config: &[u8]) -> Option<Verifiers> {
+        let mut keys: [Option<VerifyingKey>; 3] = [None, None, None];
+        for line in String::from_utf8_lossy(config).lines() {
+            let Some((name, value)) = line.split_once(' ') else { continue };
+            let Some(p) = name.strip_prefix("access-").and_then(Perm::parse) else { continue };
+            let bytes: [u8; 32] = hex::decode(value).ok()?.try_into().ok()?;
+            keys[p.index()] = Some(VerifyingKey::from_bytes(&bytes).ok()?);
+        }
+        keys.iter().all(Option::is_some).then_some(Verifiers { keys })
+    }
+
+    /// Checks a request's header; returns the permission it proves, or why it is refused.
+    pub fn verify(&self, header: Option<&str>, req: &Signed, now: SystemTime) -> Result<Perm, String> {
+        let header = header.ok_or("the request carries no access signature (X-Archiver-Auth)")?;
+        let mut parts = header.split(' ');
+        let (Some(p), Some(ms), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("malformed X-Archiver-Auth header".into());
+        };
+        let p = Perm::parse(p).ok_or("unknown permission in X-Archiver-Auth")?;
+        let ms: u64 = ms.parse().map_err(|_| "malformed time in X-Archiver-Auth")?;
+        let sig: [u8; 64] = hex::decode(sig)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("malformed signature in X-Archiver-Auth")?;
+        let now_ms = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        if now_ms.abs_diff(ms) > MAX_SKEW.as_millis() as u64 {
+            return Err(
+                "the request's time is more than 5 minutes from the server's clock (check both clocks)"
+                    .into(),
+            );
+        }
+        let key = self.keys[p.index()].as_ref().ok_or("the repository has no such access key")?;
+        key.verify(&req.message(p, ms), &Signature::from_bytes(&sig))
+            .map_err(|_| "the access signature does not match this repository's keys (wrong key file?)")?;
+        Ok(p)
+    }
+}
+
+/// The parts of a request a signature covers.
+pub struct Signed<'a> {
+    pub method: &'a str,
+    /// Path and query, as sent.
+    pub path: &'a str,
+    pub range: &'a str,
+    pub lock: &'a str,
+    pub body: &'a [u8],
+}
+
+impl Signed<'_> {
+    fn message(&self, p: Perm, ms: u64) -> Vec<u8> {
+        format!(
+            "archiver-request 1\n{}\n{ms}\n{}\n{}\n{}\n{}\n{}",
+            p.name(),
+            self.method,
+            self.path,
+            self.range,
+            self.lock,
+            blake3::hash(self.body).to_hex()
+        )
+        .into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(body: &[u8]) -> Signed<'_> {
+        Signed { method: "PUT", path: "/v1/r/txn/ab/packs/0", range: "", lock: "t", body }
+    }
+
+    #[test]
+    fn signatures_bind_every_part() {
+        let keys = AccessKeys::derive(&[7; 32]);
+        let v = Verifiers::from_config(keys.verifiers().config_lines().as_bytes()).unwrap();
+        let now = SystemTime::now();
+        let h = keys.sign(&[Perm::Write], &req(b"pack")).unwrap();
+        assert_eq!(v.verify(Some(&h), &req(b"pack"), now), Ok(Perm::Write));
+        assert!(v.verify(Some(&h), &req(b"pacK"), now).is_err());
+        let other = Signed { path: "/v1/r/txn/ab/packs/1", ..req(b"pack") };
+        assert!(v.verify(Some(&h), &other, now).is_err());
+        assert!(v.verify(Some(&h.replacen("write", "delete", 1)), &req(b"pack"), now).is_err());
+        assert!(v.verify(Some(&h), &req(b"pack"), now + MAX_SKEW * 2).is_err());
+        assert!(v.verify(None, &req(b"pack"), now).is_err());
+        let wrong = AccessKeys::derive(&[8; 32]).sign(&[Perm::Write], &req(b"pack")).unwrap();
+        assert!(v.verify(Some(&wrong), &req(b"pack"), now).is_err());
+    }
+
+    #[test]
+    fn restricted_keys_sign_only_what_they_hold() {
+        let full = AccessKeys::derive(&[1; 32]);
+        let mut w = AccessKeys::default();
+        w.set(Perm::Write, full.seed(Perm::Write).unwrap());
+        assert!(w.sign(need("GET", &["packs", "a", "b"], b""), &req(b"")).is_none());
+        assert!(w.sign(need("GET", &["head"], b""), &req(b"")).unwrap().starts_with("write "));
+        assert_eq!(w.describe(), "only the write key");
+    }
+}
