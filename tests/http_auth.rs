@@ -169,10 +169,17 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     let out = with_key(&env, &env.path("r.key"), &["extract", "-C", "restored", "second"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_same_tree(&env.path("data"), &env.path("restored/data"));
+    // A run stopped early leaves third.part; the completed run keeps it (a write key deletes nothing).
+    small_tree(&env.path("more"), 12, 30, 300_000);
+    let out = with_key(&env, &w, &["create", "--checkpoint-bytes", "256K", "--maxbw", "1M", "third", "more"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = with_key(&env, &w, &["create", "third", "more"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.assert_stderr_contains("kept \"third.part\"");
     let out = with_key(&env, &env.path("rd.key"), &["delete", "first"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(entries_below(&repo_dir.join("manifest")).len(), 1, "a delete commit prunes old manifests");
-    assert_eq!(env.list(), vec!["second"]);
+    assert_eq!(env.list(), vec!["second", "third", "third.part"]);
     env.ok(["fsck"]);
 }
 
