@@ -17,6 +17,8 @@ pub struct Server {
     pub addr: String,
     pub store: PathBuf,
     lock_ttl: u64,
+    /// Extra environment of the server process (e.g. a failpoint), for the next (re)start.
+    vars: Vec<(String, String)>,
     /// Everything the server printed on stderr after its first line.
     log: Arc<Mutex<String>>,
 }
@@ -33,6 +35,7 @@ impl Server {
             addr: String::new(),
             store: store.to_path_buf(),
             lock_ttl,
+            vars: Vec::new(),
             log: Arc::new(Mutex::new(String::new())),
         };
         s.spawn("127.0.0.1:0").unwrap_or_else(|e| panic!("cannot start archiver serve: {e}"));
@@ -46,6 +49,7 @@ impl Server {
             .arg(&self.store)
             .args(["--lock-ttl", &self.lock_ttl.to_string()])
             .env_remove("ARCHIVER_FAILPOINT")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -105,6 +109,12 @@ impl Server {
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
+    }
+
+    /// `restart` with these extra environment variables (replacing earlier ones; `&[]` for none).
+    pub fn restart_with(&mut self, vars: &[(&str, &str)]) -> bool {
+        self.vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.restart()
     }
 
     /// Whether the server process is still alive.
