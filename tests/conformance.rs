@@ -232,8 +232,8 @@ fn abort_and_roll_forward(s: &Subject) {
     r.abort(T2).unwrap();
     let check = |what: &str| {
         assert!(r.pending().unwrap().is_empty(), "{l}: pending {what}");
-        assert_eq!(r.list_packs().unwrap(), [kept.clone()], "{l}: packs {what}");
-        assert_eq!(r.list_indexes().unwrap(), [seg.clone()], "{l}: index {what}");
+        assert_eq!(r.list_packs().unwrap(), std::slice::from_ref(&kept), "{l}: packs {what}");
+        assert_eq!(r.list_indexes().unwrap(), std::slice::from_ref(&seg), "{l}: index {what}");
         assert_eq!(s.files(name, "txn/"), Vec::<String>::new(), "{l}: records {what}");
         assert!(!s.dir(name).join("packs").join(T2).exists(), "{l}: pack folder {what}");
         assert_eq!(r.head().unwrap(), (1, Some(b"m1".to_vec())), "{l}: head {what}");

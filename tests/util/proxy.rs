@@ -155,7 +155,7 @@ fn relay(sh: Arc<Shared>, client: TcpStream, n: u64) {
     };
     let p = &sh.policy;
     let mut rng = Rng::new(p.seed.wrapping_mul(1_000_003).wrapping_add(n));
-    let cut = (p.cut_every > 0 && n % p.cut_every == 0).then(|| {
+    let cut = (p.cut_every > 0 && n.is_multiple_of(p.cut_every)).then(|| {
         let (lo, hi) = (64f64.ln(), (p.max_cut.max(128) as f64).ln());
         let mut at = || match rng.below(2) {
             0 => 64 + rng.below(p.max_cut.max(128) - 64),
