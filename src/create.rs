@@ -96,7 +96,9 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         }
         // The last checkpoint holds the user's data: commit it as NAME.part now.
         w.txn.suspend();
-        let promoted = crate::recover::recover(session, progress);
+        // What became of the checkpoint is said once, by the error (or the stop notice): recover
+        // without its own notice, so that a failed create stays one line.
+        let promoted = crate::recover::recover(session, &|_| {});
         let stopped = e.downcast_ref::<Stopped>().map(|s| s.0.clone());
         return match (stopped, promoted) {
             (Some(reason), Ok(())) => {

@@ -6,50 +6,13 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use util::crash::out_of;
+use util::server::{client_env, Server};
 use util::*;
 
-/// A running `archiver serve`, killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(store: &std::path::Path) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--store"])
-            .arg(store)
-            .args(["--lock-ttl", "2"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start archiver serve");
-        let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
-        let addr =
-            line.split("http://").nth(1).expect("serve names its address").trim().trim_end_matches('/');
-        Server { addr: addr.to_string(), child }
-    }
-
-    fn url(&self, name: &str) -> String {
-        format!("http://{}/{name}", self.addr)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn run(env: &Env, url: &str, args: &[&str]) -> Out {
-    out_of(env.command(args).env("ARCHIVER_REPO", url).output().expect("run archiver"))
+    client_env(env, url).run(args)
 }
 
 fn ok(env: &Env, url: &str, args: &[&str]) -> Out {
@@ -90,8 +53,7 @@ fn the_whole_life_cycle_over_http_restores_exactly() {
     assert!(out.stdout.contains("all intact"), "{}", out.stdout);
     assert_same_tree(&env.path("t"), &extract(&env, &url, "three").join("t"));
     // The store holds one ordinary repository per name: the same data reads locally too.
-    let local = env.path("store/home");
-    let out = out_of(env.command(["list"]).env("ARCHIVER_REPO", &local).output().unwrap());
+    let out = server.local(&env, "home").run(["list"]);
     assert_eq!(out.lines(), ["three"], "{}", out.stderr);
 }
 
@@ -102,9 +64,7 @@ fn a_missing_repository_or_dead_server_is_one_clear_line() {
     ok(&env, &server.url("a"), &["keygen"]);
     run(&env, &server.url("nothing-here"), &["list"]).assert_one_line_error(1);
     let dead = "http://127.0.0.1:9/x";
-    let out = out_of(
-        env.command(["list"]).env("ARCHIVER_REPO", dead).env("ARCHIVER_RETRIES", "2").output().unwrap(),
-    );
+    let out = client_env(&env, dead).run_with(&[("ARCHIVER_RETRIES", "2")], &["list"]);
     out.assert_one_line_error(1).assert_stderr_contains("gave up after 2 attempts");
 }
 
@@ -116,13 +76,7 @@ fn two_clients_racing_for_one_repository_one_wins_the_other_is_told() {
     ok(&env, &url, &["keygen"]);
     write_data(&env.path("t/big.bin"), 3, 96 * MIB);
     let spawn = |name: &str, cache: &str| {
-        env.command(["create", name, "t"])
-            .env("ARCHIVER_REPO", &url)
-            .env("ARCHIVER_CACHEDIR", env.path(cache))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        client_env(&env, &url).with_cache(cache).spawn_with(&[], &["create", name, "t"])
     };
     let (a, b) = (spawn("a", "cache-a"), spawn("b", "cache-b"));
     let (a, b) = (out_of(a.wait_with_output().unwrap()), out_of(b.wait_with_output().unwrap()));
@@ -159,13 +113,7 @@ fn a_client_killed_at_random_moments_leaves_a_recoverable_repository() {
     let (mut parts, runs) = (0, 20);
     for i in 0..runs {
         let delay = full.mul_f64(0.05 + 0.9 * (rng.below(1000) as f64 / 1000.0));
-        let mut child = env
-            .command(create)
-            .env("ARCHIVER_REPO", &url)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = client_env(&env, &url).spawn(create);
         std::thread::sleep(delay);
         let _ = child.kill();
         let _ = child.wait();

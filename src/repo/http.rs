@@ -232,10 +232,14 @@ fn status_error(what: &str, code: u16, body: &[u8]) -> StoreError {
             )
         }
         403 => return StoreError::new(ErrorKind::Permanent, format!("{what}: the server refused: {text}")),
-        409 if text.contains("lock") => ErrorKind::Permanent,
+        // The server's lost-lease answer; other 409s (whose text may name a path that happens
+        // to contain "lock") are `Exists`.
+        409 if text.contains("does not hold the repository lock") => ErrorKind::Permanent,
         409 => ErrorKind::Exists,
         507 => ErrorKind::NoSpace,
-        408 | 429 | 500..=599 => ErrorKind::Transient,
+        // 500 is the server's permanent storage failure (docs/PROTOCOL.md), as it is locally.
+        500 => ErrorKind::Permanent,
+        408 | 429 | 501..=599 => ErrorKind::Transient,
         _ => ErrorKind::Permanent,
     };
     StoreError::new(kind, format!("{what}: server answered {code}: {text}"))
@@ -409,6 +413,8 @@ impl Repository for HttpRepo {
 
     fn read_pack(&self, pack: &str, offset: u64, len: u64) -> StoreResult<Vec<u8>> {
         if len == 0 {
+            // No range to ask for, but a missing pack is NotFound here too, as it is locally.
+            self.pack_size(pack)?;
             return Ok(Vec::new());
         }
         let range = format!("bytes={}-{}", offset, offset + len - 1);

@@ -125,12 +125,14 @@ pub trait Repository: Send + Sync {
     fn describe(&self) -> String;
     /// The plain `config` object, or None when no repository exists here.
     fn read_config(&self) -> StoreResult<Option<Vec<u8>>>;
-    /// Creates the repository; fails with `Exists` if one is already there.
+    /// Creates the repository; fails with `Exists` if one with another config is already there
+    /// (the same config is success: a retry after a lost answer).
     fn init(&self, config: &[u8]) -> StoreResult<()>;
     /// Takes the single-writer lock; `owner` describes us to whoever finds it taken.
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>>;
     /// The current generation and its sealed manifest (generation 0 has none).
     fn head(&self) -> StoreResult<(u64, Option<Vec<u8>>)>;
+    /// Records the intent; `Exists` if the transaction has another one (the same is success).
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()>;
     /// Stores a pack durably and returns its name.
     fn put_pack(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String>;
@@ -139,7 +141,8 @@ pub trait Repository: Send + Sync {
     /// Durably replaces the transaction's checkpoint record.
     fn checkpoint(&self, txn: &str, record: &[u8]) -> StoreResult<()>;
     fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()>;
-    /// Rolls forward a transaction whose commit record exists.
+    /// Rolls forward a transaction whose commit record exists; a transaction that left no
+    /// records (finished already) is success, one without a commit record is `NotFound`.
     fn finish(&self, txn: &str) -> StoreResult<()>;
     /// Deletes everything a transaction uploaded, then the transaction itself.
     fn abort(&self, txn: &str) -> StoreResult<()>;

@@ -43,6 +43,15 @@ impl ObjectRepo {
         Ok(())
     }
 
+    /// `put_new`, except that finding the same bytes already stored is success: a client that
+    /// retries after a lost response must not be told that its own object exists.
+    fn put_new_same(&self, key: &str, data: &[u8]) -> StoreResult<()> {
+        match self.backend.put_new(key, data) {
+            Err(e) if e.kind == ErrorKind::Exists && self.backend.get(key).is_ok_and(|b| b == data) => Ok(()),
+            r => r,
+        }
+    }
+
     /// Deletes what transaction `txn` uploaded that `keep` does not name.
     fn delete_unkept(&self, txn: &str, keep_packs: &[String], keep_idx: &[String]) -> StoreResult<()> {
         let kp: HashSet<String> = keep_packs.iter().map(|p| pack_key(p)).collect();
@@ -68,7 +77,7 @@ impl Repository for ObjectRepo {
     }
 
     fn init(&self, config: &[u8]) -> StoreResult<()> {
-        self.backend.put_new("config", config)
+        self.put_new_same("config", config)
     }
 
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>> {
@@ -84,7 +93,7 @@ impl Repository for ObjectRepo {
     }
 
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()> {
-        self.backend.put_new(&format!("txn/{txn}/begin"), intent)
+        self.put_new_same(&format!("txn/{txn}/begin"), intent)
     }
 
     fn put_pack(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
@@ -111,7 +120,16 @@ impl Repository for ObjectRepo {
     }
 
     fn finish(&self, txn: &str) -> StoreResult<()> {
-        let rec = self.backend.get(&format!("txn/{txn}/commit"))?;
+        let rec = match self.backend.get(&format!("txn/{txn}/commit")) {
+            Ok(rec) => rec,
+            // No records at all: the cleanup already ran to its end (it deletes the commit record
+            // last), so a retried finish is done. A transaction with records but no commit
+            // record was never decided: NotFound.
+            Err(e) if e.is_not_found() && self.backend.list(&format!("txn/{txn}/"))?.is_empty() => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
         let req = CommitRequest::decode(&rec)
             .map_err(|e| StoreError::new(ErrorKind::Permanent, format!("transaction {txn}: {e:#}")))?;
         let (gen, _) = self.head()?;
