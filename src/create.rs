@@ -113,19 +113,29 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         };
     }
     let Walker { mut txn, chunker, mut meta, stats, warnings, .. } = w;
-    meta.cut(&mut txn, &chunker, true)?;
-    let root = Root { name: opts.name.clone(), time, host: hostname(), meta: meta.blocks };
-    let root_bytes = root.encode();
-    let root_id = txn.put(Kind::Root, &root_bytes)?;
-    let archive = ArchiveRef {
-        name: opts.name.clone(),
-        root: root_id,
-        root_len: root_bytes.len() as u32,
-        time,
-        partial: false,
-        stats,
-    };
-    let m = txn.commit_archive(archive)?;
+    // After a checkpoint a failure from here on leaves it pending: say where the data goes.
+    let checkpointed = txn.checkpoints() > 0;
+    let finished = (|| {
+        meta.cut(&mut txn, &chunker, true)?;
+        let root = Root { name: opts.name.clone(), time, host: hostname(), meta: meta.blocks };
+        let root_bytes = root.encode();
+        let root_id = txn.put(Kind::Root, &root_bytes)?;
+        let archive = ArchiveRef {
+            name: opts.name.clone(),
+            root: root_id,
+            root_len: root_bytes.len() as u32,
+            time,
+            partial: false,
+            stats,
+        };
+        txn.commit_archive(archive)
+    })();
+    let m = finished.map_err(|e| match checkpointed && e.downcast_ref::<RepositoryChanged>().is_none() {
+        true => e.context(RepositoryChanged(format!(
+            "the last checkpoint is kept: the next write command commits it as {part_name:?}"
+        ))),
+        false => e,
+    })?;
     let archive = m.find(&opts.name).expect("just committed").clone();
     // NAME is complete: an earlier interrupted run's NAME.part has served its purpose (a key
     // without the delete permission cannot remove it: it stays, and we say so).
