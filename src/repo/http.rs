@@ -9,6 +9,7 @@
 //! Every request is signed with the key file's access key the route needs (`access`); with an
 //! `https://` URL the connection is TLS (rustls), trusting `--cacert` alone when given.
 
+use super::lease::{LeaseGuard, Ledger};
 use super::{decode_pending, CommitRequest, Connect, LockGuard, Pending, Repository};
 use crate::access::{AccessKeys, Signed};
 use crate::backend::{ErrorKind, StoreError, StoreResult};
@@ -26,6 +27,11 @@ pub struct HttpRepo {
     client: Client,
     token: Arc<Mutex<Option<String>>>,
     attempts: Option<u32>,
+    /// What our transactions stored, and who we said we are when locking: to take the lock
+    /// again after a server restart (see `lease`).
+    ledger: Ledger,
+    owner: Mutex<Option<String>>,
+    relocking: Mutex<()>,
 }
 
 impl HttpRepo {
@@ -69,6 +75,9 @@ impl HttpRepo {
             client,
             token: Arc::new(Mutex::new(None)),
             attempts: attempts.map(|n| n.max(1)),
+            ledger: Ledger::default(),
+            owner: Mutex::new(None),
+            relocking: Mutex::new(()),
         })
     }
 
@@ -79,7 +88,9 @@ impl HttpRepo {
     /// One attempt: the request, and the whole response body. A failed connection or a body cut
     /// short is transient.
     fn once(&self, what: &str, build: &impl Fn(&Client) -> RequestBuilder) -> StoreResult<Answer> {
-        let req = self.signer.sign(what, build(&self.client), self.token().as_deref())?;
+        let token = self.token();
+        let req = self.signer.sign(what, build(&self.client), token.as_deref())?;
+        let route = req.url().path().strip_prefix(&self.signer.prefix).unwrap_or("").to_string();
         let transient = |e: reqwest::Error| {
             let msg = error_chain(&e);
             // A certificate the client does not trust will not become trusted by retrying.
@@ -89,7 +100,7 @@ impl HttpRepo {
         let resp = self.client.execute(req).map_err(transient)?;
         let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
         let body = resp.bytes().map_err(transient)?.to_vec();
-        Ok(Answer { status, headers, body })
+        Ok(Answer { status, headers, body, token, route })
     }
 
     /// Sends a request (rebuilt for every attempt) and reads its answer, retrying transient
@@ -100,11 +111,15 @@ impl HttpRepo {
         accept: &[u16],
         build: impl Fn(&Client) -> RequestBuilder,
     ) -> StoreResult<Answer> {
-        let mut attempt = 0u32;
+        let (mut attempt, mut relocked) = (0u32, false);
         loop {
             attempt += 1;
             let err = match self.once(what, &build) {
                 Ok(a) if (200..300).contains(&a.status) || accept.contains(&a.status) => return Ok(a),
+                Ok(a) if a.status == 409 && !relocked && lease_lost(&a.body) && self.relock(&a) => {
+                    relocked = true;
+                    continue;
+                }
                 Ok(a) => status_error(what, a.status, &a.body),
                 Err(e) => e,
             };
@@ -121,6 +136,35 @@ impl HttpRepo {
             let backoff = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(7)))
                 .min(Duration::from_secs(10));
             std::thread::sleep(backoff);
+        }
+    }
+
+    /// After a write was refused for want of the lease (the server restarted, or we stalled past
+    /// the TTL): takes the lock again and says whether the write's transaction may go on.
+    fn relock(&self, refused: &Answer) -> bool {
+        let Some(txn) = refused.route.strip_prefix("txn/").and_then(|r| r.split('/').next()) else {
+            return false;
+        };
+        let Some(owner) = self.owner.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return false };
+        if !self.ledger.knows(txn) {
+            return false;
+        }
+        let _one = self.relocking.lock().unwrap_or_else(|p| p.into_inner());
+        if self.token() != refused.token {
+            return true; // a concurrent upload already took the lock again and checked
+        }
+        let url = format!("{}/lock?owner={}", self.base, percent_encode(&owner));
+        let Ok(a) = self.call("taking the repository lock again", &[423], |c| c.post(&url)) else {
+            return false;
+        };
+        if a.status != 200 {
+            return false;
+        }
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(String::from_utf8_lossy(&a.body).into_owned());
+        match (self.pending(), self.list_packs(), self.list_indexes()) {
+            (Ok(p), Ok(packs), Ok(idx)) => self.ledger.untouched(txn, &p, &packs, &idx),
+            _ => false,
         }
     }
 
@@ -218,6 +262,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The server's answer to a write without the live lease (see `serve::route`).
+fn lease_lost(body: &[u8]) -> bool {
+    String::from_utf8_lossy(body).contains("does not hold the repository lock")
+}
+
 fn status_error(what: &str, code: u16, body: &[u8]) -> StoreError {
     let text = String::from_utf8_lossy(body);
     let text = text.lines().next().unwrap_or("").to_string();
@@ -234,7 +283,7 @@ fn status_error(what: &str, code: u16, body: &[u8]) -> StoreError {
         403 => return StoreError::new(ErrorKind::Permanent, format!("{what}: the server refused: {text}")),
         // The server's lost-lease answer; other 409s (whose text may name a path that happens
         // to contain "lock") are `Exists`.
-        409 if text.contains("does not hold the repository lock") => ErrorKind::Permanent,
+        409 if lease_lost(body) => ErrorKind::Permanent,
         409 => ErrorKind::Exists,
         507 => ErrorKind::NoSpace,
         // 500 is the server's permanent storage failure (docs/PROTOCOL.md), as it is locally.
@@ -250,30 +299,14 @@ struct Answer {
     status: u16,
     headers: reqwest::header::HeaderMap,
     body: Vec<u8>,
+    /// The lock token the request carried, and its route (the path after `/v1/NAME/`).
+    token: Option<String>,
+    route: String,
 }
 
 impl Answer {
     fn header_u64(&self, name: &str) -> Option<u64> {
         self.headers.get(name)?.to_str().ok()?.parse().ok()
-    }
-}
-
-struct LeaseGuard {
-    stop: Arc<AtomicBool>,
-    renewer: Option<std::thread::JoinHandle<()>>,
-    release: Box<dyn Fn() + Send>,
-}
-
-impl LockGuard for LeaseGuard {}
-
-impl Drop for LeaseGuard {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.renewer.take() {
-            h.thread().unpark();
-            let _ = h.join();
-        }
-        (self.release)();
     }
 }
 
@@ -319,28 +352,37 @@ impl Repository for HttpRepo {
         };
         let ttl = answer.header_u64("X-Archiver-Lock-Ttl-Ms").unwrap_or(30_000);
         let token = String::from_utf8_lossy(&answer.body).into_owned();
-        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+        *self.owner.lock().unwrap_or_else(|p| p.into_inner()) = Some(owner.to_string());
         let stop = Arc::new(AtomicBool::new(false));
         let (client, signer, stop2) = (self.client.clone(), self.signer.clone(), stop.clone());
-        let renew_url = format!("{url}/{token}");
+        // The token may change (`relock`): renew and release whichever is current.
+        let (slot, base) = (self.token.clone(), url.clone());
+        let current = move || slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let renewer = std::thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
                 std::thread::park_timeout(Duration::from_millis(ttl / 3));
                 if stop2.load(Ordering::Relaxed) {
                     break;
                 }
-                if let Ok(req) = signer.sign("renewing the lock", client.post(&renew_url), None) {
+                let Some(token) = current() else { break };
+                if let Ok(req) =
+                    signer.sign("renewing the lock", client.post(format!("{base}/{token}")), None)
+                {
                     let _ = client.execute(req);
                 }
             }
         });
         let (client, signer, slot) = (self.client.clone(), self.signer.clone(), self.token.clone());
         let release = Box::new(move || {
-            if let Ok(req) = signer.sign("releasing the lock", client.delete(format!("{url}/{token}")), None)
-            {
-                let _ = client.execute(req);
+            let token = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(token) = token {
+                if let Ok(req) =
+                    signer.sign("releasing the lock", client.delete(format!("{url}/{token}")), None)
+                {
+                    let _ = client.execute(req);
+                }
             }
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
         });
         Ok(Box::new(LeaseGuard { stop, renewer: Some(renewer), release }))
     }
@@ -358,6 +400,7 @@ impl Repository for HttpRepo {
         self.bytes("beginning a transaction", |c| {
             c.put(format!("{}/txn/{txn}/begin", self.base)).body(body.clone())
         })?;
+        self.ledger.begun(txn);
         Ok(())
     }
 
@@ -366,7 +409,9 @@ impl Repository for HttpRepo {
         let b = self.bytes("storing a pack", |c| {
             c.put(format!("{}/txn/{txn}/packs/{seq:08x}", self.base)).body(body.clone())
         })?;
-        Ok(String::from_utf8_lossy(&b).into_owned())
+        let name = String::from_utf8_lossy(&b).into_owned();
+        self.ledger.pack(txn, &name);
+        Ok(name)
     }
 
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
@@ -374,7 +419,9 @@ impl Repository for HttpRepo {
         let b = self.bytes("storing an index segment", |c| {
             c.put(format!("{}/txn/{txn}/index/{seq:06x}", self.base)).body(body.clone())
         })?;
-        Ok(String::from_utf8_lossy(&b).into_owned())
+        let name = String::from_utf8_lossy(&b).into_owned();
+        self.ledger.index(txn, &name);
+        Ok(name)
     }
 
     fn checkpoint(&self, txn: &str, record: &[u8]) -> StoreResult<()> {
@@ -382,12 +429,14 @@ impl Repository for HttpRepo {
         self.bytes("storing a checkpoint", |c| {
             c.put(format!("{}/txn/{txn}/checkpoint", self.base)).body(body.clone())
         })?;
+        self.ledger.checkpoint(txn, record);
         Ok(())
     }
 
     fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()> {
         let body = req.encode();
         self.bytes("committing", |c| c.post(format!("{}/txn/{txn}/commit", self.base)).body(body.clone()))?;
+        self.ledger.ended(txn);
         Ok(())
     }
 
@@ -398,6 +447,7 @@ impl Repository for HttpRepo {
 
     fn abort(&self, txn: &str) -> StoreResult<()> {
         self.bytes("discarding a transaction", |c| c.post(format!("{}/txn/{txn}/abort", self.base)))?;
+        self.ledger.ended(txn);
         Ok(())
     }
 
