@@ -269,8 +269,8 @@ impl Repository for HttpRepo {
         Ok(())
     }
 
-    fn put_pack(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
-        let body = bytes::Bytes::copy_from_slice(data);
+    fn put_pack(&self, txn: &str, seq: u32, data: Vec<u8>) -> StoreResult<String> {
+        let body = bytes::Bytes::from(data);
         let b = self.bytes("storing a pack", |c| {
             c.put(format!("{}/txn/{txn}/packs/{seq:08x}", self.base)).body(body.clone())
         })?;
@@ -353,5 +353,10 @@ impl Repository for HttpRepo {
 
     fn list_indexes(&self) -> StoreResult<Vec<String>> {
         self.names("listing index segments", "list/index")
+    }
+
+    /// Four: round trips and the server's fsyncs overlap (the server serves requests in parallel).
+    fn uploads_in_flight(&self) -> usize {
+        4
     }
 }

@@ -229,7 +229,7 @@ fn route(state: &State, method: &Method, parts: &[&str], body: Vec<u8>, x: &Extr
                 return Ok(Reply::text(400, "sequence numbers are hex"));
             };
             let name =
-                if *kind == "packs" { r.put_pack(txn, seq, &body)? } else { r.put_index(txn, seq, &body)? };
+                if *kind == "packs" { r.put_pack(txn, seq, body)? } else { r.put_index(txn, seq, &body)? };
             Ok(Reply { status: 201, body: name.into_bytes(), headers: Vec::new() })
         }
         (Method::Put, ["txn", txn, "checkpoint"]) if hex_name(txn) => {
