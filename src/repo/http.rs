@@ -45,7 +45,11 @@ impl HttpRepo {
         let client = Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))
-            .pool_max_idle_per_host(16)
+            // No keep-alive: a tiny_http server gives each connection a thread from a pool for
+            // as long as it stays open and can leave a new connection waiting unserved while
+            // idle kept-alive ones hold every thread (seen as 300 s stalls with many requests in
+            // flight). A fresh connection per request costs one local round trip.
+            .pool_max_idle_per_host(0)
             .build()?;
         Ok(HttpRepo {
             url: url.to_string(),
@@ -71,7 +75,8 @@ impl HttpRepo {
             |e: reqwest::Error| StoreError::new(ErrorKind::Transient, format!("{what}: {}", error_chain(&e)));
         let resp = req.send().map_err(transient)?;
         let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-        let body = resp.bytes().map_err(transient)?.to_vec();
+        // Vec::from takes the collected buffer over without copying it.
+        let body = Vec::from(resp.bytes().map_err(transient)?);
         Ok(Answer { status, headers, body })
     }
 
