@@ -7,17 +7,18 @@
 //! beyond the end of the file, are fetched and written in place, so a prefix left by an interrupted
 //! run is finished and content damaged anywhere is repaired. Then the file is cut to its size and
 //! its attributes are set on the open file, last, so a file killed between content and attributes
-//! gets them from the next run. Fetching goes in windows of blocks: neighbouring blocks of one pack
-//! become one range read, range reads run in parallel, and blocks are opened (authenticated,
-//! decompressed, re-hashed) in parallel. A failure writing locally stops the whole extract
-//! (`Failure::Local`); a block that cannot be fetched fails only its file (`Failure::File`).
+//! gets them from the next run. Blocks are fetched in windows, several in flight (`fetch.rs`), and
+//! written in order, so a killed run leaves each file a prefix of whole blocks plus at most part of
+//! one. A failure writing locally stops the whole extract (`Failure::Local`); a block that cannot be
+//! fetched fails only its file (`Failure::File`).
 
+use super::fetch::Fetcher;
 use super::ExtractResult;
 use crate::archive::Node;
 use crate::crypto::BlockId;
 use crate::pack::Location;
 use crate::session::Session;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Context};
 use rayon::prelude::*;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -25,18 +26,17 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-/// Blocks fetched at a time for one file.
-const WINDOW: usize = 16;
-
 /// One file to restore: its node, where it goes, and where each of its blocks is stored.
 pub(super) struct Job<'a> {
     pub node: &'a Node,
     pub target: PathBuf,
+    pub ids: Vec<BlockId>,
     pub locs: Vec<Location>,
 }
 
 pub(super) struct Ctx<'a> {
     pub session: &'a Session,
+    pub fetcher: &'a Fetcher,
     pub is_root: bool,
     /// Keep and verify existing regular files.
     pub resume: bool,
@@ -108,21 +108,21 @@ pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<(), Failure> {
             (create(target, ctx.replace).map_err(local("create"))?, (0..node.blocks.len()).collect(), true)
         }
     };
-    for window in missing.chunks(WINDOW) {
+    let mut windows = ctx.fetcher.file(&missing, &job.ids, &job.locs);
+    while let Some(window) = windows.next() {
         if ctx.stop.load(Relaxed) {
             return Err(Failure::Stopped);
         }
-        let want: Vec<(&BlockId, &Location)> =
-            window.iter().map(|&i| (&node.blocks[i].0, &job.locs[i])).collect();
-        let blocks = fetch_window(ctx.session, &want).map_err(Failure::File)?;
+        let (which, blocks, _permit) = window.wait().map_err(Failure::File)?;
         let c = ctx.counters;
-        c.blocks_fetched.fetch_add(want.len() as u64, Relaxed);
+        c.blocks_fetched.fetch_add(which.len() as u64, Relaxed);
         c.bytes_fetched.fetch_add(blocks.iter().map(|b| b.len() as u64).sum(), Relaxed);
-        c.stored_fetched.fetch_add(want.iter().map(|(_, l)| l.len as u64).sum(), Relaxed);
-        for (&i, plain) in window.iter().zip(&blocks) {
+        c.stored_fetched.fetch_add(which.iter().map(|&i| job.locs[i].len as u64).sum(), Relaxed);
+        for (&i, plain) in which.iter().zip(&blocks) {
             f.write_all_at(plain, offsets[i]).map_err(local("write"))?;
         }
     }
+    drop(windows);
     if f.metadata().map_err(local("write"))?.len() != size {
         f.set_len(size).map_err(local("write"))?;
     }
@@ -194,50 +194,6 @@ fn verify(
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
                 Err(e) => Err(e),
             }
-        })
-        .collect()
-}
-
-/// Reads a window of blocks (coalescing neighbours in a pack), then opens them in parallel.
-fn fetch_window(session: &Session, window: &[(&BlockId, &Location)]) -> Result<Vec<Vec<u8>>> {
-    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
-    for i in 0..window.len() {
-        let joins = i > 0 && {
-            let (a, b) = (window[i - 1].1, window[i].1);
-            a.pack == b.pack && a.offset + a.len as u64 == b.offset
-        };
-        match runs.last_mut() {
-            Some(r) if joins => r.end = i + 1,
-            _ => runs.push(i..i + 1),
-        }
-    }
-    let raw: Vec<Vec<u8>> = runs
-        .par_iter()
-        .map(|r| {
-            let first = window[r.start].1;
-            let last = window[r.end - 1].1;
-            let len = last.offset + last.len as u64 - first.offset;
-            session
-                .repo
-                .read_pack(&first.pack, first.offset, len)
-                .with_context(|| format!("cannot read pack {}", first.pack))
-        })
-        .collect::<Result<_>>()?;
-    let mut pieces = Vec::with_capacity(window.len());
-    for (r, bytes) in runs.iter().zip(&raw) {
-        let base = window[r.start].1.offset;
-        for (id, loc) in &window[r.clone()] {
-            let s = (loc.offset - base) as usize;
-            pieces.push((*id, *loc, &bytes[s..s + loc.len as usize]));
-        }
-    }
-    pieces
-        .par_iter()
-        .map(|(id, loc, sealed)| {
-            session
-                .keys
-                .open_block(id, sealed, loc.plain_len as usize)
-                .with_context(|| format!("block {} in pack {} is damaged", hex::encode(&id[..8]), loc.pack))
         })
         .collect()
 }

@@ -11,6 +11,7 @@
 //! (disk full) stops the whole extract with one error; what was written stays for `resume`.
 //! Directory modes and times are set last, deepest first. Per-file work lives in `file.rs`.
 
+mod fetch;
 mod file;
 
 use crate::archive::{Node, NodeKind};
@@ -136,7 +137,8 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
                     .map(|(id, _)| reader::locate(&cache, id))
                     .collect::<Result<Vec<_>>>()
                     .with_context(|| format!("archive {:?}: {}", opts.name, show(&node.path)))?;
-                plan.files.push(Job { node, target, locs });
+                let ids = node.blocks.iter().map(|(id, _)| *id).collect();
+                plan.files.push(Job { node, target, ids, locs });
             }
         }
     }
@@ -154,7 +156,16 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
     let counters = Counters::default();
     let stop = AtomicBool::new(false);
     let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let ctx = file::Ctx { session, is_root, resume: opts.resume, replace, stop: &stop, counters: &counters };
+    let fetcher = fetch::Fetcher::new(session.repo.clone(), session.keys.clone())?;
+    let ctx = file::Ctx {
+        session,
+        fetcher: &fetcher,
+        is_root,
+        resume: opts.resume,
+        replace,
+        stop: &stop,
+        counters: &counters,
+    };
     let errors: Vec<String> = plan
         .files
         .par_iter()

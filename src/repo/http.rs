@@ -57,7 +57,11 @@ impl HttpRepo {
         let mut builder = Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))
-            .pool_max_idle_per_host(16);
+            // No keep-alive: a tiny_http server gives each connection a thread from a pool for
+            // as long as it stays open and can leave a new connection waiting unserved while
+            // idle kept-alive ones hold every thread (seen as 300 s stalls with many requests in
+            // flight). A fresh connection per request costs one local round trip.
+            .pool_max_idle_per_host(0);
         if let Some(path) = &conn.ca_cert {
             let pem = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("cannot read the CA certificate {}: {e}", path.display()))?;
@@ -99,7 +103,8 @@ impl HttpRepo {
         };
         let resp = self.client.execute(req).map_err(transient)?;
         let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-        let body = resp.bytes().map_err(transient)?.to_vec();
+        // Vec::from takes the collected buffer over without copying it.
+        let body = Vec::from(resp.bytes().map_err(transient)?);
         Ok(Answer { status, headers, body, token, route })
     }
 
@@ -404,8 +409,8 @@ impl Repository for HttpRepo {
         Ok(())
     }
 
-    fn put_pack(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
-        let body = bytes::Bytes::copy_from_slice(data);
+    fn put_pack(&self, txn: &str, seq: u32, data: Vec<u8>) -> StoreResult<String> {
+        let body = bytes::Bytes::from(data);
         let b = self.bytes("storing a pack", |c| {
             c.put(format!("{}/txn/{txn}/packs/{seq:08x}", self.base)).body(body.clone())
         })?;
@@ -497,5 +502,10 @@ impl Repository for HttpRepo {
 
     fn list_indexes(&self) -> StoreResult<Vec<String>> {
         self.names("listing index segments", "list/index")
+    }
+
+    /// Four: round trips and the server's fsyncs overlap (the server serves requests in parallel).
+    fn uploads_in_flight(&self) -> usize {
+        4
     }
 }

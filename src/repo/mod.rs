@@ -135,8 +135,9 @@ pub trait Repository: Send + Sync {
     fn head(&self) -> StoreResult<(u64, Option<Vec<u8>>)>;
     /// Records the intent; `Exists` if the transaction has another one (the same is success).
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()>;
-    /// Stores a pack durably and returns its name.
-    fn put_pack(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String>;
+    /// Stores a pack durably and returns its name. Takes the pack by value: an HTTP client sends
+    /// it without a copy (packs are 16 MiB; several may be in flight).
+    fn put_pack(&self, txn: &str, seq: u32, data: Vec<u8>) -> StoreResult<String>;
     /// Stores an index segment durably and returns its name.
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String>;
     /// Durably replaces the transaction's checkpoint record.
@@ -155,6 +156,12 @@ pub trait Repository: Send + Sync {
     fn get_index(&self, name: &str) -> StoreResult<Vec<u8>>;
     fn list_packs(&self) -> StoreResult<Vec<String>>;
     fn list_indexes(&self) -> StoreResult<Vec<String>>;
+    /// How many `put_pack` calls a writer keeps in flight at once (each holds one pack, ≤ 20 MiB,
+    /// in memory). More hides round trips and fsyncs; an implementation returning more than 1
+    /// must accept concurrent `put_pack` calls of one transaction.
+    fn uploads_in_flight(&self) -> usize {
+        1
+    }
 }
 
 /// What a client needs to reach a repository besides its address.

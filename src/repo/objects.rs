@@ -96,9 +96,9 @@ impl Repository for ObjectRepo {
         self.put_new_same(&format!("txn/{txn}/begin"), intent)
     }
 
-    fn put_pack(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
+    fn put_pack(&self, txn: &str, seq: u32, data: Vec<u8>) -> StoreResult<String> {
         let name = format!("{txn}/{seq:08x}");
-        self.backend.put(&pack_key(&name), data)?;
+        self.backend.put(&pack_key(&name), &data)?;
         Ok(name)
     }
 
@@ -215,6 +215,11 @@ impl Repository for ObjectRepo {
 
     fn list_packs(&self) -> StoreResult<Vec<String>> {
         Ok(self.backend.list("packs/")?.into_iter().map(|k| k["packs/".len()..].to_string()).collect())
+    }
+
+    /// Two: one pack's write and fsync overlap the next one's (temporary names are unique).
+    fn uploads_in_flight(&self) -> usize {
+        2
     }
 
     fn list_indexes(&self) -> StoreResult<Vec<String>> {

@@ -1,8 +1,9 @@
 //! A write transaction: the only module that touches both the cache and the repository, so the
 //! order of durability lives here, step by step.
 //!
-//! Blocks flow: caller (hash, dedup) → workers (compress, seal; all cores) → packer thread (packs,
-//! `put_pack`). `flush` is a barrier: when it returns every submitted block is durably stored.
+//! Blocks flow: caller (hash, dedup) → workers (compress, seal; all cores) → packer thread (packs)
+//! → uploader threads (`put_pack`, several in flight; `pipeline.rs`). `flush` is a barrier: when it
+//! returns every submitted block is durably stored.
 //!
 //! Commit protocol (each step's durable state is what recovery starts from):
 //!   1. flush: all packs durable in the repository;
@@ -20,32 +21,12 @@ use crate::manifest::{ArchiveRef, Manifest};
 use crate::pack::{Entry, Kind, PackBuilder};
 use crate::repo::{CommitRequest, Repository};
 use crate::session::Session;
-use anyhow::{anyhow, Context, Result};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use anyhow::{Context, Result};
+use pipeline::{Job, Pipeline};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
-struct Job {
-    id: BlockId,
-    kind: Kind,
-    data: Vec<u8>,
-}
-
-/// Packs stored since the previous flush, with their entries.
-type Written = Vec<(String, Vec<Entry>)>;
-
-enum PackMsg {
-    Block {
-        id: BlockId,
-        kind: Kind,
-        sealed: Vec<u8>,
-        plain_len: u32,
-    },
-    /// Store the partial pack once `.0` blocks have arrived, then reply with what was written.
-    Flush(u64, Sender<Result<Written>>),
-}
+mod pipeline;
 
 /// Per-block bookkeeping for blocks this transaction stores.
 #[derive(Default, Clone, Copy)]
@@ -85,11 +66,7 @@ pub struct Txn {
     pub cache: Cache,
     repo: Arc<dyn Repository>,
     keys: Arc<Keys>,
-    job_tx: Option<Sender<Job>>,
-    pack_tx: Sender<PackMsg>,
-    threads: Vec<JoinHandle<()>>,
-    failed: Arc<AtomicBool>,
-    first_error: Arc<Mutex<Option<String>>>,
+    pipe: Pipeline,
     submitted: u64,
     pending: HashMap<BlockId, PendingBlock>,
     /// Packs stored since the last index segment.
@@ -111,30 +88,14 @@ impl Txn {
         session.repo.begin(&id, &sealed_intent).context("cannot start a transaction")?;
         crate::failpoint::hit("txn-begun");
         cache.begin()?;
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let (job_tx, job_rx) = bounded::<Job>(workers * 4);
-        let (pack_tx, pack_rx) = bounded::<PackMsg>(workers * 4);
-        let failed = Arc::new(AtomicBool::new(false));
-        let first_error = Arc::new(Mutex::new(None));
-        let mut threads = Vec::new();
-        for _ in 0..workers {
-            let (rx, tx, keys) = (job_rx.clone(), pack_tx.clone(), session.keys.clone());
-            threads.push(std::thread::spawn(move || seal_worker(rx, tx, keys)));
-        }
-        let shared = Shared { failed: failed.clone(), first_error: first_error.clone() };
-        let (repo, keys, txn) = (session.repo.clone(), session.keys.clone(), id.clone());
-        threads.push(std::thread::spawn(move || packer(pack_rx, repo, keys, txn, shared)));
+        let pipe = Pipeline::start(session.repo.clone(), session.keys.clone(), id.clone());
         Ok(Txn {
             id,
             base,
             cache,
             repo: session.repo.clone(),
             keys: session.keys.clone(),
-            job_tx: Some(job_tx),
-            pack_tx,
-            threads,
-            failed,
-            first_error,
+            pipe,
             submitted: 0,
             pending: HashMap::new(),
             unindexed: Vec::new(),
@@ -145,14 +106,6 @@ impl Txn {
             checkpoints: 0,
             done: false,
         })
-    }
-
-    fn check_failed(&self) -> Result<()> {
-        if self.failed.load(Ordering::Relaxed) {
-            let msg = self.first_error.lock().expect("poisoned").clone().unwrap_or_default();
-            return Err(anyhow!("{msg}"));
-        }
-        Ok(())
     }
 
     /// Whether the repository holds, or this transaction is storing, `id` (counts nothing).
@@ -199,34 +152,27 @@ impl Txn {
     }
 
     fn submit(&mut self, id: BlockId, kind: Kind, data: Vec<u8>) -> Result<()> {
-        self.check_failed()?;
+        self.pipe.check()?;
         let plain_len = data.len() as u32;
         self.pending.insert(id, PendingBlock { refs: 1, plain_len, stored_len: None });
         self.stats.refs_raw += plain_len as u64;
         self.stats.new_raw += plain_len as u64;
         self.stats.new_blocks += 1;
         self.submitted += 1;
-        let tx = self.job_tx.as_ref().expect("open");
-        tx.send(Job { id, kind, data }).map_err(|_| self.dead())
+        self.pipe.submit(Job { id, kind, data })
     }
 
     /// Adds an already sealed block (repacking) straight to the packer.
     pub fn put_sealed(&mut self, id: BlockId, kind: Kind, sealed: Vec<u8>, plain_len: u32) -> Result<()> {
-        self.check_failed()?;
+        self.pipe.check()?;
         self.pending.insert(id, PendingBlock { refs: 0, plain_len, stored_len: None });
         self.submitted += 1;
-        self.pack_tx.send(PackMsg::Block { id, kind, sealed, plain_len }).map_err(|_| self.dead())
-    }
-
-    fn dead(&self) -> anyhow::Error {
-        self.check_failed().err().unwrap_or_else(|| anyhow!("the packing thread stopped unexpectedly"))
+        self.pipe.submit_sealed(id, kind, sealed, plain_len)
     }
 
     /// Barrier: returns once every submitted block is durably stored in a pack.
     pub fn flush(&mut self) -> Result<()> {
-        let (tx, rx) = bounded(1);
-        self.pack_tx.send(PackMsg::Flush(self.submitted, tx)).map_err(|_| self.dead())?;
-        let written = rx.recv().map_err(|_| self.dead())??;
+        let written = self.pipe.flush(self.submitted)?;
         for (_, entries) in &written {
             for e in entries {
                 if let Some(p) = self.pending.get_mut(&e.id) {
@@ -367,7 +313,7 @@ impl Txn {
         }
         let name = format!("{}/{pack_seq:08x}", self.id);
         let (bytes, entries) = builder.finish(&self.keys, &name);
-        let pack = self.repo.put_pack(&self.id, pack_seq, &bytes).context("cannot store a checkpoint")?;
+        let pack = self.repo.put_pack(&self.id, pack_seq, bytes).context("cannot store a checkpoint")?;
         let seg = Segment { packs: vec![(pack.clone(), entries)] };
         let seg_name = format!("{}-{:06x}", self.id, 0x80_0000 | k);
         let seg_bytes = seg.seal(&self.keys, &seg_name);
@@ -400,21 +346,12 @@ impl Txn {
         self.done = true;
         self.cache.rollback();
     }
-
-    fn shutdown(&mut self) {
-        self.job_tx = None;
-        let (tx, _) = bounded(1);
-        // Closing the job channel ends the workers; the packer ends when all senders are gone.
-        drop(std::mem::replace(&mut self.pack_tx, tx));
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
 }
 
 impl Drop for Txn {
     fn drop(&mut self) {
-        self.shutdown();
+        // No upload is under way once this returns, so the abort below cannot race one.
+        self.pipe.shutdown();
         if !self.done {
             self.cache.rollback();
             // Never reached the commit and no checkpoint: undo everything this transaction
@@ -422,76 +359,6 @@ impl Drop for Txn {
             // After a checkpoint, the checkpoint is the user's data: recovery commits it.
             if self.checkpoints == 0 {
                 let _ = self.repo.abort(&self.id);
-            }
-        }
-    }
-}
-
-fn seal_worker(rx: Receiver<Job>, tx: Sender<PackMsg>, keys: Arc<Keys>) {
-    for job in rx {
-        let sealed = keys.seal_block(&job.id, &job.data);
-        let msg = PackMsg::Block { id: job.id, kind: job.kind, sealed, plain_len: job.data.len() as u32 };
-        if tx.send(msg).is_err() {
-            return;
-        }
-    }
-}
-
-/// What the packer thread shares with the transaction.
-struct Shared {
-    failed: Arc<AtomicBool>,
-    first_error: Arc<Mutex<Option<String>>>,
-}
-
-fn packer(rx: Receiver<PackMsg>, repo: Arc<dyn Repository>, keys: Arc<Keys>, txn: String, shared: Shared) {
-    let Shared { failed, first_error } = shared;
-    let mut builder = PackBuilder::default();
-    let mut seq = 0u32;
-    let mut received = 0u64;
-    let mut written = Vec::new();
-    let mut waiting: Option<(u64, Sender<Result<Written>>)> = None;
-    let mut error: Option<String> = None;
-    let mut store = |b: PackBuilder, written: &mut Vec<(String, Vec<Entry>)>, error: &mut Option<String>| {
-        if error.is_some() || b.is_empty() {
-            return;
-        }
-        let name = format!("{txn}/{seq:08x}");
-        let (bytes, entries) = b.finish(&keys, &name);
-        match repo.put_pack(&txn, seq, &bytes) {
-            Ok(stored) => {
-                crate::failpoint::hit("pack-stored");
-                written.push((stored, entries))
-            }
-            Err(e) => {
-                let msg = format!("cannot store pack {name}: {e}");
-                *first_error.lock().expect("poisoned") = Some(msg.clone());
-                failed.store(true, Ordering::Relaxed);
-                *error = Some(msg);
-            }
-        }
-        seq += 1;
-    };
-    for msg in rx {
-        match msg {
-            PackMsg::Block { id, kind, sealed, plain_len } => {
-                received += 1;
-                if error.is_none() {
-                    builder.add(id, kind, &sealed, plain_len);
-                    if builder.is_full() {
-                        store(std::mem::take(&mut builder), &mut written, &mut error);
-                    }
-                }
-            }
-            PackMsg::Flush(n, reply) => waiting = Some((n, reply)),
-        }
-        if let Some((n, _)) = &waiting {
-            if received >= *n {
-                let (_, reply) = waiting.take().expect("some");
-                store(std::mem::take(&mut builder), &mut written, &mut error);
-                let _ = reply.send(match &error {
-                    Some(e) => Err(anyhow!("{e}")),
-                    None => Ok(std::mem::take(&mut written)),
-                });
             }
         }
     }

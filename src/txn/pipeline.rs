@@ -1,0 +1,291 @@
+//! The block pipeline of a write transaction: seal workers (compress and seal, on all cores) → one
+//! packer thread (appends sealed blocks to a pack, numbers it, seals its header) → up to
+//! `Repository::uploads_in_flight` uploader threads (`put_pack`, several packs in flight, so a
+//! slow round trip or fsync does not stall the pipeline).
+//!
+//! Invariants:
+//! - A pack is reported (in `Written`) only after `put_pack` returned, i.e. the repository
+//!   acknowledged it durably; nothing else reaches the transaction, so the cache and the index
+//!   segments can only name acknowledged packs.
+//! - `flush(n)` replies once the first `n` blocks have reached the packer, the partial pack was
+//!   handed over, and every pack handed over so far has finished uploading: a barrier.
+//! - The first error stops the transaction: it is kept (later ones are dropped), every later
+//!   upload is skipped, and `check`, `submit` and `flush` report it.
+//! - Memory is bounded: bounded job and block channels (`4 × workers` each), and the packer hands
+//!   a pack over only to an idle uploader (a rendezvous channel), so at most `uploads + 1` finished
+//!   packs (≤ 20 MiB each) exist besides the one being filled.
+//! - Shutting down joins every thread, so no upload is under way once it returns (an abort after
+//!   it cannot race an upload into the repository).
+
+use crate::crypto::{BlockId, Keys};
+use crate::pack::{Entry, Kind, PackBuilder};
+use crate::repo::Repository;
+use anyhow::{anyhow, Result};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;
+
+pub(super) struct Job {
+    pub id: BlockId,
+    pub kind: Kind,
+    pub data: Vec<u8>,
+}
+
+/// Packs stored since the previous flush, with their entries, in pack order.
+pub(super) type Written = Vec<(String, Vec<Entry>)>;
+
+enum PackMsg {
+    Block {
+        id: BlockId,
+        kind: Kind,
+        sealed: Vec<u8>,
+        plain_len: u32,
+    },
+    /// Store the partial pack once `.0` blocks have arrived, wait for every upload, then reply
+    /// with what was written.
+    Flush(u64, Sender<Result<Written>>),
+}
+
+/// The first error of any pipeline thread.
+#[derive(Default)]
+struct Failure {
+    failed: AtomicBool,
+    first: Mutex<Option<String>>,
+}
+
+impl Failure {
+    fn set(&self, msg: String) {
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(msg);
+        self.failed.store(true, Ordering::SeqCst);
+    }
+    fn get(&self) -> Option<String> {
+        if !self.failed.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(self.first.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default())
+    }
+}
+
+/// A pack on its way to the repository.
+struct Upload {
+    seq: u32,
+    name: String,
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+/// Uploads handed over and finished, and what they stored; guarded with `Uploads::cv`.
+#[derive(Default)]
+struct Tally {
+    handed: u64,
+    finished: u64,
+    written: Vec<(u32, String, Vec<Entry>)>,
+}
+
+#[derive(Default)]
+struct Uploads {
+    tally: Mutex<Tally>,
+    cv: Condvar,
+}
+
+impl Uploads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub(super) struct Pipeline {
+    job_tx: Option<Sender<Job>>,
+    pack_tx: Option<Sender<PackMsg>>,
+    threads: Vec<JoinHandle<()>>,
+    failure: Arc<Failure>,
+}
+
+impl Pipeline {
+    pub fn start(repo: Arc<dyn Repository>, keys: Arc<Keys>, txn: String) -> Pipeline {
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let (job_tx, job_rx) = bounded::<Job>(workers * 4);
+        let (pack_tx, pack_rx) = bounded::<PackMsg>(workers * 4);
+        let (up_tx, up_rx) = bounded::<Upload>(0);
+        let failure = Arc::new(Failure::default());
+        let uploads = Arc::new(Uploads::default());
+        let mut threads = Vec::new();
+        for _ in 0..workers {
+            let (rx, tx, keys) = (job_rx.clone(), pack_tx.clone(), keys.clone());
+            threads.push(std::thread::spawn(move || seal_worker(rx, tx, keys)));
+        }
+        for _ in 0..repo.uploads_in_flight().max(1) {
+            let (rx, repo, txn) = (up_rx.clone(), repo.clone(), txn.clone());
+            let (uploads, failure) = (uploads.clone(), failure.clone());
+            threads.push(std::thread::spawn(move || uploader(rx, repo, txn, uploads, failure)));
+        }
+        let packer = Packer { keys, txn, up_tx, uploads, failure: failure.clone() };
+        threads.push(std::thread::spawn(move || packer.run(pack_rx)));
+        Pipeline { job_tx: Some(job_tx), pack_tx: Some(pack_tx), threads, failure }
+    }
+
+    /// The first error of the pipeline, if any.
+    pub fn check(&self) -> Result<()> {
+        match self.failure.get() {
+            Some(msg) => Err(anyhow!("{msg}")),
+            None => Ok(()),
+        }
+    }
+
+    fn dead(&self) -> anyhow::Error {
+        self.check().err().unwrap_or_else(|| anyhow!("the packing thread stopped unexpectedly"))
+    }
+
+    /// Sends a block to the seal workers.
+    pub fn submit(&self, job: Job) -> Result<()> {
+        self.check()?;
+        let tx = self.job_tx.as_ref().expect("open");
+        tx.send(job).map_err(|_| self.dead())
+    }
+
+    /// Sends an already sealed block straight to the packer (repacking).
+    pub fn submit_sealed(&self, id: BlockId, kind: Kind, sealed: Vec<u8>, plain_len: u32) -> Result<()> {
+        self.check()?;
+        let tx = self.pack_tx.as_ref().expect("open");
+        tx.send(PackMsg::Block { id, kind, sealed, plain_len }).map_err(|_| self.dead())
+    }
+
+    /// Barrier: once the first `submitted` blocks are all in durably stored packs, returns those
+    /// packs stored since the previous flush.
+    pub fn flush(&self, submitted: u64) -> Result<Written> {
+        let (tx, rx) = bounded(1);
+        let pack_tx = self.pack_tx.as_ref().expect("open");
+        pack_tx.send(PackMsg::Flush(submitted, tx)).map_err(|_| self.dead())?;
+        rx.recv().map_err(|_| self.dead())?
+    }
+
+    /// Stops every thread and waits for them (and so for any upload under way).
+    pub fn shutdown(&mut self) {
+        // Closing the job channel ends the workers; the packer ends when every sender of its
+        // channel is gone, and the uploaders when the packer is.
+        self.job_tx = None;
+        self.pack_tx = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn seal_worker(rx: Receiver<Job>, tx: Sender<PackMsg>, keys: Arc<Keys>) {
+    for job in rx {
+        let sealed = keys.seal_block(&job.id, &job.data);
+        let msg = PackMsg::Block { id: job.id, kind: job.kind, sealed, plain_len: job.data.len() as u32 };
+        if tx.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
+fn uploader(rx: Receiver<Upload>, repo: Arc<dyn Repository>, txn: String, up: Arc<Uploads>, f: Arc<Failure>) {
+    for u in rx {
+        // After a failure nothing more is stored: the transaction is being stopped.
+        let Upload { seq, name, bytes, entries } = u;
+        let stored = match f.get() {
+            Some(_) => None,
+            None => {
+                let put = || repo.put_pack(&txn, seq, bytes);
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(put)) {
+                    Ok(Ok(name)) => {
+                        crate::failpoint::hit("pack-stored");
+                        Some(name)
+                    }
+                    Ok(Err(e)) => {
+                        f.set(format!("cannot store pack {name}: {e}"));
+                        None
+                    }
+                    Err(_) => {
+                        f.set(format!("cannot store pack {name}: the upload thread panicked"));
+                        None
+                    }
+                }
+            }
+        };
+        let mut t = up.lock();
+        if let Some(stored) = stored {
+            t.written.push((seq, stored, entries));
+        }
+        t.finished += 1;
+        up.cv.notify_all();
+    }
+}
+
+struct Packer {
+    keys: Arc<Keys>,
+    txn: String,
+    up_tx: Sender<Upload>,
+    uploads: Arc<Uploads>,
+    failure: Arc<Failure>,
+}
+
+impl Packer {
+    fn run(self, rx: Receiver<PackMsg>) {
+        let mut builder = PackBuilder::default();
+        let mut seq = 0u32;
+        let mut received = 0u64;
+        let mut waiting: Option<(u64, Sender<Result<Written>>)> = None;
+        for msg in rx {
+            match msg {
+                PackMsg::Block { id, kind, sealed, plain_len } => {
+                    received += 1;
+                    if self.failure.get().is_none() {
+                        builder.add(id, kind, &sealed, plain_len);
+                        if builder.is_full() {
+                            self.hand_over(std::mem::take(&mut builder), &mut seq);
+                        }
+                    }
+                }
+                PackMsg::Flush(n, reply) => waiting = Some((n, reply)),
+            }
+            if waiting.as_ref().is_some_and(|(n, _)| received >= *n) {
+                let (_, reply) = waiting.take().expect("some");
+                self.hand_over(std::mem::take(&mut builder), &mut seq);
+                let _ = reply.send(self.wait_all());
+            }
+        }
+    }
+
+    /// Seals the pack's header and gives the pack to the next idle uploader.
+    fn hand_over(&self, b: PackBuilder, seq: &mut u32) {
+        if b.is_empty() || self.failure.get().is_some() {
+            return;
+        }
+        let name = format!("{}/{:08x}", self.txn, *seq);
+        let (bytes, entries) = b.finish(&self.keys, &name);
+        self.uploads.lock().handed += 1;
+        if self.up_tx.send(Upload { seq: *seq, name, bytes, entries }).is_err() {
+            self.failure.set("the upload threads stopped unexpectedly".into());
+            self.uploads.lock().handed -= 1;
+        }
+        *seq += 1;
+    }
+
+    /// Waits until every pack handed over finished uploading; returns what was stored since the
+    /// previous call, in pack order, or the first error.
+    fn wait_all(&self) -> Result<Written> {
+        let t = self.uploads.lock();
+        let mut t =
+            self.uploads.cv.wait_while(t, |t| t.finished < t.handed).unwrap_or_else(|p| p.into_inner());
+        if let Some(msg) = self.failure.get() {
+            return Err(anyhow!("{msg}"));
+        }
+        let mut written = std::mem::take(&mut t.written);
+        written.sort_by_key(|(seq, _, _)| *seq);
+        Ok(written.into_iter().map(|(_, name, entries)| (name, entries)).collect())
+    }
+}
