@@ -127,10 +127,10 @@ fn transaction_life_cycle(s: &Subject) {
     let packs: Vec<Vec<u8>> = (0..3).map(|i| pack(i, 1000 + 5000 * i as usize)).collect();
     let mut names = vec![String::new(); 3];
     for seq in [2usize, 0, 1] {
-        names[seq] = r.put_pack(T1, seq as u32, &packs[seq]).unwrap();
+        names[seq] = r.put_pack(T1, seq as u32, packs[seq].clone()).unwrap();
         assert_eq!(names[seq], format!("{T1}/{seq:08x}"), "{l}: pack name");
     }
-    assert_eq!(r.put_pack(T1, 1, &packs[1]).unwrap(), names[1], "{l}: re-put of the same pack");
+    assert_eq!(r.put_pack(T1, 1, packs[1].clone()).unwrap(), names[1], "{l}: re-put of the same pack");
     let i0 = r.put_index(T1, 0, b"segment 0").unwrap();
     let i1 = r.put_index(T1, 1, b"segment 1").unwrap();
     assert_eq!((i0.as_str(), i1.as_str()), (&*format!("{T1}-000000"), &*format!("{T1}-000001")), "{l}");
@@ -181,7 +181,7 @@ fn transaction_life_cycle(s: &Subject) {
 
     // A second transaction replaces pack 0 and segment 0.
     r.begin(T2, b"intent 2").unwrap();
-    let m0 = r.put_pack(T2, 0, &pack(7, 3000)).unwrap();
+    let m0 = r.put_pack(T2, 0, pack(7, 3000)).unwrap();
     let j0 = r.put_index(T2, 0, b"segment 2.0").unwrap();
     let req2 = CommitRequest {
         gen: 2,
@@ -205,7 +205,7 @@ fn transaction_life_cycle(s: &Subject) {
     // A commit for a generation that is not the next one lost a race: nothing is committed and
     // its uploads are gone.
     r.begin(T3, b"intent 3").unwrap();
-    r.put_pack(T3, 0, &pack(8, 100)).unwrap();
+    r.put_pack(T3, 0, pack(8, 100)).unwrap();
     let stale = CommitRequest { gen: 7, manifest: b"manifest 7".to_vec(), ..Default::default() };
     assert_eq!(
         kind(s, "a commit that lost its generation", r.commit(T3, &stale)),
@@ -222,7 +222,7 @@ fn abort_and_roll_forward(s: &Subject) {
     let r = s.fresh(name);
     let _lock = r.lock("conformance").unwrap();
     r.begin(T1, b"intent 1").unwrap();
-    let kept = r.put_pack(T1, 0, &pack(1, 500)).unwrap();
+    let kept = r.put_pack(T1, 0, pack(1, 500)).unwrap();
     let seg = r.put_index(T1, 0, b"segment").unwrap();
     let req = CommitRequest {
         gen: 1,
@@ -235,7 +235,7 @@ fn abort_and_roll_forward(s: &Subject) {
 
     r.begin(T2, b"intent 2").unwrap();
     for seq in 0..3 {
-        r.put_pack(T2, seq, &pack(seq as u64 + 10, 700)).unwrap();
+        r.put_pack(T2, seq, pack(seq as u64 + 10, 700)).unwrap();
     }
     r.put_index(T2, 0, b"segment 2").unwrap();
     r.checkpoint(T2, b"checkpoint").unwrap();
@@ -255,8 +255,8 @@ fn abort_and_roll_forward(s: &Subject) {
     // A commit decided just before a crash (its record stored, nothing else): `pending` says so
     // and `finish` rolls it forward.
     r.begin(T3, b"intent 3").unwrap();
-    let p = r.put_pack(T3, 0, &pack(20, 900)).unwrap();
-    r.put_pack(T3, 1, &pack(21, 900)).unwrap();
+    let p = r.put_pack(T3, 0, pack(20, 900)).unwrap();
+    r.put_pack(T3, 1, pack(21, 900)).unwrap();
     let req3 = CommitRequest {
         gen: 2,
         manifest: b"m2".to_vec(),
@@ -309,7 +309,7 @@ fn clean_partial(s: &Subject) {
     let r = s.fresh(name);
     let _lock = r.lock("conformance").unwrap();
     r.begin(T1, b"intent").unwrap();
-    let kept = r.put_pack(T1, 0, &pack(1, 300)).unwrap();
+    let kept = r.put_pack(T1, 0, pack(1, 300)).unwrap();
     // What writers killed mid-upload leave: a temporary file, an empty pack folder.
     write(&s.dir(name).join("tmp/99999.7"), b"half a pack");
     mkdir(&s.dir(name).join("packs").join(T2));
