@@ -12,48 +12,14 @@ mod util;
 use archiver::access::{AccessKeys, Perm, Signed};
 use archiver::repo::CommitRequest;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use util::server::{client_env, Server};
 use util::*;
 
-/// A running `archiver serve`, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(store: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--lock-ttl", "2", "--store"])
-            .arg(store)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start archiver serve");
-        let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
-        let base = line.split(" on ").nth(1).expect("serve names its address").trim().trim_end_matches('/');
-        Server { base: base.to_string(), child }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An environment whose repository is `url` (Env passes `repo` as ARCHIVER_REPO), with its own
-/// key file and cache.
+/// A fresh environment (own key file and cache) whose repository is `url`.
 fn remote(url: &str) -> Env {
-    let mut env = Env::bare();
-    env.repo = PathBuf::from(url);
-    env
+    client_env(&Env::bare(), url)
 }
 
 /// Every file under `dir` with its content hash: "nothing changed" means this map is equal.
@@ -102,8 +68,8 @@ fn raw(
 fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
-    let server = Server::start(&store, &[]);
-    let env = remote(&format!("{}/r", server.base));
+    let server = Server::start(&store);
+    let env = remote(&server.url("r"));
     env.ok(["keygen"]);
     small_tree(&env.path("data"), 11, 40, 200_000);
     env.create("first", &["data"]);
@@ -113,7 +79,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     env.run(["keymgmt", "--outkeyfile", "none.key"])
         .assert_one_line_error(1)
         .assert_stderr_contains("-r (read)");
-    let other = remote(&format!("{}/other", server.base));
+    let other = remote(&server.url("other"));
     other.ok(["keygen"]);
     let repo_dir = store.join("r");
     let before = state(&repo_dir);
@@ -129,7 +95,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
 
     // Refused by the server: requests that skip the client's checks.
     let full = archiver::keyfile::read(&env.key).unwrap().access;
-    let base = &server.base;
+    let base = &server.base();
     let first_pack = before.keys().find(|k| k.starts_with("packs/")).expect("a pack").clone();
     assert_eq!(raw(base, &full, None, "PUT", "txn/abcd/begin", b"x", b"x"), 401, "unsigned");
     assert_eq!(
@@ -209,10 +175,9 @@ fn https_with_a_self_signed_certificate() {
         return;
     };
     let store = tmp.path().join("store");
-    let tls = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
-    let server = Server::start(&store, &tls);
-    assert!(server.base.starts_with("https://"), "{}", server.base);
-    let env = remote(&format!("{}/r", server.base));
+    let server = Server::start_tls(&store, &cert, &key);
+    assert!(server.base().starts_with("https://"), "{}", server.base());
+    let env = remote(&server.url("r"));
     let trusted = |args: &[&str]| {
         let out = util::crash::out_of(env.command(args).env("ARCHIVER_CACERT", &cert).output().unwrap());
         assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
@@ -228,7 +193,7 @@ fn https_with_a_self_signed_certificate() {
     let out = util::crash::out_of(env.command(["list"]).env("ARCHIVER_RETRIES", "2").output().unwrap());
     out.assert_one_line_error(1).assert_stderr_contains("certificate");
     // Plain HTTP to the HTTPS port fails cleanly too.
-    let plain = server.base.replace("https://", "http://") + "/r";
+    let plain = format!("http://{}/r", server.addr);
     let out = util::crash::out_of(
         env.command(["list"]).env("ARCHIVER_REPO", &plain).env("ARCHIVER_RETRIES", "2").output().unwrap(),
     );

@@ -1,8 +1,8 @@
 //! A real `archiver serve` on 127.0.0.1 for the HTTP tests, and the one place that says how a
 //! client reaches it: `Server::client` (the binary, through an `Env` whose repository is the URL),
 //! `Server::repo` (the library's `Repository`), `Server::local` (the same repository read directly
-//! as the directory `STORE/NAME`). When the protocol grows authentication or TLS, only this file
-//! should need to learn how to start a server and configure a client.
+//! as the directory `STORE/NAME`). `start_tls` serves HTTPS; library clients sign with the keys
+//! they are given.
 
 use super::*;
 use archiver::crypto::Keys;
@@ -20,6 +20,9 @@ pub struct Server {
     lock_ttl: u64,
     /// Extra environment of the server process (e.g. a failpoint), for the next (re)start.
     vars: Vec<(String, String)>,
+    /// Extra `serve` arguments (e.g. TLS), and the URL scheme they make it speak.
+    args: Vec<String>,
+    scheme: &'static str,
     /// Everything the server printed on stderr after its first line.
     log: Arc<Mutex<String>>,
 }
@@ -31,12 +34,25 @@ impl Server {
     }
 
     pub fn start_with_ttl(store: &Path, lock_ttl: u64) -> Server {
+        Server::start_with_args(store, lock_ttl, &[])
+    }
+
+    /// Starts a server speaking HTTPS with this PEM certificate and key.
+    pub fn start_tls(store: &Path, cert: &Path, key: &Path) -> Server {
+        let args = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+        Server::start_with_args(store, 2, &args)
+    }
+
+    fn start_with_args(store: &Path, lock_ttl: u64, args: &[&str]) -> Server {
+        let tls = args.contains(&"--tls-cert");
         let mut s = Server {
             child: None,
             addr: String::new(),
             store: store.to_path_buf(),
             lock_ttl,
             vars: Vec::new(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            scheme: if tls { "https" } else { "http" },
             log: Arc::new(Mutex::new(String::new())),
         };
         s.spawn("127.0.0.1:0").unwrap_or_else(|e| panic!("cannot start archiver serve: {e}"));
@@ -49,6 +65,7 @@ impl Server {
             .args(["serve", "--listen", listen, "--store"])
             .arg(&self.store)
             .args(["--lock-ttl", &self.lock_ttl.to_string()])
+            .args(&self.args)
             .env_remove("ARCHIVER_FAILPOINT")
             .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -59,7 +76,7 @@ impl Server {
         let mut err = BufReader::new(child.stderr.take().expect("stderr"));
         let mut line = String::new();
         err.read_line(&mut line).expect("read the server's first line");
-        let Some(addr) = line.split("http://").nth(1) else {
+        let Some(addr) = line.split(&format!("{}://", self.scheme)).nth(1) else {
             let _ = child.kill();
             let _ = child.wait();
             return Err(line.trim().to_string());
@@ -78,9 +95,14 @@ impl Server {
         Ok(())
     }
 
-    /// `http://ADDR/NAME`.
+    /// `http(s)://ADDR`.
+    pub fn base(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// `http(s)://ADDR/NAME`.
     pub fn url(&self, name: &str) -> String {
-        format!("http://{}/{name}", self.addr)
+        format!("{}/{name}", self.base())
     }
 
     /// `kill -9` of the server process (no-op if it is not running).
