@@ -267,9 +267,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The server's answer to a write without the live lease (see `serve::route`).
+/// The body of the server's `409` to a write without the live lease.
+pub const LEASE_LOST: &str = "this client does not hold the repository lock (it was lost or never taken)";
+
 fn lease_lost(body: &[u8]) -> bool {
-    String::from_utf8_lossy(body).contains("does not hold the repository lock")
+    body.starts_with(LEASE_LOST.as_bytes())
 }
 
 fn status_error(what: &str, code: u16, body: &[u8]) -> StoreError {

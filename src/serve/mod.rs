@@ -289,10 +289,7 @@ fn route(state: &State, method: &Method, parts: &[&str], body: Vec<u8>, x: &Extr
     // Mutations require the lock token (init and lock release excepted).
     let mutates = !matches!(method, Method::Get) && !matches!(rest, ["config"] | ["lock"] | ["lock", _]);
     if mutates && !state.locks.holds(repo, token) {
-        return Reply::text(
-            409,
-            "this client does not hold the repository lock (it was lost or never taken)",
-        );
+        return Reply::text(409, crate::repo::http::LEASE_LOST);
     }
     let res: Result<Reply, StoreError> = (|| match (method, rest) {
         (Method::Get, ["config"]) => Ok(match r.read_config()? {
