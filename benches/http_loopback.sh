@@ -12,6 +12,7 @@
 #        DATA      data directory (default: the nightly toolchain's lib/, the peers.sh large-file
 #                  set, else 256 MiB generated: half random, half repetitive)
 #        RUNS      runs (default 5)        WORK  scratch directory (default $TMPDIR/httpbench)
+#        TLS=1     serve HTTPS (a self-signed certificate made with openssl; the client trusts it)
 set -euo pipefail
 ARCHIVER=${ARCHIVER:-$PWD/target/release/archiver}
 RUNS=${RUNS:-5}
@@ -32,10 +33,18 @@ find "$DATA" -type f -exec cat {} + >/dev/null # warm the page cache
 SERVER_PID=
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
-"$ARCHIVER" serve --listen 127.0.0.1:0 --store "$WORK/store" 2>"$WORK/serve.log" &
+TLS_ARGS=()
+if [ "${TLS:-0}" = 1 ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/key.pem" \
+    -out "$WORK/cert.pem" -days 2 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
+    -addext basicConstraints=critical,CA:FALSE 2>/dev/null
+  TLS_ARGS=(--tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem")
+  export ARCHIVER_CACERT=$WORK/cert.pem
+fi
+"$ARCHIVER" serve --listen 127.0.0.1:0 --store "$WORK/store" "${TLS_ARGS[@]}" 2>"$WORK/serve.log" &
 SERVER_PID=$!
-for _ in $(seq 100); do grep -q 'http://' "$WORK/serve.log" && break; sleep 0.1; done
-ADDR=$(grep -o 'http://[^/]*' "$WORK/serve.log" | head -1)
+for _ in $(seq 100); do grep -q 'https*://' "$WORK/serve.log" && break; sleep 0.1; done
+ADDR=$(grep -o 'https*://[^/]*' "$WORK/serve.log" | head -1)
 [ -n "$ADDR" ] || { echo "archiver serve did not start: $(cat "$WORK/serve.log")" >&2; exit 1; }
 
 # Runs a command; appends "wall_s peak_MB" to $WORK/t.

@@ -71,10 +71,12 @@ fn parse(text: &str) -> Result<Keys> {
             "enc-key" => enc = Some(key32(value)?),
             "id-key" => id = Some(key32(value)?),
             "chunk-seed" => seed = Some(u64::from_str_radix(value.trim(), 16).context("bad chunk-seed")?),
-            _ => match PERMS.into_iter().find(|p| name.strip_prefix("access-") == Some(p.name())) {
-                Some(p) => access.set(p, key32(value)?),
-                None => {} // parts added by later versions are ignored
-            },
+            // Parts added by later versions are ignored.
+            _ => {
+                if let Some(p) = PERMS.into_iter().find(|p| name.strip_prefix("access-") == Some(p.name())) {
+                    access.set(p, key32(value)?);
+                }
+            }
         }
     }
     let (Some(e), Some(i), Some(s)) = (enc, id, seed) else {

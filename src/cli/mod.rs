@@ -174,9 +174,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 lock_ttl: std::time::Duration::from_secs((*lock_ttl).max(1)),
                 tls: tls_cert.clone().zip(tls_key.clone()),
             };
-            // tiny_http unwraps the peer address of a connection the peer already closed (a client cut
-            // right after connecting), panicking in that connection's thread. The server lives on; say
-            // so in one line instead of a panic message and backtrace.
+            // A request whose handler panics gets 500 and the server lives on (serve::net): say so in
+            // one line instead of a panic message and backtrace.
             std::panic::set_hook(Box::new(|info| {
                 let at =
                     info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
@@ -187,7 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                     .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
                 output::err(&format!(
-                    "archiver: warning: one connection was dropped after an internal error in the HTTP library ({what}{at}); the server goes on"
+                    "archiver: warning: one request failed with an internal error ({what}{at}); it was answered 500 and the server goes on"
                 ));
             }));
             archiver::serve::serve(&opts, &progress)?;

@@ -57,11 +57,11 @@ impl HttpRepo {
         let mut builder = Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))
-            // No keep-alive: a tiny_http server gives each connection a thread from a pool for
-            // as long as it stays open and can leave a new connection waiting unserved while
-            // idle kept-alive ones hold every thread (seen as 300 s stalls with many requests in
-            // flight). A fresh connection per request costs one local round trip.
-            .pool_max_idle_per_host(0);
+            // Connections are kept alive (one TCP and TLS setup serves many requests), but
+            // dropped after idling for less than the server's 30 s head timeout, so the client
+            // rarely picks a connection the server is closing.
+            .pool_idle_timeout(Duration::from_secs(20))
+            .tcp_nodelay(true);
         if let Some(path) = &conn.ca_cert {
             let pem = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("cannot read the CA certificate {}: {e}", path.display()))?;

@@ -18,17 +18,17 @@
 //! a client that lost its lock can never write over the next holder's transaction.
 
 mod lock;
+mod net;
 
 use crate::access::{Perm, Signed, Verifiers};
 use crate::backend::{ErrorKind, StoreError};
 use crate::codec::Writer;
-use crate::progress::{Event, Progress};
+use crate::progress::Progress;
 use crate::repo::objects::ObjectRepo;
 use crate::repo::{CommitRequest, Repository};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
-use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 
 pub struct ServeOptions {
     pub listen: String,
@@ -80,52 +80,9 @@ struct State {
 pub fn serve(opts: &ServeOptions, progress: Progress) -> Result<()> {
     std::fs::create_dir_all(&opts.store)
         .with_context(|| format!("cannot create the store directory {}", opts.store.display()))?;
-    let server = match &opts.tls {
-        None => Server::http(&opts.listen),
-        Some((cert, key)) => {
-            let read = |p: &PathBuf, what: &str| {
-                std::fs::read(p).with_context(|| format!("cannot read the TLS {what} {}", p.display()))
-            };
-            let config = tiny_http::SslConfig {
-                certificate: read(cert, "certificate")?,
-                private_key: read(key, "private key")?,
-            };
-            check_pem(&config, cert, key)?;
-            Server::https(&opts.listen, config)
-        }
-    }
-    .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
-    let addr = server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| opts.listen.clone());
-    let scheme = if opts.tls.is_some() { "https" } else { "http" };
-    progress(Event::Notice(format!("serving {} on {scheme}://{addr}/", opts.store.display())));
-    if opts.tls.is_none() {
-        progress(Event::Notice(
-            "plain HTTP: requests are signed and data is encrypted, but names and sizes are visible on the network; give --tls-cert and --tls-key to serve HTTPS".into(),
-        ));
-    }
     let state = Arc::new(State { store: opts.store.clone(), locks: lock::Locks::new(opts.lock_ttl) });
-    for request in server.incoming_requests() {
-        let state = state.clone();
-        std::thread::spawn(move || handle(&state, request));
-    }
-    Ok(())
-}
-
-/// tiny_http panics on a key it cannot parse: check the PEM files first and say what is wrong.
-fn check_pem(c: &tiny_http::SslConfig, cert: &std::path::Path, key: &std::path::Path) -> Result<()> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer};
-    if !CertificateDer::pem_slice_iter(&c.certificate).any(|r| r.is_ok()) {
-        anyhow::bail!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", cert.display());
-    }
-    if PrivatePkcs8KeyDer::from_pem_slice(&c.private_key).is_err()
-        && PrivatePkcs1KeyDer::from_pem_slice(&c.private_key).is_err()
-    {
-        anyhow::bail!(
-            "{} holds no unencrypted PKCS#8 or RSA private key in PEM (-----BEGIN PRIVATE KEY-----)",
-            key.display()
-        );
-    }
-    Ok(())
+    let tls = opts.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    net::run(&opts.listen, tls, state, progress)
 }
 
 fn valid_name(s: &str) -> bool {
@@ -140,52 +97,29 @@ fn hex_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
-fn handle(state: &State, mut req: Request) {
-    let url = req.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let parts: Vec<String> = path.trim_start_matches('/').split('/').map(String::from).collect();
-    let method = req.method().clone();
-    let owner = query.strip_prefix("owner=").map(percent_decode).unwrap_or_default();
-    // Sized up front: a 16 MiB pack is not grown (and copied) by doubling.
-    let mut body = Vec::with_capacity(req.body_length().unwrap_or(0).min(64 << 20));
-    if let Err(e) = req.as_reader().read_to_end(&mut body) {
-        let _ = req.respond(
-            Response::from_string(format!("cannot read the request body: {e}")).with_status_code(400),
-        );
-        return;
-    }
-    let token = req.headers().iter().find(|h| h.field.equiv("X-Archiver-Lock")).map(|h| h.value.to_string());
-    let range = req.headers().iter().find(|h| h.field.equiv("Range")).map(|h| h.value.to_string());
-    let auth =
-        req.headers().iter().find(|h| h.field.equiv(crate::access::HEADER)).map(|h| h.value.to_string());
-    let reply = route(
-        state,
-        &method,
-        &as_strs(&parts),
-        body,
-        &Extra {
-            token: token.as_deref(),
-            range: range.as_deref(),
-            owner: &owner,
-            auth: auth.as_deref(),
-            url: &url,
-        },
-    );
-    // A plain body with its length: `from_data` would send anything over 32 KiB chunked (an extra
-    // copy into 8 KiB chunks, and chunk parsing on the client).
-    let len = reply.body.len();
-    let mut resp = Response::new(StatusCode(reply.status), Vec::new(), &reply.body[..], Some(len), None)
-        .with_chunked_threshold(usize::MAX);
-    for (k, v) in reply.headers {
-        if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            resp.add_header(h);
-        }
-    }
-    let _ = req.respond(resp);
+/// A whole request, as `net` read it.
+pub(crate) struct Incoming {
+    method: String,
+    /// Path and query as received.
+    url: String,
+    token: Option<String>,
+    range: Option<String>,
+    auth: Option<String>,
+    body: Vec<u8>,
 }
 
-fn as_strs(parts: &[String]) -> Vec<&str> {
-    parts.iter().map(String::as_str).collect()
+fn handle(state: &State, req: Incoming) -> Reply {
+    let (path, query) = req.url.split_once('?').unwrap_or((&req.url, ""));
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let owner = query.strip_prefix("owner=").map(percent_decode).unwrap_or_default();
+    let extra = Extra {
+        token: req.token.as_deref(),
+        range: req.range.as_deref(),
+        owner: &owner,
+        auth: req.auth.as_deref(),
+        url: &req.url,
+    };
+    route(state, &req.method, &parts, req.body, &extra)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -226,12 +160,12 @@ struct Extra<'a> {
 /// or the refusal to send. Creating a repository needs none.
 fn authorize(
     r: &ObjectRepo,
-    method: &Method,
+    method: &str,
     rest: &[&str],
     body: &[u8],
     x: &Extra,
 ) -> Result<Option<Perm>, Reply> {
-    if matches!((method, rest), (Method::Put, ["config"])) {
+    if matches!((method, rest), ("PUT", ["config"])) {
         return match Verifiers::from_config(body) {
             Some(_) => Ok(None),
             None => Err(Reply::text(400, "the repository config names no access verifiers")),
@@ -248,16 +182,11 @@ fn authorize(
             "this repository's config has no access verifiers (made by an older archiver)",
         ));
     };
-    let signed = Signed {
-        method: method.as_str(),
-        path: x.url,
-        range: x.range.unwrap_or(""),
-        lock: x.token.unwrap_or(""),
-        body,
-    };
+    let signed =
+        Signed { method, path: x.url, range: x.range.unwrap_or(""), lock: x.token.unwrap_or(""), body };
     let perm =
         verifiers.verify(x.auth, &signed, std::time::SystemTime::now()).map_err(|m| Reply::text(401, m))?;
-    let need = crate::access::need(method.as_str(), rest, body);
+    let need = crate::access::need(method, rest, body);
     if !need.contains(&perm) {
         let names: Vec<&str> = need.iter().map(|p| p.name()).collect();
         return Err(Reply::text(
@@ -272,7 +201,7 @@ fn authorize(
     Ok(Some(perm))
 }
 
-fn route(state: &State, method: &Method, parts: &[&str], body: Vec<u8>, x: &Extra) -> Reply {
+fn route(state: &State, method: &str, parts: &[&str], body: Vec<u8>, x: &Extra) -> Reply {
     let (token, range) = (x.token, x.range);
     let ["v1", repo, rest @ ..] = parts else {
         return Reply::text(404, "no such route");
@@ -287,17 +216,17 @@ fn route(state: &State, method: &Method, parts: &[&str], body: Vec<u8>, x: &Extr
         Err(reply) => return reply,
     };
     // Mutations require the lock token (init and lock release excepted).
-    let mutates = !matches!(method, Method::Get) && !matches!(rest, ["config"] | ["lock"] | ["lock", _]);
+    let mutates = method != "GET" && !matches!(rest, ["config"] | ["lock"] | ["lock", _]);
     if mutates && !state.locks.holds(repo, token) {
         return Reply::text(409, crate::repo::http::LEASE_LOST);
     }
     let res: Result<Reply, StoreError> = (|| match (method, rest) {
-        (Method::Get, ["config"]) => Ok(match r.read_config()? {
+        ("GET", ["config"]) => Ok(match r.read_config()? {
             Some(c) => Reply::ok(c),
             None => Reply::text(404, "no repository here"),
         }),
-        (Method::Put, ["config"]) => r.init(&body).map(|_| Reply::empty(201)),
-        (Method::Post, ["lock"]) => {
+        ("PUT", ["config"]) => r.init(&body).map(|_| Reply::empty(201)),
+        ("POST", ["lock"]) => {
             if r.read_config()?.is_none() {
                 return Ok(Reply::text(404, "no repository here"));
             }
@@ -317,15 +246,15 @@ fn route(state: &State, method: &Method, parts: &[&str], body: Vec<u8>, x: &Extr
                 Err(Err(msg)) => Reply::text(423, msg),
             })
         }
-        (Method::Post, ["lock", tok]) => Ok(match state.locks.renew(repo, tok) {
+        ("POST", ["lock", tok]) => Ok(match state.locks.renew(repo, tok) {
             true => Reply::empty(200),
             false => Reply::text(409, "the lock's lease ran out and may have been taken by another client"),
         }),
-        (Method::Delete, ["lock", tok]) => {
+        ("DELETE", ["lock", tok]) => {
             state.locks.release(repo, tok);
             Ok(Reply::empty(204))
         }
-        (Method::Get, ["head"]) => {
+        ("GET", ["head"]) => {
             let (gen, m) = r.head()?;
             let mut reply = match m {
                 Some(m) => Reply::ok(m),
@@ -334,10 +263,8 @@ fn route(state: &State, method: &Method, parts: &[&str], body: Vec<u8>, x: &Extr
             reply.headers.push(("X-Archiver-Generation", gen.to_string()));
             Ok(reply)
         }
-        (Method::Put, ["txn", txn, "begin"]) if hex_name(txn) => {
-            r.begin(txn, &body).map(|_| Reply::empty(201))
-        }
-        (Method::Put, ["txn", txn, kind @ ("packs" | "index"), seq]) if hex_name(txn) => {
+        ("PUT", ["txn", txn, "begin"]) if hex_name(txn) => r.begin(txn, &body).map(|_| Reply::empty(201)),
+        ("PUT", ["txn", txn, kind @ ("packs" | "index"), seq]) if hex_name(txn) => {
             let Ok(seq) = u32::from_str_radix(seq, 16) else {
                 return Ok(Reply::text(400, "sequence numbers are hex"));
             };
@@ -345,10 +272,10 @@ fn route(state: &State, method: &Method, parts: &[&str], body: Vec<u8>, x: &Extr
                 if *kind == "packs" { r.put_pack(txn, seq, body)? } else { r.put_index(txn, seq, &body)? };
             Ok(Reply { status: 201, body: name.into_bytes(), headers: Vec::new() })
         }
-        (Method::Put, ["txn", txn, "checkpoint"]) if hex_name(txn) => {
+        ("PUT", ["txn", txn, "checkpoint"]) if hex_name(txn) => {
             r.checkpoint(txn, &body).map(|_| Reply::empty(201))
         }
-        (Method::Post, ["txn", txn, "commit"]) if hex_name(txn) => match CommitRequest::decode(&body) {
+        ("POST", ["txn", txn, "commit"]) if hex_name(txn) => match CommitRequest::decode(&body) {
             Ok(mut req) => {
                 // Without the delete permission nothing committed may become unreachable.
                 req.keep_history |= perm != Some(Perm::Delete);
@@ -356,11 +283,11 @@ fn route(state: &State, method: &Method, parts: &[&str], body: Vec<u8>, x: &Extr
             }
             Err(e) => Ok(Reply::text(400, format!("bad commit request: {e:#}"))),
         },
-        (Method::Post, ["txn", txn, "finish"]) if hex_name(txn) => r.finish(txn).map(|_| Reply::empty(200)),
-        (Method::Post, ["txn", txn, "abort"]) if hex_name(txn) => r.abort(txn).map(|_| Reply::empty(200)),
-        (Method::Get, ["pending"]) => Ok(Reply::ok(crate::repo::encode_pending(&r.pending()?))),
-        (Method::Post, ["clean-partial"]) => r.clean_partial().map(|_| Reply::empty(200)),
-        (Method::Get, ["packs", txn, seq]) if hex_name(txn) && hex_name(seq) => {
+        ("POST", ["txn", txn, "finish"]) if hex_name(txn) => r.finish(txn).map(|_| Reply::empty(200)),
+        ("POST", ["txn", txn, "abort"]) if hex_name(txn) => r.abort(txn).map(|_| Reply::empty(200)),
+        ("GET", ["pending"]) => Ok(Reply::ok(crate::repo::encode_pending(&r.pending()?))),
+        ("POST", ["clean-partial"]) => r.clean_partial().map(|_| Reply::empty(200)),
+        ("GET", ["packs", txn, seq]) if hex_name(txn) && hex_name(seq) => {
             let name = format!("{txn}/{seq}");
             let size = r.pack_size(&name)?;
             match range.and_then(|h| parse_range(h, size)) {
@@ -371,11 +298,11 @@ fn route(state: &State, method: &Method, parts: &[&str], body: Vec<u8>, x: &Extr
                 None => Ok(Reply::ok(r.read_pack(&name, 0, size)?)),
             }
         }
-        (Method::Get, ["size", "packs", txn, seq]) if hex_name(txn) && hex_name(seq) => {
+        ("GET", ["size", "packs", txn, seq]) if hex_name(txn) && hex_name(seq) => {
             Ok(Reply::ok(r.pack_size(&format!("{txn}/{seq}"))?.to_string().into_bytes()))
         }
-        (Method::Get, ["index", name]) if hex_name(name) => Ok(Reply::ok(r.get_index(name)?)),
-        (Method::Get, ["list", what @ ("packs" | "index")]) => {
+        ("GET", ["index", name]) if hex_name(name) => Ok(Reply::ok(r.get_index(name)?)),
+        ("GET", ["list", what @ ("packs" | "index")]) => {
             let names = if *what == "packs" { r.list_packs()? } else { r.list_indexes()? };
             let mut w = Writer::new();
             w.uvar(names.len() as u64);
