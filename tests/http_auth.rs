@@ -2,7 +2,8 @@
 //! key attempting `create` and a write-only key attempting `delete` or `extract` are refused in
 //! one line and change nothing on the server (every file under the store compared before and
 //! after). Forged requests that skip the client's own checks (no signature, a tampered body, a
-//! key without the permission the route needs, a write key committing deletions) get 401/403
+//! key without the permission the route needs, a write key committing deletions or discarding a
+//! checkpointed transaction) get 401/403
 //! from the server, again with nothing changed. A write key's commits keep the manifests they
 //! supersede. Over HTTPS (a self-signed certificate trusted with --cacert) the whole life cycle
 //! restores byte-identical, and an untrusted certificate or a bad key file fails cleanly.
@@ -52,16 +53,35 @@ fn raw(
     body: &[u8],
     sign_body: &[u8],
 ) -> u16 {
+    raw_locked(base, keys, perm, method, route, body, sign_body, "").0
+}
+
+/// `raw` carrying a lock token: status and body.
+#[allow(clippy::too_many_arguments)]
+fn raw_locked(
+    base: &str,
+    keys: &AccessKeys,
+    perm: Option<Perm>,
+    method: &str,
+    route: &str,
+    body: &[u8],
+    sign_body: &[u8],
+    lock: &str,
+) -> (u16, String) {
     let url = format!("{base}/v1/r/{route}");
     let path = format!("/v1/r/{route}");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::blocking::Client::new();
     let mut req = client.request(method.parse().unwrap(), &url).body(body.to_vec());
     if let Some(p) = perm {
-        let signed = Signed { method, path: &path, range: "", lock: "", body: sign_body };
+        let signed = Signed { method, path: &path, range: "", lock, body: sign_body };
         req = req.header("X-Archiver-Auth", keys.sign(&[p], &signed).expect("key held"));
     }
-    req.send().expect("server answers").status().as_u16()
+    if !lock.is_empty() {
+        req = req.header("X-Archiver-Lock", lock);
+    }
+    let resp = req.send().expect("server answers");
+    (resp.status().as_u16(), resp.text().unwrap_or_default())
 }
 
 #[test]
@@ -124,6 +144,11 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     let status = raw(base, &full, Some(Perm::Write), "POST", "txn/abcd/commit", &deleting, &deleting);
     assert_eq!(status, 403, "write key commits a deletion");
     assert_eq!(raw(base, &full, Some(Perm::Read), "GET", &first_pack, b"", b""), 200, "read key reads");
+    // Errors name objects, not where the server keeps them.
+    let (status, why) = raw_locked(base, &full, Some(Perm::Read), "GET", "packs/abcd/0001", b"", b"", "");
+    assert_eq!(status, 404, "{why}");
+    let store_dir = std::fs::canonicalize(&store).unwrap();
+    assert!(why.contains("packs/") && !why.contains(store_dir.to_str().unwrap()), "{why}");
     assert_eq!(state(&repo_dir), before, "a refused request changed the repository");
 
     // What each key may do, it does. A write key's commit keeps the manifest it supersedes.
@@ -142,10 +167,40 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     let out = with_key(&env, &w, &["create", "third", "more"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     out.assert_stderr_contains("kept \"third.part\"");
+    // A run killed after a checkpoint leaves a pending transaction whose checkpoint is the user's
+    // data: a write key may not discard it, even through the raw API; recovery commits it.
+    small_tree(&env.path("extra"), 13, 30, 300_000);
+    let args = ["create", "--checkpoint-bytes", "256K", "fourth", "extra"];
+    let mut killed = env.command(&args);
+    killed.env("ARCHIVER_KEYFILE", &w).env("ARCHIVER_FAILPOINT", "checkpoint-recorded");
+    assert_eq!(util::crash::out_of(killed.output().unwrap()).code, util::crash::KILLED);
+    let txns = entries_below(&repo_dir.join("txn"));
+    let ck = txns.iter().find(|p| p.ends_with("/checkpoint")).expect("a checkpointed transaction");
+    let txn = ck.split('/').next().unwrap().to_string();
+    let before = state(&repo_dir);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let token = loop {
+        // The killed client's lease runs out after the server's 2 s.
+        let (status, body) = raw_locked(base, &full, Some(Perm::Write), "POST", "lock", b"", b"", "");
+        if status == 200 {
+            break body;
+        }
+        assert!(status == 423 && std::time::Instant::now() < deadline, "taking the lock: {status} {body}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let route = format!("txn/{txn}/abort");
+    let (status, why) = raw_locked(base, &full, Some(Perm::Write), "POST", &route, b"", b"", &token);
+    assert_eq!((status, why.contains("checkpointed")), (403, true), "write key aborts a checkpoint: {why}");
+    let release = format!("lock/{token}");
+    assert_eq!(raw_locked(base, &full, Some(Perm::Write), "DELETE", &release, b"", b"", &token).0, 204);
+    assert_eq!(state(&repo_dir), before, "a refused abort changed the repository");
+    let out = with_key(&env, &w, &["create", "fourth", "extra"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.assert_stderr_contains("fourth.part");
     let out = with_key(&env, &env.path("rd.key"), &["delete", "first"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(entries_below(&repo_dir.join("manifest")).len(), 1, "a delete commit prunes old manifests");
-    assert_eq!(env.list(), vec!["second", "third", "third.part"]);
+    assert_eq!(env.list(), vec!["fourth", "fourth.part", "second", "third", "third.part"]);
     env.ok(["fsck"]);
 }
 

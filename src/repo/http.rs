@@ -366,18 +366,26 @@ impl Repository for HttpRepo {
         // The token may change (`relock`): renew and release whichever is current.
         let (slot, base) = (self.token.clone(), url.clone());
         let current = move || slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // A renewal lost to the network is tried again within a second rather than a third of
+        // the lease later, so a short outage does not cost the lease. A lease that already ran
+        // out (409) is not renewed: the next write takes the lock again (`relock`).
         let renewer = std::thread::spawn(move || {
+            let mut wait = ttl / 3;
             while !stop2.load(Ordering::Relaxed) {
-                std::thread::park_timeout(Duration::from_millis(ttl / 3));
+                std::thread::park_timeout(Duration::from_millis(wait));
                 if stop2.load(Ordering::Relaxed) {
                     break;
                 }
                 let Some(token) = current() else { break };
-                if let Ok(req) =
-                    signer.sign("renewing the lock", client.post(format!("{base}/{token}")), None)
-                {
-                    let _ = client.execute(req);
-                }
+                let status = signer
+                    .sign("renewing the lock", client.post(format!("{base}/{token}")), None)
+                    .ok()
+                    .and_then(|req| client.execute(req).ok())
+                    .map(|resp| resp.status().as_u16());
+                wait = match status {
+                    Some(s) if (200..300).contains(&s) || (400..500).contains(&s) => ttl / 3,
+                    _ => (ttl / 10).clamp(50, 1000),
+                };
             }
         });
         let (client, signer, slot) = (self.client.clone(), self.signer.clone(), self.token.clone());

@@ -80,7 +80,10 @@ struct State {
 pub fn serve(opts: &ServeOptions, progress: Progress) -> Result<()> {
     std::fs::create_dir_all(&opts.store)
         .with_context(|| format!("cannot create the store directory {}", opts.store.display()))?;
-    let state = Arc::new(State { store: opts.store.clone(), locks: lock::Locks::new(opts.lock_ttl) });
+    // Absolute and without a trailing slash, so error texts can leave it out (`handle`).
+    let store = std::fs::canonicalize(&opts.store)
+        .with_context(|| format!("cannot open the store directory {}", opts.store.display()))?;
+    let state = Arc::new(State { store, locks: lock::Locks::new(opts.lock_ttl) });
     let tls = opts.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
     net::run(&opts.listen, tls, state, progress)
 }
@@ -119,7 +122,14 @@ fn handle(state: &State, req: Incoming) -> Reply {
         auth: req.auth.as_deref(),
         url: &req.url,
     };
-    route(state, &req.method, &parts, req.body, &extra)
+    let mut reply = route(state, &req.method, &parts, req.body, &extra);
+    if reply.status >= 400 {
+        // Errors name objects as the client knows them (NAME/packs/...), not where the store is.
+        let store = format!("{}/", state.store.display());
+        let text = String::from_utf8_lossy(&reply.body).replace(&store, "");
+        reply.body = text.into_bytes();
+    }
+    reply
 }
 
 fn percent_decode(s: &str) -> String {
@@ -284,7 +294,18 @@ fn route(state: &State, method: &str, parts: &[&str], body: Vec<u8>, x: &Extra) 
             Err(e) => Ok(Reply::text(400, format!("bad commit request: {e:#}"))),
         },
         ("POST", ["txn", txn, "finish"]) if hex_name(txn) => r.finish(txn).map(|_| Reply::empty(200)),
-        ("POST", ["txn", txn, "abort"]) if hex_name(txn) => r.abort(txn).map(|_| Reply::empty(200)),
+        ("POST", ["txn", txn, "abort"]) if hex_name(txn) => {
+            // A checkpoint is the user's data (recovery commits it as NAME.part): only a delete
+            // key may throw it away, as only a delete key may make committed data unreachable.
+            let checkpointed = r.pending()?.iter().any(|p| p.txn == *txn && p.checkpoint.is_some());
+            if checkpointed && perm != Some(Perm::Delete) {
+                return Ok(Reply::text(
+                    403,
+                    "a key without the delete permission may not discard a checkpointed transaction (recovery commits it as NAME.part)",
+                ));
+            }
+            r.abort(txn).map(|_| Reply::empty(200))
+        }
         ("GET", ["pending"]) => Ok(Reply::ok(crate::repo::encode_pending(&r.pending()?))),
         ("POST", ["clean-partial"]) => r.clean_partial().map(|_| Reply::empty(200)),
         ("GET", ["packs", txn, seq]) if hex_name(txn) && hex_name(seq) => {
