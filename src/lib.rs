@@ -19,6 +19,7 @@ pub mod delete;
 pub mod extract;
 pub mod failpoint;
 pub mod fsck;
+pub mod history;
 pub mod index;
 pub mod keyfile;
 pub mod manifest;

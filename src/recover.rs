@@ -17,6 +17,12 @@ use crate::session::Session;
 use anyhow::{Context, Result};
 
 pub fn recover(session: &Session, progress: Progress) -> Result<()> {
+    recover_with(session, progress, !session.can(Perm::Delete))
+}
+
+/// `recover`, keeping the manifest generations its commits supersede if `keep_history` (always
+/// without the delete permission; a rollback keeps them too, whatever the key).
+pub fn recover_with(session: &Session, progress: Progress, keep_history: bool) -> Result<()> {
     // Under the lock no upload of ours is under way: partial uploads belong to dead writers.
     session.repo.clean_partial().context("cannot remove partial uploads")?;
     let pending = session.repo.pending().context("cannot list pending transactions")?;
@@ -44,7 +50,7 @@ pub fn recover(session: &Session, progress: Progress) -> Result<()> {
                 manifest: m.seal(&session.keys),
                 keep_packs: ck.packs.clone(),
                 keep_indexes: ck.indexes.clone(),
-                keep_history: !session.keys.access.has(crate::access::Perm::Delete),
+                keep_history,
                 ..Default::default()
             };
             session
@@ -55,9 +61,9 @@ pub fn recover(session: &Session, progress: Progress) -> Result<()> {
                 "recovered: committed the last checkpoint of an interrupted `{what}` as {:?} ({} files); discarded what was uploaded after it",
                 ck.archive.name, ck.archive.stats.files
             )));
-            if replaced && !session.can(Perm::Delete) {
+            if replaced && keep_history {
                 progress(Event::Notice(format!(
-                    "the replaced {:?} stays in the previous manifest generation: this key file cannot delete, so its space is reclaimed only by `archiver fsck --prune` with a delete key",
+                    "the replaced {:?} stays in the previous manifest generation (kept history); its space is reclaimed by `archiver fsck --prune` with a delete key",
                     ck.archive.name
                 )));
             } else if replaced {

@@ -185,6 +185,16 @@ impl Session {
         Ok(cache)
     }
 
+    /// Opens the cache made to mirror `state` (a manifest and its token) silently: for a commit
+    /// that replaces the current manifest by another one (a rollback).
+    pub fn mirror_cache(&self, state: &(Manifest, String)) -> Result<Cache> {
+        let (cache, _) = Cache::open(&self.settings.cachedir, &self.repo_id)?;
+        if cache.synced()?.as_deref() != Some(state.1.as_str()) {
+            self.sync_cache(&cache, state)?;
+        }
+        Ok(cache)
+    }
+
     /// Makes `cache` hold exactly the blocks of `head`'s index segments.
     fn sync_cache(&self, cache: &Cache, head: &(Manifest, String)) -> Result<CacheSync> {
         let want: HashSet<&str> = head.0.indexes.iter().map(String::as_str).collect();

@@ -171,7 +171,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     // data: a write key may not discard it, even through the raw API; recovery commits it.
     small_tree(&env.path("extra"), 13, 30, 300_000);
     let args = ["create", "--checkpoint-bytes", "256K", "fourth", "extra"];
-    let mut killed = env.command(&args);
+    let mut killed = env.command(args);
     killed.env("ARCHIVER_KEYFILE", &w).env("ARCHIVER_FAILPOINT", "checkpoint-recorded");
     assert_eq!(util::crash::out_of(killed.output().unwrap()).code, util::crash::KILLED);
     let txns = entries_below(&repo_dir.join("txn"));

@@ -108,6 +108,14 @@ pub enum Cmd {
     Stats { names: Vec<String> },
     /// Finish or discard an interrupted write now (every write command also does this first)
     Recover,
+    /// List the kept manifest generations, newest first, with the archives each added and removed
+    /// (commits by keys without the delete permission keep the generations they replace)
+    Generations,
+    /// Make an earlier generation's archives current again, as a new generation (deletes nothing)
+    Rollback {
+        /// The generation to go back to (`archiver generations` lists them)
+        generation: u64,
+    },
     /// Serve repositories under DIR over HTTP (`--repo http://HOST:PORT/NAME` reaches them)
     Serve {
         /// Address to listen on, e.g. 127.0.0.1:8080 (port 0: any free port)

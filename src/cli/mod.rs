@@ -158,6 +158,17 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             let session = Session::open(&settings)?;
             archiver::delete::delete(&session, names, &progress)?;
         }
+        Cmd::Generations => {
+            let session = Session::open(&settings)?;
+            let gens = archiver::history::generations(&session)?;
+            for line in archiver::history::describe(&gens) {
+                out.line(&line)?;
+            }
+        }
+        Cmd::Rollback { generation } => {
+            let session = Session::open(&settings)?;
+            archiver::history::rollback(&session, *generation, &progress)?;
+        }
         Cmd::Recover => {
             let session = Session::open(&settings)?;
             let _lock = session.repo.lock(&archiver::create::owner("recover"))?;

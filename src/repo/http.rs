@@ -410,6 +410,18 @@ impl Repository for HttpRepo {
         Ok((gen, (gen > 0).then_some(a.body)))
     }
 
+    fn generations(&self) -> StoreResult<Vec<u64>> {
+        let names = self.names("listing manifest generations", "list/manifest")?;
+        let bad = |n: &String| {
+            StoreError::new(ErrorKind::Permanent, format!("the server sent a bad generation {n:?}"))
+        };
+        names.iter().map(|n| n.parse::<u64>().map_err(|_| bad(n))).collect()
+    }
+
+    fn manifest(&self, gen: u64) -> StoreResult<Vec<u8>> {
+        Ok(self.call("reading a manifest", &[], |c| c.get(format!("{}/manifest/{gen}", self.base)))?.body)
+    }
+
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()> {
         let body = intent.to_vec();
         self.bytes("beginning a transaction", |c| {

@@ -133,6 +133,11 @@ pub trait Repository: Send + Sync {
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>>;
     /// The current generation and its sealed manifest (generation 0 has none).
     fn head(&self) -> StoreResult<(u64, Option<Vec<u8>>)>;
+    /// The generations whose manifests are stored, ascending: the current one, and those that
+    /// commits without the delete permission kept (`CommitRequest::keep_history`).
+    fn generations(&self) -> StoreResult<Vec<u64>>;
+    /// The sealed manifest of generation `gen` (`NotFound` if it is not kept).
+    fn manifest(&self, gen: u64) -> StoreResult<Vec<u8>>;
     /// Records the intent; `Exists` if the transaction has another one (the same is success).
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()>;
     /// Stores a pack durably and returns its name. Takes the pack by value: an HTTP client sends

@@ -92,6 +92,17 @@ impl Repository for ObjectRepo {
         }
     }
 
+    fn generations(&self) -> StoreResult<Vec<u64>> {
+        let mut gens: Vec<u64> =
+            self.backend.list("manifest/")?.iter().filter_map(|k| manifest::gen_from_key(k)).collect();
+        gens.sort_unstable();
+        Ok(gens)
+    }
+
+    fn manifest(&self, gen: u64) -> StoreResult<Vec<u8>> {
+        self.backend.get(&manifest::key(gen))
+    }
+
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()> {
         self.put_new_same(&format!("txn/{txn}/begin"), intent)
     }

@@ -323,8 +323,16 @@ fn route(state: &State, method: &str, parts: &[&str], body: Vec<u8>, x: &Extra) 
             Ok(Reply::ok(r.pack_size(&format!("{txn}/{seq}"))?.to_string().into_bytes()))
         }
         ("GET", ["index", name]) if hex_name(name) => Ok(Reply::ok(r.get_index(name)?)),
-        ("GET", ["list", what @ ("packs" | "index")]) => {
-            let names = if *what == "packs" { r.list_packs()? } else { r.list_indexes()? };
+        ("GET", ["manifest", gen]) => match gen.parse::<u64>() {
+            Ok(gen) => Ok(Reply::ok(r.manifest(gen)?)),
+            Err(_) => Ok(Reply::text(400, "generations are decimal numbers")),
+        },
+        ("GET", ["list", what @ ("packs" | "index" | "manifest")]) => {
+            let names = match *what {
+                "packs" => r.list_packs()?,
+                "index" => r.list_indexes()?,
+                _ => r.generations()?.iter().map(u64::to_string).collect(),
+            };
             let mut w = Writer::new();
             w.uvar(names.len() as u64);
             for n in &names {

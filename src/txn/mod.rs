@@ -77,6 +77,9 @@ pub struct Txn {
     pub stats: TxnStats,
     checkpoints: u32,
     done: bool,
+    /// Keep the manifest generations this commit supersedes. Always without the delete
+    /// permission; a rollback keeps them too, so it can itself be undone.
+    pub keep_history: bool,
 }
 
 impl Txn {
@@ -105,6 +108,7 @@ impl Txn {
             stats: TxnStats::default(),
             checkpoints: 0,
             done: false,
+            keep_history: !session.keys.access.has(crate::access::Perm::Delete),
         })
     }
 
@@ -237,7 +241,7 @@ impl Txn {
             keep_indexes: self.kept_indexes.clone(),
             delete_packs,
             delete_indexes,
-            keep_history: !self.keys.access.has(crate::access::Perm::Delete),
+            keep_history: self.keep_history,
         };
         // Step 3: the repository commits (decision record, then manifest, then cleanup). From
         // here on this process must not abort: if the commit record was stored, the commit is

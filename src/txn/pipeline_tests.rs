@@ -61,6 +61,12 @@ impl Repository for Fake {
     fn head(&self) -> StoreResult<(u64, Option<Vec<u8>>)> {
         unreachable!()
     }
+    fn generations(&self) -> StoreResult<Vec<u64>> {
+        unreachable!()
+    }
+    fn manifest(&self, _: u64) -> StoreResult<Vec<u8>> {
+        unreachable!()
+    }
     fn begin(&self, _: &str, _: &[u8]) -> StoreResult<()> {
         unreachable!()
     }

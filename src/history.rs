@@ -1,0 +1,121 @@
+//! Manifest history: the generations a repository keeps, and rolling back to one of them.
+//!
+//! A commit signed without the delete permission keeps the manifests it supersedes, so a stolen
+//! write-only key can add archives, or commit a manifest that drops them, but cannot make stored
+//! data unreachable. `generations` shows what each kept generation holds; `rollback` commits an
+//! earlier generation's archives and index segments as the next generation. It deletes nothing
+//! and keeps history itself, so it can be undone the same way. Every object a kept generation
+//! names is still stored: only a commit signed with the delete key deletes, and such a commit
+//! also drops the older generations.
+
+use crate::access::Perm;
+use crate::backend::ErrorKind;
+use crate::index::Segment;
+use crate::manifest::Manifest;
+use crate::progress::{Event, Progress};
+use crate::session::Session;
+use crate::txn::Txn;
+use anyhow::{bail, Context, Result};
+
+/// One kept generation: its number and archive names (sorted).
+pub struct Generation {
+    pub gen: u64,
+    pub archives: Vec<String>,
+}
+
+/// Every kept generation, oldest first (the last is the current one).
+pub fn generations(session: &Session) -> Result<Vec<Generation>> {
+    let gens = session.repo.generations().context("cannot list the manifest generations")?;
+    gens.into_iter()
+        .map(|gen| {
+            let m = read(session, gen)?;
+            Ok(Generation { gen, archives: m.archives.into_iter().map(|a| a.name).collect() })
+        })
+        .collect()
+}
+
+/// One line per generation, newest first: its archive count, and the archives it added and
+/// removed against the generation before it.
+pub fn describe(gens: &[Generation]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (i, g) in gens.iter().enumerate().rev() {
+        let mut line = format!(
+            "generation {}{}: {} archive(s)",
+            g.gen,
+            if i + 1 == gens.len() { " (current)" } else { "" },
+            g.archives.len()
+        );
+        if let Some(prev) = i.checked_sub(1).map(|p| &gens[p]) {
+            let added: Vec<&str> = g
+                .archives
+                .iter()
+                .filter(|a| prev.archives.binary_search(a).is_err())
+                .map(String::as_str)
+                .collect();
+            let removed: Vec<&str> = prev
+                .archives
+                .iter()
+                .filter(|a| g.archives.binary_search(a).is_err())
+                .map(String::as_str)
+                .collect();
+            if !added.is_empty() {
+                line += &format!("; added {}", added.join(", "));
+            }
+            if !removed.is_empty() {
+                line += &format!("; removed {}", removed.join(", "));
+            }
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// Commits generation `gen`'s archives and index segments as the next generation, keeping the
+/// current one. Returns the new generation.
+pub fn rollback(session: &Session, gen: u64, progress: Progress) -> Result<u64> {
+    if !session.can(Perm::Delete) {
+        session.require(&[Perm::Write], "roll back")?;
+    }
+    let _lock = session.repo.lock(&crate::create::owner("rollback"))?;
+    // Recovery must not drop the generations this rollback is about.
+    crate::recover::recover_with(session, progress, true)?;
+    let head = session.head()?;
+    if gen == head.0.gen {
+        bail!("generation {gen} is already the current one: `archiver generations` lists the others");
+    }
+    let bytes = session.repo.manifest(gen).map_err(|e| match e.kind {
+        ErrorKind::NotFound => anyhow::anyhow!(
+            "generation {gen} is not kept in this repository: `archiver generations` lists those that are"
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot read the manifest of generation {gen}")),
+    })?;
+    let old = Manifest::open(&session.keys, gen, &bytes)?;
+    // The cache must mirror the state being committed: the old generation's segments.
+    let cache = session.mirror_cache(&(old.clone(), format!("{gen} {}", blake3::hash(&bytes).to_hex())))?;
+    let mut txn =
+        Txn::begin(session, head.0.clone(), cache, format!("rollback to generation {gen}").as_bytes())?;
+    txn.keep_history = true;
+    let count = old.archives.len();
+    let m = txn.commit(
+        Segment::default(),
+        move |m, _, _| {
+            m.archives = old.archives;
+            m.indexes = old.indexes;
+        },
+        Vec::new(),
+        Vec::new(),
+    )?;
+    progress(Event::Notice(format!(
+        "rolled back: generation {} holds the {count} archive(s) of generation {gen}; generation {} is kept until a commit with the delete key",
+        m.gen, head.0.gen
+    )));
+    Ok(m.gen)
+}
+
+fn read(session: &Session, gen: u64) -> Result<Manifest> {
+    let bytes = session
+        .repo
+        .manifest(gen)
+        .with_context(|| format!("cannot read the manifest of generation {gen}"))?;
+    Manifest::open(&session.keys, gen, &bytes)
+}
