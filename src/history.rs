@@ -46,18 +46,8 @@ pub fn describe(gens: &[Generation]) -> Vec<String> {
             g.archives.len()
         );
         if let Some(prev) = i.checked_sub(1).map(|p| &gens[p]) {
-            let added: Vec<&str> = g
-                .archives
-                .iter()
-                .filter(|a| prev.archives.binary_search(a).is_err())
-                .map(String::as_str)
-                .collect();
-            let removed: Vec<&str> = prev
-                .archives
-                .iter()
-                .filter(|a| g.archives.binary_search(a).is_err())
-                .map(String::as_str)
-                .collect();
+            let (added, removed) =
+                (missing(&g.archives, &prev.archives), missing(&prev.archives, &g.archives));
             if !added.is_empty() {
                 line += &format!("; added {}", added.join(", "));
             }
@@ -110,6 +100,11 @@ pub fn rollback(session: &Session, gen: u64, progress: Progress) -> Result<u64> 
         m.gen, head.0.gen
     )));
     Ok(m.gen)
+}
+
+/// The names in `these` (sorted) that `others` (sorted) lacks.
+fn missing<'a>(these: &'a [String], others: &[String]) -> Vec<&'a str> {
+    these.iter().filter(|a| others.binary_search(a).is_err()).map(String::as_str).collect()
 }
 
 fn read(session: &Session, gen: u64) -> Result<Manifest> {

@@ -43,22 +43,10 @@ fn refused(env: &Env, key: &Path, args: &[&str], why: &str) {
     out.assert_one_line_error(1).assert_stderr_contains(why);
 }
 
-/// A raw request signed with `perm` (whatever the route needs), sent without the client's checks.
-fn raw(
-    base: &str,
-    keys: &AccessKeys,
-    perm: Option<Perm>,
-    method: &str,
-    route: &str,
-    body: &[u8],
-    sign_body: &[u8],
-) -> u16 {
-    raw_locked(base, keys, perm, method, route, body, sign_body, "").0
-}
-
-/// `raw` carrying a lock token: status and body.
+/// A raw request signed with `perm` (whatever the route needs) and carrying lock token `lock`
+/// (if not empty), sent without the client's checks: status and body.
 #[allow(clippy::too_many_arguments)]
-fn raw_locked(
+fn raw(
     base: &str,
     keys: &AccessKeys,
     perm: Option<Perm>,
@@ -117,21 +105,25 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     let full = archiver::keyfile::read(&env.key).unwrap().access;
     let base = &server.base();
     let first_pack = before.keys().find(|k| k.starts_with("packs/")).expect("a pack").clone();
-    assert_eq!(raw(base, &full, None, "PUT", "txn/abcd/begin", b"x", b"x"), 401, "unsigned");
+    assert_eq!(raw(base, &full, None, "PUT", "txn/abcd/begin", b"x", b"x", "").0, 401, "unsigned");
     assert_eq!(
-        raw(base, &full, Some(Perm::Write), "PUT", "txn/abcd/begin", b"y", b"x"),
+        raw(base, &full, Some(Perm::Write), "PUT", "txn/abcd/begin", b"y", b"x", "").0,
         401,
         "tampered body"
     );
     let wrong = archiver::keyfile::read(&other.key).unwrap().access;
-    assert_eq!(raw(base, &wrong, Some(Perm::Write), "PUT", "txn/abcd/begin", b"x", b"x"), 401, "wrong key");
     assert_eq!(
-        raw(base, &full, Some(Perm::Read), "PUT", "txn/abcd/begin", b"x", b"x"),
+        raw(base, &wrong, Some(Perm::Write), "PUT", "txn/abcd/begin", b"x", b"x", "").0,
+        401,
+        "wrong key"
+    );
+    assert_eq!(
+        raw(base, &full, Some(Perm::Read), "PUT", "txn/abcd/begin", b"x", b"x", "").0,
         403,
         "read key writes"
     );
     assert_eq!(
-        raw(base, &full, Some(Perm::Write), "GET", &first_pack, b"", b""),
+        raw(base, &full, Some(Perm::Write), "GET", &first_pack, b"", b"", "").0,
         403,
         "write key reads data"
     );
@@ -141,11 +133,11 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
         ..Default::default()
     }
     .encode();
-    let status = raw(base, &full, Some(Perm::Write), "POST", "txn/abcd/commit", &deleting, &deleting);
+    let status = raw(base, &full, Some(Perm::Write), "POST", "txn/abcd/commit", &deleting, &deleting, "").0;
     assert_eq!(status, 403, "write key commits a deletion");
-    assert_eq!(raw(base, &full, Some(Perm::Read), "GET", &first_pack, b"", b""), 200, "read key reads");
+    assert_eq!(raw(base, &full, Some(Perm::Read), "GET", &first_pack, b"", b"", "").0, 200, "read key reads");
     // Errors name objects, not where the server keeps them.
-    let (status, why) = raw_locked(base, &full, Some(Perm::Read), "GET", "packs/abcd/0001", b"", b"", "");
+    let (status, why) = raw(base, &full, Some(Perm::Read), "GET", "packs/abcd/0001", b"", b"", "");
     assert_eq!(status, 404, "{why}");
     let store_dir = std::fs::canonicalize(&store).unwrap();
     assert!(why.contains("packs/") && !why.contains(store_dir.to_str().unwrap()), "{why}");
@@ -181,7 +173,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let token = loop {
         // The killed client's lease runs out after the server's 2 s.
-        let (status, body) = raw_locked(base, &full, Some(Perm::Write), "POST", "lock", b"", b"", "");
+        let (status, body) = raw(base, &full, Some(Perm::Write), "POST", "lock", b"", b"", "");
         if status == 200 {
             break body;
         }
@@ -189,10 +181,10 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     let route = format!("txn/{txn}/abort");
-    let (status, why) = raw_locked(base, &full, Some(Perm::Write), "POST", &route, b"", b"", &token);
+    let (status, why) = raw(base, &full, Some(Perm::Write), "POST", &route, b"", b"", &token);
     assert_eq!((status, why.contains("checkpointed")), (403, true), "write key aborts a checkpoint: {why}");
     let release = format!("lock/{token}");
-    assert_eq!(raw_locked(base, &full, Some(Perm::Write), "DELETE", &release, b"", b"", &token).0, 204);
+    assert_eq!(raw(base, &full, Some(Perm::Write), "DELETE", &release, b"", b"", &token).0, 204);
     assert_eq!(state(&repo_dir), before, "a refused abort changed the repository");
     let out = with_key(&env, &w, &["create", "fourth", "extra"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
