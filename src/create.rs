@@ -10,6 +10,7 @@ use crate::chunker::Chunker;
 use crate::manifest::ArchiveRef;
 use crate::pack::Kind;
 use crate::progress::{Event, Progress};
+use crate::reader;
 use crate::session::Session;
 use crate::txn::{RepositoryChanged, Txn};
 use crate::walker::{Limits, MetaStream, Stopped, Walker};
@@ -40,14 +41,14 @@ pub struct CreateResult {
 
 pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Result<CreateResult> {
     validate_name(&opts.name)?;
-    if opts.name.ends_with(".part") {
+    if is_part_name(&opts.name) {
         bail!(
-            "archive names ending in .part are reserved for checkpoints of interrupted runs: choose another name for {:?}",
+            "archive names ending in .part or .part.N are reserved for checkpoints of interrupted runs: choose another name for {:?}",
             opts.name
         );
     }
     let part_name = format!("{}.part", opts.name);
-    validate_name(&part_name)?;
+    validate_name(&format!("{part_name}.99"))?;
     if opts.paths.is_empty() {
         bail!("no paths given: name the files or directories to archive");
     }
@@ -94,19 +95,25 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         if !checkpointed {
             return Err(e); // dropping the transaction aborts it
         }
-        // The last checkpoint holds the user's data: commit it as NAME.part now.
+        // The last checkpoint holds the user's data: commit it as NAME.part now (replacing the
+        // NAME.part of an earlier run: this one is ours, and newer).
+        let own = w.txn.id.clone();
         w.txn.suspend();
         // What became of the checkpoint is said once, by the error (or the stop notice): recover
         // without its own notice, so that a failed create stays one line.
-        let promoted = crate::recover::recover(session, &|_| {});
+        let how = crate::recover::How { own: Some(&own), ..Default::default() };
+        let promoted = crate::recover::recover_how(session, &|_| {}, how).and_then(|p| {
+            let name = p.into_iter().find(|p| p.txn == own).map(|p| p.name);
+            name.ok_or_else(|| anyhow::anyhow!("the checkpoint was not committed"))
+        });
         let stopped = e.downcast_ref::<Stopped>().map(|s| s.0.clone());
         return match (stopped, promoted) {
-            (Some(reason), Ok(())) => {
+            (Some(reason), Ok(name)) => {
                 let m = session.head()?.0;
-                let archive = m.find(&part_name).expect("recovery committed the checkpoint").clone();
+                let archive = reader::find(&m, &name)?.clone();
                 Ok(CreateResult { archive, warnings, stopped: Some(reason) })
             }
-            (_, Ok(())) => Err(e.context(RepositoryChanged(format!("the last checkpoint was stored as {part_name:?}")))),
+            (_, Ok(name)) => Err(e.context(RepositoryChanged(format!("the last checkpoint was stored as {name:?}")))),
             (_, Err(r)) => Err(e.context(RepositoryChanged(format!(
                 "the last checkpoint could not be committed yet ({r:#}); the next write command commits it as {part_name:?}"
             )))),
@@ -137,17 +144,42 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         false => e,
     })?;
     let archive = m.find(&opts.name).expect("just committed").clone();
-    // NAME is complete: an earlier interrupted run's NAME.part has served its purpose (a key
-    // without the delete permission cannot remove it: it stays, and we say so).
-    if m.find(&part_name).is_some() && !opts.keep_part && !session.can(Perm::Delete) {
+    // NAME is complete: earlier interrupted runs' NAME.part (and NAME.part.N) have served their
+    // purpose (a key without the delete permission cannot remove them: they stay, and we say so).
+    let parts: Vec<String> =
+        m.archives.iter().filter(|a| part_of(&a.name, &opts.name)).map(|a| a.name.clone()).collect();
+    if !parts.is_empty() && !opts.keep_part && !session.can(Perm::Delete) {
         progress(Event::Notice(format!(
-            "kept {part_name:?}: this key file cannot delete archives (`archiver delete {part_name}` with a delete key removes it)"
+            "kept {}: this key file cannot delete archives (`archiver delete NAME` with a delete key removes them)",
+            parts.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ")
         )));
-    } else if !opts.keep_part && m.find(&part_name).is_some() {
-        crate::delete::delete_locked(session, std::slice::from_ref(&part_name), progress)
+    } else if !opts.keep_part && !parts.is_empty() {
+        crate::delete::delete_locked(session, &parts, progress)
             .map_err(|e| e.context(RepositoryChanged(format!("{:?} was stored", opts.name))))?;
     }
     Ok(CreateResult { archive, warnings, stopped: None })
+}
+
+/// Whether `name` is reserved for checkpoints: it ends in `.part` or `.part.N`.
+pub fn is_part_name(name: &str) -> bool {
+    if name.ends_with(".part") {
+        return true;
+    }
+    match name.rsplit_once(".part.") {
+        Some((_, n)) => !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
+}
+
+/// Whether archive `archive` is a checkpoint of `name`: `name.part` or `name.part.N`.
+fn part_of(archive: &str, name: &str) -> bool {
+    match archive.strip_prefix(name).and_then(|r| r.strip_prefix(".part")) {
+        Some("") => true,
+        Some(n) => {
+            n.strip_prefix('.').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        }
+        None => false,
+    }
 }
 
 /// The path as stored: relative and normalised lexically (`/home/a` → `home/a`, `a/../b` → `b`,

@@ -149,7 +149,30 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
     let _lock = session.repo.lock(&crate::create::owner("fsck"))?;
     crate::recover::recover(session, progress)?;
     let mut report = FsckReport::default();
-    let mut head = session.head()?;
+    // Recovery leaves only transactions whose checkpoints cannot be read.
+    for p in session.repo.pending().context("cannot list pending transactions")? {
+        report.problems.push(format!(
+            "transaction {} is left pending: its checkpoint cannot be read (damaged, or not written with this key file); `archiver recover --discard-damaged` with a delete key removes it",
+            p.txn
+        ));
+    }
+    let mut head = match session.head() {
+        Ok(h) => h,
+        Err(e) => {
+            // The current manifest cannot be opened (damaged, or a hostile writer's commit):
+            // nothing else can be checked against it; say which generation to go back to.
+            let (gen, _) = session.repo.head().context("cannot read the repository's manifest")?;
+            report.gen = gen;
+            let fix = match crate::history::newest_readable(session, gen) {
+                Some(g) => format!("`archiver rollback {g}` makes the archives of generation {g}, the newest readable one, current again"),
+                None => "no earlier generation is kept that could be rolled back to".to_string(),
+            };
+            report
+                .problems
+                .push(format!("the current manifest (generation {gen}) cannot be opened ({e:#}); {fix}"));
+            return Ok(report);
+        }
+    };
 
     // 1. The index, as the manifest names it.
     let mut segments = Vec::new();

@@ -17,21 +17,34 @@ use crate::session::Session;
 use crate::txn::Txn;
 use anyhow::{bail, Context, Result};
 
-/// One kept generation: its number and archive names (sorted).
+/// One kept generation: its number and archive names (sorted), or why it cannot be opened.
 pub struct Generation {
     pub gen: u64,
     pub archives: Vec<String>,
+    /// Set when its manifest cannot be read or opened (damaged, or committed by a hostile
+    /// writer): it is listed, so an earlier generation can be rolled back to.
+    pub damaged: Option<String>,
 }
 
-/// Every kept generation, oldest first (the last is the current one).
+/// Every kept generation, oldest first (the last is the current one). A generation that cannot
+/// be opened is listed as damaged, not an error: that is when this list is needed most.
 pub fn generations(session: &Session) -> Result<Vec<Generation>> {
     let gens = session.repo.generations().context("cannot list the manifest generations")?;
-    gens.into_iter()
-        .map(|gen| {
-            let m = read(session, gen)?;
-            Ok(Generation { gen, archives: m.archives.into_iter().map(|a| a.name).collect() })
+    Ok(gens
+        .into_iter()
+        .map(|gen| match read(session, gen) {
+            Ok(m) => {
+                Generation { gen, archives: m.archives.into_iter().map(|a| a.name).collect(), damaged: None }
+            }
+            Err(e) => Generation { gen, archives: Vec::new(), damaged: Some(format!("{e:#}")) },
         })
-        .collect()
+        .collect())
+}
+
+/// The newest generation whose manifest opens, below `below`.
+pub fn newest_readable(session: &Session, below: u64) -> Option<u64> {
+    let gens = session.repo.generations().ok()?;
+    gens.into_iter().rev().filter(|g| *g < below).find(|g| read(session, *g).is_ok())
 }
 
 /// One line per generation, newest first: its archive count, and the archives it added and
@@ -39,13 +52,13 @@ pub fn generations(session: &Session) -> Result<Vec<Generation>> {
 pub fn describe(gens: &[Generation]) -> Vec<String> {
     let mut lines = Vec::new();
     for (i, g) in gens.iter().enumerate().rev() {
-        let mut line = format!(
-            "generation {}{}: {} archive(s)",
-            g.gen,
-            if i + 1 == gens.len() { " (current)" } else { "" },
-            g.archives.len()
-        );
-        if let Some(prev) = i.checked_sub(1).map(|p| &gens[p]) {
+        let current = if i + 1 == gens.len() { " (current)" } else { "" };
+        if let Some(why) = &g.damaged {
+            lines.push(format!("generation {}{current}: DAMAGED, cannot be opened ({why})", g.gen));
+            continue;
+        }
+        let mut line = format!("generation {}{current}: {} archive(s)", g.gen, g.archives.len());
+        if let Some(prev) = i.checked_sub(1).map(|p| &gens[p]).filter(|p| p.damaged.is_none()) {
             let (added, removed) =
                 (missing(&g.archives, &prev.archives), missing(&prev.archives, &g.archives));
             if !added.is_empty() {
@@ -68,9 +81,13 @@ pub fn rollback(session: &Session, gen: u64, progress: Progress) -> Result<u64> 
     }
     let _lock = session.repo.lock(&crate::create::owner("rollback"))?;
     // Recovery must not drop the generations this rollback is about.
-    crate::recover::recover_with(session, progress, true)?;
-    let head = session.head()?;
-    if gen == head.0.gen {
+    crate::recover::recover_how(
+        session,
+        progress,
+        crate::recover::How { keep_history: true, ..Default::default() },
+    )?;
+    let (head_gen, _) = session.repo.head().context("cannot read the repository's manifest")?;
+    if gen == head_gen {
         bail!("generation {gen} is already the current one: `archiver generations` lists the others");
     }
     let bytes = session.repo.manifest(gen).map_err(|e| match e.kind {
@@ -80,10 +97,15 @@ pub fn rollback(session: &Session, gen: u64, progress: Progress) -> Result<u64> 
         _ => anyhow::Error::new(e).context(format!("cannot read the manifest of generation {gen}")),
     })?;
     let old = Manifest::open(&session.keys, gen, &bytes)?;
+    // The current manifest may be the very thing that cannot be opened (a hostile writer's
+    // commit): the new generation is built from the old one alone, so only its number matters.
+    let base = match session.head() {
+        Ok((m, _)) => m,
+        Err(_) => Manifest { gen: head_gen, ..old.clone() },
+    };
     // The cache must mirror the state being committed: the old generation's segments.
     let cache = session.mirror_cache(&(old.clone(), format!("{gen} {}", blake3::hash(&bytes).to_hex())))?;
-    let mut txn =
-        Txn::begin(session, head.0.clone(), cache, format!("rollback to generation {gen}").as_bytes())?;
+    let mut txn = Txn::begin(session, base, cache, format!("rollback to generation {gen}").as_bytes())?;
     txn.keep_history = true;
     let count = old.archives.len();
     let m = txn.commit(
@@ -97,7 +119,7 @@ pub fn rollback(session: &Session, gen: u64, progress: Progress) -> Result<u64> 
     )?;
     progress(Event::Notice(format!(
         "rolled back: generation {} holds the {count} archive(s) of generation {gen}; generation {} is kept until a commit with the delete key",
-        m.gen, head.0.gen
+        m.gen, head_gen
     )));
     Ok(m.gen)
 }

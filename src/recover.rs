@@ -1,34 +1,67 @@
 //! Recovery of interrupted transactions, run under the lock at the start of every write command.
 //! It works from the repository's state alone: no local file is consulted.
 //!
-//! - commit record present: the commit was decided; roll it forward (`finish`).
-//! - checkpoint record present: commit the archive it describes as `NAME.part` (replacing an
-//!   older `NAME.part`, whose space is then reclaimed); everything the transaction uploaded after
-//!   that checkpoint is deleted by the same commit (it keeps only what the record names).
+//! - commit record present: the commit was decided; roll it forward (`finish`). These go first:
+//!   a decided commit owns the next generation.
+//! - checkpoint record present: commit the archive it describes as `NAME.part`; everything the
+//!   transaction uploaded after that checkpoint is deleted by the same commit (it keeps only what
+//!   the record names).
 //! - otherwise: discard everything the transaction uploaded.
+//!
+//! Nothing a write key could plant is trusted (docs/SECURITY.md). A checkpoint is promoted only to
+//! a name ending in `.part`, and never over an existing archive: if `NAME.part` exists, the
+//! checkpoint becomes `NAME.part.2` (`.3`, ...), except that `create` may replace the `NAME.part`
+//! of its own transaction's earlier run (`own`). A checkpoint that cannot be opened falls back
+//! to the transaction's earlier checkpoints; if none opens, it is reported and left alone (the
+//! transaction stays pending: `archiver recover --discard-damaged` with a delete key removes it).
 //!
 //! Partial uploads (objects a killed writer was in the middle of storing) are removed first.
 
 use crate::access::Perm;
-use crate::manifest::Checkpoint;
+use crate::manifest::{Checkpoint, Manifest};
 use crate::progress::{Event, Progress};
-use crate::repo::CommitRequest;
+use crate::repo::{CommitRequest, Pending};
 use crate::session::Session;
 use anyhow::{Context, Result};
 
-pub fn recover(session: &Session, progress: Progress) -> Result<()> {
-    recover_with(session, progress, !session.can(Perm::Delete))
+/// A checkpoint recovery committed: its transaction and the archive name it got.
+#[derive(Debug, Clone)]
+pub struct Promoted {
+    pub txn: String,
+    pub name: String,
 }
 
-/// `recover`, keeping the manifest generations its commits supersede if `keep_history` (always
-/// without the delete permission; a rollback keeps them too, whatever the key).
-pub fn recover_with(session: &Session, progress: Progress, keep_history: bool) -> Result<()> {
+/// How recovery runs: which history it keeps, whose `NAME.part` it may replace, and whether
+/// it discards transactions whose checkpoints cannot be read.
+#[derive(Default, Clone, Copy)]
+pub struct How<'a> {
+    /// Keep the manifest generations its commits supersede (always without the delete key).
+    pub keep_history: bool,
+    /// A transaction of this very process (`create` ending at its checkpoint): its checkpoint may
+    /// replace the `NAME.part` an earlier run left.
+    pub own: Option<&'a str>,
+    /// Discard pending transactions whose checkpoints cannot be read (needs the delete key).
+    pub discard_damaged: bool,
+}
+
+pub fn recover(session: &Session, progress: Progress) -> Result<Vec<Promoted>> {
+    recover_how(session, progress, How { keep_history: !session.can(Perm::Delete), ..How::default() })
+}
+
+pub fn recover_how(session: &Session, progress: Progress, how: How) -> Result<Vec<Promoted>> {
+    let how = How { keep_history: how.keep_history || !session.can(Perm::Delete), ..how };
     // Under the lock no upload of ours is under way: partial uploads belong to dead writers.
     session.repo.clean_partial().context("cannot remove partial uploads")?;
-    let pending = session.repo.pending().context("cannot list pending transactions")?;
+    let mut pending = session.repo.pending().context("cannot list pending transactions")?;
     if !pending.is_empty() {
         session.require(&[Perm::Write], "finish or discard the interrupted write it found")?;
     }
+    if how.discard_damaged {
+        session.require(&[Perm::Delete], "discard a damaged checkpoint")?;
+    }
+    // Decided commits first: each owns the generation it names.
+    pending.sort_by_key(|p| !p.committing);
+    let mut promoted = Vec::new();
     for p in pending {
         let what = p
             .intent
@@ -36,48 +69,30 @@ pub fn recover_with(session: &Session, progress: Progress, keep_history: bool) -
             .and_then(|i| session.keys.open(format!("archiver intent {}", p.txn).as_bytes(), i).ok())
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_else(|| "write".to_string());
-        if let (false, Some(record)) = (p.committing, &p.checkpoint) {
-            let ck = Checkpoint::open(&session.keys, &p.txn, record)?;
-            crate::failpoint::hit("recover-promoting");
-            let (mut m, _) = session.head()?;
-            let replaced = m.find(&ck.archive.name).is_some();
-            m.gen += 1;
-            m.txn = p.txn.clone();
-            m.insert(ck.archive.clone());
-            m.indexes.extend(ck.indexes.iter().cloned());
-            let req = CommitRequest {
-                gen: m.gen,
-                manifest: m.seal(&session.keys),
-                keep_packs: ck.packs.clone(),
-                keep_indexes: ck.indexes.clone(),
-                keep_history,
-                ..Default::default()
-            };
-            session
-                .repo
-                .commit(&p.txn, &req)
-                .with_context(|| format!("cannot commit the checkpoint of `{what}`"))?;
-            progress(Event::Notice(format!(
-                "recovered: committed the last checkpoint of an interrupted `{what}` as {:?} ({} files); discarded what was uploaded after it",
-                ck.archive.name, ck.archive.stats.files
-            )));
-            if replaced && keep_history {
-                progress(Event::Notice(format!(
-                    "the replaced {:?} stays in the previous manifest generation (kept history); its space is reclaimed by `archiver fsck --prune` with a delete key",
-                    ck.archive.name
-                )));
-            } else if replaced {
-                crate::delete::delete_locked(session, &[], progress)
-                    .context("cannot reclaim the space of the replaced checkpoint")?;
-            }
-            continue;
-        }
         if p.committing {
             session
                 .repo
                 .finish(&p.txn)
                 .with_context(|| format!("cannot finish interrupted transaction {}", p.txn))?;
             progress(Event::Notice(format!("recovered: finished the commit of an interrupted `{what}`")));
+        } else if p.checkpoint.is_some() {
+            match open_checkpoint(session, &p) {
+                Ok(ck) => promoted.push(promote(session, &p.txn, ck, &what, how, progress)?),
+                Err(e) if how.discard_damaged => {
+                    session
+                        .repo
+                        .abort(&p.txn)
+                        .with_context(|| format!("cannot discard interrupted transaction {}", p.txn))?;
+                    progress(Event::Notice(format!(
+                        "discarded transaction {} whose checkpoint cannot be read ({e:#})",
+                        p.txn
+                    )));
+                }
+                Err(e) => progress(Event::Notice(format!(
+                    "left transaction {} alone: its checkpoint cannot be read ({e:#}); it was damaged or not written with this key file. `archiver recover --discard-damaged` with a delete key removes it",
+                    p.txn
+                ))),
+            }
         } else {
             session
                 .repo
@@ -88,5 +103,84 @@ pub fn recover_with(session: &Session, progress: Progress, keep_history: bool) -
             )));
         }
     }
-    Ok(())
+    Ok(promoted)
+}
+
+/// The newest checkpoint of `p` that opens, falling back to older ones; the newest one's error
+/// if none does.
+fn open_checkpoint(session: &Session, p: &Pending) -> Result<Checkpoint> {
+    let newest = p.checkpoint.as_deref().unwrap_or_default();
+    let first = match Checkpoint::open(&session.keys, &p.txn, newest) {
+        Ok(ck) => return Ok(ck),
+        Err(e) => e,
+    };
+    for seq in p.checkpoint_seqs.iter().rev().skip(1) {
+        if let Ok(ck) = session
+            .repo
+            .checkpoint_record(&p.txn, *seq)
+            .map_err(anyhow::Error::new)
+            .and_then(|rec| Checkpoint::open(&session.keys, &p.txn, &rec))
+        {
+            return Ok(ck);
+        }
+    }
+    Err(first)
+}
+
+/// The name a promoted checkpoint gets in `m`: `BASE.part`, or the first free `BASE.part.N`.
+/// `may_replace`: `BASE.part` may be taken over (the caller's own earlier run).
+pub fn part_name(m: &Manifest, wanted: &str, txn: &str, may_replace: bool) -> (String, bool) {
+    let base = wanted.strip_suffix(".part").unwrap_or(wanted);
+    let base = match crate::archive::validate_name(&format!("{base}.part.99")) {
+        Ok(()) if !base.is_empty() => base.to_string(),
+        _ => format!("checkpoint-{}", &txn[..txn.len().min(12)]),
+    };
+    let first = format!("{base}.part");
+    if m.find(&first).is_none() || may_replace {
+        let replaced = m.find(&first).is_some();
+        return (first, replaced);
+    }
+    let name = (2u64..).map(|n| format!("{base}.part.{n}")).find(|n| m.find(n).is_none()).unwrap_or(first);
+    (name, false)
+}
+
+fn promote(
+    session: &Session,
+    txn: &str,
+    ck: Checkpoint,
+    what: &str,
+    how: How,
+    progress: Progress,
+) -> Result<Promoted> {
+    crate::failpoint::hit("recover-promoting");
+    let (mut m, _) = session.head()?;
+    let (name, replaced) = part_name(&m, &ck.archive.name, txn, how.own == Some(txn));
+    let mut archive = ck.archive.clone();
+    archive.name = name.clone();
+    m.gen += 1;
+    m.txn = txn.to_string();
+    m.insert(archive);
+    m.indexes.extend(ck.indexes.iter().cloned());
+    let req = CommitRequest {
+        gen: m.gen,
+        manifest: m.seal(&session.keys),
+        keep_packs: ck.packs.clone(),
+        keep_indexes: ck.indexes.clone(),
+        keep_history: how.keep_history,
+        ..Default::default()
+    };
+    session.repo.commit(txn, &req).with_context(|| format!("cannot commit the checkpoint of `{what}`"))?;
+    progress(Event::Notice(format!(
+        "recovered: committed the last checkpoint of an interrupted `{what}` as {name:?} ({} files); discarded what was uploaded after it",
+        ck.archive.stats.files
+    )));
+    if replaced && how.keep_history {
+        progress(Event::Notice(format!(
+            "the replaced {name:?} stays in the previous manifest generation (kept history); its space is reclaimed by `archiver fsck --prune` with a delete key"
+        )));
+    } else if replaced {
+        crate::delete::delete_locked(session, &[], progress)
+            .context("cannot reclaim the space of the replaced checkpoint")?;
+    }
+    Ok(Promoted { txn: txn.to_string(), name })
 }

@@ -150,7 +150,9 @@ impl Session {
         match sealed {
             None => Ok((Manifest::default(), "0".to_string())),
             Some(bytes) => {
-                let m = Manifest::open(&self.keys, gen, &bytes)?;
+                let m = Manifest::open(&self.keys, gen, &bytes).map_err(|e| {
+                    anyhow::anyhow!("{e:#}; `archiver generations` lists the kept generations, and `archiver rollback GEN` makes a readable one current")
+                })?;
                 Ok((m, format!("{gen} {}", blake3::hash(&bytes).to_hex())))
             }
         }

@@ -134,9 +134,17 @@ fn transaction_life_cycle(s: &Subject) {
     let i0 = r.put_index(T1, 0, b"segment 0").unwrap();
     let i1 = r.put_index(T1, 1, b"segment 1").unwrap();
     assert_eq!((i0.as_str(), i1.as_str()), (&*format!("{T1}-000000"), &*format!("{T1}-000001")), "{l}");
-    r.checkpoint(T1, b"checkpoint 1").unwrap();
-    r.checkpoint(T1, b"checkpoint 2").unwrap();
-    assert_eq!(r.pending().unwrap()[0].checkpoint.as_deref(), Some(&b"checkpoint 2"[..]), "{l}");
+    r.checkpoint(T1, 0, b"checkpoint 1").unwrap();
+    r.checkpoint(T1, 1, b"checkpoint 2").unwrap();
+    r.checkpoint(T1, 1, b"checkpoint 2").unwrap_or_else(|e| panic!("{l}: a retried checkpoint: {e}"));
+    let k = kind(s, "a checkpoint record overwritten", r.checkpoint(T1, 0, b"checkpoint 3"));
+    assert_eq!(k, ErrorKind::Exists, "{l}: a checkpoint record was overwritten");
+    let p = &r.pending().unwrap()[0];
+    assert_eq!(p.checkpoint.as_deref(), Some(&b"checkpoint 2"[..]), "{l}: the newest checkpoint");
+    assert_eq!(p.checkpoint_seqs, [0, 1], "{l}");
+    assert_eq!(r.checkpoint_record(T1, 0).unwrap(), b"checkpoint 1", "{l}: an older checkpoint");
+    let k = kind(s, "a pack overwritten", r.put_pack(T1, 0, pack(9, 1000)));
+    assert_eq!(k, ErrorKind::Exists, "{l}: a stored pack was overwritten");
     assert_eq!(r.list_packs().unwrap(), names, "{l}: packs listed in order");
     assert_eq!(r.list_indexes().unwrap(), [i0.clone(), i1.clone()], "{l}");
     assert_eq!(r.get_index(&i0).unwrap(), b"segment 0", "{l}");
@@ -202,10 +210,10 @@ fn transaction_life_cycle(s: &Subject) {
     assert_eq!(kind(s, "a deleted pack", r.pack_size(&names[0])), ErrorKind::NotFound, "{l}");
     assert_eq!(kind(s, "a deleted segment", r.get_index(&i0)), ErrorKind::NotFound, "{l}");
 
-    // A commit for a generation that is not the next one lost a race: nothing is committed and
-    // its uploads are gone.
+    // A commit for a generation that is not the next one lost a race: nothing is committed, and
+    // the transaction is left to recovery (it might hold a checkpoint).
     r.begin(T3, b"intent 3").unwrap();
-    r.put_pack(T3, 0, pack(8, 100)).unwrap();
+    let lost = r.put_pack(T3, 0, pack(8, 100)).unwrap();
     let stale = CommitRequest { gen: 7, manifest: b"manifest 7".to_vec(), ..Default::default() };
     assert_eq!(
         kind(s, "a commit that lost its generation", r.commit(T3, &stale)),
@@ -213,8 +221,23 @@ fn transaction_life_cycle(s: &Subject) {
         "{l}"
     );
     assert_eq!(r.head().unwrap().0, 2, "{l}");
+    assert_eq!(r.pending().unwrap().len(), 1, "{l}: the losing transaction is left pending");
+    r.abort(T3).unwrap();
     assert_eq!(r.list_packs().unwrap(), want, "{l}: the losing transaction's packs");
+    assert_eq!(kind(s, "a pack of an aborted transaction", r.pack_size(&lost)), ErrorKind::NotFound, "{l}");
     assert!(r.pending().unwrap().is_empty(), "{l}");
+
+    // A transaction id is used once: T1 committed long ago cannot be begun again, so nothing
+    // can be stored into it, and aborting it touches none of its committed packs.
+    let k = kind(s, "a committed transaction begun again", r.begin(T1, b"intent 1"));
+    assert_eq!(k, ErrorKind::Exists, "{l}");
+    assert_eq!(
+        kind(s, "a pack into an ended transaction", r.put_pack(T1, 5, pack(5, 10))),
+        ErrorKind::NotFound,
+        "{l}"
+    );
+    r.abort(T1).unwrap();
+    assert_eq!(r.list_packs().unwrap(), want, "{l}: aborting an ended transaction deleted packs");
 }
 
 fn abort_and_roll_forward(s: &Subject) {
@@ -238,7 +261,7 @@ fn abort_and_roll_forward(s: &Subject) {
         r.put_pack(T2, seq, pack(seq as u64 + 10, 700)).unwrap();
     }
     r.put_index(T2, 0, b"segment 2").unwrap();
-    r.checkpoint(T2, b"checkpoint").unwrap();
+    r.checkpoint(T2, 0, b"checkpoint").unwrap();
     r.abort(T2).unwrap();
     let check = |what: &str| {
         assert!(r.pending().unwrap().is_empty(), "{l}: pending {what}");

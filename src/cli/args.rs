@@ -107,7 +107,12 @@ pub enum Cmd {
     /// Print sizes: all archives, unique data, and each NAME given
     Stats { names: Vec<String> },
     /// Finish or discard an interrupted write now (every write command also does this first)
-    Recover,
+    Recover {
+        /// Also discard interrupted writes whose checkpoint cannot be read (damaged, or planted
+        /// with another key); needs the delete key
+        #[arg(long)]
+        discard_damaged: bool,
+    },
     /// List the kept manifest generations, newest first, with the archives each added and removed
     /// (commits by keys without the delete permission keep the generations they replace)
     Generations,

@@ -169,11 +169,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             let session = Session::open(&settings)?;
             archiver::history::rollback(&session, *generation, &progress)?;
         }
-        Cmd::Recover => {
+        Cmd::Recover { discard_damaged } => {
             let session = Session::open(&settings)?;
             let _lock = session.repo.lock(&archiver::create::owner("recover"))?;
             let pending = session.repo.pending()?.len();
-            archiver::recover::recover(&session, &progress)?;
+            let how = archiver::recover::How { discard_damaged: *discard_damaged, ..Default::default() };
+            archiver::recover::recover_how(&session, &progress, how)?;
             if pending == 0 {
                 progress(Event::Notice("nothing to recover".into()));
             }

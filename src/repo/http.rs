@@ -32,7 +32,13 @@ pub struct HttpRepo {
     ledger: Ledger,
     owner: Mutex<Option<String>>,
     relocking: Mutex<()>,
+    /// The secret of each transaction this client began (`TXN_KEY`): the server lets only the
+    /// client that began a transaction store into it.
+    txn_keys: Mutex<std::collections::HashMap<String, String>>,
 }
+
+/// The header carrying a transaction's secret (docs/PROTOCOL.md, "Transactions").
+pub const TXN_KEY: &str = "X-Archiver-Txn-Key";
 
 impl HttpRepo {
     pub fn new(url: &str, conn: &Connect) -> Result<HttpRepo> {
@@ -82,7 +88,16 @@ impl HttpRepo {
             ledger: Ledger::default(),
             owner: Mutex::new(None),
             relocking: Mutex::new(()),
+            txn_keys: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// `rb` with the secret of transaction `txn`, if this client began it.
+    fn as_owner(&self, rb: RequestBuilder, txn: &str) -> RequestBuilder {
+        match self.txn_keys.lock().unwrap_or_else(|p| p.into_inner()).get(txn) {
+            Some(k) => rb.header(TXN_KEY, k.as_str()),
+            None => rb,
+        }
     }
 
     fn token(&self) -> Option<String> {
@@ -424,8 +439,11 @@ impl Repository for HttpRepo {
 
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()> {
         let body = intent.to_vec();
+        let secret = crate::session::random_id()
+            .map_err(|e| StoreError::new(ErrorKind::Permanent, format!("beginning a transaction: {e:#}")))?;
+        self.txn_keys.lock().unwrap_or_else(|p| p.into_inner()).entry(txn.to_string()).or_insert(secret);
         self.bytes("beginning a transaction", |c| {
-            c.put(format!("{}/txn/{txn}/begin", self.base)).body(body.clone())
+            self.as_owner(c.put(format!("{}/txn/{txn}/begin", self.base)), txn).body(body.clone())
         })?;
         self.ledger.begun(txn);
         Ok(())
@@ -434,7 +452,7 @@ impl Repository for HttpRepo {
     fn put_pack(&self, txn: &str, seq: u32, data: Vec<u8>) -> StoreResult<String> {
         let body = bytes::Bytes::from(data);
         let b = self.bytes("storing a pack", |c| {
-            c.put(format!("{}/txn/{txn}/packs/{seq:08x}", self.base)).body(body.clone())
+            self.as_owner(c.put(format!("{}/txn/{txn}/packs/{seq:08x}", self.base)), txn).body(body.clone())
         })?;
         let name = String::from_utf8_lossy(&b).into_owned();
         self.ledger.pack(txn, &name);
@@ -444,25 +462,34 @@ impl Repository for HttpRepo {
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
         let body = bytes::Bytes::copy_from_slice(data);
         let b = self.bytes("storing an index segment", |c| {
-            c.put(format!("{}/txn/{txn}/index/{seq:06x}", self.base)).body(body.clone())
+            self.as_owner(c.put(format!("{}/txn/{txn}/index/{seq:06x}", self.base)), txn).body(body.clone())
         })?;
         let name = String::from_utf8_lossy(&b).into_owned();
         self.ledger.index(txn, &name);
         Ok(name)
     }
 
-    fn checkpoint(&self, txn: &str, record: &[u8]) -> StoreResult<()> {
+    fn checkpoint(&self, txn: &str, seq: u32, record: &[u8]) -> StoreResult<()> {
         let body = record.to_vec();
         self.bytes("storing a checkpoint", |c| {
-            c.put(format!("{}/txn/{txn}/checkpoint", self.base)).body(body.clone())
+            self.as_owner(c.put(format!("{}/txn/{txn}/checkpoint/{seq:08x}", self.base)), txn)
+                .body(body.clone())
         })?;
         self.ledger.checkpoint(txn, record);
         Ok(())
     }
 
+    fn checkpoint_record(&self, txn: &str, seq: u32) -> StoreResult<Vec<u8>> {
+        self.bytes("reading a checkpoint record", |c| {
+            c.get(format!("{}/txn/{txn}/checkpoint/{seq:08x}", self.base))
+        })
+    }
+
     fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()> {
         let body = req.encode();
-        self.bytes("committing", |c| c.post(format!("{}/txn/{txn}/commit", self.base)).body(body.clone()))?;
+        self.bytes("committing", |c| {
+            self.as_owner(c.post(format!("{}/txn/{txn}/commit", self.base)), txn).body(body.clone())
+        })?;
         self.ledger.ended(txn);
         Ok(())
     }
@@ -473,7 +500,9 @@ impl Repository for HttpRepo {
     }
 
     fn abort(&self, txn: &str) -> StoreResult<()> {
-        self.bytes("discarding a transaction", |c| c.post(format!("{}/txn/{txn}/abort", self.base)))?;
+        self.bytes("discarding a transaction", |c| {
+            self.as_owner(c.post(format!("{}/txn/{txn}/abort", self.base)), txn)
+        })?;
         self.ledger.ended(txn);
         Ok(())
     }

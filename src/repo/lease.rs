@@ -101,6 +101,7 @@ mod tests {
             txn: txn.into(),
             intent: Some(b"i".to_vec()),
             checkpoint: checkpoint.map(<[u8]>::to_vec),
+            checkpoint_seqs: Vec::new(),
             committing,
         }]
     }

@@ -11,6 +11,7 @@ pub mod http;
 mod lease;
 pub mod lock;
 pub mod objects;
+pub mod records;
 
 use crate::backend::StoreResult;
 use crate::codec::{Reader, Writer};
@@ -21,9 +22,24 @@ use anyhow::Result;
 pub struct Pending {
     pub txn: String,
     pub intent: Option<Vec<u8>>,
+    /// The newest checkpoint record.
     pub checkpoint: Option<Vec<u8>>,
+    /// The numbers of all its checkpoint records, ascending (older ones: `checkpoint_record`).
+    pub checkpoint_seqs: Vec<u32>,
     /// A commit record exists: the commit is decided and must be finished.
     pub committing: bool,
+}
+
+impl Pending {
+    pub fn new(txn: &str) -> Pending {
+        Pending {
+            txn: txn.to_string(),
+            intent: None,
+            checkpoint: None,
+            checkpoint_seqs: Vec::new(),
+            committing: false,
+        }
+    }
 }
 
 /// Everything a commit changes, stored before the manifest so a crash can be rolled forward.
@@ -87,7 +103,7 @@ impl CommitRequest {
 /// The pending-transaction list as `archiver serve` sends it.
 pub fn encode_pending(list: &[Pending]) -> Vec<u8> {
     let mut w = Writer::new();
-    w.u8(1).uvar(list.len() as u64);
+    w.u8(2).uvar(list.len() as u64);
     for p in list {
         w.str(&p.txn).u8(p.committing as u8);
         for part in [&p.intent, &p.checkpoint] {
@@ -96,15 +112,19 @@ pub fn encode_pending(list: &[Pending]) -> Vec<u8> {
                 None => w.u8(0),
             };
         }
+        w.uvar(p.checkpoint_seqs.len() as u64);
+        for s in &p.checkpoint_seqs {
+            w.uvar(*s as u64);
+        }
     }
     w.finish()
 }
 
 pub fn decode_pending(buf: &[u8]) -> Result<Vec<Pending>> {
     let mut r = Reader::new(buf, "pending list");
-    anyhow::ensure!(r.u8()? == 1, "pending list has an unknown version");
+    anyhow::ensure!(r.u8()? == 2, "pending list has an unknown version");
     let mut out = Vec::new();
-    for _ in 0..r.count(3)? {
+    for _ in 0..r.count(4)? {
         let txn = r.string()?;
         let committing = r.u8()? == 1;
         let mut parts = [None, None];
@@ -114,7 +134,14 @@ pub fn decode_pending(buf: &[u8]) -> Result<Vec<Pending>> {
             }
         }
         let [intent, checkpoint] = parts;
-        out.push(Pending { txn, intent, checkpoint, committing });
+        let mut checkpoint_seqs = Vec::new();
+        for _ in 0..r.count(1)? {
+            let seq = r.uvar()?;
+            checkpoint_seqs.push(
+                u32::try_from(seq).map_err(|_| anyhow::anyhow!("pending list: bad checkpoint number"))?,
+            );
+        }
+        out.push(Pending { txn, intent, checkpoint, checkpoint_seqs, committing });
     }
     Ok(out)
 }
@@ -138,20 +165,25 @@ pub trait Repository: Send + Sync {
     fn generations(&self) -> StoreResult<Vec<u64>>;
     /// The sealed manifest of generation `gen` (`NotFound` if it is not kept).
     fn manifest(&self, gen: u64) -> StoreResult<Vec<u8>>;
-    /// Records the intent; `Exists` if the transaction has another one (the same is success).
+    /// Records the intent; `Exists` if the transaction has another one (the same is success), or
+    /// if the id was used before (a transaction id is never reused).
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()>;
     /// Stores a pack durably and returns its name. Takes the pack by value: an HTTP client sends
     /// it without a copy (packs are 16 MiB; several may be in flight).
     fn put_pack(&self, txn: &str, seq: u32, data: Vec<u8>) -> StoreResult<String>;
     /// Stores an index segment durably and returns its name.
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String>;
-    /// Durably replaces the transaction's checkpoint record.
-    fn checkpoint(&self, txn: &str, record: &[u8]) -> StoreResult<()>;
+    /// Durably stores checkpoint record `seq` of the transaction (create-if-absent: the same
+    /// bytes again is success, other bytes `Exists`). Recovery uses the highest-numbered one.
+    fn checkpoint(&self, txn: &str, seq: u32, record: &[u8]) -> StoreResult<()>;
+    /// Checkpoint record `seq` of a pending transaction (`Pending::checkpoint_seqs`).
+    fn checkpoint_record(&self, txn: &str, seq: u32) -> StoreResult<Vec<u8>>;
     fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()>;
     /// Rolls forward a transaction whose commit record exists; a transaction that left no
     /// records (finished already) is success, one without a commit record is `NotFound`.
     fn finish(&self, txn: &str) -> StoreResult<()>;
-    /// Deletes everything a transaction uploaded, then the transaction itself.
+    /// Deletes everything a transaction uploaded, then the transaction itself. `Exists` if its
+    /// commit is decided; a transaction that is no longer begun loses only its records.
     fn abort(&self, txn: &str) -> StoreResult<()>;
     fn pending(&self) -> StoreResult<Vec<Pending>>;
     /// Removes leftovers of uploads that never completed. Call under the lock, before recovery.

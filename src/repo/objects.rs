@@ -6,14 +6,22 @@
 //! manifest/<gen, 16 hex>      sealed manifest; the highest generation is current
 //! packs/<txn>/<seq, 8 hex>    packs, grouped by the transaction that wrote them
 //! index/<txn>-<seq, 6 hex>    sealed index segments
-//! txn/<txn>/begin             intent: a transaction is under way (sealed by the client)
-//! txn/<txn>/checkpoint        the latest checkpoint record (sealed by the client)
-//! txn/<txn>/commit            commit record: the decision to commit, with its cleanup list
+//! txn/<txn>/...               the transaction's records (`records`): begin, numbered
+//!                             checkpoints, commit
 //! ```
 //!
 //! Because every object a transaction uploads carries its id in the name, recovery finds what a
 //! dead transaction left by listing its own prefixes, never by scanning the repository.
+//!
+//! Append-only invariants, kept here for every kind of repository (the server adds who may do
+//! what, `serve::guard`): a transaction id is used once (`begin` refuses an id that has stored
+//! anything, so a committed transaction can never be "begun" again and aborted); packs, index
+//! segments and records are create-if-absent (the same bytes again is success, a retry);
+//! uploads go only into a transaction that is begun and not yet decided; a commit is decided only
+//! for the next generation; an abort never touches a decided transaction, and deletes uploads
+//! only of a transaction that is still begun.
 
+use super::records::{self, Record};
 use super::{CommitRequest, LockGuard, Pending, Repository};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, ErrorKind, StoreError, StoreResult};
@@ -61,6 +69,129 @@ impl ObjectRepo {
         let idx = self.backend.list(&format!("index/{txn}-"))?;
         self.delete_all(idx.into_iter().filter(|k| !ki.contains(k)))
     }
+
+    fn exists(&self, key: &str) -> StoreResult<bool> {
+        match self.backend.size(key) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads go only into a transaction that is begun and not decided.
+    fn open_for_upload(&self, txn: &str) -> StoreResult<()> {
+        if !self.exists(&records::begin(txn))? {
+            return Err(StoreError::new(
+                ErrorKind::NotFound,
+                format!("no transaction {txn} is under way (it was never begun, or it ended)"),
+            ));
+        }
+        if self.exists(&records::commit(txn))? {
+            return Err(StoreError::new(
+                ErrorKind::Exists,
+                format!("transaction {txn} is already decided; nothing more may be stored in it"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `begin`, recording first who began it (`records::owner`: the hash of a secret the
+    /// beginning client holds; the server lets only it write into the transaction).
+    pub fn begin_owned(&self, txn: &str, intent: &[u8], owner: Option<&[u8]>) -> StoreResult<()> {
+        let begin = records::begin(txn);
+        let same_begin = match self.backend.get(&begin) {
+            Ok(b) if b == intent => true,
+            Ok(_) => {
+                return Err(StoreError::new(
+                    ErrorKind::Exists,
+                    format!("transaction {txn} was begun with another intent"),
+                ))
+            }
+            Err(e) if e.is_not_found() => false,
+            Err(e) => return Err(e),
+        };
+        if !same_begin {
+            // A transaction id is used once: whatever it stored may be committed data now.
+            let used = !self.backend.list(&format!("packs/{txn}/"))?.is_empty()
+                || !self.backend.list(&format!("index/{txn}-"))?.is_empty()
+                || self.backend.list(&records::dir(txn))?.iter().any(|k| *k != records::owner(txn));
+            if used {
+                return Err(StoreError::new(
+                    ErrorKind::Exists,
+                    format!("transaction id {txn} was used before; a new transaction needs a new id"),
+                ));
+            }
+        }
+        if let Some(owner) = owner {
+            self.put_new_same(&records::owner(txn), owner)?;
+        }
+        self.put_new_same(&begin, intent)
+    }
+
+    /// Records what of transaction `txn`'s stored objects checkpoint `seq` needs (the server's
+    /// own account, `records::covers`): one key per line, packs then segments. The client stores
+    /// a checkpoint only after everything before it is durable, so this is at least what the
+    /// (sealed) checkpoint record names.
+    pub fn record_covers(&self, txn: &str, seq: u32) -> StoreResult<()> {
+        self.open_for_upload(txn)?;
+        let mut text = String::new();
+        let stored = self
+            .backend
+            .list(&format!("packs/{txn}/"))?
+            .into_iter()
+            .chain(self.backend.list(&format!("index/{txn}-"))?);
+        for k in stored.filter(|k| records::needed_by_checkpoint(k, seq)) {
+            text.push_str(&k);
+            text.push('\n');
+        }
+        self.put_new_same(&records::covers(txn, seq), text.as_bytes())
+    }
+
+    /// The objects (`packs/...`, `index/...`) that the newest checkpoint of `txn` needs, by
+    /// the `covers` record taken with it; None when it has no numbered checkpoint or no such
+    /// record (a checkpoint stored by an older archiver, or directly into a local directory).
+    pub fn covered(&self, txn: &str) -> StoreResult<Option<HashSet<String>>> {
+        let newest = self
+            .backend
+            .list(&records::dir(txn))?
+            .iter()
+            .filter_map(|k| match records::parse(k) {
+                Some((_, Record::Checkpoint(Some(seq)))) => Some(seq),
+                _ => None,
+            })
+            .max();
+        let Some(seq) = newest else { return Ok(None) };
+        match self.backend.get(&records::covers(txn, seq)) {
+            Ok(text) => Ok(Some(String::from_utf8_lossy(&text).lines().map(str::to_string).collect())),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether transaction `txn` is begun and not yet ended.
+    pub fn begun(&self, txn: &str) -> StoreResult<bool> {
+        self.exists(&records::begin(txn))
+    }
+
+    /// The owner hash `begin_owned` recorded, if any.
+    pub fn owner(&self, txn: &str) -> StoreResult<Option<Vec<u8>>> {
+        match self.backend.get(&records::owner(txn)) {
+            Ok(o) => Ok(Some(o)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the transaction's records, the begin record last (while it stands, a retried
+    /// abort still finds the transaction).
+    fn delete_records(&self, txn: &str) -> StoreResult<()> {
+        let (begin, commit) = (records::begin(txn), records::commit(txn));
+        let rest = self.backend.list(&records::dir(txn))?.into_iter().filter(|k| *k != begin && *k != commit);
+        self.delete_all(rest)?;
+        // Then begin, then commit: a finish interrupted in between still finds its decision.
+        self.backend.delete(&begin)?;
+        self.backend.delete(&commit)
+    }
 }
 
 impl Repository for ObjectRepo {
@@ -104,41 +235,81 @@ impl Repository for ObjectRepo {
     }
 
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()> {
-        self.put_new_same(&format!("txn/{txn}/begin"), intent)
+        self.begin_owned(txn, intent, None)
     }
 
     fn put_pack(&self, txn: &str, seq: u32, data: Vec<u8>) -> StoreResult<String> {
+        self.open_for_upload(txn)?;
         let name = format!("{txn}/{seq:08x}");
-        self.backend.put(&pack_key(&name), &data)?;
+        self.put_new_same(&pack_key(&name), &data)?;
         Ok(name)
     }
 
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
+        self.open_for_upload(txn)?;
         let name = format!("{txn}-{seq:06x}");
-        self.backend.put(&crate::index::key(&name), data)?;
+        self.put_new_same(&crate::index::key(&name), data)?;
         Ok(name)
     }
 
-    fn checkpoint(&self, txn: &str, record: &[u8]) -> StoreResult<()> {
-        self.backend.put(&format!("txn/{txn}/checkpoint"), record)
+    fn checkpoint(&self, txn: &str, seq: u32, record: &[u8]) -> StoreResult<()> {
+        self.open_for_upload(txn)?;
+        self.put_new_same(&records::checkpoint(txn, seq), record)
+    }
+
+    fn checkpoint_record(&self, txn: &str, seq: u32) -> StoreResult<Vec<u8>> {
+        self.backend.get(&records::checkpoint(txn, seq))
     }
 
     fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()> {
+        let record = req.encode();
+        match self.backend.get(&records::commit(txn)) {
+            // Decided already (a retry after a lost answer): roll it forward.
+            Ok(stored) if stored == record => return self.finish(txn),
+            Ok(_) => {
+                return Err(StoreError::new(
+                    ErrorKind::Exists,
+                    format!("transaction {txn} is already decided with another commit record"),
+                ))
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        if !self.exists(&records::begin(txn))? {
+            // Finished already (a retry whose first attempt went all the way), or never begun.
+            return match self.backend.get(&manifest::key(req.gen)) {
+                Ok(m) if m == req.manifest => self.finish(txn),
+                _ => Err(StoreError::new(
+                    ErrorKind::NotFound,
+                    format!("no transaction {txn} is under way (it was never begun, or it ended)"),
+                )),
+            };
+        }
+        let (gen, _) = self.head()?;
+        if req.gen != gen + 1 {
+            // Under the lock this cannot happen to an honest client; the transaction is left as
+            // it is for recovery (it may hold a checkpoint: the user's data).
+            return Err(StoreError::new(
+                ErrorKind::Permanent,
+                format!(
+                    "transaction {txn} lost a race for generation {} (the repository is at {gen}); nothing was committed",
+                    req.gen
+                ),
+            ));
+        }
         // The commit record is the decision: once it is durable, `finish` completes the commit.
-        self.backend.put(&format!("txn/{txn}/commit"), &req.encode())?;
+        self.backend.put_new(&records::commit(txn), &record)?;
         crate::failpoint::hit("commit-decided");
         self.finish(txn)
     }
 
     fn finish(&self, txn: &str) -> StoreResult<()> {
-        let rec = match self.backend.get(&format!("txn/{txn}/commit")) {
+        let rec = match self.backend.get(&records::commit(txn)) {
             Ok(rec) => rec,
             // No records at all: the cleanup already ran to its end (it deletes the commit record
             // last), so a retried finish is done. A transaction with records but no commit
             // record was never decided: NotFound.
-            Err(e) if e.is_not_found() && self.backend.list(&format!("txn/{txn}/"))?.is_empty() => {
-                return Ok(())
-            }
+            Err(e) if e.is_not_found() && self.backend.list(&records::dir(txn))?.is_empty() => return Ok(()),
             Err(e) => return Err(e),
         };
         let req = CommitRequest::decode(&rec)
@@ -155,9 +326,9 @@ impl Repository for ObjectRepo {
         }
         let stored = self.backend.get(&manifest::key(req.gen));
         if !matches!(&stored, Ok(m) if *m == req.manifest) {
-            // Another commit took this generation (impossible under the lock): undo ours.
-            self.backend.delete(&format!("txn/{txn}/commit"))?;
-            self.abort(txn)?;
+            // Another commit took this generation (impossible under the lock): undo the decision
+            // and leave the transaction to recovery, as `commit` does.
+            self.backend.delete(&records::commit(txn))?;
             return Err(StoreError::new(
                 ErrorKind::Permanent,
                 format!("transaction {txn} lost a race for generation {}; nothing was committed", req.gen),
@@ -174,38 +345,53 @@ impl Repository for ObjectRepo {
             )?;
         }
         crate::failpoint::hit("commit-cleaned");
-        self.backend.delete(&format!("txn/{txn}/checkpoint"))?;
-        self.backend.delete(&format!("txn/{txn}/begin"))?;
-        self.backend.delete(&format!("txn/{txn}/commit"))
+        self.delete_records(txn)
     }
 
     fn abort(&self, txn: &str) -> StoreResult<()> {
-        self.delete_unkept(txn, &[], &[])?;
-        self.backend.delete(&format!("txn/{txn}/checkpoint"))?;
-        self.backend.delete(&format!("txn/{txn}/begin"))
+        if self.exists(&records::commit(txn))? {
+            return Err(StoreError::new(
+                ErrorKind::Exists,
+                format!("transaction {txn} is decided: it is finished, not discarded"),
+            ));
+        }
+        // Only a transaction still begun has uploads to discard: without its begin record it
+        // ended (its objects may be committed data) or never started.
+        if self.exists(&records::begin(txn))? {
+            self.delete_unkept(txn, &[], &[])?;
+        }
+        self.delete_records(txn)
     }
 
     fn pending(&self) -> StoreResult<Vec<Pending>> {
-        let mut by_txn: BTreeMap<String, Pending> = BTreeMap::new();
+        let mut by_txn: BTreeMap<String, (Pending, Option<Option<u32>>)> = BTreeMap::new();
         for key in self.backend.list("txn/")? {
-            let mut parts = key.splitn(3, '/').skip(1);
-            let (Some(txn), Some(what)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            let p = by_txn.entry(txn.to_string()).or_insert_with(|| Pending {
-                txn: txn.to_string(),
-                intent: None,
-                checkpoint: None,
-                committing: false,
-            });
+            let Some((txn, what)) = records::parse(&key) else { continue };
+            let (p, newest) = by_txn.entry(txn.to_string()).or_insert_with(|| (Pending::new(txn), None));
             match what {
-                "begin" => p.intent = Some(self.backend.get(&key)?),
-                "checkpoint" => p.checkpoint = Some(self.backend.get(&key)?),
-                "commit" => p.committing = true,
+                Record::Begin => p.intent = Some(self.backend.get(&key)?),
+                Record::Commit => p.committing = true,
+                Record::Checkpoint(seq) => {
+                    p.checkpoint_seqs.extend(seq);
+                    // `None` (format 1) sorts before every numbered record.
+                    if newest.is_none_or(|n| seq > n) {
+                        *newest = Some(seq);
+                    }
+                }
                 _ => {}
             }
         }
-        Ok(by_txn.into_values().collect())
+        let mut out = Vec::with_capacity(by_txn.len());
+        for (txn, (mut p, newest)) in by_txn {
+            p.checkpoint_seqs.sort_unstable();
+            p.checkpoint = match newest {
+                Some(Some(seq)) => Some(self.backend.get(&records::checkpoint(&txn, seq))?),
+                Some(None) => Some(self.backend.get(&records::legacy_checkpoint(&txn))?),
+                None => None,
+            };
+            out.push(p);
+        }
+        Ok(out)
     }
 
     fn clean_partial(&self) -> StoreResult<()> {

@@ -10,13 +10,14 @@
 //! Every request must carry a signature by one of the repository's access keys that the route
 //! allows (`access::need`), checked against the verifiers in the repository's config: a missing
 //! or wrong signature gets 401 and a key without the permission 403, before anything is read or
-//! written. A commit signed without the delete permission may delete nothing committed, and the
-//! manifest generations it supersedes are kept. Creating a repository (PUT config) needs no
-//! signature: the config it stores names the verifiers.
+//! written. What a key may do to a transaction (a write key only adds) is `guard`'s to decide.
+//! Creating a repository (PUT config) needs no signature: the config it stores names the
+//! verifiers.
 //!
 //! Writes must carry the token of the lock connection that holds the repository (see `lock`):
 //! a client that lost its lock can never write over the next holder's transaction.
 
+mod guard;
 mod lock;
 mod net;
 
@@ -108,6 +109,8 @@ pub(crate) struct Incoming {
     token: Option<String>,
     range: Option<String>,
     auth: Option<String>,
+    /// The transaction secret (`X-Archiver-Txn-Key`): proves the caller began the transaction.
+    txn_key: Option<String>,
     body: Vec<u8>,
 }
 
@@ -120,6 +123,7 @@ fn handle(state: &State, req: Incoming) -> Reply {
         range: req.range.as_deref(),
         owner: &owner,
         auth: req.auth.as_deref(),
+        txn_key: req.txn_key.as_deref(),
         url: &req.url,
     };
     let mut reply = route(state, &req.method, &parts, req.body, &extra);
@@ -162,6 +166,7 @@ struct Extra<'a> {
     range: Option<&'a str>,
     owner: &'a str,
     auth: Option<&'a str>,
+    txn_key: Option<&'a str>,
     /// Path and query as received: what the signature covers.
     url: &'a str,
 }
@@ -230,6 +235,7 @@ fn route(state: &State, method: &str, parts: &[&str], body: Vec<u8>, x: &Extra) 
     if mutates && !state.locks.holds(repo, token) {
         return Reply::text(409, crate::repo::http::LEASE_LOST);
     }
+    let who = guard::Caller { perm, txn_key: x.txn_key };
     let res: Result<Reply, StoreError> = (|| match (method, rest) {
         ("GET", ["config"]) => Ok(match r.read_config()? {
             Some(c) => Reply::ok(c),
@@ -273,39 +279,32 @@ fn route(state: &State, method: &str, parts: &[&str], body: Vec<u8>, x: &Extra) 
             reply.headers.push(("X-Archiver-Generation", gen.to_string()));
             Ok(reply)
         }
-        ("PUT", ["txn", txn, "begin"]) if hex_name(txn) => r.begin(txn, &body).map(|_| Reply::empty(201)),
+        ("PUT", ["txn", txn, "begin"]) if hex_name(txn) => guard::begin(&r, txn, &body, &who),
         ("PUT", ["txn", txn, kind @ ("packs" | "index"), seq]) if hex_name(txn) => {
             let Ok(seq) = u32::from_str_radix(seq, 16) else {
                 return Ok(Reply::text(400, "sequence numbers are hex"));
             };
+            if let Some(refused) = guard::upload(&r, txn, &who) {
+                return Ok(refused);
+            }
             let name =
                 if *kind == "packs" { r.put_pack(txn, seq, body)? } else { r.put_index(txn, seq, &body)? };
             Ok(Reply { status: 201, body: name.into_bytes(), headers: Vec::new() })
         }
-        ("PUT", ["txn", txn, "checkpoint"]) if hex_name(txn) => {
-            r.checkpoint(txn, &body).map(|_| Reply::empty(201))
-        }
+        ("PUT", ["txn", txn, "checkpoint", seq]) if hex_name(txn) => match u32::from_str_radix(seq, 16) {
+            Ok(seq) => guard::checkpoint(&r, txn, seq, &body, &who),
+            Err(_) => Ok(Reply::text(400, "sequence numbers are hex")),
+        },
+        ("GET", ["txn", txn, "checkpoint", seq]) if hex_name(txn) => match u32::from_str_radix(seq, 16) {
+            Ok(seq) => Ok(Reply::ok(r.checkpoint_record(txn, seq)?)),
+            Err(_) => Ok(Reply::text(400, "sequence numbers are hex")),
+        },
         ("POST", ["txn", txn, "commit"]) if hex_name(txn) => match CommitRequest::decode(&body) {
-            Ok(mut req) => {
-                // Without the delete permission nothing committed may become unreachable.
-                req.keep_history |= perm != Some(Perm::Delete);
-                r.commit(txn, &req).map(|_| Reply::empty(200))
-            }
+            Ok(req) => guard::commit(&r, txn, req, &who),
             Err(e) => Ok(Reply::text(400, format!("bad commit request: {e:#}"))),
         },
         ("POST", ["txn", txn, "finish"]) if hex_name(txn) => r.finish(txn).map(|_| Reply::empty(200)),
-        ("POST", ["txn", txn, "abort"]) if hex_name(txn) => {
-            // A checkpoint is the user's data (recovery commits it as NAME.part): only a delete
-            // key may throw it away, as only a delete key may make committed data unreachable.
-            let checkpointed = r.pending()?.iter().any(|p| p.txn == *txn && p.checkpoint.is_some());
-            if checkpointed && perm != Some(Perm::Delete) {
-                return Ok(Reply::text(
-                    403,
-                    "a key without the delete permission may not discard a checkpointed transaction (recovery commits it as NAME.part)",
-                ));
-            }
-            r.abort(txn).map(|_| Reply::empty(200))
-        }
+        ("POST", ["txn", txn, "abort"]) if hex_name(txn) => guard::abort(&r, txn, &who),
         ("GET", ["pending"]) => Ok(Reply::ok(crate::repo::encode_pending(&r.pending()?))),
         ("POST", ["clean-partial"]) => r.clean_partial().map(|_| Reply::empty(200)),
         ("GET", ["packs", txn, seq]) if hex_name(txn) && hex_name(seq) => {

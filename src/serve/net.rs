@@ -144,6 +144,7 @@ async fn read(req: Request<Body>) -> Result<Incoming, Reply> {
         token: header("X-Archiver-Lock"),
         range: header("Range"),
         auth: header(crate::access::HEADER),
+        txn_key: header(crate::repo::http::TXN_KEY),
         body: data,
     })
 }

@@ -299,7 +299,8 @@ impl Txn {
     ///   3. `part_blocks` (the metadata tail and root of `part`, which only this checkpoint needs)
     ///      in a pack and segment of their own, so a later checkpoint or the commit simply drops
     ///      them; they never enter the dedup set or the cache;
-    ///   4. the checkpoint record, replacing the previous one (the durable decision point);
+    ///   4. the checkpoint record, numbered `k` (the durable decision point; records are never
+    ///      overwritten, recovery uses the highest-numbered one);
     ///   5. only then the cache transaction commits: these blocks are now known stored.
     ///
     /// Cost: what was stored since the previous checkpoint, plus the metadata tail.
@@ -309,7 +310,7 @@ impl Txn {
         self.write_index(Segment::default())?;
         crate::failpoint::hit("checkpoint-indexed");
         let k = self.checkpoints;
-        let pack_seq = 0x8000_0000 | k;
+        let pack_seq = crate::repo::records::CHECKPOINT_PACK | k;
         let mut builder = PackBuilder::default();
         for (kind, data) in part_blocks {
             let id = self.keys.block_id(data);
@@ -319,10 +320,11 @@ impl Txn {
         let (bytes, entries) = builder.finish(&self.keys, &name);
         let pack = self.repo.put_pack(&self.id, pack_seq, bytes).context("cannot store a checkpoint")?;
         let seg = Segment { packs: vec![(pack.clone(), entries)] };
-        let seg_name = format!("{}-{:06x}", self.id, 0x80_0000 | k);
+        let seg_seq = crate::repo::records::CHECKPOINT_INDEX | k;
+        let seg_name = format!("{}-{seg_seq:06x}", self.id);
         let seg_bytes = seg.seal(&self.keys, &seg_name);
         let seg_name =
-            self.repo.put_index(&self.id, 0x80_0000 | k, &seg_bytes).context("cannot store a checkpoint")?;
+            self.repo.put_index(&self.id, seg_seq, &seg_bytes).context("cannot store a checkpoint")?;
         crate::failpoint::hit("checkpoint-part-stored");
         part.stats.raw = self.stats.refs_raw;
         part.stats.stored = self.stats.refs_stored;
@@ -333,7 +335,7 @@ impl Txn {
         record.indexes.push(seg_name);
         record.packs.push(pack);
         self.repo
-            .checkpoint(&self.id, &record.seal(&self.keys, &self.id))
+            .checkpoint(&self.id, k, &record.seal(&self.keys, &self.id))
             .context("cannot store a checkpoint")?;
         self.checkpoints += 1;
         crate::failpoint::hit("checkpoint-recorded");

@@ -73,7 +73,10 @@ impl Repository for Fake {
     fn put_index(&self, _: &str, _: u32, _: &[u8]) -> StoreResult<String> {
         unreachable!()
     }
-    fn checkpoint(&self, _: &str, _: &[u8]) -> StoreResult<()> {
+    fn checkpoint(&self, _: &str, _: u32, _: &[u8]) -> StoreResult<()> {
+        unreachable!()
+    }
+    fn checkpoint_record(&self, _: &str, _: u32) -> StoreResult<Vec<u8>> {
         unreachable!()
     }
     fn commit(&self, _: &str, _: &CommitRequest) -> StoreResult<()> {
