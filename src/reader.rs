@@ -34,6 +34,18 @@ pub fn fetch(session: &Session, id: &BlockId, loc: &Location) -> Result<Vec<u8>>
         .with_context(|| format!("block {} in pack {} is damaged", hex::encode(&id[..8]), loc.pack))
 }
 
+/// Whether an archive entry named `listed` may hold a root named `root`: the same name, or a
+/// checkpoint (root `NAME.part`) that recovery committed as `NAME.part.N` because `NAME.part` was
+/// taken (`recover::part_name`).
+fn names_match(root: &str, listed: &str) -> bool {
+    root == listed
+        || (root.ends_with(".part")
+            && listed
+                .strip_prefix(root)
+                .and_then(|n| n.strip_prefix('.'))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+}
+
 /// An archive's root and nodes (in stored, path order), with blocks fetched by `block`: the one
 /// place that walks root → metadata stream → nodes, whatever fetches and caches the blocks.
 pub fn read_with<B: AsRef<[u8]>>(
@@ -42,7 +54,7 @@ pub fn read_with<B: AsRef<[u8]>>(
 ) -> Result<(Root, Vec<Node>)> {
     (|| -> Result<(Root, Vec<Node>)> {
         let root = Root::decode(block(&a.root)?.as_ref())?;
-        if root.name != a.name {
+        if !names_match(&root.name, &a.name) {
             bail!("archive root names {:?}, not {:?}", root.name, a.name);
         }
         let mut stream = Vec::new();

@@ -167,7 +167,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     killed.env("ARCHIVER_KEYFILE", &w).env("ARCHIVER_FAILPOINT", "checkpoint-recorded");
     assert_eq!(util::crash::out_of(killed.output().unwrap()).code, util::crash::KILLED);
     let txns = entries_below(&repo_dir.join("txn"));
-    let ck = txns.iter().find(|p| p.ends_with("/checkpoint")).expect("a checkpointed transaction");
+    let ck = txns.iter().find(|p| p.contains("/checkpoint-")).expect("a checkpointed transaction");
     let txn = ck.split('/').next().unwrap().to_string();
     let before = state(&repo_dir);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

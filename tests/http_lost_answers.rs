@@ -48,7 +48,7 @@ fn every_route_survives_a_lost_answer() {
         ("/begin ", &[]),
         ("/packs/", &[]),
         ("/index/", &[]),
-        ("/checkpoint ", &["--checkpoint-bytes", "1M"]),
+        ("/checkpoint/", &["--checkpoint-bytes", "1M"]),
         ("/commit ", &[]),
         ("DELETE /v1/lost/lock/", &[]),
     ];

@@ -74,7 +74,7 @@ fn sigusr2_forces_a_checkpoint_that_survives_kill_9() {
     let mut child = env.spawn(["create", "night", "d"]);
     wait_until(&env, &mut child, has_pack);
     signal(&child, libc::SIGUSR2);
-    wait_until(&env, &mut child, |e| e.repo_files().keys().any(|k| k.ends_with("/checkpoint")));
+    wait_until(&env, &mut child, |e| e.repo_files().keys().any(|k| k.contains("/checkpoint-")));
     signal(&child, libc::SIGKILL);
     child.wait().unwrap();
     env.ok(["recover"]).assert_stderr_contains("night.part");

@@ -49,13 +49,14 @@ impl Env {
         }
     }
 
-    /// Transactions that left records under `txn/`: id → record names (`begin`, `checkpoint`,
-    /// `commit`).
+    /// Transactions that left records under `txn/`: id → record kinds (`begin`, `checkpoint`
+    /// for any numbered checkpoint record, `commit`, ...).
     pub fn txn_records(&self) -> BTreeMap<String, BTreeSet<String>> {
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for k in self.repo_files().into_keys() {
             if let Some(rest) = k.strip_prefix("txn/") {
                 let (txn, what) = rest.split_once('/').unwrap_or((rest, ""));
+                let what = what.split_once('-').map_or(what, |(kind, _)| kind);
                 out.entry(txn.to_string()).or_default().insert(what.to_string());
             }
         }
