@@ -148,7 +148,7 @@ impl Drop for Slot {
 }
 
 /// The file descriptors this process may open, after raising its soft limit to the hard one.
-pub fn raise_fd_limit() -> u64 {
+pub fn raise_fd_limit() -> libc::rlim_t {
     // SAFETY: getrlimit/setrlimit only read and write the struct passed.
     unsafe {
         let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -161,7 +161,7 @@ pub fn raise_fd_limit() -> u64 {
                 l.rlim_cur = l.rlim_max;
             }
         }
-        l.rlim_cur as u64
+        l.rlim_cur
     }
 }
 
