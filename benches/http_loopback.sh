@@ -41,7 +41,7 @@ if [ "${TLS:-0}" = 1 ]; then
   TLS_ARGS=(--tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem")
   export ARCHIVER_CACERT=$WORK/cert.pem
 fi
-"$ARCHIVER" serve --listen 127.0.0.1:0 --store "$WORK/store" "${TLS_ARGS[@]}" 2>"$WORK/serve.log" &
+"$ARCHIVER" serve --listen 127.0.0.1:0 --store "$WORK/store" --allow-create "${TLS_ARGS[@]}" 2>"$WORK/serve.log" &
 SERVER_PID=$!
 for _ in $(seq 100); do grep -q 'https*://' "$WORK/serve.log" && break; sleep 0.1; done
 ADDR=$(grep -o 'https*://[^/]*' "$WORK/serve.log" | head -1)

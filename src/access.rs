@@ -9,7 +9,12 @@
 //! within `MAX_SKEW` (and every request is idempotent).
 //!
 //! What each route needs (`need`) is decided here, once, for the server (which enforces it) and
-//! the client (which picks the key to sign with). Invariant: a key without the delete permission
+//! the client (which picks the key to sign with).
+//!
+//! The header also names the body's hash, which the signature covers: the server checks the
+//! signature on the request head alone (`Verifiers::verify_head`) before it reads a byte of the
+//! body, so a peer without a key can never make it read, buffer or wait for a body; once the body
+//! is in, `verify` checks it hashes to what was signed. Invariant: a key without the delete permission
 //! can never make stored data unrecoverable: its commits may not name packs or index segments
 //! to delete, and the manifest generations they supersede are kept (`CommitRequest::keep_history`).
 
@@ -119,8 +124,9 @@ impl AccessKeys {
         let p = need.iter().copied().find(|p| self.has(*p))?;
         let key = self.keys[p.index()].as_ref()?;
         let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
-        let sig = key.sign(&req.message(p, ms));
-        Some(format!("{} {ms} {}", p.name(), hex::encode(sig.to_bytes())))
+        let hash = blake3::hash(req.body).to_hex();
+        let sig = key.sign(&req.message(p, ms, &hash));
+        Some(format!("{} {ms} {} {hash}", p.name(), hex::encode(sig.to_bytes())))
     }
 }
 
@@ -158,31 +164,64 @@ impl Verifiers {
         keys.iter().all(Option::is_some).then_some(Verifiers { keys })
     }
 
-    /// Checks a request's header; returns the permission it proves, or why it is refused.
+    /// Checks a request's header against the whole request, body included; returns the
+    /// permission it proves, or why it is refused.
     pub fn verify(&self, header: Option<&str>, req: &Signed, now: SystemTime) -> Result<Perm, String> {
-        let header = header.ok_or("the request carries no access signature (X-Archiver-Auth)")?;
-        let mut parts = header.split(' ');
-        let (Some(p), Some(ms), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err("malformed X-Archiver-Auth header".into());
-        };
-        let p = Perm::parse(p).ok_or("unknown permission in X-Archiver-Auth")?;
-        let ms: u64 = ms.parse().map_err(|_| "malformed time in X-Archiver-Auth")?;
-        let sig: [u8; 64] = hex::decode(sig)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or("malformed signature in X-Archiver-Auth")?;
+        let h = Header::parse(header)?;
+        if blake3::hash(req.body).to_hex().as_str() != h.hash {
+            return Err("the request body is not the one that was signed (changed on the way?)".into());
+        }
+        self.check(&h, req, now)
+    }
+
+    /// Checks a request's header against its head alone (`req.body` is not looked at): the
+    /// signature over the body hash the header names. What `verify` later accepts, this accepts.
+    pub fn verify_head(&self, header: Option<&str>, req: &Signed, now: SystemTime) -> Result<Perm, String> {
+        self.check(&Header::parse(header)?, req, now)
+    }
+
+    fn check(&self, h: &Header, req: &Signed, now: SystemTime) -> Result<Perm, String> {
         let now_ms = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
-        if now_ms.abs_diff(ms) > MAX_SKEW.as_millis() as u64 {
+        if now_ms.abs_diff(h.ms) > MAX_SKEW.as_millis() as u64 {
             return Err(
                 "the request's time is more than 5 minutes from the server's clock (check both clocks)"
                     .into(),
             );
         }
-        let key = self.keys[p.index()].as_ref().ok_or("the repository has no such access key")?;
-        key.verify(&req.message(p, ms), &Signature::from_bytes(&sig))
+        let key = self.keys[h.perm.index()].as_ref().ok_or("the repository has no such access key")?;
+        key.verify(&req.message(h.perm, h.ms, h.hash), &Signature::from_bytes(&h.sig))
             .map_err(|_| "the access signature does not match this repository's keys (wrong key file?)")?;
-        Ok(p)
+        Ok(h.perm)
+    }
+}
+
+/// A parsed `X-Archiver-Auth` value: `PERM UNIX_MS SIGNATURE_HEX BODY_BLAKE3_HEX`.
+struct Header<'a> {
+    perm: Perm,
+    ms: u64,
+    sig: [u8; 64],
+    hash: &'a str,
+}
+
+impl<'a> Header<'a> {
+    fn parse(header: Option<&'a str>) -> Result<Header<'a>, String> {
+        let header = header.ok_or("the request carries no access signature (X-Archiver-Auth)")?;
+        let mut parts = header.split(' ');
+        let (Some(p), Some(ms), Some(sig), Some(hash), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("malformed X-Archiver-Auth header (PERM UNIX_MS SIGNATURE BODY_HASH)".into());
+        };
+        let perm = Perm::parse(p).ok_or("unknown permission in X-Archiver-Auth")?;
+        let ms: u64 = ms.parse().map_err(|_| "malformed time in X-Archiver-Auth")?;
+        let sig: [u8; 64] = hex::decode(sig)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("malformed signature in X-Archiver-Auth")?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err("malformed body hash in X-Archiver-Auth".into());
+        }
+        Ok(Header { perm, ms, sig, hash })
     }
 }
 
@@ -197,15 +236,15 @@ pub struct Signed<'a> {
 }
 
 impl Signed<'_> {
-    fn message(&self, p: Perm, ms: u64) -> Vec<u8> {
+    /// What is signed; `hash`: the body's BLAKE3 in lowercase hex.
+    fn message(&self, p: Perm, ms: u64, hash: &str) -> Vec<u8> {
         format!(
-            "archiver-request 1\n{}\n{ms}\n{}\n{}\n{}\n{}\n{}",
+            "archiver-request 1\n{}\n{ms}\n{}\n{}\n{}\n{}\n{hash}",
             p.name(),
             self.method,
             self.path,
             self.range,
             self.lock,
-            blake3::hash(self.body).to_hex()
         )
         .into_bytes()
     }
@@ -234,6 +273,31 @@ mod tests {
         assert!(v.verify(None, &req(b"pack"), now).is_err());
         let wrong = AccessKeys::derive(&[8; 32]).sign(&[Perm::Write], &req(b"pack")).unwrap();
         assert!(v.verify(Some(&wrong), &req(b"pack"), now).is_err());
+    }
+
+    #[test]
+    fn the_head_is_checked_before_the_body_arrives() {
+        let keys = AccessKeys::derive(&[7; 32]);
+        let v = keys.verifiers();
+        let now = SystemTime::now();
+        let h = keys.sign(&[Perm::Write], &req(b"pack")).unwrap();
+        // The head alone verifies (whatever body is at hand), the whole request only with its body.
+        assert_eq!(v.verify_head(Some(&h), &req(b""), now), Ok(Perm::Write));
+        assert!(v.verify(Some(&h), &req(b"other"), now).unwrap_err().contains("not the one that was signed"));
+        // Naming another body's hash breaks the signature; so does any change to the head.
+        let other_hash = format!("{}", blake3::hash(b"other").to_hex());
+        let (signed_part, _) = h.rsplit_once(' ').unwrap();
+        assert!(v.verify_head(Some(&format!("{signed_part} {other_hash}")), &req(b""), now).is_err());
+        let other = Signed { path: "/v1/r/txn/ab/packs/1", ..req(b"") };
+        assert!(v.verify_head(Some(&h), &other, now).is_err());
+        // The old three-field form and a forged signature are refused.
+        assert!(v.verify_head(Some(signed_part), &req(b""), now).unwrap_err().contains("malformed"));
+        let forged = format!("write {} {} {other_hash}", now_ms(now), "ab".repeat(64));
+        assert!(v.verify_head(Some(&forged), &req(b""), now).is_err());
+    }
+
+    fn now_ms(t: SystemTime) -> u64 {
+        t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
     }
 
     #[test]

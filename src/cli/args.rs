@@ -138,6 +138,14 @@ pub enum Cmd {
         /// PEM private key for --tls-cert
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Let clients create repositories (`archiver keygen --repo URL`); without it a repository
+        /// is created in the store directly (`archiver keygen --repo DIR/NAME`)
+        #[arg(long)]
+        allow_create: bool,
+        /// Seconds a request body may send nothing before it is cut with 408 (after them it must
+        /// also average at least 16 KiB/s)
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        body_timeout: u64,
     },
     /// Check the repository and rebuild the local cache from it
     Fsck {

@@ -179,12 +179,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 progress(Event::Notice("nothing to recover".into()));
             }
         }
-        Cmd::Serve { listen, store, lock_ttl, tls_cert, tls_key } => {
+        Cmd::Serve { listen, store, lock_ttl, tls_cert, tls_key, allow_create, body_timeout } => {
             let opts = archiver::serve::ServeOptions {
                 listen: listen.clone(),
                 store: store.clone(),
                 lock_ttl: std::time::Duration::from_secs((*lock_ttl).max(1)),
                 tls: tls_cert.clone().zip(tls_key.clone()),
+                allow_create: *allow_create,
+                body_timeout: std::time::Duration::from_secs((*body_timeout).max(1)),
             };
             // A request whose handler panics gets 500 and the server lives on (serve::net): say so in
             // one line instead of a panic message and backtrace.

@@ -7,8 +7,11 @@
 //! `ARCHIVER_RETRIES` attempts (default 8, about a minute; `forever` never gives up). A 4xx is
 //! never retried. The lock is a lease renewed by a background thread while the guard lives.
 //! Every request is signed with the key file's access key the route needs (`access`); with an
-//! `https://` URL the connection is TLS (rustls), trusting `--cacert` alone when given.
+//! `https://` URL the connection is TLS (rustls), trusting `--cacert` alone when given. What a
+//! server can make the client hold or wait for is bounded (`http_body`): response sizes per
+//! route, per-read timeouts, the wait for a held lock, the lease length; redirects are refused.
 
+use super::http_body::{self, MAX_LOCK_WAIT};
 use super::lease::{LeaseGuard, Ledger};
 use super::{decode_pending, CommitRequest, Connect, LockGuard, Pending, Repository};
 use crate::access::{AccessKeys, Signed};
@@ -27,6 +30,8 @@ pub struct HttpRepo {
     client: Client,
     token: Arc<Mutex<Option<String>>>,
     attempts: Option<u32>,
+    /// The read timeout (`http_body`): `ARCHIVER_TIMEOUT` seconds, else 30.
+    timeout: Duration,
     /// What our transactions stored, and who we said we are when locking: to take the lock
     /// again after a server restart (see `lease`).
     ledger: Ledger,
@@ -58,16 +63,32 @@ impl HttpRepo {
             })?),
             None => Some(8),
         };
+        let timeout = match std::env::var("ARCHIVER_TIMEOUT").ok().as_deref() {
+            Some(n) => match n.parse::<u64>() {
+                Ok(s) if s > 0 => Duration::from_secs(s),
+                _ => bail!("ARCHIVER_TIMEOUT={n}: give the seconds to wait for the server (default 30)"),
+            },
+            None => http_body::DEFAULT_TIMEOUT,
+        };
         // One process-wide TLS provider (ring); a second install attempt is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(300))
+            // Per wait, not per request: the answer must begin within this, and each read of
+            // its body too (requests that send a body or change things get longer: `once`).
+            .timeout(timeout)
+            // A redirect would carry the signature, the lock token and the body to another host.
+            .redirect(reqwest::redirect::Policy::none())
             // Connections are kept alive (one TCP and TLS setup serves many requests), but
             // dropped after idling for less than the server's 30 s head timeout, so the client
             // rarely picks a connection the server is closing.
             .pool_idle_timeout(Duration::from_secs(20))
             .tcp_nodelay(true);
+        // An upload the server stops taking (its window stays shut) fails instead of waiting.
+        #[cfg(target_os = "linux")]
+        {
+            builder = builder.tcp_user_timeout(timeout);
+        }
         if let Some(path) = &conn.ca_cert {
             let pem = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("cannot read the CA certificate {}: {e}", path.display()))?;
@@ -85,6 +106,7 @@ impl HttpRepo {
             client,
             token: Arc::new(Mutex::new(None)),
             attempts: attempts.map(|n| n.max(1)),
+            timeout,
             ledger: Ledger::default(),
             owner: Mutex::new(None),
             relocking: Mutex::new(()),
@@ -104,12 +126,18 @@ impl HttpRepo {
         self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// One attempt: the request, and the whole response body. A failed connection or a body cut
-    /// short is transient.
+    /// One attempt: the request, and the whole response body (up to the route's cap). A failed
+    /// connection or a body cut short or stalled is transient; a redirect is permanent.
     fn once(&self, what: &str, build: &impl Fn(&Client) -> RequestBuilder) -> StoreResult<Answer> {
         let token = self.token();
-        let req = self.signer.sign(what, build(&self.client), token.as_deref())?;
+        let mut req = self.signer.sign(what, build(&self.client), token.as_deref())?;
         let route = req.url().path().strip_prefix(&self.signer.prefix).unwrap_or("").to_string();
+        let method = req.method().as_str().to_string();
+        let range = req.headers().get("Range").and_then(|v| v.to_str().ok()).map(String::from);
+        let sending = req.body().and_then(|b| b.as_bytes()).map_or(0, <[u8]>::len);
+        if let Some(t) = http_body::request_timeout(&method, sending, self.timeout) {
+            *req.timeout_mut() = Some(t);
+        }
         let transient = |e: reqwest::Error| {
             let msg = error_chain(&e);
             // A certificate the client does not trust will not become trusted by retrying.
@@ -118,8 +146,12 @@ impl HttpRepo {
         };
         let resp = self.client.execute(req).map_err(transient)?;
         let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-        // Vec::from takes the collected buffer over without copying it.
-        let body = Vec::from(resp.bytes().map_err(transient)?);
+        if (300..400).contains(&status) {
+            let location = headers.get("Location").and_then(|v| v.to_str().ok());
+            return Err(http_body::redirected(what, status, location));
+        }
+        let cap = http_body::cap(&method, &route, range.as_deref(), status);
+        let body = http_body::read(resp, cap, what, self.timeout)?;
         Ok(Answer { status, headers, body, token, route })
     }
 
@@ -272,7 +304,7 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
@@ -360,19 +392,27 @@ impl Repository for HttpRepo {
             if a.status != 423 {
                 break a;
             }
-            // Taken. A lease whose holder died runs out: wait for it once, then give up.
-            let holder = String::from_utf8_lossy(&a.body).into_owned();
-            match a.header_u64("X-Archiver-Lock-Remaining-Ms") {
-                Some(ms) if !waited => {
+            // Taken. A lease whose holder died runs out: wait for it once (if it runs out soon
+            // enough to be worth waiting for), then give up.
+            let holder: String =
+                String::from_utf8_lossy(&a.body).chars().filter(|c| !c.is_control()).take(200).collect();
+            let left = a.header_u64("X-Archiver-Lock-Remaining-Ms").map(Duration::from_millis);
+            match left {
+                Some(left) if !waited && left <= MAX_LOCK_WAIT => {
                     waited = true;
-                    std::thread::sleep(Duration::from_millis(ms + 100));
+                    std::thread::sleep(left + Duration::from_millis(100));
                 }
+                Some(left) if left > MAX_LOCK_WAIT => bail!(
+                    "repository is locked by another archiver ({holder}) whose lease runs for {} s more, longer than the {} s a client waits; retry after it ends",
+                    left.as_secs(),
+                    MAX_LOCK_WAIT.as_secs()
+                ),
                 _ => bail!(
                     "repository is locked by another archiver ({holder}); wait for it to finish, then retry"
                 ),
             }
         };
-        let ttl = answer.header_u64("X-Archiver-Lock-Ttl-Ms").unwrap_or(30_000);
+        let ttl = http_body::lease_ttl(answer.header_u64("X-Archiver-Lock-Ttl-Ms"));
         let token = String::from_utf8_lossy(&answer.body).into_owned();
         *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
         *self.owner.lock().unwrap_or_else(|p| p.into_inner()) = Some(owner.to_string());
@@ -387,7 +427,7 @@ impl Repository for HttpRepo {
         let renewer = std::thread::spawn(move || {
             let mut wait = ttl / 3;
             while !stop2.load(Ordering::Relaxed) {
-                std::thread::park_timeout(Duration::from_millis(wait));
+                std::thread::park_timeout(wait);
                 if stop2.load(Ordering::Relaxed) {
                     break;
                 }
@@ -397,9 +437,10 @@ impl Repository for HttpRepo {
                     .ok()
                     .and_then(|req| client.execute(req).ok())
                     .map(|resp| resp.status().as_u16());
+                // At most four renewals a second, however short the lease (`lease_ttl`).
                 wait = match status {
                     Some(s) if (200..300).contains(&s) || (400..500).contains(&s) => ttl / 3,
-                    _ => (ttl / 10).clamp(50, 1000),
+                    _ => (ttl / 10).clamp(Duration::from_millis(250), Duration::from_secs(1)),
                 };
             }
         });

@@ -8,6 +8,7 @@
 //! The visible commit point is the create-if-absent write of `manifest/<gen>`.
 
 pub mod http;
+mod http_body;
 mod lease;
 pub mod lock;
 pub mod objects;

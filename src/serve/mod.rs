@@ -9,15 +9,21 @@
 //!
 //! Every request must carry a signature by one of the repository's access keys that the route
 //! allows (`access::need`), checked against the verifiers in the repository's config: a missing
-//! or wrong signature gets 401 and a key without the permission 403, before anything is read or
-//! written. What a key may do to a transaction (a write key only adds) is `guard`'s to decide.
-//! Creating a repository (PUT config) needs no signature: the config it stores names the
-//! verifiers.
+//! or wrong signature gets 401 and a key without the permission 403, before its body is read
+//! (`admit`: the signature covers the head and the body hash it names) and again once the body is
+//! in (`authorize`), before anything is written. Bodies are read under per-route limits and
+//! timeouts (`limits`), connections are held under a cap that peers without a key cannot exhaust
+//! (`conns`). What a key may do to a transaction (a write key only adds) is `guard`'s to decide.
+//! Creating a repository (PUT config) needs `serve --allow-create` and a signature by a key the
+//! config it stores names.
 //!
 //! Writes must carry the token of the lock connection that holds the repository (see `lock`):
 //! a client that lost its lock can never write over the next holder's transaction.
 
+mod admit;
+mod conns;
 mod guard;
+pub mod limits;
 mod lock;
 mod net;
 
@@ -38,6 +44,10 @@ pub struct ServeOptions {
     pub lock_ttl: std::time::Duration,
     /// PEM certificate chain and private key: serve HTTPS (rustls) instead of plain HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Whether `PUT config` may create repositories (`serve --allow-create`).
+    pub allow_create: bool,
+    /// A request body idle this long, or slower than `limits::BODY_FLOOR` after it, gets 408.
+    pub body_timeout: std::time::Duration,
 }
 
 /// A response: status and body.
@@ -75,6 +85,8 @@ impl From<StoreError> for Reply {
 struct State {
     store: PathBuf,
     locks: lock::Locks,
+    allow_create: bool,
+    body_timeout: std::time::Duration,
 }
 
 /// Runs the server until the process is stopped. Reports the address it listens on first.
@@ -84,9 +96,15 @@ pub fn serve(opts: &ServeOptions, progress: Progress) -> Result<()> {
     // Absolute and without a trailing slash, so error texts can leave it out (`handle`).
     let store = std::fs::canonicalize(&opts.store)
         .with_context(|| format!("cannot open the store directory {}", opts.store.display()))?;
-    let state = Arc::new(State { store, locks: lock::Locks::new(opts.lock_ttl) });
+    let state = Arc::new(State {
+        store,
+        locks: lock::Locks::new(opts.lock_ttl),
+        allow_create: opts.allow_create,
+        body_timeout: opts.body_timeout,
+    });
     let tls = opts.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-    net::run(&opts.listen, tls, state, progress)
+    let cap = conns::cap_for(conns::raise_fd_limit());
+    net::run(&opts.listen, tls, state, cap, progress)
 }
 
 fn valid_name(s: &str) -> bool {
@@ -125,6 +143,7 @@ fn handle(state: &State, req: Incoming) -> Reply {
         auth: req.auth.as_deref(),
         txn_key: req.txn_key.as_deref(),
         url: &req.url,
+        allow_create: state.allow_create,
     };
     let mut reply = route(state, &req.method, &parts, req.body, &extra);
     if reply.status >= 400 {
@@ -169,10 +188,13 @@ struct Extra<'a> {
     txn_key: Option<&'a str>,
     /// Path and query as received: what the signature covers.
     url: &'a str,
+    allow_create: bool,
 }
 
-/// Checks the request's signature against the repository's verifiers: the permission it proves,
-/// or the refusal to send. Creating a repository needs none.
+/// Checks the request's signature, body included, against the repository's verifiers: the
+/// permission it proves, or the refusal to send. Creating a repository is checked against the
+/// verifiers the new config names (`admit` let it in only with `--allow-create`); a `PUT config`
+/// to an existing repository changes nothing, so `init` answers it (201 or 409) unchecked.
 fn authorize(
     r: &ObjectRepo,
     method: &str,
@@ -180,11 +202,21 @@ fn authorize(
     body: &[u8],
     x: &Extra,
 ) -> Result<Option<Perm>, Reply> {
+    let signed =
+        Signed { method, path: x.url, range: x.range.unwrap_or(""), lock: x.token.unwrap_or(""), body };
     if matches!((method, rest), ("PUT", ["config"])) {
-        return match Verifiers::from_config(body) {
-            Some(_) => Ok(None),
-            None => Err(Reply::text(400, "the repository config names no access verifiers")),
+        if !x.allow_create {
+            return Err(Reply::text(403, admit::CREATE_REFUSED));
+        }
+        let Some(verifiers) = Verifiers::from_config(body) else {
+            return Err(Reply::text(400, "the repository config names no access verifiers"));
         };
+        // An existing repository is never changed by `init` (the same bytes: 201, others: 409).
+        if matches!(r.read_config(), Ok(Some(_))) {
+            return Ok(None);
+        }
+        verifiers.verify(x.auth, &signed, std::time::SystemTime::now()).map_err(|m| Reply::text(401, m))?;
+        return Ok(None);
     }
     let config = match r.read_config() {
         Ok(Some(c)) => c,
@@ -197,8 +229,6 @@ fn authorize(
             "this repository's config has no access verifiers (made by an older archiver)",
         ));
     };
-    let signed =
-        Signed { method, path: x.url, range: x.range.unwrap_or(""), lock: x.token.unwrap_or(""), body };
     let perm =
         verifiers.verify(x.auth, &signed, std::time::SystemTime::now()).map_err(|m| Reply::text(401, m))?;
     let need = crate::access::need(method, rest, body);

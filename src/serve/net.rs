@@ -1,13 +1,22 @@
-//! The server's HTTP side: connections, TLS and HTTP/1.1 (hyper on a tokio runtime), handing
-//! each whole request to `handle` on a blocking thread and sending back its reply.
+//! The server's HTTP side: connections, TLS and HTTP/1.1 (hyper on a tokio runtime). For each
+//! request it checks the head (`admit`, on a blocking thread: it reads the repository config),
+//! then reads the body under the route's limit and timeouts, then hands the whole request to
+//! `handle` on a blocking thread and sends back its reply.
 //!
 //! Connections are kept alive, so a client pays for TCP (and TLS) setup once per connection,
-//! not once per request, and an idle connection costs a task, not a thread: any number of
-//! clients can hold connections open without starving others. A request's body is read whole
-//! (up to `MAX_BODY`) before it is handled, so the signature over it can be checked first; the
-//! reply goes out as one buffer with its length. A request whose handler panics gets 500 and the
-//! server goes on; a peer that disappears mid-request only ends its own connection.
+//! not once per request, and an idle connection costs a task, not a thread. They are held under
+//! a cap with room made by closing connections that never sent a signed request (`conns`), so
+//! no number of idle or trickling connections from peers without a key keeps a client out. A
+//! body is refused before it is read when its head is not signed (401) or its declared length
+//! is over the route's limit (413), and cut (408) when it stalls for `--body-timeout` or
+//! trickles in slower than `limits::BODY_FLOOR` after that. A reply goes out as one buffer with
+//! its length; a peer that stops reading it for `limits::WRITE_TIMEOUT` loses its connection. A
+//! request whose handler panics gets 500 and the server goes on; a peer that disappears
+//! mid-request only ends its own connection.
 
+use super::admit::{admit, Admitted, Head};
+use super::conns::{Conns, Slot, Stall};
+use super::limits::{trickling, BODY_FLOOR, HEAD_TIMEOUT, WRITE_TIMEOUT};
 use super::{handle, Incoming, Reply, State};
 use crate::progress::{Event, Progress};
 use anyhow::{Context, Result};
@@ -16,26 +25,34 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming as Body;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-/// Largest request body accepted: a pack (16 MiB target plus its last block) with room to spare.
-pub const MAX_BODY: u64 = 256 << 20;
-/// A connection that sends no complete request head for this long is closed; so is a TLS
-/// handshake that takes longer.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Threads handling requests at once (disk work): few enough that their open files fit in the
+/// descriptors the connection cap leaves.
+const HANDLER_THREADS: usize = 32;
 
-/// Listens on `listen` and serves until the process is stopped. Reports the address first.
-pub fn run(listen: &str, tls: Option<(&Path, &Path)>, state: Arc<State>, progress: Progress) -> Result<()> {
+/// Listens on `listen` and serves until the process is stopped, holding at most `cap`
+/// connections. Reports the address first.
+pub fn run(
+    listen: &str,
+    tls: Option<(&Path, &Path)>,
+    state: Arc<State>,
+    cap: usize,
+    progress: Progress,
+) -> Result<()> {
     let acceptor = tls.map(|(cert, key)| tls_acceptor(cert, key)).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("serve")
+        .max_blocking_threads(HANDLER_THREADS)
         .build()
         .context("cannot start the server's threads")?;
+    let conns = Arc::new(Conns::new(cap));
     runtime.block_on(async move {
         let listener =
             TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -47,8 +64,9 @@ pub fn run(listen: &str, tls: Option<(&Path, &Path)>, state: Arc<State>, progres
                 "plain HTTP: requests are signed and data is encrypted, but names and sizes are visible on the network; give --tls-cert and --tls-key to serve HTTPS".into(),
             ));
         }
+        let mut last_full: Option<Instant> = None;
         loop {
-            let (tcp, _) = match listener.accept().await {
+            let (tcp, peer) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) => {
                     // Out of file descriptors, say: wait for connections to close, then go on.
@@ -57,43 +75,68 @@ pub fn run(listen: &str, tls: Option<(&Path, &Path)>, state: Arc<State>, progres
                     continue;
                 }
             };
+            let Some(slot) = conns.admit(peer.ip()) else {
+                // Every place is held by a client that signed a request: turn this one away.
+                if last_full.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    last_full = Some(Instant::now());
+                    progress(Event::Notice(format!(
+                        "holding {} connections from clients with keys, the most this server holds; new connections are closed until some end",
+                        conns.cap()
+                    )));
+                }
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let (state, acceptor) = (state.clone(), acceptor.clone());
             tokio::spawn(async move {
-                match acceptor {
-                    None => connection(tcp, state).await,
-                    Some(acceptor) => {
-                        if let Ok(Ok(tls)) = tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(tcp)).await {
-                            connection(tls, state).await
+                let slot = Arc::new(slot);
+                let closer = slot.clone();
+                let serve = async move {
+                    match acceptor {
+                        None => connection(tcp, state, slot).await,
+                        Some(acceptor) => {
+                            if let Ok(Ok(tls)) = tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(tcp)).await {
+                                connection(tls, state, slot).await
+                            }
                         }
                     }
-                }
+                };
+                // Dropping the connection closes it (a request being handled still completes).
+                let (mut serve, mut closed) = (std::pin::pin!(serve), std::pin::pin!(closer.closed()));
+                std::future::poll_fn(|cx| match serve.as_mut().poll(cx) {
+                    std::task::Poll::Ready(()) => std::task::Poll::Ready(()),
+                    std::task::Poll::Pending => closed.as_mut().poll(cx),
+                })
+                .await;
             });
         }
     })
 }
 
 /// Serves one connection's requests until the peer closes it (or breaks the protocol).
-async fn connection<S>(stream: S, state: Arc<State>)
+async fn connection<S>(stream: S, state: Arc<State>, slot: Arc<Slot>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| respond(req, state.clone()));
+    let service = hyper::service::service_fn(move |req| respond(req, state.clone(), slot.clone()));
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(Stall::new(stream, WRITE_TIMEOUT)), service)
         .await;
 }
 
-/// One request: read whole, handled on a blocking thread, answered with its length.
+/// One request: admitted on its head, its body read, handled on a blocking thread, answered
+/// with its length.
 async fn respond(
     req: Request<Body>,
     state: Arc<State>,
+    slot: Arc<Slot>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let reply = match read(req).await {
+    let head = req.method() == hyper::Method::HEAD;
+    let reply = match receive(req, &state, &slot).await {
         Ok(incoming) => {
-            let head = incoming.method == "HEAD";
+            let state = state.clone();
             match tokio::task::spawn_blocking(move || handle(&state, incoming)).await {
                 Ok(reply) if head => Reply { body: Vec::new(), ..reply },
                 Ok(reply) => reply,
@@ -118,35 +161,73 @@ async fn respond(
     }))
 }
 
-/// The request's method, path, the headers routes use, and its whole body (sized from
-/// Content-Length up front, so a pack is not grown by doubling).
-async fn read(req: Request<Body>) -> Result<Incoming, Reply> {
+/// The request's method, path, the headers routes use, and its whole body, read only once its
+/// head was admitted, under the route's limit and the body timeouts.
+async fn receive(req: Request<Body>, state: &Arc<State>, slot: &Slot) -> Result<Incoming, Reply> {
     let (parts, mut body) = req.into_parts();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
-    let declared = header("Content-Length").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let too_big = || Reply::text(413, format!("request bodies are limited to {} MiB", MAX_BODY >> 20));
-    if declared > MAX_BODY {
-        return Err(too_big());
-    }
-    let mut data = Vec::with_capacity(declared as usize);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Reply::text(400, format!("cannot read the request body: {e}")))?;
-        if let Ok(chunk) = frame.into_data() {
-            if (data.len() + chunk.len()) as u64 > MAX_BODY {
-                return Err(too_big());
-            }
-            data.extend_from_slice(&chunk);
-        }
-    }
-    Ok(Incoming {
+    let head = Head {
         method: parts.method.as_str().to_string(),
         url: parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into()),
         token: header("X-Archiver-Lock"),
         range: header("Range"),
         auth: header(crate::access::HEADER),
         txn_key: header(crate::repo::http::TXN_KEY),
-        body: data,
+        declared: header("Content-Length").and_then(|v| v.parse::<u64>().ok()),
+    };
+    let st = state.clone();
+    let (head, admitted) = tokio::task::spawn_blocking(move || {
+        let admitted = admit(&st, &head);
+        (head, admitted)
     })
+    .await
+    .map_err(|_| Reply::text(500, "internal error while checking the request (see the server's log)"))?;
+    let Admitted { limit, signed } = admitted?;
+    if signed {
+        slot.trust();
+    }
+    let body = read_body(&mut body, limit, head.declared, state.body_timeout).await?;
+    let Head { method, url, token, range, auth, txn_key, .. } = head;
+    Ok(Incoming { method, url, token, range, auth, txn_key, body })
+}
+
+/// Reads a body of at most `limit` bytes (sized from Content-Length up front, so a pack is not
+/// grown by doubling): 413 beyond the limit, 408 when it sends nothing for `timeout` or averages
+/// less than `BODY_FLOOR` bytes a second after the first `timeout`.
+async fn read_body(
+    body: &mut Body,
+    limit: u64,
+    declared: Option<u64>,
+    timeout: Duration,
+) -> Result<Vec<u8>, Reply> {
+    let too_big = || {
+        Reply::text(
+            413,
+            format!("this request's body is limited to {limit} bytes ({} MiB)", limit as f64 / 1048576.0),
+        )
+    };
+    let cut = |why: &str| Reply::text(408, format!("the request body {why}; send it again"));
+    let mut data = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    let start = Instant::now();
+    loop {
+        let frame = match tokio::time::timeout(timeout, body.frame()).await {
+            Err(_) => return Err(cut(&format!("sent nothing for {} s", timeout.as_secs_f64()))),
+            Ok(None) => break,
+            Ok(Some(frame)) => {
+                frame.map_err(|e| Reply::text(400, format!("cannot read the request body: {e}")))?
+            }
+        };
+        if let Ok(chunk) = frame.into_data() {
+            if (data.len() + chunk.len()) as u64 > limit {
+                return Err(too_big());
+            }
+            data.extend_from_slice(&chunk);
+        }
+        if trickling(data.len() as u64, start.elapsed(), timeout, BODY_FLOOR) {
+            return Err(cut(&format!("arrived slower than {} KiB/s", BODY_FLOOR >> 10)));
+        }
+    }
+    Ok(data)
 }
 
 /// The TLS side from a PEM certificate chain and private key, each checked with a one-line

@@ -2,7 +2,8 @@
 //! client reaches it: `Server::client` (the binary, through an `Env` whose repository is the URL),
 //! `Server::repo` (the library's `Repository`), `Server::local` (the same repository read directly
 //! as the directory `STORE/NAME`). `start_tls` serves HTTPS; library clients sign with the keys
-//! they are given.
+//! they are given. Servers started here let clients create repositories (`--allow-create`)
+//! unless started with `start_with_args`, which passes exactly the arguments given.
 
 use super::*;
 use archiver::crypto::Keys;
@@ -22,6 +23,8 @@ pub struct Server {
     vars: Vec<(String, String)>,
     /// Extra `serve` arguments (e.g. TLS), and the URL scheme they make it speak.
     args: Vec<String>,
+    /// RLIMIT_NOFILE (soft and hard) of the server process, if limited.
+    nofile: Option<u64>,
     scheme: &'static str,
     /// Everything the server printed on stderr after its first line.
     log: Arc<Mutex<String>>,
@@ -34,16 +37,24 @@ impl Server {
     }
 
     pub fn start_with_ttl(store: &Path, lock_ttl: u64) -> Server {
-        Server::start_with_args(store, lock_ttl, &[])
+        Server::start_with_args(store, lock_ttl, &["--allow-create"])
     }
 
     /// Starts a server speaking HTTPS with this PEM certificate and key.
     pub fn start_tls(store: &Path, cert: &Path, key: &Path) -> Server {
-        let args = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+        let args =
+            ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(), "--allow-create"];
         Server::start_with_args(store, 2, &args)
     }
 
-    fn start_with_args(store: &Path, lock_ttl: u64, args: &[&str]) -> Server {
+    /// Starts a server with exactly these extra `serve` arguments (no `--allow-create` unless
+    /// given).
+    pub fn start_with_args(store: &Path, lock_ttl: u64, args: &[&str]) -> Server {
+        Server::start_limited(store, lock_ttl, args, None)
+    }
+
+    /// `start_with_args` in a process that may open at most `nofile` files (soft and hard limit).
+    pub fn start_limited(store: &Path, lock_ttl: u64, args: &[&str], nofile: Option<u64>) -> Server {
         let tls = args.contains(&"--tls-cert");
         let mut s = Server {
             child: None,
@@ -52,6 +63,7 @@ impl Server {
             lock_ttl,
             vars: Vec::new(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            nofile,
             scheme: if tls { "https" } else { "http" },
             log: Arc::new(Mutex::new(String::new())),
         };
@@ -61,7 +73,22 @@ impl Server {
 
     /// Starts the process listening on `listen`; Err with what it said if it could not listen.
     fn spawn(&mut self, listen: &str) -> Result<(), String> {
-        let mut child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        if let Some(n) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let l = libc::rlimit { rlim_cur: n, rlim_max: n };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &l) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = cmd
             .args(["serve", "--listen", listen, "--store"])
             .arg(&self.store)
             .args(["--lock-ttl", &self.lock_ttl.to_string()])

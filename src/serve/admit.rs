@@ -1,0 +1,112 @@
+//! What a request must pass before the server reads a byte of its body: a route it knows, a
+//! signature that verifies over the request head and the body hash it names, by a key of this
+//! repository whose permission the route can accept, and a declared length within the route's
+//! limit (`limits::request_body`). A peer without a key thus gets its 401 at once and can make
+//! the server neither buffer nor wait for a body; the body that follows is read under the route's
+//! limit and timeouts (`net`) and checked against the signed hash (`authorize`).
+//!
+//! Creating a repository (`PUT config`) is the one route without a repository to check against:
+//! it is refused unless the server runs with `--allow-create`, and its body (the config, which
+//! names the verifiers the signature is then checked with) is limited to `limits::CONFIG`.
+
+use super::{limits, valid_name, Reply, State};
+use crate::access::Verifiers;
+use crate::repo::objects::ObjectRepo;
+use crate::repo::Repository;
+
+/// A request as far as its head: what admission looks at.
+pub(crate) struct Head {
+    pub method: String,
+    /// Path and query as received.
+    pub url: String,
+    pub token: Option<String>,
+    pub range: Option<String>,
+    pub auth: Option<String>,
+    /// The transaction secret (`X-Archiver-Txn-Key`).
+    pub txn_key: Option<String>,
+    /// `Content-Length`, when given.
+    pub declared: Option<u64>,
+}
+
+/// A request let in: the most body to read, and whether its signature was already verified
+/// (its connection is then trusted: `conns`).
+pub(crate) struct Admitted {
+    pub limit: u64,
+    pub signed: bool,
+}
+
+/// Whether the request behind `head` may go on to send its body.
+pub(crate) fn admit(state: &State, head: &Head) -> Result<Admitted, Reply> {
+    let path = head.url.split_once('?').map_or(head.url.as_str(), |(p, _)| p);
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ["v1", repo, rest @ ..] = parts.as_slice() else {
+        return Err(Reply::text(404, "no such route"));
+    };
+    if !valid_name(repo) {
+        return Err(Reply::text(400, "repository names are letters, digits, '-', '_' and '.'"));
+    }
+    let method = head.method.as_str();
+    let limit = limits::request_body(method, rest);
+    let too_big = || {
+        Reply::text(
+            413,
+            format!("this request's body is limited to {} bytes ({} MiB)", limit, limit as f64 / 1048576.0),
+        )
+    };
+    if matches!((method, rest), ("PUT", ["config"])) {
+        if !state.allow_create {
+            return Err(Reply::text(403, CREATE_REFUSED));
+        }
+        // Checked against the verifiers the config names once it is in (`authorize`).
+        if head.auth.is_none() {
+            return Err(Reply::text(401, "the request carries no access signature (X-Archiver-Auth)"));
+        }
+        return match head.declared {
+            Some(n) if n > limit => Err(too_big()),
+            _ => Ok(Admitted { limit, signed: false }),
+        };
+    }
+    let r = ObjectRepo::local(&state.store.join(repo).display().to_string());
+    let config = match r.read_config() {
+        Ok(Some(c)) => c,
+        Ok(None) => return Err(Reply::text(404, "no repository here")),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(verifiers) = Verifiers::from_config(&config) else {
+        return Err(Reply::text(
+            401,
+            "this repository's config has no access verifiers (made by an older archiver)",
+        ));
+    };
+    let signed = crate::access::Signed {
+        method,
+        path: &head.url,
+        range: head.range.as_deref().unwrap_or(""),
+        lock: head.token.as_deref().unwrap_or(""),
+        body: &[],
+    };
+    let perm = verifiers
+        .verify_head(head.auth.as_deref(), &signed, std::time::SystemTime::now())
+        .map_err(|m| Reply::text(401, m))?;
+    // Without the body, `need` answers with every permission the route can accept for some body
+    // (a commit's body can only narrow write-or-delete to delete); `authorize` decides exactly.
+    let can = crate::access::need(method, rest, &[]);
+    if !can.contains(&perm) {
+        let names: Vec<&str> = can.iter().map(|p| p.name()).collect();
+        return Err(Reply::text(
+            403,
+            format!(
+                "a key with only the {} permission may not do this (it needs {})",
+                perm.name(),
+                names.join(" or ")
+            ),
+        ));
+    }
+    match head.declared {
+        Some(n) if n > limit => Err(too_big()),
+        _ => Ok(Admitted { limit, signed: true }),
+    }
+}
+
+/// The answer to `PUT config` on a server without `--allow-create`.
+pub const CREATE_REFUSED: &str = "this server does not create repositories: start archiver serve with --allow-create, or create the repository in its store directly (archiver keygen --repo STORE/NAME)";
