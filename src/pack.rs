@@ -107,29 +107,40 @@ pub fn header_len_from_trailer(tail: &[u8]) -> Result<usize> {
         bail!("pack trailer is missing or damaged");
     }
     let n = &tail[tail.len() - TRAILER..tail.len() - MAGIC.len()];
-    Ok(u32::from_le_bytes(n.try_into().expect("4 bytes")) as usize)
+    let n = u32::from_le_bytes(n.try_into().expect("4 bytes")) as usize;
+    if n > crate::limits::MAX_PACK_HEADER {
+        bail!(
+            "pack trailer claims a header of {n} bytes, more than the {} allowed: the pack is damaged or hostile",
+            crate::limits::MAX_PACK_HEADER
+        );
+    }
+    Ok(n)
 }
 
 pub const TRAILER_LEN: usize = TRAILER;
 
-/// Decodes a sealed pack header into entries with their offsets.
+/// Decodes a sealed pack header into entries with their offsets, each checked against `limits`.
 pub fn parse_header(keys: &Keys, name: &str, sealed: &[u8]) -> Result<Vec<Entry>> {
-    let plain = crate::crypto::open_object(keys, &header_ad(name), sealed, 256 << 20)
+    let max = crate::limits::struct_plain_max(sealed.len(), crate::limits::MAX_PACK_HEADER);
+    let plain = crate::crypto::open_object(keys, &header_ad(name), sealed, max)
         .with_context(|| format!("pack {name} header"))?;
     let mut r = Reader::new(&plain, "pack header");
     if r.u8()? != 1 {
         bail!("pack header has an unknown version");
     }
-    let n = r.count(35)?;
-    let mut offset = 0u64;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let id = r.id()?;
-        let kind = Kind::from_u8(r.u8()?)?;
-        let len = r.uvar()? as u32;
-        let plain_len = r.uvar()? as u32;
-        out.push(Entry { id, kind, offset, len, plain_len });
-        offset += len as u64;
-    }
-    Ok(out)
+    let entries = (|| {
+        let n = r.count(35)?;
+        let mut offset = 0u64;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = r.id()?;
+            let kind = Kind::from_u8(r.u8()?)?;
+            let (len, plain_len) = crate::limits::block_lens(r.uvar()?, r.uvar()?)?;
+            crate::limits::block_reach(offset, len)?;
+            out.push(Entry { id, kind, offset, len, plain_len });
+            offset += len as u64;
+        }
+        Ok::<_, anyhow::Error>(out)
+    })();
+    entries.with_context(|| format!("pack {name} header is damaged or hostile"))
 }

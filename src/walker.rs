@@ -162,7 +162,12 @@ impl Walker<'_> {
             rest = &rest[n..];
         }
         let name = format!("{}.part", self.name);
-        let root = Root { name: name.clone(), time: self.time, host: hostname(), meta }.encode();
+        let root = crate::create::encode_root(&Root {
+            name: name.clone(),
+            time: self.time,
+            host: hostname(),
+            meta,
+        })?;
         let archive = ArchiveRef {
             name,
             root: self.txn.keys().block_id(&root),

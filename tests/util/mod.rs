@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod crash;
+pub mod mem;
 pub mod proxy;
 pub mod server;
 
