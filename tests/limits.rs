@@ -8,83 +8,16 @@
 
 mod util;
 
-use archiver::archive::{Node, NodeKind, Root};
+use archiver::archive::NodeKind;
 use archiver::codec::Writer;
 use archiver::crypto::BlockId;
 use archiver::index::Segment;
-use archiver::manifest::ArchiveRef;
 use archiver::pack::{Entry, Kind};
-use archiver::session::{Session, Settings};
-use archiver::txn::Txn;
+use util::craft::{commit_archive, node};
 use util::mem::run_measured;
 use util::*;
 
 const RSS_BOUND: u64 = 300 << 20;
-
-/// A session on `env`'s repository with its key, and a cache of its own (the crafter's).
-fn crafter(env: &Env) -> Session {
-    let settings = Settings {
-        repo: env.repo.display().to_string(),
-        keyfile: env.key.clone(),
-        cachedir: env.path("crafter-cache"),
-        ca_cert: None,
-    };
-    Session::open(&settings).expect("the key opens the repository")
-}
-
-/// Commits archive `name` whose root lists `meta` (each stored first), with `extra` added to the
-/// transaction's index segment.
-fn commit_archive(env: &Env, name: &str, blocks: &[Vec<u8>], listing: Vec<usize>, extra: Segment) {
-    let session = crafter(env);
-    let _lock = session.repo.lock("crafter").unwrap();
-    let head = session.head().unwrap();
-    let cache = session.open_cache(&head, &|_| {}).unwrap();
-    let mut txn = Txn::begin(&session, head.0.clone(), cache, b"crafted").unwrap();
-    let ids: Vec<(BlockId, u32)> =
-        blocks.iter().map(|b| (txn.put(Kind::Meta, b).unwrap(), b.len() as u32)).collect();
-    let root = Root {
-        name: name.into(),
-        time: 1,
-        host: "h".into(),
-        meta: listing.iter().map(|&i| ids[i]).collect(),
-    };
-    let bytes = root.encode();
-    let root_id = txn.put(Kind::Root, &bytes).unwrap();
-    let archive = ArchiveRef {
-        name: name.into(),
-        root: root_id,
-        root_len: bytes.len() as u32,
-        time: 1,
-        partial: false,
-        stats: Default::default(),
-    };
-    txn.commit(
-        extra,
-        move |m, new, _| {
-            m.insert(archive);
-            m.indexes.extend_from_slice(new);
-        },
-        Vec::new(),
-        Vec::new(),
-    )
-    .unwrap();
-}
-
-fn node(path: Vec<u8>, kind: NodeKind) -> Node {
-    Node {
-        path,
-        kind,
-        mode: if kind == NodeKind::Dir { 0o40755 } else { 0o100644 },
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        mtime_ns: 0,
-        size: 0,
-        blocks: Vec::new(),
-        target: Vec::new(),
-        partial: false,
-    }
-}
 
 /// One metadata block of nearly 4 MiB (the chunker's maximum) of small directory nodes.
 fn big_meta_block() -> Vec<u8> {

@@ -4,6 +4,7 @@
 //! symlink targets.
 #![allow(dead_code)]
 
+pub mod craft;
 pub mod crash;
 pub mod mem;
 pub mod proxy;
