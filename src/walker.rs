@@ -257,7 +257,7 @@ impl Walker<'_> {
     }
 
     fn emit(&mut self, node: &Node) -> Result<()> {
-        (self.progress)(Event::File(String::from_utf8_lossy(&node.path).into_owned()));
+        (self.progress)(Event::File(crate::query::escape(&node.path)));
         self.meta.push(node, &mut self.txn, &self.chunker)?;
         self.maybe_checkpoint(None)
     }
