@@ -4,8 +4,9 @@
 //! The cache is only an optimisation. It records the generation and manifest hash it mirrors, and
 //! which index segments its block table was loaded from (every block row belongs to a pack row,
 //! every pack row to a segment row, so a segment's blocks can be dropped exactly). A cache that
-//! is missing, unreadable, fails SQLite's integrity check, has another schema, or mirrors another
-//! state is brought in line by `session::open_cache` (recreated, or re-synced segment by
+//! is missing, unreadable, fails SQLite's integrity check, has another schema, has a file this
+//! process cannot write (a read-only `-shm` or `-wal` left by another user's run), or mirrors
+//! another state is brought in line by `session::open_cache` (recreated, or re-synced segment by
 //! segment), never trusted as it is. Blocks are inserted only after the repository durably
 //! acknowledged them (invariant 1): the write transaction keeps one SQLite transaction open and
 //! commits it only at a checkpoint or after the repository commit.
