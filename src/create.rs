@@ -175,7 +175,7 @@ pub fn archive_path(p: &Path) -> Vec<u8> {
 pub(crate) fn encode_root(root: &Root) -> Result<Vec<u8>> {
     if let Err(e) = crate::archive::check_meta_list(&root.meta) {
         bail!(
-            "archive {:?} would repeat the same metadata too often ({e:#}): give each path once (or less overlapping paths)",
+            "archive {:?} would repeat the same metadata too often ({e:#}): give each path once, with fewer overlapping paths",
             root.name
         );
     }

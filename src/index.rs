@@ -99,4 +99,13 @@ mod tests {
             assert!(err.contains("damaged or hostile"), "{err}");
         }
     }
+
+    #[test]
+    fn a_small_object_that_decompresses_hugely_is_refused() {
+        let (keys, _) = Keys::generate().unwrap();
+        let bomb = seal_object(&keys, &ad("ab-000000"), &vec![0u8; 32 << 20]);
+        assert!(bomb.len() < 64 << 10, "zstd should shrink zeros: {}", bomb.len());
+        let err = format!("{:#}", Segment::open(&keys, "ab-000000", &bomb).unwrap_err());
+        assert!(err.contains("more than the 16777216 allowed"), "{err}");
+    }
 }

@@ -144,3 +144,33 @@ pub fn parse_header(keys: &Keys, name: &str, sealed: &[u8]) -> Result<Vec<Entry>
     })();
     entries.with_context(|| format!("pack {name} header is damaged or hostile"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_beyond_the_limits_are_refused() {
+        let (keys, _) = Keys::generate().unwrap();
+        let mut b = PackBuilder::default();
+        let data = b"some block".to_vec();
+        let id = keys.block_id(&data);
+        b.add(id, Kind::Data, &keys.seal_block(&id, &data), data.len() as u32);
+        let (pack, _) = b.finish(&keys, "ab/00000000");
+        let hlen = header_len_from_trailer(&pack).unwrap();
+        let header = &pack[pack.len() - TRAILER - hlen..pack.len() - TRAILER];
+        assert_eq!(parse_header(&keys, "ab/00000000", header).unwrap().len(), 1);
+
+        // A header whose entry claims a 1 GiB block, sealed with the right key.
+        let mut w = Writer::new();
+        w.u8(1).uvar(1).id(&id).u8(0).uvar(1 << 30).uvar(1 << 30);
+        let hostile = crate::crypto::seal_object(&keys, &header_ad("ab/00000000"), &w.finish());
+        let err = format!("{:#}", parse_header(&keys, "ab/00000000", &hostile).unwrap_err());
+        assert!(err.contains("damaged or hostile"), "{err}");
+
+        // A trailer claiming a header larger than any pack's.
+        let mut tail = ((crate::limits::MAX_PACK_HEADER + 1) as u32).to_le_bytes().to_vec();
+        tail.extend_from_slice(MAGIC);
+        assert!(header_len_from_trailer(&tail).unwrap_err().to_string().contains("hostile"));
+    }
+}
