@@ -7,7 +7,9 @@
 
 use crate::codec::{Reader, Writer};
 use crate::crypto::BlockId;
+use crate::limits::{MAX_PATH, MAX_PLAIN, META_REPEAT};
 use anyhow::{bail, Result};
+use std::collections::HashMap;
 
 pub const VERSION: u8 = 1;
 
@@ -58,6 +60,8 @@ impl Node {
         }
     }
 
+    /// Decodes one node. Every length is checked before it is used (`limits`): paths and symlink
+    /// targets at most `MAX_PATH`, block lengths at most a block's largest plaintext.
     pub fn decode(r: &mut Reader) -> Result<Node> {
         let kind = match r.u8()? {
             1 => NodeKind::File,
@@ -65,19 +69,26 @@ impl Node {
             3 => NodeKind::Symlink,
             k => bail!("archive metadata has an unknown node kind {k}"),
         };
+        let path = r.bytes()?;
+        if path.len() > MAX_PATH {
+            bail!("archive metadata holds a path of {} bytes, more than the {MAX_PATH} allowed: it is damaged or hostile", path.len());
+        }
         let mut n = Node {
-            path: r.bytes()?.to_vec(),
+            path: path.to_vec(),
             kind,
-            mode: r.uvar()? as u32,
-            uid: r.uvar()? as u32,
-            gid: r.uvar()? as u32,
+            mode: r.u32()?,
+            uid: r.u32()?,
+            gid: r.u32()?,
             mtime: r.ivar()?,
-            mtime_ns: r.uvar()? as u32,
+            mtime_ns: r.u32()?,
             size: 0,
             blocks: Vec::new(),
             target: Vec::new(),
             partial: false,
         };
+        if n.mtime_ns >= 1_000_000_000 {
+            bail!("archive metadata holds a time with {} nanoseconds: it is damaged or hostile", n.mtime_ns);
+        }
         match kind {
             NodeKind::File => {
                 n.size = r.uvar()?;
@@ -85,14 +96,30 @@ impl Node {
                 let count = r.count(33)?;
                 n.blocks.reserve(count);
                 for _ in 0..count {
-                    n.blocks.push((r.id()?, r.uvar()? as u32));
+                    let id = r.id()?;
+                    n.blocks.push((id, plain_len(r)?));
                 }
             }
-            NodeKind::Symlink => n.target = r.bytes()?.to_vec(),
+            NodeKind::Symlink => {
+                let target = r.bytes()?;
+                if target.len() > MAX_PATH {
+                    bail!("archive metadata holds a symlink target of {} bytes, more than the {MAX_PATH} allowed: it is damaged or hostile", target.len());
+                }
+                n.target = target.to_vec();
+            }
             NodeKind::Dir => {}
         }
         Ok(n)
     }
+}
+
+/// A block's plain length as metadata lists it: at most a block's largest plaintext.
+fn plain_len(r: &mut Reader) -> Result<u32> {
+    let len = r.u32()?;
+    if len > MAX_PLAIN {
+        bail!("archive metadata lists a block of {len} bytes, more than the {MAX_PLAIN} a block can hold: it is damaged or hostile");
+    }
+    Ok(len)
 }
 
 /// Decodes a whole metadata stream.
@@ -138,6 +165,8 @@ impl Root {
         w.finish()
     }
 
+    /// Decodes a root; its list of metadata blocks is checked (`check_meta_list`) before any of
+    /// them is fetched.
     pub fn decode(buf: &[u8]) -> Result<Root> {
         let mut r = Reader::new(buf, "archive root");
         let v = r.u8()?;
@@ -150,10 +179,39 @@ impl Root {
         let n = r.count(33)?;
         let mut meta = Vec::with_capacity(n);
         for _ in 0..n {
-            meta.push((r.id()?, r.uvar()? as u32));
+            let id = r.id()?;
+            meta.push((id, plain_len(&mut r)?));
         }
+        check_meta_list(&meta)?;
         Ok(Root { name, time, host, meta })
     }
+}
+
+/// Checks a root's list of metadata blocks: one block is never listed with two lengths, and the
+/// list, counted per listing, adds up to at most `META_REPEAT` times its distinct blocks, so the
+/// stream that reading the archive builds is a bounded multiple of metadata really stored.
+pub fn check_meta_list(meta: &[(BlockId, u32)]) -> Result<()> {
+    let mut distinct: HashMap<&BlockId, u32> = HashMap::with_capacity(meta.len());
+    let (mut listed, mut unique) = (0u64, 0u64);
+    for (id, len) in meta {
+        listed += *len as u64;
+        match distinct.insert(id, *len) {
+            None => unique += *len as u64,
+            Some(l) if l == *len => {}
+            Some(l) => bail!(
+                "the archive root lists metadata block {} with two lengths ({l} and {len}): it is damaged or hostile",
+                hex::encode(&id[..8])
+            ),
+        }
+    }
+    if listed > unique.saturating_mul(META_REPEAT) {
+        bail!(
+            "the archive root lists {} of metadata blocks, more than {META_REPEAT} times the {} of distinct blocks it lists: it is damaged or hostile",
+            crate::units::human(listed),
+            crate::units::human(unique)
+        );
+    }
+    Ok(())
 }
 
 /// Checks an archive name given by a user.
@@ -194,5 +252,26 @@ mod tests {
         assert_eq!(decode_nodes(&w.finish()).unwrap(), vec![n]);
         let root = Root { name: "x".into(), time: 7, host: "h".into(), meta: vec![([1; 32], 5)] };
         assert_eq!(Root::decode(&root.encode()).unwrap(), root);
+    }
+
+    #[test]
+    fn roots_and_nodes_beyond_the_limits_are_refused() {
+        let root = |meta: Vec<(BlockId, u32)>| Root { name: "x".into(), time: 7, host: "h".into(), meta };
+        let ok = root(vec![([1; 32], 100), ([2; 32], 50), ([1; 32], 100), ([1; 32], 100), ([1; 32], 100)]);
+        assert!(Root::decode(&ok.encode()).is_ok(), "four times over is allowed");
+        for bad in [
+            root(vec![([1; 32], 100); 5]),
+            root(vec![([1; 32], 100), ([1; 32], 101)]),
+            root(vec![([1; 32], MAX_PLAIN + 1)]),
+        ] {
+            let err = Root::decode(&bad.encode()).unwrap_err().to_string();
+            assert!(err.contains("damaged or hostile"), "{err}");
+        }
+        let mut w = Writer::new();
+        w.u8(2).bytes(&[b'a'; MAX_PATH + 1]).uvar(0o40755).uvar(0).uvar(0).ivar(0).uvar(0);
+        assert!(decode_nodes(&w.finish()).unwrap_err().to_string().contains("path of 65537 bytes"));
+        let mut w = Writer::new();
+        w.u8(2).bytes(b"a").uvar(1 << 32).uvar(0).uvar(0).ivar(0).uvar(0);
+        assert!(decode_nodes(&w.finish()).is_err(), "a mode beyond 32 bits is refused, not truncated");
     }
 }

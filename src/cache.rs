@@ -4,8 +4,9 @@
 //! The cache is only an optimisation. It records the generation and manifest hash it mirrors, and
 //! which index segments its block table was loaded from (every block row belongs to a pack row,
 //! every pack row to a segment row, so a segment's blocks can be dropped exactly). A cache that
-//! is missing, unreadable, fails SQLite's integrity check, has another schema, or mirrors another
-//! state is brought in line by `session::open_cache` (recreated, or re-synced segment by
+//! is missing, unreadable, fails SQLite's integrity check, has another schema, has a file this
+//! process cannot write (a read-only `-shm` or `-wal` left by another user's run), or mirrors
+//! another state is brought in line by `session::open_cache` (recreated, or re-synced segment by
 //! segment), never trusted as it is. Blocks are inserted only after the repository durably
 //! acknowledged them (invariant 1): the write transaction keeps one SQLite transaction open and
 //! commits it only at a checkpoint or after the repository commit.
@@ -47,7 +48,7 @@ impl Cache {
         for old in ["cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm"] {
             let _ = std::fs::remove_file(dir.join(old)); // schema 1's cache, never read again
         }
-        match Self::try_open(&path, repo_id) {
+        match writable(&path).and_then(|_| Self::try_open(&path, repo_id)) {
             Ok(c) => Ok((c, None)),
             Err(e) => {
                 remove_files(&path);
@@ -60,6 +61,9 @@ impl Cache {
 
     fn try_open(path: &Path, repo_id: &str) -> Result<Cache> {
         let conn = Connection::open(path)?;
+        if conn.is_readonly(rusqlite::DatabaseName::Main)? {
+            anyhow::bail!("it can only be read");
+        }
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // The cache can always be rebuilt, so it need not survive power loss: no fsync per commit.
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;")?;
@@ -267,6 +271,14 @@ impl Cache {
                         self.path.display()
                     )
                 }
+                // A file of the cache became read-only while we use it (see `writable`).
+                Some(rusqlite::ErrorCode::ReadOnly) => {
+                    self.discard();
+                    anyhow::anyhow!(
+                        "the local cache {} cannot be written ({e}); it was removed and is rebuilt from the repository on the next run: run the command again",
+                        self.path.display()
+                    )
+                }
                 Some(rusqlite::ErrorCode::DiskFull) => anyhow::anyhow!(
                     "the disk holding the local cache {} is full: free some space (the cache can be deleted safely)",
                     self.path.display()
@@ -348,10 +360,37 @@ impl Cache {
     }
 }
 
+/// The side files SQLite keeps beside a database.
+const SIDE_FILES: [&str; 4] = ["", "-wal", "-shm", "-journal"];
+
+fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Fails if the database or one of its side files exists but this process cannot write it (a
+/// `-shm` left by a run as another user, say). SQLite would then open the cache read-only, or
+/// fail at its first write, on every run; the cache is recreated instead.
+fn writable(path: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    for suffix in SIDE_FILES {
+        let file = side_file(path, suffix);
+        let c = std::ffi::CString::new(file.as_os_str().as_bytes())?;
+        // SAFETY: `c` is a valid NUL-terminated path; faccessat only reads it.
+        let denied =
+            unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) } != 0;
+        if denied && std::io::Error::last_os_error().kind() != std::io::ErrorKind::NotFound {
+            anyhow::bail!("{} cannot be written", file.display());
+        }
+    }
+    Ok(())
+}
+
 /// Removes a cache database and its SQLite side files.
 fn remove_files(path: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    for suffix in SIDE_FILES {
+        let _ = std::fs::remove_file(side_file(path, suffix));
     }
 }
 

@@ -84,6 +84,12 @@ impl<'a> Reader<'a> {
         let u = self.uvar()?;
         Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
     }
+    /// A number that must fit in 32 bits (lengths, modes, user ids): a larger one is refused, never
+    /// truncated.
+    pub fn u32(&mut self) -> Result<u32> {
+        u32::try_from(self.uvar()?)
+            .map_err(|_| anyhow::anyhow!("{} is malformed (a number is out of range)", self.what))
+    }
     pub fn usize(&mut self) -> Result<usize> {
         usize::try_from(self.uvar()?).map_err(|_| anyhow::anyhow!("{} is malformed", self.what))
     }

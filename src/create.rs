@@ -125,7 +125,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     let finished = (|| {
         meta.cut(&mut txn, &chunker, true)?;
         let root = Root { name: opts.name.clone(), time, host: hostname(), meta: meta.blocks };
-        let root_bytes = root.encode();
+        let root_bytes = encode_root(&root)?;
         let root_id = txn.put(Kind::Root, &root_bytes)?;
         let archive = ArchiveRef {
             name: opts.name.clone(),
@@ -199,6 +199,28 @@ pub fn archive_path(p: &Path) -> Vec<u8> {
         return b".".to_vec();
     }
     parts.join(&b'/')
+}
+
+/// A root's bytes, if every reader will accept it (`limits`): refuses, before the commit, an
+/// archive whose metadata lists the same blocks too many times over (the same tree given many
+/// times) or whose root would be larger than a block.
+pub(crate) fn encode_root(root: &Root) -> Result<Vec<u8>> {
+    if let Err(e) = crate::archive::check_meta_list(&root.meta) {
+        bail!(
+            "archive {:?} would repeat the same metadata too often ({e:#}): give each path once, with fewer overlapping paths",
+            root.name
+        );
+    }
+    let bytes = root.encode();
+    if bytes.len() > crate::limits::MAX_PLAIN as usize {
+        bail!(
+            "archive {:?} would have a root of {} bytes, more than the {} a block can hold: archive the tree in several archives",
+            root.name,
+            bytes.len(),
+            crate::limits::MAX_PLAIN
+        );
+    }
+    Ok(bytes)
 }
 
 pub(crate) fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {

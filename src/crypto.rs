@@ -86,8 +86,10 @@ impl Keys {
         self.seal(id, &compress(plain))
     }
 
-    /// Opens a sealed block, decompresses it and checks the plaintext hashes back to `id`.
+    /// Opens a sealed block, decompresses it and checks the plaintext hashes back to `id`. Lengths
+    /// beyond what a block can have are refused before anything is allocated.
     pub fn open_block(&self, id: &BlockId, sealed: &[u8], plain_len: usize) -> Result<Vec<u8>> {
+        crate::limits::block_lens(sealed.len() as u64, plain_len as u64)?;
         let framed = self.open(id, sealed)?;
         let plain = decompress(&framed, plain_len)?;
         if &self.block_id(&plain) != id {

@@ -98,14 +98,19 @@ pub fn collect(
         }
         result.reclaimed += dead.iter().map(|e| e.len as u64).sum::<u64>();
         if !alive.is_empty() {
-            // Copy the live blocks, still sealed, into this transaction's packs.
+            // Copy the live blocks, still sealed, into this transaction's packs. One read spans
+            // them (the index's entries lie within `limits::MAX_PACK_DATA` bytes of blocks; the
+            // pack's header and trailer are not read).
+            let start = alive.iter().map(|e| e.offset).min().unwrap_or(0);
+            let end = alive.iter().map(|e| e.offset + e.len as u64).max().unwrap_or(0);
             let bytes = session
                 .repo
-                .read_pack(&pack, 0, session.repo.pack_size(&pack)?)
+                .read_pack(&pack, start, end - start)
                 .with_context(|| format!("cannot read pack {pack} to repack it"))?;
             for e in &alive {
+                let at = (e.offset - start) as usize;
                 let sealed = bytes
-                    .get(e.offset as usize..e.offset as usize + e.len as usize)
+                    .get(at..at + e.len as usize)
                     .with_context(|| format!("pack {pack} is truncated: the repository is damaged (`archiver fsck` names everything affected)"))?;
                 txn.put_sealed(e.id, e.kind, sealed.to_vec(), e.plain_len)?;
             }

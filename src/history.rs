@@ -62,10 +62,10 @@ pub fn describe(gens: &[Generation]) -> Vec<String> {
             let (added, removed) =
                 (missing(&g.archives, &prev.archives), missing(&prev.archives, &g.archives));
             if !added.is_empty() {
-                line += &format!("; added {}", added.join(", "));
+                line += &format!("; added {}", shown(&added));
             }
             if !removed.is_empty() {
-                line += &format!("; removed {}", removed.join(", "));
+                line += &format!("; removed {}", shown(&removed));
             }
         }
         lines.push(line);
@@ -122,6 +122,11 @@ pub fn rollback(session: &Session, gen: u64, progress: Progress) -> Result<u64> 
         m.gen, head_gen
     )));
     Ok(m.gen)
+}
+
+/// Archive names for one line, each escaped (a manifest may name anything).
+fn shown(names: &[&str]) -> String {
+    names.iter().map(|n| crate::query::escape_name(n)).collect::<Vec<_>>().join(", ")
 }
 
 /// The names in `these` (sorted) that `others` (sorted) lacks.

@@ -47,6 +47,21 @@ pub fn write_new(path: &Path, keys: &Keys) -> Result<()> {
     Ok(())
 }
 
+/// A one-line warning when `path` is a valid key file open to its group or others (mode &
+/// 0o077): whoever can read it can read every archive, and use its write or delete key. (A file
+/// that is no key file gets the error about that instead.)
+pub fn exposure(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0 && read(path).is_ok()).then(|| {
+        format!(
+            "key file {} is open to its group or others (mode {mode:04o}): anyone who can read it can read your archives; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
 pub fn read(path: &Path) -> Result<Keys> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow::anyhow!(

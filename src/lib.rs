@@ -22,6 +22,7 @@ pub mod fsck;
 pub mod history;
 pub mod index;
 pub mod keyfile;
+pub mod limits;
 pub mod manifest;
 pub mod pack;
 pub mod progress;

@@ -36,7 +36,7 @@ fn main() {
         Err(e) if e.downcast_ref::<cli::output::BrokenPipe>().is_some() => 0,
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("archiver: {msg}");
+            cli::output::err(&format!("archiver: {msg}"));
             if e.downcast_ref::<archiver::txn::RepositoryChanged>().is_some() {
                 2
             } else {

@@ -7,6 +7,7 @@
 use crate::archive::Stats;
 use crate::codec::{Reader, Writer};
 use crate::crypto::{open_object, seal_object, BlockId, Keys};
+use crate::limits;
 use anyhow::{bail, Context, Result};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,8 +44,10 @@ impl ArchiveRef {
     }
 
     pub fn decode(r: &mut Reader) -> Result<ArchiveRef> {
-        let (name, root, root_len, time, partial) =
-            (r.string()?, r.id()?, r.uvar()? as u32, r.ivar()?, r.u8()? != 0);
+        let (name, root, root_len, time, partial) = (r.string()?, r.id()?, r.u32()?, r.ivar()?, r.u8()? != 0);
+        if root_len > crate::limits::MAX_PLAIN {
+            bail!("archive {name:?} has a root of {root_len} bytes, more than a block can hold");
+        }
         let mut f = [0u64; 7];
         for v in f.iter_mut() {
             *v = r.uvar()?;
@@ -90,21 +93,27 @@ impl Checkpoint {
     }
 
     pub fn open(keys: &Keys, txn: &str, sealed: &[u8]) -> Result<Checkpoint> {
-        let plain = open_object(keys, &Self::ad(txn), sealed, 1 << 30)
+        let max = limits::struct_plain_max(sealed.len(), 1 << 30);
+        let plain = open_object(keys, &Self::ad(txn), sealed, max)
             .with_context(|| format!("checkpoint record of transaction {txn} is damaged"))?;
         let mut r = Reader::new(&plain, "checkpoint record");
         if r.u8()? != VERSION {
             bail!("checkpoint record has an unknown format; upgrade archiver");
         }
-        let archive = ArchiveRef::decode(&mut r)?;
-        let mut lists = [Vec::new(), Vec::new()];
-        for list in lists.iter_mut() {
-            for _ in 0..r.count(1)? {
-                list.push(r.string()?);
+        let decoded = (|| -> Result<_> {
+            let archive = ArchiveRef::decode(&mut r)?;
+            let mut lists = [Vec::new(), Vec::new()];
+            for (list, check) in lists.iter_mut().zip([limits::segment_name, limits::pack_name]) {
+                for _ in 0..r.count(1)? {
+                    let name = r.string()?;
+                    check(&name)?;
+                    list.push(name);
+                }
             }
-        }
-        let [indexes, packs] = lists;
-        Ok(Checkpoint { archive, indexes, packs })
+            let [indexes, packs] = lists;
+            Ok(Checkpoint { archive, indexes, packs })
+        })();
+        decoded.with_context(|| format!("checkpoint record of transaction {txn} is damaged or hostile"))
     }
 }
 
@@ -151,7 +160,8 @@ impl Manifest {
     }
 
     pub fn open(keys: &Keys, gen: u64, sealed: &[u8]) -> Result<Manifest> {
-        let plain = open_object(keys, &ad(gen), sealed, 1 << 30)
+        let max = limits::struct_plain_max(sealed.len(), 1 << 30);
+        let plain = open_object(keys, &ad(gen), sealed, max)
             .with_context(|| format!("manifest of generation {gen} is damaged"))?;
         let mut r = Reader::new(&plain, "manifest");
         let v = r.u8()?;
@@ -162,12 +172,17 @@ impl Manifest {
         if m.gen != gen {
             bail!("manifest claims generation {} but is stored as {gen}", m.gen);
         }
-        for _ in 0..r.count(35)? {
-            m.archives.push(ArchiveRef::decode(&mut r)?);
-        }
-        for _ in 0..r.count(1)? {
-            m.indexes.push(r.string()?);
-        }
-        Ok(m)
+        let decoded = (|| -> Result<_> {
+            for _ in 0..r.count(35)? {
+                m.archives.push(ArchiveRef::decode(&mut r)?);
+            }
+            for _ in 0..r.count(1)? {
+                let name = r.string()?;
+                limits::segment_name(&name)?;
+                m.indexes.push(name);
+            }
+            Ok(m)
+        })();
+        decoded.with_context(|| format!("manifest of generation {gen} is damaged or hostile"))
     }
 }

@@ -107,29 +107,70 @@ pub fn header_len_from_trailer(tail: &[u8]) -> Result<usize> {
         bail!("pack trailer is missing or damaged");
     }
     let n = &tail[tail.len() - TRAILER..tail.len() - MAGIC.len()];
-    Ok(u32::from_le_bytes(n.try_into().expect("4 bytes")) as usize)
+    let n = u32::from_le_bytes(n.try_into().expect("4 bytes")) as usize;
+    if n > crate::limits::MAX_PACK_HEADER {
+        bail!(
+            "pack trailer claims a header of {n} bytes, more than the {} allowed: the pack is damaged or hostile",
+            crate::limits::MAX_PACK_HEADER
+        );
+    }
+    Ok(n)
 }
 
 pub const TRAILER_LEN: usize = TRAILER;
 
-/// Decodes a sealed pack header into entries with their offsets.
+/// Decodes a sealed pack header into entries with their offsets, each checked against `limits`.
 pub fn parse_header(keys: &Keys, name: &str, sealed: &[u8]) -> Result<Vec<Entry>> {
-    let plain = crate::crypto::open_object(keys, &header_ad(name), sealed, 256 << 20)
+    let max = crate::limits::struct_plain_max(sealed.len(), crate::limits::MAX_PACK_HEADER);
+    let plain = crate::crypto::open_object(keys, &header_ad(name), sealed, max)
         .with_context(|| format!("pack {name} header"))?;
     let mut r = Reader::new(&plain, "pack header");
     if r.u8()? != 1 {
         bail!("pack header has an unknown version");
     }
-    let n = r.count(35)?;
-    let mut offset = 0u64;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let id = r.id()?;
-        let kind = Kind::from_u8(r.u8()?)?;
-        let len = r.uvar()? as u32;
-        let plain_len = r.uvar()? as u32;
-        out.push(Entry { id, kind, offset, len, plain_len });
-        offset += len as u64;
+    let entries = (|| {
+        let n = r.count(35)?;
+        let mut offset = 0u64;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = r.id()?;
+            let kind = Kind::from_u8(r.u8()?)?;
+            let (len, plain_len) = crate::limits::block_lens(r.uvar()?, r.uvar()?)?;
+            crate::limits::block_reach(offset, len)?;
+            out.push(Entry { id, kind, offset, len, plain_len });
+            offset += len as u64;
+        }
+        Ok::<_, anyhow::Error>(out)
+    })();
+    entries.with_context(|| format!("pack {name} header is damaged or hostile"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_beyond_the_limits_are_refused() {
+        let (keys, _) = Keys::generate().unwrap();
+        let mut b = PackBuilder::default();
+        let data = b"some block".to_vec();
+        let id = keys.block_id(&data);
+        b.add(id, Kind::Data, &keys.seal_block(&id, &data), data.len() as u32);
+        let (pack, _) = b.finish(&keys, "ab/00000000");
+        let hlen = header_len_from_trailer(&pack).unwrap();
+        let header = &pack[pack.len() - TRAILER - hlen..pack.len() - TRAILER];
+        assert_eq!(parse_header(&keys, "ab/00000000", header).unwrap().len(), 1);
+
+        // A header whose entry claims a 1 GiB block, sealed with the right key.
+        let mut w = Writer::new();
+        w.u8(1).uvar(1).id(&id).u8(0).uvar(1 << 30).uvar(1 << 30);
+        let hostile = crate::crypto::seal_object(&keys, &header_ad("ab/00000000"), &w.finish());
+        let err = format!("{:#}", parse_header(&keys, "ab/00000000", &hostile).unwrap_err());
+        assert!(err.contains("damaged or hostile"), "{err}");
+
+        // A trailer claiming a header larger than any pack's.
+        let mut tail = ((crate::limits::MAX_PACK_HEADER + 1) as u32).to_le_bytes().to_vec();
+        tail.extend_from_slice(MAGIC);
+        assert!(header_len_from_trailer(&tail).unwrap_err().to_string().contains("hostile"));
     }
-    Ok(out)
 }

@@ -75,11 +75,18 @@ pub fn long_line(n: &Node) -> String {
     };
     let mut mode = String::with_capacity(10);
     mode.push(kind);
-    for shift in [6u32, 3, 0] {
+    // Owner, group, others; the setuid, setgid and sticky bits show in the execute column as
+    // `ls -l` shows them: s/t over an execute bit, S/T without one.
+    for (shift, special, mark) in [(6u32, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
         let bits = (n.mode >> shift) & 7;
         mode.push(if bits & 4 != 0 { 'r' } else { '-' });
         mode.push(if bits & 2 != 0 { 'w' } else { '-' });
-        mode.push(if bits & 1 != 0 { 'x' } else { '-' });
+        mode.push(match (n.mode & special != 0, bits & 1 != 0) {
+            (false, true) => 'x',
+            (false, false) => '-',
+            (true, true) => mark,
+            (true, false) => mark.to_ascii_uppercase(),
+        });
     }
     let mut line = format!(
         "{mode} {:>5} {:>5} {:>12} {} {}",
@@ -120,6 +127,13 @@ pub fn escape(path: &[u8]) -> String {
     out
 }
 
+/// An archive name for display on one line, escaped as `escape` escapes paths: a name read
+/// from a repository may hold anything a key holder put there, terminal escapes and newlines
+/// included.
+pub fn escape_name(name: &str) -> String {
+    escape(name.as_bytes())
+}
+
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn format_time(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
@@ -143,6 +157,39 @@ mod tests {
     fn escapes_unprintable_path_bytes() {
         assert_eq!(super::escape(b"a b/\xc3\xbc"), "a b/\u{fc}");
         assert_eq!(super::escape(b"x\ny\\z\xff\x01"), "x\\ny\\\\z\\xff\\x01");
+    }
+
+    #[test]
+    fn long_lines_show_special_mode_bits_as_ls_does() {
+        let mut n = crate::archive::Node {
+            path: b"f".to_vec(),
+            kind: crate::archive::NodeKind::File,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_ns: 0,
+            size: 0,
+            blocks: vec![],
+            target: vec![],
+            partial: false,
+        };
+        for (mode, shown) in [
+            (0o100755, "-rwxr-xr-x"),
+            (0o104755, "-rwsr-xr-x"),
+            (0o104644, "-rwSr--r--"),
+            (0o102710, "-rwx--s---"),
+            (0o102600, "-rw---S---"),
+            (0o101777, "-rwxrwxrwt"),
+            (0o101666, "-rw-rw-rwT"),
+        ] {
+            n.mode = mode;
+            assert!(
+                super::long_line(&n).starts_with(&format!("{shown} ")),
+                "{mode:o}: {}",
+                super::long_line(&n)
+            );
+        }
     }
 
     #[test]

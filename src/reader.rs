@@ -13,13 +13,26 @@ pub fn find<'m>(m: &'m Manifest, name: &str) -> Result<&'m ArchiveRef> {
     m.find(name).ok_or_else(|| anyhow!("no archive named {name:?}: `archiver list` shows the archives"))
 }
 
+/// Where the repository holds block `id`. The lengths are checked again here (they were when
+/// the index segment was read), so a cache filled by an older archiver cannot make a reader
+/// allocate more than a block can hold.
 pub fn locate(cache: &Cache, id: &BlockId) -> Result<Location> {
-    cache.lookup(id)?.ok_or_else(|| {
+    let loc = cache.lookup(id)?.ok_or_else(|| {
         anyhow!(
             "block {} is missing from the repository's index: the repository is damaged (`archiver fsck` names everything affected)",
             hex::encode(&id[..8])
         )
-    })
+    })?;
+    crate::limits::block_lens(loc.len as u64, loc.plain_len as u64)
+        .and_then(|_| crate::limits::block_reach(loc.offset, loc.len))
+        .with_context(|| {
+            format!(
+                "the index entry of block {} in pack {} is damaged or hostile (`archiver fsck` rebuilds the index)",
+                hex::encode(&id[..8]),
+                loc.pack
+            )
+        })?;
+    Ok(loc)
 }
 
 /// Fetches, authenticates and decompresses one block.
@@ -48,6 +61,11 @@ fn names_match(root: &str, listed: &str) -> bool {
 
 /// An archive's root and nodes (in stored, path order), with blocks fetched by `block`: the one
 /// place that walks root → metadata stream → nodes, whatever fetches and caches the blocks.
+///
+/// Memory: the root's list is checked before any metadata block is fetched (`Root::decode`:
+/// listed at most `META_REPEAT` times over), and each fetched block must hold the length its
+/// root lists, so the stream grows only by authenticated bytes and stays within a fixed multiple
+/// of the distinct metadata really stored. Nothing is reserved from what the root claims.
 pub fn read_with<B: AsRef<[u8]>>(
     a: &ArchiveRef,
     mut block: impl FnMut(&BlockId) -> Result<B>,
@@ -58,8 +76,17 @@ pub fn read_with<B: AsRef<[u8]>>(
             bail!("archive root names {:?}, not {:?}", root.name, a.name);
         }
         let mut stream = Vec::new();
-        for (id, _) in &root.meta {
-            stream.extend_from_slice(block(id)?.as_ref());
+        for (id, len) in &root.meta {
+            let b = block(id)?;
+            let b = b.as_ref();
+            if b.len() != *len as usize {
+                bail!(
+                    "metadata block {} holds {} bytes where the archive root lists {len}: the metadata is damaged or hostile",
+                    hex::encode(&id[..8]),
+                    b.len()
+                );
+            }
+            stream.extend_from_slice(b);
         }
         let nodes = decode_nodes(&stream)?;
         Ok((root, nodes))

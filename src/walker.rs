@@ -162,7 +162,12 @@ impl Walker<'_> {
             rest = &rest[n..];
         }
         let name = format!("{}.part", self.name);
-        let root = Root { name: name.clone(), time: self.time, host: hostname(), meta }.encode();
+        let root = crate::create::encode_root(&Root {
+            name: name.clone(),
+            time: self.time,
+            host: hostname(),
+            meta,
+        })?;
         let archive = ArchiveRef {
             name,
             root: self.txn.keys().block_id(&root),
@@ -252,7 +257,7 @@ impl Walker<'_> {
     }
 
     fn emit(&mut self, node: &Node) -> Result<()> {
-        (self.progress)(Event::File(String::from_utf8_lossy(&node.path).into_owned()));
+        (self.progress)(Event::File(crate::query::escape(&node.path)));
         self.meta.push(node, &mut self.txn, &self.chunker)?;
         self.maybe_checkpoint(None)
     }

@@ -187,3 +187,44 @@ fn two_cache_directories_taking_turns_on_one_repository() {
     let all: [(&str, &[&str]); 3] = [("a3", &["t", "u1"]), ("a4", &["t", "u3"]), ("a5", &["t", "u2"])];
     assert_all_restore(&env, &all, "two caches");
 }
+
+/// Runs `archiver ARGS` as user `nobody` when the tests run as root (for whom file modes do not
+/// bind), else as ourselves.
+fn run_unprivileged(env: &Env, args: &[&str]) -> Out {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = env.command(args);
+    if is_root() {
+        let st = std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(&env.root).status();
+        assert!(st.unwrap().success(), "chown failed");
+        cmd.uid(65534).gid(65534);
+    }
+    out_of(cmd.output().expect("run archiver"))
+}
+
+#[test]
+fn a_read_only_shm_or_wal_file_beside_the_cache_is_replaced() {
+    // Issue 11: a read-only `-shm` file beside the cache (left by a run as another user, or
+    // restored from a backup) made every later write command fail with "attempt to write a
+    // readonly database". The cache is only an optimisation: it is recreated.
+    for suffix in ["-shm", "-wal"] {
+        let env = Env::bare();
+        write(&env.path("t/f"), b"some data");
+        assert_eq!(run_unprivileged(&env, &["keygen"]).code, 0);
+        let out = run_unprivileged(&env, &["create", "a", "t"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let side = PathBuf::from(format!("{}{suffix}", cache_file(&env.cache).display()));
+        fs::write(&side, data(5, 32 << 10)).unwrap();
+        chmod(&side, 0o444);
+        for (i, args) in
+            [&["create", "b", "t"][..], &["create", "c", "t"], &["ls", "a"]].into_iter().enumerate()
+        {
+            let out = run_unprivileged(&env, args);
+            eprintln!("{suffix}, {args:?}: {}", out.stderr.trim_end());
+            assert_eq!(out.code, 0, "{suffix}: {args:?} failed:\n{}", out.stderr);
+            if i == 0 && suffix == "-shm" {
+                out.assert_stderr_contains("recreated");
+            }
+        }
+        assert_eq!(env.list(), vec!["a", "b", "c"]);
+    }
+}

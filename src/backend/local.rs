@@ -95,8 +95,10 @@ impl Backend for LocalBackend {
         let path = self.path(key);
         let read = || -> std::io::Result<Vec<u8>> {
             let mut f = File::open(&path)?;
+            // Reserve only what the file holds: `len` may come from a damaged or hostile index.
+            let have = f.metadata()?.len().saturating_sub(offset);
             f.seek(SeekFrom::Start(offset))?;
-            let mut buf = Vec::with_capacity(len as usize);
+            let mut buf = Vec::with_capacity(len.min(have) as usize);
             f.take(len).read_to_end(&mut buf)?;
             Ok(buf)
         };
@@ -104,7 +106,11 @@ impl Backend for LocalBackend {
         if buf.len() as u64 != len {
             return Err(StoreError::new(
                 ErrorKind::Permanent,
-                format!("{} is truncated (wanted bytes {offset}..{})", path.display(), offset + len),
+                format!(
+                    "{} is truncated (wanted bytes {offset}..{})",
+                    path.display(),
+                    offset.saturating_add(len)
+                ),
             ));
         }
         Ok(buf)

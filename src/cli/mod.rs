@@ -27,6 +27,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         warnings: std::sync::atomic::AtomicU64::new(0),
     };
     let progress = |e: Event| out.event(e);
+    // tarsnap warns about a key file others can read; so do we, once, for every command that
+    // reads one (not counted as a warning about the command's result).
+    if !matches!(cli.cmd, Cmd::Keygen | Cmd::Serve { .. }) {
+        if let Some(w) = archiver::keyfile::exposure(&settings.keyfile) {
+            output::err(&format!("archiver: warning: {w}"));
+        }
+    }
     match &cli.cmd {
         Cmd::Keygen => {
             let id = query::keygen(&settings)?;
@@ -115,12 +122,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 if cli.verbose {
                     out.line(&format!(
                         "{}\t{}\t{}",
-                        a.name,
+                        query::escape_name(&a.name),
                         query::format_time(a.time),
                         archiver::units::human(a.stats.raw)
                     ))?;
                 } else {
-                    out.line(&a.name)?;
+                    out.line(&query::escape_name(&a.name))?;
                 }
             }
         }
@@ -236,7 +243,7 @@ fn print_stats_table(
     emit(&row("All archives", r.all))?;
     emit(&row("  (unique data)", r.unique))?;
     for a in &r.archives {
-        let label = if just_created { "This archive".to_string() } else { a.name.clone() };
+        let label = if just_created { "This archive".to_string() } else { query::escape_name(&a.name) };
         emit(&row(&label, (a.stats.raw, a.stats.stored)))?;
         emit(&row("New data", (a.stats.new_raw, a.stats.new_stored)))?;
     }

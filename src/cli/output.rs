@@ -44,7 +44,7 @@ impl Output {
 
     pub fn line(&self, s: &str) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
-        match writeln!(out, "{s}") {
+        match writeln!(out, "{}", one_line(s, true)) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(BrokenPipe.into()),
             r => Ok(r?),
         }
@@ -54,5 +54,26 @@ impl Output {
 /// A line on stderr. A closed stderr (a server whose starter stopped listening) is no reason to
 /// stop a backup or a server, so write errors are ignored rather than panicking like `eprintln!`.
 pub fn err(line: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    let _ = writeln!(std::io::stderr().lock(), "{}", one_line(line, false));
+}
+
+/// `line` with its control characters escaped (`\n`, `\t`, `\x1b`; tabs kept if `tabs`): the
+/// backstop behind the escaping of names and paths where they are formatted
+/// (`query::escape`), so that nothing read from a repository or a tree reaches the terminal as
+/// an escape sequence or a line of its own.
+pub fn one_line(line: &str, tabs: bool) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() && !(tabs && c == '\t');
+    if !line.chars().any(bad) {
+        return line.into();
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        match c {
+            c if !bad(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push_str(&format!("\\x{:02x}", c as u32)),
+        }
+    }
+    out.into()
 }

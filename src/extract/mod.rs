@@ -214,8 +214,9 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
     Ok(counters.result())
 }
 
+/// A stored path for messages and `-v` output: escaped, on one line (`query::escape`).
 pub fn show(path: &[u8]) -> String {
-    String::from_utf8_lossy(path).into_owned()
+    crate::query::escape(path)
 }
 
 /// Before anything is written: without `resume`/`overwrite`, refuses if any non-directory is at

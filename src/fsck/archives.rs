@@ -126,7 +126,7 @@ pub fn check(
         used_damaged: HashSet::new(),
     };
     for a in &m.archives {
-        progress(Event::File(a.name.clone()));
+        progress(Event::File(crate::query::escape(a.name.as_bytes())));
         let (lines, files) = c.archive(a)?;
         if files == 0 && !lines.is_empty() {
             report.unreadable_archives += 1;

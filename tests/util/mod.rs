@@ -4,8 +4,10 @@
 //! symlink targets.
 #![allow(dead_code)]
 
+pub mod craft;
 pub mod crash;
 pub mod hostile;
+pub mod mem;
 pub mod proxy;
 pub mod server;
 
