@@ -387,3 +387,60 @@ fn bad_stored_paths_are_skipped_with_a_warning_and_the_rest_restored() {
         assert_eq!(fs::read(out.join("d/b.txt")).unwrap(), b"B");
     }
 }
+
+/// Runs `cmd` as uid and gid 65534 (nobody).
+fn as_nobody(cmd: &mut std::process::Command) {
+    // SAFETY: setgroups, setgid and setuid are async-signal-safe; nothing else runs before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn owners_and_setuid_setgid_bits_are_restored_only_as_root() {
+    if !is_root() {
+        eprintln!("skipped: needs root to compare with an extract as another user");
+        return;
+    }
+    let env = Env::new();
+    craft(
+        &env,
+        "modes",
+        vec![
+            dir(b"d", 0o3775, 1234),
+            file(b"d/su", 0o4755, 1234, b"su"),
+            file(b"d/sg", 0o2750, 1234, b"sg"),
+            file(b"d/plain", 0o640, 1234, b"plain"),
+        ],
+    );
+    let mode_owner = |p: &Path| {
+        let md = fs::symlink_metadata(p).unwrap();
+        (md.mode() & 0o7777, md.uid(), md.gid())
+    };
+    let out = env.extract("modes", &[]);
+    let want = [("d", 0o3775), ("d/su", 0o4755), ("d/sg", 0o2750), ("d/plain", 0o640)];
+    for (p, mode) in want {
+        assert_eq!(mode_owner(&out.join(p)), (mode, 1234, 1234), "{p} as root");
+    }
+    // As another user: no owner, no setuid/setgid bits, no warning; the sticky bit stays.
+    let status = std::process::Command::new("chown").arg("-R").arg("65534:65534").arg(&env.root).status();
+    assert!(status.unwrap().success());
+    let out = env.fresh_dir("out");
+    let mut c = env.command(["extract", "modes", "-C", out.to_str().unwrap()]);
+    as_nobody(&mut c);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "", "no warning expected");
+    let want = [("d", 0o1775), ("d/su", 0o755), ("d/sg", 0o750), ("d/plain", 0o640)];
+    for (p, mode) in want {
+        assert_eq!(mode_owner(&out.join(p)), (mode, 65534, 65534), "{p} as nobody");
+    }
+}
