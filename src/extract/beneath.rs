@@ -322,3 +322,46 @@ pub(super) fn utimes_at(at: BorrowedFd, name: &[u8], secs: i64, nanos: u32) -> i
     // SAFETY: valid descriptor, NUL-terminated name and two timespecs.
     ok(unsafe { libc::utimensat(at.as_raw_fd(), c.as_ptr(), [t, t].as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn ino(fd: BorrowedFd) -> u64 {
+        stat_fd(fd).unwrap().st_ino
+    }
+
+    #[test]
+    fn directories_are_found_and_symlinks_never_followed_either_way() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        for d in ["a/b/c", "a/d", "e", "outside"] {
+            std::fs::create_dir_all(t.join("target").join(d)).unwrap();
+        }
+        std::os::unix::fs::symlink(t.join("outside"), t.join("target/a/l")).unwrap();
+        std::fs::write(t.join("target/a/f"), b"").unwrap();
+        let want = |p: &str| std::fs::metadata(t.join("target").join(p)).unwrap().ino();
+        for openat2 in [true, false] {
+            let fs = Beneath::open(&t.join("target")).unwrap();
+            fs.openat2.store(openat2, Relaxed);
+            let mut cur = Cursor::new(&fs);
+            // In path order, in reverse, and jumping around: each lands on its own directory.
+            for p in ["a", "a/b", "a/b/c", "a/d", "e", "a/b/c", "a/b", "a", "e", "a/d"] {
+                let comps: Vec<&[u8]> = p.split('/').map(str::as_bytes).collect();
+                assert_eq!(ino(cur.dir(&comps).unwrap()), want(p), "{p} (cursor, openat2 {openat2})");
+                assert_eq!(ino(fs.dir(&comps).unwrap().as_fd()), want(p), "{p} (openat2 {openat2})");
+            }
+            for (p, depth, symlink) in
+                [("a/l", 1, true), ("a/l/x", 1, true), ("a/f/x", 1, false), ("a/n/x", 1, false)]
+            {
+                let comps: Vec<&[u8]> = p.split('/').map(str::as_bytes).collect();
+                for r in [fs.dir(&comps).map(|_| ()), cur.dir(&comps).map(|_| ())] {
+                    let b = r.expect_err(p);
+                    assert_eq!(b.depth, depth, "{p}");
+                    assert_eq!(matches!(b.why, InWay::Symlink), symlink, "{p}: {:?}", b.why);
+                }
+            }
+        }
+    }
+}

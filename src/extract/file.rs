@@ -78,7 +78,11 @@ impl Failure {
                 "cannot open directory {} in the target",
                 escape(&comps[..=b.depth.min(comps.len().saturating_sub(1))].join(&b'/'))
             ))),
-            why => Failure::Skip(format!("{} {}", escape(&comps[..=b.depth].join(&b'/')), why.describe())),
+            why => Failure::Skip(format!(
+                "{} {}",
+                escape(&comps[..=b.depth.min(comps.len().saturating_sub(1))].join(&b'/')),
+                why.describe()
+            )),
         }
     }
 }
