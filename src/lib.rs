@@ -13,6 +13,8 @@ pub mod cache;
 pub mod chunker;
 pub mod codec;
 pub mod config;
+#[doc(hidden)]
+pub mod craft;
 pub mod create;
 pub mod crypto;
 pub mod delete;

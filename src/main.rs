@@ -1,6 +1,6 @@
 //! The `archiver` binary: parses arguments, runs one command, prints errors on one line and maps
 //! outcomes to the documented exit codes (0 ok; 1 failed, repository unchanged; 2 failed or
-//! incomplete after the repository changed).
+//! incomplete after the repository changed; 3 an extract that skipped entries).
 
 mod cli;
 
@@ -33,6 +33,7 @@ fn main() {
     let code = match cli::run(cli) {
         Ok(cli::Done::Complete) => 0,
         Ok(cli::Done::Incomplete) => 2,
+        Ok(cli::Done::Skipped) => 3,
         Err(e) if e.downcast_ref::<cli::output::BrokenPipe>().is_some() => 0,
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");

@@ -13,10 +13,13 @@ use archiver::walker::Limits;
 use args::{Cli, Cmd};
 use output::Output;
 
-/// How a successful command ended: complete, or incomplete (warnings; exit code 2).
+/// How a successful command ended: complete, incomplete (`create` with warnings or stopped early;
+/// exit code 2), or an extract that skipped entries or restored some without their owner (exit
+/// code 3).
 pub enum Done {
     Complete,
     Incomplete,
+    Skipped,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Done> {
@@ -154,11 +157,18 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             if *print_stats || cfg.flag("print-stats") {
                 eprintln!("{}", res.summary());
             }
-            let skipped = out.warnings.load(std::sync::atomic::Ordering::Relaxed);
-            if skipped > 0 {
+            let warnings = out.warnings.load(std::sync::atomic::Ordering::Relaxed);
+            if warnings > res.incomplete {
                 anyhow::bail!(
-                    "archive {name:?} was not restored completely: {skipped} problem(s) reported above"
+                    "archive {name:?} was not restored completely: {warnings} problem(s) reported above"
                 );
+            }
+            if res.incomplete > 0 {
+                progress(Event::Notice(format!(
+                    "archive {name:?} was restored incompletely: {} entries skipped or restored without their owner (warnings above)",
+                    res.incomplete
+                )));
+                return Ok(Done::Skipped);
             }
         }
         Cmd::Delete { names } => {

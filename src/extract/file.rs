@@ -1,34 +1,43 @@
 //! Restoring one file for `extract`.
 //!
-//! A new file is created exclusively (mode 0600 until its attributes are set) and its blocks are
+//! The file is reached through its parent directory's handle (`beneath`): a symlink or
+//! non-directory on the way skips the file (`Failure::Skip`), and the file's own name is opened
+//! with `O_NOFOLLOW`, so nothing is ever written outside the target. A new file is created
+//! exclusively (mode 0600 until its attributes are set) and its blocks are
 //! written at their offsets, in order. With `resume`, an existing regular file with no other hard
 //! link is kept and checked block by block: the bytes at each block's offset must hash (keyed
 //! BLAKE3, on all cores) to the block's id. Blocks that verify are kept; the others, and those
 //! beyond the end of the file, are fetched and written in place, so a prefix left by an interrupted
 //! run is finished and content damaged anywhere is repaired. Then the file is cut to its size and
-//! its attributes are set on the open file, last, so a file killed between content and attributes
+//! its attributes are set on the open file, last (`attrs`), so a file killed between content and attributes
 //! gets them from the next run. Blocks are fetched in windows, several in flight (`fetch.rs`), and
 //! written in order, so a killed run leaves each file a prefix of whole blocks plus at most part of
 //! one. A failure writing locally stops the whole extract (`Failure::Local`); a block that cannot be
-//! fetched fails only its file (`Failure::File`).
+//! fetched fails only its file (`Failure::File`). With `replace`, whatever non-directory holds the
+//! file's name (a symlink too) is removed with `unlinkat`, never followed.
 
+use super::beneath::{is, open_at, stat_at, stat_fd, unlink_at, Beneath, Blocked, InWay};
 use super::fetch::Fetcher;
-use super::ExtractResult;
+use super::{attrs, ExtractResult};
 use crate::archive::Node;
 use crate::crypto::BlockId;
 use crate::pack::Location;
+use crate::query::escape;
 use crate::session::Session;
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use rayon::prelude::*;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-/// One file to restore: its node, where it goes, and where each of its blocks is stored.
+/// One file to restore: its node, its path's components, where it goes (for messages), and where
+/// each of its blocks is stored.
 pub(super) struct Job<'a> {
     pub node: &'a Node,
+    pub comps: Vec<&'a [u8]>,
     pub target: PathBuf,
     pub ids: Vec<BlockId>,
     pub locs: Vec<Location>,
@@ -37,6 +46,7 @@ pub(super) struct Job<'a> {
 pub(super) struct Ctx<'a> {
     pub session: &'a Session,
     pub fetcher: &'a Fetcher,
+    pub fs: &'a Beneath,
     pub is_root: bool,
     /// Keep and verify existing regular files.
     pub resume: bool,
@@ -54,6 +64,27 @@ pub(super) enum Failure {
     File(anyhow::Error),
     /// Another file's local failure stopped the extract.
     Stopped,
+    /// Something in the target keeps this entry from being restored safely (a symlink on its
+    /// path, a directory at its name): skip it with this warning, go on with the others.
+    Skip(String),
+}
+
+impl Failure {
+    /// What `beneath` found on the way to an entry with components `comps`: skip the entry, unless
+    /// it is an error of the local system (stop the extract).
+    pub fn blocked(comps: &[&[u8]], b: Blocked) -> Failure {
+        match b.why {
+            InWay::Io(e) => Failure::Local(anyhow!(e).context(format!(
+                "cannot open directory {} in the target",
+                escape(&comps[..=b.depth.min(comps.len().saturating_sub(1))].join(&b'/'))
+            ))),
+            why => Failure::Skip(format!(
+                "{} {}",
+                escape(&comps[..=b.depth.min(comps.len().saturating_sub(1))].join(&b'/')),
+                why.describe()
+            )),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -64,6 +95,7 @@ pub(super) struct Counters {
     blocks_fetched: AtomicU64,
     bytes_fetched: AtomicU64,
     stored_fetched: AtomicU64,
+    pub incomplete: AtomicU64,
 }
 
 impl Counters {
@@ -75,11 +107,13 @@ impl Counters {
             blocks_fetched: self.blocks_fetched.load(Relaxed),
             bytes_fetched: self.bytes_fetched.load(Relaxed),
             stored_fetched: self.stored_fetched.load(Relaxed),
+            incomplete: self.incomplete.load(Relaxed),
         }
     }
 }
 
-pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<(), Failure> {
+/// Restores one file. `Ok(Some(note))`: restored, but incompletely (`note` says how).
+pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<Option<String>, Failure> {
     let (node, target) = (job.node, &job.target);
     let local = |what: &'static str| {
         move |e: io::Error| Failure::Local(anyhow!(e).context(format!("cannot {what} {}", target.display())))
@@ -96,7 +130,9 @@ pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<(), Failure> {
             node.size
         )));
     }
-    let existing = if ctx.resume { open_existing(target).map_err(local("open"))? } else { None };
+    let (name, parent) = job.comps.split_last().expect("a file is never the target itself");
+    let dir = ctx.fs.dir(parent).map_err(|b| Failure::blocked(&job.comps, b))?;
+    let existing = if ctx.resume { open_existing(dir.as_fd(), name).map_err(local("open"))? } else { None };
     let (f, missing, created) = match existing {
         Some(f) => {
             let len = f.metadata().map_err(local("read"))?.len();
@@ -104,10 +140,9 @@ pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<(), Failure> {
             let missing: Vec<usize> = (0..ok.len()).filter(|&i| !ok[i]).collect();
             (f, missing, false)
         }
-        None => {
-            (create(target, ctx.replace).map_err(local("create"))?, (0..node.blocks.len()).collect(), true)
-        }
+        None => (create(dir.as_fd(), name, ctx.replace, target)?, (0..node.blocks.len()).collect(), true),
     };
+    drop(dir);
     let mut windows = ctx.fetcher.file(&missing, &job.ids, &job.locs);
     while let Some(window) = windows.next() {
         if ctx.stop.load(Relaxed) {
@@ -126,51 +161,71 @@ pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<(), Failure> {
     if f.metadata().map_err(local("write"))?.len() != size {
         f.set_len(size).map_err(local("write"))?;
     }
-    set_attrs(&f, node, ctx.is_root).context("cannot set its mode, owner or mtime").map_err(Failure::File)?;
+    let handle = attrs::Handle { fd: OwnedFd::from(f), path_only: false };
+    let owner = attrs::set(&handle, node, ctx.is_root)
+        .map_err(|e| Failure::File(anyhow!(e).context("cannot set its mode or mtime")))?;
     if created || !missing.is_empty() {
         ctx.counters.files_restored.fetch_add(1, Relaxed);
         ctx.counters.bytes_restored.fetch_add(size, Relaxed);
     } else {
         ctx.counters.files_complete.fetch_add(1, Relaxed);
     }
-    Ok(())
+    Ok(owner.map(|e| attrs::owner_note(node, &e)))
 }
 
-/// An existing regular file at `target` that `resume` may complete in place, opened for reading
-/// and writing without following a symlink. `None` when nothing is there, or something that is
-/// replaced instead: a symlink, a special file, or a file with other hard links (which restored
-/// files never have, and writing in place would change the other names too).
-fn open_existing(target: &Path) -> io::Result<Option<File>> {
-    let md = match fs::symlink_metadata(target) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !md.file_type().is_file() || md.nlink() != 1 {
+/// An existing regular file `name` in `dir` that `resume` may complete in place, opened for
+/// reading and writing without following a symlink. `None` when nothing is there, or something
+/// that is replaced instead: a symlink, a special file, a file with other hard links (which
+/// restored files never have, and writing in place would change the other names too), or a file
+/// this user cannot read.
+fn open_existing(dir: BorrowedFd, name: &[u8]) -> io::Result<Option<File>> {
+    let Some(st) = stat_at(dir, name)? else { return Ok(None) };
+    if !is(&st, libc::S_IFREG) || st.st_nlink != 1 {
         return Ok(None);
     }
-    let open = || OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(target);
-    let f = match open() {
-        // A finished file restored read-only: its mode is set again at the end.
+    // O_NONBLOCK: something swapped in meanwhile (a FIFO) must not hang the open.
+    let open = || open_at(dir, name, libc::O_RDWR | libc::O_NONBLOCK, 0);
+    let fd = match open() {
+        // A finished file restored read-only (without root): its mode is set again at the end.
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            fs::set_permissions(target, fs::Permissions::from_mode(md.mode() & 0o7777 | 0o600))?;
+            let Ok(ro) = open_at(dir, name, libc::O_RDONLY | libc::O_NONBLOCK, 0) else { return Ok(None) };
+            let h = attrs::Handle { fd: ro, path_only: false };
+            attrs::chmod(&h, st.st_mode & 0o777 | 0o600)?;
             open()?
         }
         r => r?,
     };
-    let now = f.metadata()?;
-    Ok((now.ino() == md.ino() && now.dev() == md.dev()).then_some(f))
+    let now = stat_fd(fd.as_fd())?;
+    let same = is(&now, libc::S_IFREG) && now.st_ino == st.st_ino && now.st_dev == st.st_dev;
+    Ok(same.then(|| File::from(fd)))
 }
 
-/// A new file at `target`; with `replace`, whatever non-directory is there is removed first.
-fn create(target: &Path, replace: bool) -> io::Result<File> {
+/// A new file `name` in `dir`; with `replace`, whatever non-directory is there is removed first
+/// (a symlink itself, never what it points to).
+fn create(dir: BorrowedFd, name: &[u8], replace: bool, target: &std::path::Path) -> Result<File, Failure> {
+    let local = |what: &str, e: io::Error| {
+        Failure::Local(anyhow!(e).context(format!("cannot {what} {}", target.display())))
+    };
     if replace {
-        match fs::symlink_metadata(target) {
-            Ok(m) if !m.is_dir() => fs::remove_file(target)?,
-            _ => {}
+        match stat_at(dir, name) {
+            Ok(Some(st)) if is(&st, libc::S_IFDIR) => {
+                return Err(Failure::Skip("a directory is in its place in the target".into()))
+            }
+            Ok(Some(_)) => match unlink_at(dir, name) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(local("remove", e)),
+                _ => {}
+            },
+            Ok(None) => {}
+            Err(e) => return Err(local("inspect", e)),
         }
     }
-    OpenOptions::new().write(true).create_new(true).mode(0o600).open(target)
+    match open_at(dir, name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(Failure::Skip("something appeared in its place in the target while extract ran".into()))
+        }
+        Err(e) => Err(local("create", e)),
+    }
 }
 
 /// For each block, whether the file holds exactly its content at its offset.
@@ -196,14 +251,4 @@ fn verify(
             }
         })
         .collect()
-}
-
-/// Owner (as root), mode and mtime, on the open file.
-fn set_attrs(f: &File, node: &Node, is_root: bool) -> io::Result<()> {
-    if is_root {
-        std::os::unix::fs::fchown(f, Some(node.uid), Some(node.gid))?;
-    }
-    f.set_permissions(fs::Permissions::from_mode(node.mode & 0o7777))?;
-    let t = filetime::FileTime::from_unix_time(node.mtime, node.mtime_ns);
-    filetime::set_file_handle_times(f, Some(t), Some(t))
 }

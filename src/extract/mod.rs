@@ -1,32 +1,55 @@
 //! `extract`: restores an archive (or the parts matching patterns) under a directory.
 //!
-//! Invariants. Stored paths never escape the target directory (absolute paths and `..` are
-//! refused). Nothing is written through a symlink: a non-directory found where a file, symlink or
-//! directory goes is removed, never followed. Without `resume` or `overwrite`, any existing
-//! non-directory at a target (or in the way of a directory) makes extract refuse before it writes
-//! anything; existing directories are merged. With `resume`, existing file content is kept only
-//! where it hashes to the archive's block ids (sizes and mtimes are never trusted), so re-running
-//! after any interruption finishes the restore and fetches only what is missing; no state file is
-//! kept (docs/ARCHITECTURE.md, "Extract and resume", says why). A write error under the target
-//! (disk full) stops the whole extract with one error; what was written stays for `resume`.
-//! Directory modes and times are set last, deepest first. Per-file work lives in `file.rs`.
+//! Invariants. Nothing outside the target directory is ever written, created, removed, chmodded,
+//! chowned or given times, whatever the archive holds and whatever changes in the target while
+//! extract runs:
+//! - a stored path is used only if it is `.` or plain names joined by single `/` (no empty, `.`
+//!   or `..` component, not absolute, no NUL); a path stored twice, under a file or symlink of the
+//!   archive, or a file where the archive also has a directory, is skipped (`paths.rs`);
+//! - every path is opened from the target's own handle, one entry at a time, without following
+//!   any symlink (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, or per component with
+//!   `O_NOFOLLOW | O_DIRECTORY`; `beneath.rs`); entries are created and removed by `*at` calls on
+//!   their own name relative to their parent's handle;
+//! - a symlink already on the path of an entry inside the target (from an earlier restore, the
+//!   user's own tree, or swapped in meanwhile) is never followed or replaced: that entry is
+//!   skipped; a symlink at a file's or symlink's own name is replaced with `--overwrite` or
+//!   `--resume` (removed with `unlinkat`, never followed);
+//! - attributes are set through a handle on the entry (`fchown`, `fchmod`, `futimens`), or for a
+//!   symlink by `fchownat`/`utimensat` with `AT_SYMLINK_NOFOLLOW` on its name in its parent's
+//!   handle (`attrs.rs`); owners and setuid/setgid bits only as root, as bsdtar does;
+//! - open descriptors stay bounded (depth 1,000 restores within 1,024).
+//!
+//! Each skipped entry gets a warning naming it (escaped) and counts in
+//! `ExtractResult::incomplete`; the rest is still restored (the binary then exits 3). Without
+//! `resume` or `overwrite`, any existing non-directory at a target (or in the way of a directory,
+//! other than a symlink) makes extract refuse before it writes anything; existing directories are
+//! merged. With `resume`, existing file content is kept only where it hashes to the archive's block
+//! ids (sizes and mtimes are never trusted), so re-running after any interruption finishes the
+//! restore and fetches only what is missing; no state file is kept (docs/ARCHITECTURE.md, "Extract
+//! and resume", says why). A write error under the target (disk full) stops the whole extract with
+//! one error; what was written stays for `resume`. Directory modes and times are set last, deepest
+//! first. Per-file work lives in `file.rs`, the other phases in `tree.rs`.
 
+mod attrs;
+mod beneath;
 mod fetch;
 mod file;
+mod paths;
+mod tree;
 
-use crate::archive::{Node, NodeKind};
+use crate::archive::Node;
 use crate::progress::{Event, Progress};
+use crate::query::escape;
 use crate::reader;
 use crate::session::Session;
 use crate::units::human;
 use anyhow::{anyhow, bail, Context, Result};
+use beneath::{Beneath, Cursor};
 use file::{Counters, Failure, Job};
 use rayon::prelude::*;
-use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -56,6 +79,9 @@ pub struct ExtractResult {
     pub blocks_fetched: u64,
     pub bytes_fetched: u64,
     pub stored_fetched: u64,
+    /// Entries skipped (a bad or duplicate stored path, a symlink or something else in the way
+    /// in the target) or restored without their owner; each was reported by a warning.
+    pub incomplete: u64,
 }
 
 impl ExtractResult {
@@ -78,16 +104,6 @@ impl ExtractResult {
     }
 }
 
-/// What the selected nodes become under the target directory.
-struct Plan<'a> {
-    files: Vec<Job<'a>>,
-    links: Vec<(&'a Node, PathBuf)>,
-    /// Directory nodes, in stored order (parents first).
-    dirs: Vec<(&'a Node, PathBuf)>,
-    /// Every directory to create: ancestors of each target and the directory nodes, parents first.
-    needed: Vec<PathBuf>,
-}
-
 pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> Result<ExtractResult> {
     session.require(&[crate::access::Perm::Read], "extract archives")?;
     let head = session.head()?;
@@ -95,87 +111,97 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
     let cache = session.open_cache(&head, progress)?;
     let nodes = reader::nodes(session, &cache, &archive)?;
     let selected = select(&nodes, &opts.patterns)?;
+    // SAFETY: geteuid has no preconditions.
     let is_root = unsafe { libc::geteuid() } == 0;
+    let counters = Counters::default();
+    // An entry restored incompletely, or skipped: a warning naming it, and exit code 3.
+    let warn = |text: String| {
+        counters.incomplete.fetch_add(1, Ordering::Relaxed);
+        progress(Event::Warning(text));
+    };
+    let skip = |path: &[u8], why: &str| match path.is_empty() {
+        true => warn(format!("skipped an entry: {why}")),
+        false => warn(format!("skipped {}: {why}", escape(path))),
+    };
+    let note = |path: &[u8], what: &str| warn(format!("{}: {what}", escape(path)));
+    let plan = paths::plan(&selected);
+    for (node, why) in &plan.skipped {
+        skip(&node.path, why);
+    }
 
     // Resolve every block's location first (the cache is single-threaded), then restore in parallel.
-    let mut plan = Plan { files: Vec::new(), links: Vec::new(), dirs: Vec::new(), needed: Vec::new() };
-    let mut seen = HashSet::new();
-    for node in selected {
-        let Some(rel) = relative(&node.path) else {
-            progress(Event::Warning(format!(
-                "skipped {:?}: the stored path would leave the target directory",
-                String::from_utf8_lossy(&node.path)
+    let mut jobs = Vec::with_capacity(plan.files.len());
+    for e in &plan.files {
+        let node = e.node;
+        if node.partial {
+            progress(Event::Notice(format!(
+                "{} was cut short when the archive was made (a checkpoint or a read error): restoring its first {} bytes",
+                show(&node.path),
+                node.size
             )));
-            continue;
-        };
-        let target = if rel.as_os_str().is_empty() { opts.dir.clone() } else { opts.dir.join(rel) };
-        let mut ancestors: Vec<&Path> =
-            rel.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()).collect();
-        ancestors.reverse();
-        if node.kind == NodeKind::Dir && !rel.as_os_str().is_empty() {
-            ancestors.push(rel);
         }
-        for a in ancestors {
-            if seen.insert(a.to_path_buf()) {
-                plan.needed.push(opts.dir.join(a));
-            }
-        }
-        match node.kind {
-            NodeKind::Dir => plan.dirs.push((node, target)),
-            NodeKind::Symlink => plan.links.push((node, target)),
-            NodeKind::File => {
-                if node.partial {
-                    progress(Event::Notice(format!(
-                        "{} was cut short when the archive was made (a checkpoint or a read error): restoring its first {} bytes",
-                        show(&node.path),
-                        node.size
-                    )));
-                }
-                let locs = node
-                    .blocks
-                    .iter()
-                    .map(|(id, _)| reader::locate(&cache, id))
-                    .collect::<Result<Vec<_>>>()
-                    .with_context(|| format!("archive {:?}: {}", opts.name, show(&node.path)))?;
-                let ids = node.blocks.iter().map(|(id, _)| *id).collect();
-                plan.files.push(Job { node, target, ids, locs });
-            }
-        }
+        let locs = node
+            .blocks
+            .iter()
+            .map(|(id, _)| reader::locate(&cache, id))
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| format!("archive {:?}: {}", opts.name, show(&node.path)))?;
+        let ids = node.blocks.iter().map(|(id, _)| *id).collect();
+        let target = opts.dir.join(OsStr::from_bytes(&node.path));
+        jobs.push(Job { node, comps: e.comps.clone(), target, ids, locs });
     }
-    check_targets(opts, &plan)?;
+    tree::check_targets(opts, &plan)?;
 
     // From here on the target is written to.
     let replace = opts.resume || opts.overwrite;
     fs::create_dir_all(&opts.dir).map_err(|e| write_failure(opts, anyhow!(e), &opts.dir, "create"))?;
-    let restored_dirs: HashSet<&Path> = plan.dirs.iter().map(|(_, t)| t.as_path()).collect();
-    for dir in &plan.needed {
-        make_dir(dir, replace, restored_dirs.contains(dir.as_path()))
-            .map_err(|e| write_failure(opts, e, dir, "create directory"))?;
+    let fs = Beneath::open(&opts.dir).map_err(|e| write_failure(opts, anyhow!(e), &opts.dir, "open"))?;
+    let blocked = tree::make_dirs(&fs, &plan, replace).map_err(|e| resume_advice(opts, e))?;
+    let is_blocked = |path: &[u8]| {
+        paths::blocked_at(&blocked, path).map(|(at, why)| format!("{} {}", escape(at), why.describe()))
+    };
+    let mut dirs = Vec::with_capacity(plan.dirs.len());
+    for e in &plan.dirs {
+        match is_blocked(&e.node.path) {
+            Some(why) => skip(&e.node.path, &why),
+            None => dirs.push(e),
+        }
     }
 
-    let counters = Counters::default();
     let stop = AtomicBool::new(false);
     let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let fetcher = fetch::Fetcher::new(session.repo.clone(), session.keys.clone())?;
     let ctx = file::Ctx {
         session,
         fetcher: &fetcher,
+        fs: &fs,
         is_root,
         resume: opts.resume,
         replace,
         stop: &stop,
         counters: &counters,
     };
-    let errors: Vec<String> = plan
-        .files
+    let errors: Vec<String> = jobs
         .par_iter()
         .filter_map(|job| {
             if stop.load(Ordering::Relaxed) {
                 return None;
             }
+            if let Some(why) = is_blocked(&job.node.path) {
+                skip(&job.node.path, &why);
+                return None;
+            }
             progress(Event::File(show(&job.node.path)));
             match file::restore(&ctx, job) {
-                Ok(()) | Err(Failure::Stopped) => None,
+                Ok(None) | Err(Failure::Stopped) => None,
+                Ok(Some(n)) => {
+                    note(&job.node.path, &n);
+                    None
+                }
+                Err(Failure::Skip(why)) => {
+                    skip(&job.node.path, &why);
+                    None
+                }
                 Err(Failure::Local(e)) => {
                     stop.store(true, Ordering::Relaxed);
                     let mut f = fatal.lock().unwrap_or_else(|p| p.into_inner());
@@ -194,20 +220,33 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
     if let Some(e) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(resume_advice(opts, e));
     }
-    for (node, target) in &plan.links {
-        progress(Event::File(show(&node.path)));
-        restore_symlink(node, target, is_root, opts.resume)
-            .map_err(|e| write_failure(opts, e, target, "restore symlink"))?;
+    // Symlinks, then directory attributes deepest first: each as one more entry.
+    let finish = |path: &[u8], r: Result<Option<String>, Failure>| -> Result<()> {
+        match r {
+            Ok(None) | Err(Failure::Stopped) => {}
+            Ok(Some(n)) => note(path, &n),
+            Err(Failure::Skip(why)) => skip(path, &why),
+            Err(Failure::Local(e) | Failure::File(e)) => return Err(resume_advice(opts, e)),
+        }
+        Ok(())
+    };
+    let mut cur = Cursor::new(&fs);
+    for e in &plan.links {
+        if let Some(why) = is_blocked(&e.node.path) {
+            skip(&e.node.path, &why);
+            continue;
+        }
+        progress(Event::File(show(&e.node.path)));
+        finish(&e.node.path, tree::restore_symlink(&mut cur, e, is_root, opts.resume))?;
     }
-    for (node, target) in plan.dirs.iter().rev() {
-        set_dir_attrs(node, target, is_root)
-            .with_context(|| format!("cannot set attributes of {}", target.display()))?;
+    for e in dirs.iter().rev() {
+        finish(&e.node.path, tree::set_dir_attrs(&mut cur, &fs, e, is_root))?;
     }
     if !errors.is_empty() {
         bail!(
             "{} of {} files of archive {:?} could not be restored (listed above)",
             errors.len(),
-            plan.files.len(),
+            jobs.len(),
             opts.name
         );
     }
@@ -217,61 +256,6 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
 /// A stored path for messages and `-v` output: escaped, on one line (`query::escape`).
 pub fn show(path: &[u8]) -> String {
     crate::query::escape(path)
-}
-
-/// Before anything is written: without `resume`/`overwrite`, refuses if any non-directory is at
-/// a target or where a directory goes; with them, refuses a directory where a file or symlink goes.
-fn check_targets(opts: &ExtractOptions, plan: &Plan) -> Result<()> {
-    let lstat = |p: &Path| fs::symlink_metadata(p).ok();
-    let mut in_way: Vec<&Path> =
-        plan.needed.iter().filter(|d| lstat(d).is_some_and(|m| !m.is_dir())).map(|d| d.as_path()).collect();
-    let others =
-        plan.files.iter().map(|j| (j.node, &j.target)).chain(plan.links.iter().map(|(n, t)| (*n, t)));
-    for (node, target) in others {
-        match lstat(target) {
-            Some(m) if m.is_dir() && (opts.resume || opts.overwrite) => bail!(
-                "{} is a directory where archive {:?} has a {} ({}): move it away, or extract elsewhere",
-                target.display(),
-                opts.name,
-                if node.kind == NodeKind::File { "file" } else { "symlink" },
-                show(&node.path)
-            ),
-            Some(_) => in_way.push(target),
-            None => {}
-        }
-    }
-    if in_way.is_empty() || opts.resume || opts.overwrite {
-        return Ok(());
-    }
-    in_way.sort(); // report the first in path order
-    let first = in_way[0].strip_prefix(&opts.dir).unwrap_or(in_way[0]);
-    let (n, verb) = if in_way.len() == 1 {
-        ("1 file".to_string(), "exists")
-    } else {
-        (format!("{} files", in_way.len()), "exist")
-    };
-    bail!(
-        "{n} to restore already {verb} under {} (first: {}): pass --resume to continue an interrupted extract, or --overwrite to replace them",
-        opts.dir.display(),
-        first.display()
-    )
-}
-
-/// Creates one directory; with `replace`, a non-directory in its place is removed first. A
-/// directory the archive restores (`restored`) is made owner-writable until its mode is set last.
-fn make_dir(dir: &Path, replace: bool, restored: bool) -> Result<()> {
-    match fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => {
-            if restored && m.mode() & 0o700 != 0o700 && m.uid() == unsafe { libc::geteuid() } {
-                fs::set_permissions(dir, fs::Permissions::from_mode(m.mode() & 0o7777 | 0o700))?;
-            }
-            return Ok(());
-        }
-        Ok(_) if replace => fs::remove_file(dir)?,
-        _ => {}
-    }
-    fs::create_dir(dir)?;
-    Ok(())
 }
 
 /// An error writing under the target directory, as one line with what to do next.
@@ -326,45 +310,4 @@ fn matches(pat: &CString, path: &[u8]) -> bool {
     let fnm =
         |s: &[u8]| CString::new(s).is_ok_and(|c| unsafe { libc::fnmatch(pat.as_ptr(), c.as_ptr(), 0) } == 0);
     fnm(path) || path.iter().enumerate().any(|(i, &b)| b == b'/' && fnm(&path[..i]))
-}
-
-/// The stored path relative to the target directory (`.` is the directory itself), if it stays
-/// inside it.
-fn relative(stored: &[u8]) -> Option<&Path> {
-    if stored == b"." {
-        return Some(Path::new(""));
-    }
-    let p = Path::new(OsStr::from_bytes(stored));
-    let safe = p.components().all(|c| matches!(c, std::path::Component::Normal(_)));
-    safe.then_some(p)
-}
-
-/// Creates the symlink, or with `resume` keeps one that already points where it should.
-fn restore_symlink(node: &Node, target: &Path, is_root: bool, resume: bool) -> Result<()> {
-    let keep = match fs::symlink_metadata(target) {
-        Ok(m) if m.is_symlink() && resume => fs::read_link(target)?.as_os_str().as_bytes() == node.target,
-        _ => false,
-    };
-    if !keep {
-        if fs::symlink_metadata(target).is_ok() {
-            fs::remove_file(target)?;
-        }
-        std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), target)?;
-    }
-    if is_root {
-        std::os::unix::fs::lchown(target, Some(node.uid), Some(node.gid))?;
-    }
-    let t = filetime::FileTime::from_unix_time(node.mtime, node.mtime_ns);
-    filetime::set_symlink_file_times(target, t, t)?;
-    Ok(())
-}
-
-fn set_dir_attrs(node: &Node, target: &Path, is_root: bool) -> Result<()> {
-    if is_root {
-        std::os::unix::fs::lchown(target, Some(node.uid), Some(node.gid))?;
-    }
-    fs::set_permissions(target, fs::Permissions::from_mode(node.mode & 0o7777))?;
-    let t = filetime::FileTime::from_unix_time(node.mtime, node.mtime_ns);
-    filetime::set_file_times(target, t, t)?;
-    Ok(())
 }

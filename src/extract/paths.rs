@@ -1,0 +1,247 @@
+//! Which of the selected nodes extract restores, before anything is looked at on disk.
+//!
+//! A stored path is used only if it is `.` (the target directory itself, for a directory) or
+//! relative names joined by single `/`: no empty component (leading, trailing or doubled `/`), no
+//! `.` or `..` component, no NUL. An archive made by `create` never holds anything else; anything
+//! else is skipped with a reason, as is a path stored twice (the first is restored), a path under
+//! a file or symlink of the archive, a symlink with an empty target or one with a NUL, and a file or symlink at a path the archive also uses as a
+//! directory. What remains is a tree: every entry's parent is a directory, so `needed` (every
+//! directory to create: ancestors of the entries and the directory nodes, parents first) never
+//! names a place where the archive puts something else.
+
+use crate::archive::{Node, NodeKind};
+use std::collections::HashMap;
+
+/// One entry to restore: its node and its path's components below the target.
+pub(super) struct Entry<'a> {
+    pub node: &'a Node,
+    pub comps: Vec<&'a [u8]>,
+}
+
+impl<'a> Entry<'a> {
+    /// The parent directory's components and the entry's own name (`None` for the target itself).
+    pub fn split(&self) -> Option<(&[&'a [u8]], &'a [u8])> {
+        let (name, parent) = self.comps.split_last()?;
+        Some((parent, name))
+    }
+}
+
+/// A directory to create (or find) under the target.
+pub(super) struct Needed<'a> {
+    /// The stored path (a prefix of some entry's path).
+    pub path: &'a [u8],
+    pub comps: Vec<&'a [u8]>,
+    /// The archive has a node for it (its attributes are set at the end).
+    pub restored: bool,
+}
+
+#[derive(Default)]
+pub(super) struct Plan<'a> {
+    pub files: Vec<Entry<'a>>,
+    pub links: Vec<Entry<'a>>,
+    /// Directory nodes, in stored order (parents first).
+    pub dirs: Vec<Entry<'a>>,
+    pub needed: Vec<Needed<'a>>,
+    /// Nodes not restored, with the reason.
+    pub skipped: Vec<(&'a Node, String)>,
+}
+
+/// The components of a stored path below the target (none for `.`), or why it is refused.
+pub(super) fn components(stored: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+    if stored == b"." {
+        return Ok(Vec::new());
+    }
+    if stored.is_empty() {
+        return Err("the stored path is empty");
+    }
+    if stored.contains(&0) {
+        return Err("the stored path contains a NUL byte");
+    }
+    if stored[0] == b'/' {
+        return Err("the stored path is absolute");
+    }
+    let comps: Vec<&[u8]> = stored.split(|&b| b == b'/').collect();
+    for c in &comps {
+        match *c {
+            b"" => return Err("the stored path has an empty component (a doubled or trailing '/')"),
+            b"." => return Err("the stored path has a '.' component"),
+            b".." => return Err("the stored path has a '..' component and could leave the target directory"),
+            c if c.len() > NAME_MAX => return Err("a name in the stored path is longer than 255 bytes"),
+            _ => {}
+        }
+    }
+    Ok(comps)
+}
+
+/// The longest name Linux file systems take.
+const NAME_MAX: usize = 255;
+
+fn kind_name(k: NodeKind) -> &'static str {
+    match k {
+        NodeKind::File => "file",
+        NodeKind::Dir => "directory",
+        NodeKind::Symlink => "symlink",
+    }
+}
+
+/// Sorts the selected nodes (in stored order) into what to restore and what to skip.
+pub(super) fn plan<'a>(nodes: &[&'a Node]) -> Plan<'a> {
+    let mut plan = Plan::default();
+    let mut kinds: HashMap<&[u8], NodeKind> = HashMap::new();
+    // Every directory path in `needed`, with its index there.
+    let mut dirs: HashMap<&[u8], usize> = HashMap::new();
+    for &node in nodes {
+        let comps = match components(&node.path) {
+            Ok(c) => c,
+            Err(why) => {
+                plan.skipped.push((node, why.to_string()));
+                continue;
+            }
+        };
+        // Byte offsets of each ancestor's end in the stored path (the `/` after it).
+        let ends: Vec<usize> = (0..node.path.len()).filter(|&i| node.path[i] == b'/').collect();
+        let reason = if comps.is_empty() && node.kind != NodeKind::Dir {
+            Some(format!(
+                "the stored path names the target directory itself, which is not a {}",
+                kind_name(node.kind)
+            ))
+        } else if kinds.contains_key(&node.path[..]) {
+            Some("the stored path appears more than once in the archive (the first is restored)".to_string())
+        } else if let Some(&e) =
+            ends.iter().find(|&&e| kinds.get(&node.path[..e]).is_some_and(|k| *k != NodeKind::Dir))
+        {
+            let k = kinds[&node.path[..e]];
+            Some(format!(
+                "{} is a {} in the archive, not a directory",
+                crate::query::escape(&node.path[..e]),
+                kind_name(k)
+            ))
+        } else if node.kind == NodeKind::Symlink && (node.target.is_empty() || node.target.contains(&0)) {
+            Some("the symlink's stored target is empty or contains a NUL byte".to_string())
+        } else if node.kind != NodeKind::Dir && dirs.contains_key(&node.path[..]) {
+            Some(format!(
+                "the archive also has entries under it, so it must be a directory, not a {}",
+                kind_name(node.kind)
+            ))
+        } else {
+            None
+        };
+        if let Some(r) = reason {
+            plan.skipped.push((node, r));
+            continue;
+        }
+        kinds.insert(&node.path, node.kind);
+        for (i, &e) in ends.iter().enumerate() {
+            let path = &node.path[..e];
+            if !dirs.contains_key(path) {
+                dirs.insert(path, plan.needed.len());
+                plan.needed.push(Needed { path, comps: comps[..=i].to_vec(), restored: false });
+            }
+        }
+        let entry = Entry { node, comps };
+        match node.kind {
+            NodeKind::Dir => {
+                if !entry.comps.is_empty() {
+                    let at = *dirs.entry(&node.path).or_insert_with(|| {
+                        plan.needed.push(Needed {
+                            path: &node.path,
+                            comps: entry.comps.clone(),
+                            restored: false,
+                        });
+                        plan.needed.len() - 1
+                    });
+                    plan.needed[at].restored = true;
+                }
+                plan.dirs.push(entry);
+            }
+            NodeKind::Symlink => plan.links.push(entry),
+            NodeKind::File => plan.files.push(entry),
+        }
+    }
+    plan
+}
+
+/// The shortest path among `path` and its ancestors (stored form) that `blocked` holds.
+pub(super) fn blocked_at<'b, V>(blocked: &'b HashMap<Vec<u8>, V>, path: &[u8]) -> Option<(&'b [u8], &'b V)> {
+    if blocked.is_empty() {
+        return None;
+    }
+    let ends = (0..path.len()).filter(|&i| path[i] == b'/').chain(std::iter::once(path.len()));
+    ends.filter_map(|e| blocked.get_key_value(&path[..e])).map(|(k, v)| (&k[..], v)).next()
+}
+
+/// Names of directories seen, for tests of `plan`.
+#[cfg(test)]
+fn needed_paths(p: &Plan) -> Vec<(String, bool)> {
+    p.needed.iter().map(|n| (String::from_utf8_lossy(n.path).into_owned(), n.restored)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(path: &[u8], kind: NodeKind) -> Node {
+        Node {
+            path: path.to_vec(),
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_ns: 0,
+            size: 0,
+            blocks: vec![],
+            target: b"t".to_vec(),
+            partial: false,
+        }
+    }
+
+    #[test]
+    fn only_plain_relative_paths_are_accepted() {
+        assert_eq!(components(b".").unwrap(), Vec::<&[u8]>::new());
+        assert_eq!(components(b"a/b c/d").unwrap(), vec![&b"a"[..], b"b c", b"d"]);
+        assert_eq!(components(b"...").unwrap(), vec![&b"..."[..]]);
+        for bad in
+            [&b""[..], b"/a", b"a//b", b"a/", b"./a", b"a/.", b"a/./b", b"..", b"a/../b", b"a\0b", b"//"]
+        {
+            assert!(components(bad).is_err(), "{:?} accepted", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn duplicates_conflicts_and_the_target_itself() {
+        let nodes = [
+            n(b".", NodeKind::Dir),
+            n(b"a", NodeKind::File),
+            n(b"a/b", NodeKind::File),
+            n(b"d/e", NodeKind::File),
+            n(b"d", NodeKind::File),
+            n(b"d", NodeKind::Dir),
+            n(b"d", NodeKind::Dir),
+            n(b"l", NodeKind::Symlink),
+            n(b"l/x/y", NodeKind::Dir),
+            n(b".", NodeKind::File),
+            Node { target: vec![], ..n(b"e", NodeKind::Symlink) },
+            Node { target: b"a\0b".to_vec(), ..n(b"f", NodeKind::Symlink) },
+        ];
+        let refs: Vec<&Node> = nodes.iter().collect();
+        let p = plan(&refs);
+        let skipped: Vec<&[u8]> = p.skipped.iter().map(|(n, _)| &n.path[..]).collect();
+        assert_eq!(skipped, vec![&b"a/b"[..], b"d", b"d", b"l/x/y", b".", b"e", b"f"]);
+        assert_eq!(needed_paths(&p), vec![("d".to_string(), true)]);
+        assert_eq!(p.files.len(), 2);
+        assert_eq!(p.dirs.len(), 2, "the target itself and d");
+        assert_eq!(p.links.len(), 1);
+    }
+
+    #[test]
+    fn blocked_finds_the_shortest_blocked_ancestor() {
+        let mut b = HashMap::new();
+        b.insert(b"a/b".to_vec(), 1);
+        b.insert(b"a/b/c".to_vec(), 2);
+        assert_eq!(blocked_at(&b, b"a/b/c/d").map(|(k, v)| (k.to_vec(), *v)), Some((b"a/b".to_vec(), 1)));
+        assert_eq!(blocked_at(&b, b"a/b").map(|(_, v)| *v), Some(1));
+        assert!(blocked_at(&b, b"a/bc").is_none());
+        assert!(blocked_at(&b, b"a").is_none());
+    }
+}
