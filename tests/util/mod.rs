@@ -246,10 +246,20 @@ impl Env {
     }
 }
 
+/// Files below `dir`. A command may be writing the repository meanwhile (tests poll it while a
+/// create runs): a file or folder that vanishes between listing and `lstat` is skipped.
 fn walk_files(base: &Path, dir: &Path, out: &mut BTreeMap<String, u64>) {
-    for ent in fs::read_dir(dir).expect("read_dir") {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let entries = match fs::read_dir(dir) {
+        Err(e) if gone(&e) => return,
+        r => r.expect("read_dir"),
+    };
+    for ent in entries {
         let ent = ent.expect("dir entry");
-        let md = fs::symlink_metadata(ent.path()).expect("lstat");
+        let md = match fs::symlink_metadata(ent.path()) {
+            Err(e) if gone(&e) => continue,
+            r => r.expect("lstat"),
+        };
         if md.is_dir() {
             walk_files(base, &ent.path(), out);
         } else {
