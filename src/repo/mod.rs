@@ -10,6 +10,7 @@
 pub mod http;
 mod http_body;
 mod lease;
+pub mod limits;
 pub mod lock;
 pub mod objects;
 pub mod records;

@@ -23,7 +23,6 @@
 mod admit;
 mod conns;
 mod guard;
-pub mod limits;
 mod lock;
 mod net;
 

@@ -16,7 +16,7 @@
 
 use super::admit::{admit, Admitted, Head};
 use super::conns::{Conns, Slot, Stall};
-use super::limits::{trickling, BODY_FLOOR, HEAD_TIMEOUT, WRITE_TIMEOUT};
+use crate::repo::limits::{trickling, BODY_FLOOR, HEAD_TIMEOUT, WRITE_TIMEOUT};
 use super::{handle, Incoming, Reply, State};
 use crate::progress::{Event, Progress};
 use anyhow::{Context, Result};
