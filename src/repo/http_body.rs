@@ -10,8 +10,8 @@
 //! read timeout for a byte (or for a slow answer more than the floor rate allows), or renew a
 //! lease more than a few times a second; every refusal is one line naming what was wrong.
 
-use crate::backend::{ErrorKind, StoreError, StoreResult};
 use super::limits;
+use crate::backend::{ErrorKind, StoreError, StoreResult};
 use std::io::Read;
 use std::time::{Duration, Instant};
 

@@ -10,8 +10,8 @@
 //! names the verifiers the signature is then checked with) is limited to `limits::CONFIG`.
 
 use super::{valid_name, Reply, State};
-use crate::repo::limits;
 use crate::access::Verifiers;
+use crate::repo::limits;
 use crate::repo::objects::ObjectRepo;
 use crate::repo::Repository;
 
