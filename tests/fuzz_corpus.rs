@@ -17,7 +17,10 @@ use archiver::pack::{Entry, Kind, PackBuilder};
 use archiver::repo::{CommitRequest, Pending};
 use std::path::{Path, PathBuf};
 
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A target's name and the function its fuzz target calls.
+type Target = (&'static str, fn(&[u8]));
+
+const TARGETS: &[Target] = &[
     ("pack_header", fz::pack_header),
     ("index_segment", fz::index_segment),
     ("manifest", fz::manifest),
