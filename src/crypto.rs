@@ -16,6 +16,7 @@ pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
 /// Bytes a sealed object carries beyond its (compressed) plaintext.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN + 1;
+const _: () = assert!(SEAL_OVERHEAD == crate::limits::SEAL_OVERHEAD);
 
 const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;

@@ -73,7 +73,8 @@ pub fn read(path: &Path) -> Result<Keys> {
     parse(&text).with_context(|| format!("key file {} is not a valid archiver key file", path.display()))
 }
 
-fn parse(text: &str) -> Result<Keys> {
+/// Parses a key file's text (`read` after reading it; the fuzz targets directly).
+pub fn parse(text: &str) -> Result<Keys> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
     if lines.next() != Some(MAGIC) {
         bail!("missing the `{MAGIC}` header");

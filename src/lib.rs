@@ -21,6 +21,8 @@ pub mod delete;
 pub mod extract;
 pub mod failpoint;
 pub mod fsck;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod index;
 pub mod keyfile;

@@ -11,7 +11,9 @@
 //! it really references (docs/FORMAT.md, "Limits").
 
 use crate::chunker;
-use crate::crypto::SEAL_OVERHEAD;
+/// What sealing adds to a block: nonce, tag and the compression flag (`crypto::SEAL_OVERHEAD`,
+/// which `crypto` checks equals this; kept here so that limits depend on nothing above them).
+pub const SEAL_OVERHEAD: usize = 24 + 16 + 1;
 use anyhow::{bail, Result};
 
 /// The largest plaintext a block can have: the chunker's maximum (archive roots, file data and

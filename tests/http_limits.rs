@@ -82,10 +82,10 @@ fn bodies_are_refused_before_they_are_read() {
     // Signed, but longer than the route allows: 413 at once (a begin record, a pack).
     let begin = format!("/v1/r/txn/{TXN}/begin");
     let signed = auth(&keys, Perm::Write, "PUT", &begin, b"x");
-    let over = format!("Content-Length: {}", archiver::serve::limits::RECORD + 1);
+    let over = format!("Content-Length: {}", archiver::repo::limits::RECORD + 1);
     assert_eq!(ask(&server.addr, &format!("PUT {begin}"), &[over, signed], b"", wait), Some(413));
     let signed = auth(&keys, Perm::Write, "PUT", &pack, b"x");
-    let over = format!("Content-Length: {}", archiver::serve::limits::PACK + 1);
+    let over = format!("Content-Length: {}", archiver::repo::limits::PACK + 1);
     assert_eq!(ask(&server.addr, &format!("PUT {pack}"), &[over, signed], b"", wait), Some(413));
     // A read key may not send a body to a write route: 403, again before the body.
     let read = auth(&keys, Perm::Read, "PUT", &pack, b"x");

@@ -480,8 +480,11 @@ impl Repository for HttpRepo {
 
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()> {
         let body = intent.to_vec();
-        let secret = crate::session::random_id()
-            .map_err(|e| StoreError::new(ErrorKind::Permanent, format!("beginning a transaction: {e:#}")))?;
+        let mut raw = [0u8; 16];
+        getrandom::getrandom(&mut raw).map_err(|e| {
+            StoreError::new(ErrorKind::Permanent, format!("beginning a transaction: no random numbers: {e}"))
+        })?;
+        let secret = hex::encode(raw);
         self.txn_keys.lock().unwrap_or_else(|p| p.into_inner()).entry(txn.to_string()).or_insert(secret);
         self.bytes("beginning a transaction", |c| {
             self.as_owner(c.put(format!("{}/txn/{txn}/begin", self.base)), txn).body(body.clone())

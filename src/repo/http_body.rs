@@ -1,5 +1,5 @@
 //! What the HTTP client lets a server (or whatever answers on its path) make it hold or wait for:
-//! response bodies read incrementally under a cap per route (`serve::limits::response_body`; a
+//! response bodies read incrementally under a cap per route (`repo::limits::response_body`; a
 //! pack range read never more than the range asked for), per-read timeouts with a floor rate
 //! instead of one long request timeout, a bounded wait for a held lock, and a lease length kept
 //! in a sane range. Redirects are never followed (the client is built with no redirect policy
@@ -10,8 +10,8 @@
 //! read timeout for a byte (or for a slow answer more than the floor rate allows), or renew a
 //! lease more than a few times a second; every refusal is one line naming what was wrong.
 
+use super::limits;
 use crate::backend::{ErrorKind, StoreError, StoreResult};
-use crate::serve::limits;
 use std::io::Read;
 use std::time::{Duration, Instant};
 

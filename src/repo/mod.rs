@@ -10,13 +10,14 @@
 pub mod http;
 mod http_body;
 mod lease;
+pub mod limits;
 pub mod lock;
 pub mod objects;
 pub mod records;
 
 use crate::backend::StoreResult;
 use crate::codec::{Reader, Writer};
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 /// A transaction that was begun and not yet cleaned up.
 #[derive(Debug, Clone)]
@@ -97,6 +98,14 @@ impl CommitRequest {
             }
         }
         c.keep_history = r.u8()? == 1;
+        // The names become object paths when the commit is finished (by a server, without keys):
+        // a `../` in one would delete outside the repository.
+        for p in c.keep_packs.iter().chain(&c.delete_packs) {
+            crate::limits::pack_name(p).context("commit record")?;
+        }
+        for i in c.keep_indexes.iter().chain(&c.delete_indexes) {
+            crate::limits::segment_name(i).context("commit record")?;
+        }
         Ok(c)
     }
 }
@@ -221,4 +230,25 @@ pub fn open(spec: &str, conn: &Connect) -> Result<std::sync::Arc<dyn Repository>
         anyhow::bail!("repository {spec}: s3:// repositories are not supported yet; use http://, https:// or a local directory");
     }
     Ok(std::sync::Arc::new(objects::ObjectRepo::local(spec)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 11 review): a commit record naming `../..` was obeyed by `finish`, which
+    /// deleted files outside the repository (any repository of the same `archiver serve` store).
+    #[test]
+    fn a_commit_record_naming_paths_outside_the_repository_is_refused() {
+        let good = CommitRequest { gen: 1, keep_packs: vec!["ab/00000001".into()], ..Default::default() };
+        assert!(CommitRequest::decode(&good.encode()).is_ok());
+        for bad in [
+            CommitRequest { delete_packs: vec!["../../other/config".into()], ..good.clone() },
+            CommitRequest { keep_packs: vec!["ab/../../x".into()], ..good.clone() },
+            CommitRequest { delete_indexes: vec!["../x-1".into()], ..good.clone() },
+            CommitRequest { keep_indexes: vec!["ab-00/1".into()], ..good.clone() },
+        ] {
+            assert!(CommitRequest::decode(&bad.encode()).is_err(), "{bad:?} was accepted");
+        }
+    }
 }

@@ -9,8 +9,9 @@
 //! it is refused unless the server runs with `--allow-create`, and its body (the config, which
 //! names the verifiers the signature is then checked with) is limited to `limits::CONFIG`.
 
-use super::{limits, valid_name, Reply, State};
+use super::{valid_name, Reply, State};
 use crate::access::Verifiers;
+use crate::repo::limits;
 use crate::repo::objects::ObjectRepo;
 use crate::repo::Repository;
 

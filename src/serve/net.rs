@@ -16,9 +16,9 @@
 
 use super::admit::{admit, Admitted, Head};
 use super::conns::{Conns, Slot, Stall};
-use super::limits::{trickling, BODY_FLOOR, HEAD_TIMEOUT, WRITE_TIMEOUT};
 use super::{handle, Incoming, Reply, State};
 use crate::progress::{Event, Progress};
+use crate::repo::limits::{trickling, BODY_FLOOR, HEAD_TIMEOUT, WRITE_TIMEOUT};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
