@@ -18,21 +18,10 @@ mod util;
 use archiver::crypto::Keys;
 use archiver::manifest::{Checkpoint, Manifest};
 use archiver::repo::{CommitRequest, Repository};
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use util::crash::KILLED;
 use util::server::Server;
 use util::*;
-
-/// Every file under `dir` with its content hash.
-fn state(dir: &Path) -> BTreeMap<String, String> {
-    entries_below(dir)
-        .into_iter()
-        .filter(|p| dir.join(p).is_file() && !p.ends_with("lock"))
-        .map(|p| (p.clone(), hash_file(&dir.join(&p))))
-        .collect()
-}
 
 /// A victim with two archives on a server, and the keys of a write-only key file made from its key.
 struct World {
@@ -83,7 +72,7 @@ fn random_txn() -> String {
 #[test]
 fn a_write_key_cannot_abort_overwrite_or_reuse_committed_transactions() {
     let w = world();
-    let before = state(&w.repo_dir());
+    let before = hashed_files(&w.repo_dir());
     let r = w.thief();
     let _lock = r.lock("thief").unwrap();
     let packs = r.list_packs().unwrap();
@@ -101,7 +90,7 @@ fn a_write_key_cannot_abort_overwrite_or_reuse_committed_transactions() {
         let _ = r.abort(t);
     }
     drop(_lock);
-    assert_eq!(state(&w.repo_dir()), before, "the write key changed committed data");
+    assert_eq!(hashed_files(&w.repo_dir()), before, "the write key changed committed data");
     w.intact("after the attacks on committed transactions");
 }
 

@@ -12,7 +12,6 @@ mod util;
 
 use archiver::access::{AccessKeys, Perm, Signed};
 use archiver::repo::CommitRequest;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use util::server::{client_env, Server};
@@ -21,15 +20,6 @@ use util::*;
 /// A fresh environment (own key file and cache) whose repository is `url`.
 fn remote(url: &str) -> Env {
     client_env(&Env::bare(), url)
-}
-
-/// Every file under `dir` with its content hash: "nothing changed" means this map is equal.
-fn state(dir: &Path) -> BTreeMap<String, String> {
-    entries_below(dir)
-        .into_iter()
-        .filter(|p| dir.join(p).is_file() && !p.ends_with("lock"))
-        .map(|p| (p.clone(), hash_file(&dir.join(&p))))
-        .collect()
 }
 
 fn with_key(env: &Env, key: &Path, args: &[&str]) -> Out {
@@ -90,7 +80,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     let other = remote(&server.url("other"));
     other.ok(["keygen"]);
     let repo_dir = store.join("r");
-    let before = state(&repo_dir);
+    let before = hashed_files(&repo_dir);
 
     // Refused by the client (and, were it asked, the server): one line each, nothing changed.
     refused(&env, &other.key, &["list"], "refused the key file");
@@ -99,7 +89,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     refused(&env, &env.path("w.key"), &["delete", "first"], "cannot delete archives");
     refused(&env, &env.path("w.key"), &["extract", "-C", "out", "first"], "cannot extract");
     refused(&env, &env.path("r.key"), &["delete", "first"], "delete key");
-    assert_eq!(state(&repo_dir), before, "a refused command changed the repository");
+    assert_eq!(hashed_files(&repo_dir), before, "a refused command changed the repository");
 
     // Refused by the server: requests that skip the client's checks.
     let full = archiver::keyfile::read(&env.key).unwrap().access;
@@ -141,7 +131,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     assert_eq!(status, 404, "{why}");
     let store_dir = std::fs::canonicalize(&store).unwrap();
     assert!(why.contains("packs/") && !why.contains(store_dir.to_str().unwrap()), "{why}");
-    assert_eq!(state(&repo_dir), before, "a refused request changed the repository");
+    assert_eq!(hashed_files(&repo_dir), before, "a refused request changed the repository");
 
     // What each key may do, it does. A write key's commit keeps the manifest it supersedes.
     let w = env.path("w.key");
@@ -169,7 +159,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     let txns = entries_below(&repo_dir.join("txn"));
     let ck = txns.iter().find(|p| p.contains("/checkpoint-")).expect("a checkpointed transaction");
     let txn = ck.split('/').next().unwrap().to_string();
-    let before = state(&repo_dir);
+    let before = hashed_files(&repo_dir);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let token = loop {
         // The killed client's lease runs out after the server's 2 s.
@@ -185,7 +175,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     assert_eq!((status, why.contains("checkpointed")), (403, true), "write key aborts a checkpoint: {why}");
     let release = format!("lock/{token}");
     assert_eq!(raw(base, &full, Some(Perm::Write), "DELETE", &release, b"", b"", &token).0, 204);
-    assert_eq!(state(&repo_dir), before, "a refused abort changed the repository");
+    assert_eq!(hashed_files(&repo_dir), before, "a refused abort changed the repository");
     let out = with_key(&env, &w, &["create", "fourth", "extra"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     out.assert_stderr_contains("fourth.part");

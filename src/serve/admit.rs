@@ -10,10 +10,8 @@
 //! names the verifiers the signature is then checked with) is limited to `limits::CONFIG`.
 
 use super::{valid_name, Reply, State};
-use crate::access::Verifiers;
 use crate::repo::limits;
 use crate::repo::objects::ObjectRepo;
-use crate::repo::Repository;
 
 /// A request as far as its head: what admission looks at.
 pub(crate) struct Head {
@@ -68,17 +66,7 @@ pub(crate) fn admit(state: &State, head: &Head) -> Result<Admitted, Reply> {
         };
     }
     let r = ObjectRepo::local(&state.store.join(repo).display().to_string());
-    let config = match r.read_config() {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(Reply::text(404, "no repository here")),
-        Err(e) => return Err(e.into()),
-    };
-    let Some(verifiers) = Verifiers::from_config(&config) else {
-        return Err(Reply::text(
-            401,
-            "this repository's config has no access verifiers (made by an older archiver)",
-        ));
-    };
+    let verifiers = super::verifiers_of(&r)?;
     let signed = crate::access::Signed {
         method,
         path: &head.url,

@@ -217,17 +217,7 @@ fn authorize(
         verifiers.verify(x.auth, &signed, std::time::SystemTime::now()).map_err(|m| Reply::text(401, m))?;
         return Ok(None);
     }
-    let config = match r.read_config() {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(Reply::text(404, "no repository here")),
-        Err(e) => return Err(e.into()),
-    };
-    let Some(verifiers) = Verifiers::from_config(&config) else {
-        return Err(Reply::text(
-            401,
-            "this repository's config has no access verifiers (made by an older archiver)",
-        ));
-    };
+    let verifiers = verifiers_of(r)?;
     let perm =
         verifiers.verify(x.auth, &signed, std::time::SystemTime::now()).map_err(|m| Reply::text(401, m))?;
     let need = crate::access::need(method, rest, body);
@@ -243,6 +233,19 @@ fn authorize(
         ));
     }
     Ok(Some(perm))
+}
+
+/// The access verifiers in repository `r`'s config, or the refusal to send (no repository, or
+/// one whose config names none).
+pub(crate) fn verifiers_of(r: &ObjectRepo) -> Result<Verifiers, Reply> {
+    let config = match r.read_config() {
+        Ok(Some(c)) => c,
+        Ok(None) => return Err(Reply::text(404, "no repository here")),
+        Err(e) => return Err(e.into()),
+    };
+    Verifiers::from_config(&config).ok_or_else(|| {
+        Reply::text(401, "this repository's config has no access verifiers (made by an older archiver)")
+    })
 }
 
 fn route(state: &State, method: &str, parts: &[&str], body: Vec<u8>, x: &Extra) -> Reply {

@@ -532,6 +532,15 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Meta> {
     out
 }
 
+/// Every file under `dir` (but `lock`) with its content hash: "nothing changed" means equal maps.
+pub fn hashed_files(dir: &Path) -> BTreeMap<String, String> {
+    entries_below(dir)
+        .into_iter()
+        .filter(|p| dir.join(p).is_file() && !p.ends_with("lock"))
+        .map(|p| (p.clone(), hash_file(&dir.join(&p))))
+        .collect()
+}
+
 pub fn hash_file(path: &Path) -> String {
     let mut h = blake3::Hasher::new();
     h.update_reader(fs::File::open(path).expect("open")).expect("read");
