@@ -167,11 +167,17 @@ impl Verifiers {
     /// Checks a request's header against the whole request, body included; returns the
     /// permission it proves, or why it is refused.
     pub fn verify(&self, header: Option<&str>, req: &Signed, now: SystemTime) -> Result<Perm, String> {
+        Self::body_matches(header, req.body)?;
+        self.check(&Header::parse(header)?, req, now)
+    }
+
+    /// Checks that `body` is the one whose hash the (already verified) header names.
+    pub fn body_matches(header: Option<&str>, body: &[u8]) -> Result<(), String> {
         let h = Header::parse(header)?;
-        if blake3::hash(req.body).to_hex().as_str() != h.hash {
+        if blake3::hash(body).to_hex().as_str() != h.hash {
             return Err("the request body is not the one that was signed (changed on the way?)".into());
         }
-        self.check(&h, req, now)
+        Ok(())
     }
 
     /// Checks a request's header against its head alone (`req.body` is not looked at): the

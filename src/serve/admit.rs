@@ -10,6 +10,7 @@
 //! names the verifiers the signature is then checked with) is limited to `limits::CONFIG`.
 
 use super::{valid_name, Reply, State};
+use crate::access::Perm;
 use crate::repo::limits;
 use crate::repo::objects::ObjectRepo;
 
@@ -27,11 +28,12 @@ pub(crate) struct Head {
     pub declared: Option<u64>,
 }
 
-/// A request let in: the most body to read, and whether its signature was already verified
-/// (its connection is then trusted: `conns`).
+/// A request let in: the most body to read, and the permission its signature proves when it was
+/// verified here (its connection is then trusted: `conns`; `authorize` then checks only that the
+/// body is the one the signature names).
 pub(crate) struct Admitted {
     pub limit: u64,
-    pub signed: bool,
+    pub signed: Option<Perm>,
 }
 
 /// Whether the request behind `head` may go on to send its body.
@@ -62,7 +64,7 @@ pub(crate) fn admit(state: &State, head: &Head) -> Result<Admitted, Reply> {
         }
         return match head.declared {
             Some(n) if n > limit => Err(too_big()),
-            _ => Ok(Admitted { limit, signed: false }),
+            _ => Ok(Admitted { limit, signed: None }),
         };
     }
     let r = ObjectRepo::local(&state.store.join(repo).display().to_string());
@@ -93,7 +95,7 @@ pub(crate) fn admit(state: &State, head: &Head) -> Result<Admitted, Reply> {
     }
     match head.declared {
         Some(n) if n > limit => Err(too_big()),
-        _ => Ok(Admitted { limit, signed: true }),
+        _ => Ok(Admitted { limit, signed: Some(perm) }),
     }
 }
 

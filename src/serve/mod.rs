@@ -10,8 +10,9 @@
 //! Every request must carry a signature by one of the repository's access keys that the route
 //! allows (`access::need`), checked against the verifiers in the repository's config: a missing
 //! or wrong signature gets 401 and a key without the permission 403, before its body is read
-//! (`admit`: the signature covers the head and the body hash it names) and again once the body is
-//! in (`authorize`), before anything is written. Bodies are read under per-route limits and
+//! (`admit`: the signature covers the head and the body hash it names, and is verified once);
+//! once the body is in, `authorize` checks it is the body that hash names and that the route
+//! accepts the permission for this body, before anything is written. Bodies are read under per-route limits and
 //! timeouts (`limits`), connections are held under a cap that peers without a key cannot exhaust
 //! (`conns`). What a key may do to a transaction (a write key only adds) is `guard`'s to decide.
 //! Creating a repository (PUT config) needs `serve --allow-create` and a signature by a key the
@@ -129,6 +130,8 @@ pub(crate) struct Incoming {
     /// The transaction secret (`X-Archiver-Txn-Key`): proves the caller began the transaction.
     txn_key: Option<String>,
     body: Vec<u8>,
+    /// The permission `admit` verified the signature for (None: checked in `authorize`).
+    signed: Option<Perm>,
 }
 
 fn handle(state: &State, req: Incoming) -> Reply {
@@ -143,6 +146,7 @@ fn handle(state: &State, req: Incoming) -> Reply {
         txn_key: req.txn_key.as_deref(),
         url: &req.url,
         allow_create: state.allow_create,
+        signed: req.signed,
     };
     let mut reply = route(state, &req.method, &parts, req.body, &extra);
     if reply.status >= 400 {
@@ -188,6 +192,8 @@ struct Extra<'a> {
     /// Path and query as received: what the signature covers.
     url: &'a str,
     allow_create: bool,
+    /// The permission the head's signature proved in `admit`.
+    signed: Option<Perm>,
 }
 
 /// Checks the request's signature, body included, against the repository's verifiers: the
@@ -217,9 +223,12 @@ fn authorize(
         verifiers.verify(x.auth, &signed, std::time::SystemTime::now()).map_err(|m| Reply::text(401, m))?;
         return Ok(None);
     }
-    let verifiers = verifiers_of(r)?;
-    let perm =
-        verifiers.verify(x.auth, &signed, std::time::SystemTime::now()).map_err(|m| Reply::text(401, m))?;
+    let perm = match x.signed {
+        // The signature was verified on the head; the body must be the one it names.
+        Some(perm) => Verifiers::body_matches(x.auth, body).map(|()| perm),
+        None => verifiers_of(r)?.verify(x.auth, &signed, std::time::SystemTime::now()),
+    }
+    .map_err(|m| Reply::text(401, m))?;
     let need = crate::access::need(method, rest, body);
     if !need.contains(&perm) {
         let names: Vec<&str> = need.iter().map(|p| p.name()).collect();

@@ -183,12 +183,12 @@ async fn receive(req: Request<Body>, state: &Arc<State>, slot: &Slot) -> Result<
     .await
     .map_err(|_| Reply::text(500, "internal error while checking the request (see the server's log)"))?;
     let Admitted { limit, signed } = admitted?;
-    if signed {
+    if signed.is_some() {
         slot.trust();
     }
     let body = read_body(&mut body, limit, head.declared, state.body_timeout).await?;
     let Head { method, url, token, range, auth, txn_key, .. } = head;
-    Ok(Incoming { method, url, token, range, auth, txn_key, body })
+    Ok(Incoming { method, url, token, range, auth, txn_key, body, signed })
 }
 
 /// Reads a body of at most `limit` bytes (sized from Content-Length up front, so a pack is not
