@@ -13,6 +13,7 @@
 //! fsck never changes an archive: what it finds damaged it names, and leaves in place.
 
 mod archives;
+mod lost;
 mod marks;
 mod packs;
 
@@ -55,6 +56,8 @@ pub struct FsckReport {
     /// `--verify-data`: blocks and stored bytes read, and how many blocks failed.
     pub verified: Option<(u64, u64, usize)>,
     pub pruned: Option<crate::delete::DeleteResult>,
+    /// Archives listed again from their roots (`lost`), one line each.
+    pub relisted: Vec<String>,
     /// Damage marks now recorded in the repository, when fsck changed them.
     pub marked: Option<usize>,
     /// Archives whose damaged blocks have an intact copy elsewhere: they restore (one line each).
@@ -125,6 +128,7 @@ impl FsckReport {
             )),
             None => {}
         }
+        out.extend(self.relisted.iter().cloned());
         out.extend(self.repaired.iter().cloned());
         out.extend(self.problems.iter().cloned());
         out
@@ -176,6 +180,19 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
     }
     let mut head = match session.head() {
         Ok(h) => h,
+        // A manifest that cannot be opened is rebuilt from the packs (`lost`), if this key may write.
+        Err(e) if session.keys.access.has(Perm::Write) => {
+            let (gen, _) = session.repo.head().context("cannot read the repository's manifest")?;
+            let stored = packs::list(session)?;
+            let base = crate::manifest::Manifest { gen, ..Default::default() };
+            let r = lost::relist(session, &base, &stored, &[], true)?;
+            report.problems.push(format!(
+                "the current manifest (generation {gen}) could not be opened ({e:#}); rebuilt it from the packs' headers"
+            ));
+            report.relisted.extend(r.lines);
+            report.problems.extend(r.notes);
+            session.head()?
+        }
         Err(e) => {
             // The current manifest cannot be opened (damaged, or a hostile writer's commit):
             // nothing else can be checked against it; say which generation to go back to.
@@ -236,6 +253,32 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         let old = head.0.indexes.clone();
         txn.commit(seg, |m, new, _| m.indexes = new.to_vec(), Vec::new(), old)
             .context("cannot commit the rebuilt index")?;
+        head = session.head()?;
+        segments.clear();
+        for name in &head.0.indexes {
+            let s = session.read_segment(name)?;
+            segments.push((name.clone(), s));
+        }
+    }
+    // 2b. Archives whose roots are in packs the index does not list (a manifest lost or replaced).
+    let indexed: HashSet<&str> =
+        segments.iter().flat_map(|(_, s)| s.packs.iter().map(|(p, _)| p.as_str())).collect();
+    let orphans: BTreeMap<String, u64> = stored
+        .iter()
+        .filter(|(p, _)| !indexed.contains(p.as_str()) && !unindexable.contains(p))
+        .map(|(p, n)| (p.clone(), *n))
+        .collect();
+    let all: Vec<(String, Vec<crate::pack::Entry>)> =
+        segments.iter().flat_map(|(_, s)| s.packs.iter().cloned()).collect();
+    let r = lost::relist(session, &head.0, &orphans, &all, false)?;
+    report.problems.extend(r.notes);
+    unindexable.extend(r.keep);
+    if !r.lines.is_empty() {
+        report.problems.push(format!(
+            "the manifest did not list {} stored archive(s) (a lost or replaced manifest): listed again, see above",
+            r.lines.len()
+        ));
+        report.relisted.extend(r.lines);
         head = session.head()?;
         segments.clear();
         for name in &head.0.indexes {
