@@ -16,6 +16,8 @@
 //! id (`keycheck::key_id`): a full key file and the restricted ones made from it share it; a
 //! damaged key file (accepted by a repository made before key checks) never does.
 
+mod damage;
+
 use crate::crypto::BlockId;
 use crate::pack::{Entry, Location};
 use anyhow::{Context, Result};
@@ -96,6 +98,7 @@ impl Cache {
                  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
                  blocks BLOB NOT NULL, chk INTEGER NOT NULL) WITHOUT ROWID;",
         )?;
+        conn.execute_batch(damage::TABLE)?;
         let c = Cache { conn, path: path.to_path_buf() };
         match c.meta("schema")? {
             None => {
@@ -169,10 +172,13 @@ impl Cache {
         }
     }
 
-    /// Forgets every block (before a rebuild from the repository's index).
+    /// Forgets every block and damage mark (before a rebuild from the repository's index).
     pub fn clear_blocks(&self) -> Result<()> {
         self.guard(|| {
-            self.conn.execute_batch("DELETE FROM blocks; DELETE FROM packs; DELETE FROM segments;")?;
+            self.conn.execute_batch(
+                "DELETE FROM blocks; DELETE FROM packs; DELETE FROM segments; DELETE FROM damaged;
+                 DELETE FROM meta WHERE key = 'marks';",
+            )?;
             Ok(())
         })
     }
@@ -220,7 +226,11 @@ impl Cache {
         let mut st = self.conn.prepare_cached(
             "INSERT OR REPLACE INTO blocks (id, pack, offset, len, plain_len, kind, chk) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
+        let marked = self.any_marked()?;
         for e in entries {
+            if marked && self.park_if_marked(pack, e)? {
+                continue; // a damaged copy: not offered for dedup (`damage`)
+            }
             let loc = Location { pack: pack.to_string(), offset: e.offset, len: e.len, plain_len: e.plain_len };
             let chk = row_check(&e.id, &loc);
             st.execute(params![&e.id[..], pid, e.offset as i64, e.len, e.plain_len, e.kind as u8, chk])?;

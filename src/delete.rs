@@ -90,13 +90,25 @@ pub fn collect(
     let mut result = DeleteResult { archives: names.len(), ..Default::default() };
     let mut keep = Segment::default();
     let mut delete_packs = Vec::new();
+    // A copy fsck marked damaged (`damage`) is dropped when the block has another copy; a live
+    // one without another copy is kept, and read (it must authenticate) if its pack is repacked.
+    let marked: HashSet<(BlockId, &str)> = head.0.damaged.iter().map(|(id, p)| (*id, p.as_str())).collect();
+    let mut unmarked_copies: HashSet<BlockId> = HashSet::new();
+    for (pack, entries) in segments.iter().flat_map(|s| &s.packs) {
+        unmarked_copies
+            .extend(entries.iter().filter(|e| !marked.contains(&(e.id, pack.as_str()))).map(|e| e.id));
+    }
     for (pack, entries) in segments.into_iter().flat_map(|s| s.packs) {
-        let (alive, dead): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(|e| live.contains(&e.id));
+        let is_marked = |e: &Entry| marked.contains(&(e.id, pack.as_str()));
+        let (alive, dead): (Vec<Entry>, Vec<Entry>) = entries
+            .into_iter()
+            .partition(|e| live.contains(&e.id) && !(is_marked(e) && unmarked_copies.contains(&e.id)));
         if dead.is_empty() {
             keep.packs.push((pack, alive));
             continue;
         }
         result.reclaimed += dead.iter().map(|e| e.len as u64).sum::<u64>();
+        let mut alive = alive;
         if !alive.is_empty() {
             // Copy the live blocks, still sealed, into this transaction's packs. One read spans
             // them (the index's entries lie within `limits::MAX_PACK_DATA` bytes of blocks; the
@@ -107,13 +119,23 @@ pub fn collect(
                 .repo
                 .read_pack(&pack, start, end - start)
                 .with_context(|| format!("cannot read pack {pack} to repack it"))?;
-            for e in &alive {
+            let mut copied = Vec::new();
+            for e in alive.drain(..) {
                 let at = (e.offset - start) as usize;
                 let sealed = bytes
                     .get(at..at + e.len as usize)
                     .with_context(|| format!("pack {pack} is truncated: the repository is damaged (`archiver fsck` names everything affected)"))?;
+                if is_marked(&e) && session.keys.open_block(&e.id, sealed, e.plain_len as usize).is_err() {
+                    // Damaged beyond doubt: not copied into a new pack, where no mark would name it.
+                    result.reclaimed += e.len as u64;
+                    continue;
+                }
                 txn.put_sealed(e.id, e.kind, sealed.to_vec(), e.plain_len)?;
+                copied.push(e);
             }
+            alive = copied;
+        }
+        if !alive.is_empty() {
             result.packs_repacked += 1;
         } else {
             result.packs_deleted += 1;
@@ -127,6 +149,11 @@ pub fn collect(
     let mut old_indexes = head.0.indexes.clone();
     old_indexes.extend(orphans.indexes);
     let names_owned: Vec<String> = names.to_vec();
+    // Marks on copies in deleted packs go with them.
+    let gone_packs: HashSet<&str> = delete_packs.iter().map(String::as_str).collect();
+    let mut marks = head.0.damaged.clone();
+    marks.retain(|(_, p)| !gone_packs.contains(p.as_str()));
+    txn.cache.set_marks(&marks, &crate::damage::token_of(&marks))?;
     txn.commit(
         keep,
         move |m, new_indexes, _| {
@@ -134,6 +161,7 @@ pub fn collect(
                 m.remove(n);
             }
             m.indexes = new_indexes.to_vec();
+            m.damaged = marks;
         },
         delete_packs,
         old_indexes,

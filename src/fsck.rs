@@ -13,17 +13,17 @@
 //! fsck never changes an archive: what it finds damaged it names, and leaves in place.
 
 mod archives;
+mod marks;
 mod packs;
 
 use crate::access::Perm;
 use crate::cache::Cache;
-use crate::crypto::BlockId;
 use crate::index::Segment;
 use crate::progress::{Event, Progress};
 use crate::session::Session;
 use crate::units::human;
 use anyhow::{Context, Result};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 #[derive(Debug, Default, Clone)]
 pub struct FsckOptions {
@@ -55,6 +55,10 @@ pub struct FsckReport {
     /// `--verify-data`: blocks and stored bytes read, and how many blocks failed.
     pub verified: Option<(u64, u64, usize)>,
     pub pruned: Option<crate::delete::DeleteResult>,
+    /// Damage marks now recorded in the repository, when fsck changed them.
+    pub marked: Option<usize>,
+    /// Archives whose damaged blocks have an intact copy elsewhere: they restore (one line each).
+    pub repaired: Vec<String>,
     /// Archives whose metadata cannot be read (so the live set is unknown).
     pub unreadable_archives: usize,
     pub problems: Vec<String>,
@@ -114,6 +118,14 @@ impl FsckReport {
                 p.packs_repacked
             ));
         }
+        match self.marked {
+            Some(0) => out.push("no damaged blocks are recorded any more".into()),
+            Some(n) => out.push(format!(
+                "recorded {n} damaged block(s) in the repository: the next `archiver create` of the files holding them stores them again, which repairs every archive that uses them"
+            )),
+            None => {}
+        }
+        out.extend(self.repaired.iter().cloned());
         out.extend(self.problems.iter().cloned());
         out
     }
@@ -236,7 +248,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
     let index = Index::from_segments(segments.iter().map(|(_, s)| s));
 
     // 3. Packs: indexed but missing or short (damage), stored but unindexed (orphans).
-    let mut damaged: HashMap<BlockId, String> = HashMap::new();
+    let mut found: Vec<packs::BadCopy> = Vec::new();
     for (pack, entries) in &index.packs {
         let reach = entries.iter().map(|e| e.offset + e.len as u64).max().unwrap_or(0);
         let why = match stored.get(pack) {
@@ -251,9 +263,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         report.indexed_bytes += entries.iter().map(|e| e.len as u64).sum::<u64>();
         if let Some(why) = why {
             report.problems.push(format!("{why}: {} block(s) lost", entries.len()));
-            for e in entries {
-                damaged.insert(e.id, why.clone());
-            }
+            found.extend(entries.iter().map(|e| (e.id, pack.clone(), why.clone())));
         }
     }
     for (pack, size) in &stored {
@@ -266,20 +276,39 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
     report.orphan_segments = session.repo.list_indexes()?.into_iter().filter(|s| !live.contains(s)).collect();
 
     // 4. The cache: reloaded from the index alone.
-    let cache = reload_cache(session, &head, &segments)?;
+    let mut cache = reload_cache(session, &head, &segments)?;
 
     // 5. Every block read and authenticated, if asked.
     if opts.verify_data {
-        let (blocks, bytes, bad) = packs::verify(session, &index, &damaged, progress)?;
+        let skip: HashSet<&str> = found.iter().map(|(_, p, _)| p.as_str()).collect();
+        let (blocks, bytes, bad) = packs::verify(session, &index, &skip, progress)?;
         report.verified = Some((blocks, bytes, bad.len()));
-        damaged.extend(bad);
+        found.extend(bad);
     }
 
-    // 6. Every archive's references, with damage named by archive and path.
-    archives::check(session, &cache, &head.0, &damaged, &mut report, progress)?;
+    // 6. Damaged copies recorded, so that the next create stores those blocks again.
+    let assessed = marks::assess(&index, &found);
+    let wanted = marks::wanted(&head.0, &index, &found, opts.verify_data);
+    if wanted != head.0.damaged {
+        let n = wanted.len();
+        if marks::record(session, &head.0, cache, wanted)? {
+            head = session.head()?;
+            report.gen = head.0.gen;
+            report.marked = Some(n);
+        } else if !found.is_empty() {
+            report.problems.push(format!(
+                "the {} damaged block(s) found are not recorded in the repository (this key cannot write): run `archiver fsck` with a key that may write, so that the next `archiver create` stores them again",
+                found.len()
+            ));
+        }
+        cache = reload_cache(session, &head, &segments)?;
+    }
+
+    // 7. Every archive's references, with damage named by archive and path.
+    archives::check(session, &cache, &head.0, &assessed, &mut report, progress)?;
     drop(cache);
 
-    // 7. Prune what nothing references.
+    // 8. Prune what nothing references.
     if opts.prune && report.unreadable_archives > 0 {
         report.problems.push(format!(
             "not pruned: {} archive(s) cannot be read, so what they reference is unknown; delete them first (`archiver delete NAME`)",
@@ -303,6 +332,7 @@ fn reload_cache(
     let (cache, _) = session.cache()?;
     cache.transaction(|cache| {
         cache.clear_blocks()?;
+        cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))?;
         for (name, seg) in segments {
             for (pack, entries) in &seg.packs {
                 cache.add_pack(name, pack, entries)?;

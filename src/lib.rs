@@ -17,6 +17,7 @@ pub mod config;
 pub mod craft;
 pub mod create;
 pub mod crypto;
+pub mod damage;
 pub mod delete;
 pub mod extract;
 pub mod failpoint;

@@ -30,6 +30,11 @@ pub struct Manifest {
     /// Sorted by name; names are unique.
     pub archives: Vec<ArchiveRef>,
     pub indexes: Vec<String>,
+    /// Damage marks recorded by fsck: block copies (id, pack) found damaged, sorted, unique.
+    /// Advisory (see `damage`): a marked copy is not offered for dedup, so the next create
+    /// stores the block again; readers use it only when no other copy exists. Encoded after the
+    /// index list only when there are any, so a manifest without marks is unchanged.
+    pub damaged: Vec<(BlockId, String)>,
 }
 
 const VERSION: u8 = 1;
@@ -156,6 +161,12 @@ impl Manifest {
         for i in &self.indexes {
             w.str(i);
         }
+        if !self.damaged.is_empty() {
+            w.uvar(self.damaged.len() as u64);
+            for (id, pack) in &self.damaged {
+                w.id(id).str(pack);
+            }
+        }
         seal_object(keys, &ad(self.gen), &w.finish())
     }
 
@@ -180,6 +191,15 @@ impl Manifest {
                 let name = r.string()?;
                 limits::segment_name(&name)?;
                 m.indexes.push(name);
+            }
+            if !r.is_empty() {
+                for _ in 0..r.count(34)? {
+                    let (id, pack) = (r.id()?, r.string()?);
+                    limits::pack_name(&pack)?;
+                    m.damaged.push((id, pack));
+                }
+                m.damaged.sort();
+                m.damaged.dedup();
             }
             Ok(m)
         })();

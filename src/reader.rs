@@ -16,8 +16,15 @@ pub fn find<'m>(m: &'m Manifest, name: &str) -> Result<&'m ArchiveRef> {
 /// Where the repository holds block `id`. The lengths are checked again here (they were when
 /// the index segment was read), so a cache filled by an older archiver cannot make a reader
 /// allocate more than a block can hold.
+///
+/// A copy fsck marked damaged is returned only when there is no other (`damage`: marks are
+/// advisory; the copy is authenticated when read).
 pub fn locate(cache: &Cache, id: &BlockId) -> Result<Location> {
-    let loc = cache.lookup(id)?.ok_or_else(|| {
+    let found = match cache.lookup(id)? {
+        Some(loc) => Some(loc),
+        None => cache.marked(id)?,
+    };
+    let loc = found.ok_or_else(|| {
         anyhow!(
             "block {} is missing from the repository's index: the repository is damaged (`archiver fsck` names everything affected)",
             hex::encode(&id[..8])
@@ -41,10 +48,12 @@ pub fn fetch(session: &Session, id: &BlockId, loc: &Location) -> Result<Vec<u8>>
         .repo
         .read_pack(&loc.pack, loc.offset, loc.len as u64)
         .with_context(|| format!("cannot read block {} from pack {}", hex::encode(&id[..8]), loc.pack))?;
-    session
-        .keys
-        .open_block(id, &sealed, loc.plain_len as usize)
-        .with_context(|| format!("block {} in pack {} is damaged", hex::encode(&id[..8]), loc.pack))
+    session.keys.open_block(id, &sealed, loc.plain_len as usize).with_context(|| damaged_block(id, &loc.pack))
+}
+
+/// The error for a block that fails authentication: what heals it.
+pub fn damaged_block(id: &BlockId, pack: &str) -> String {
+    format!("block {} in pack {pack} is damaged: {}", hex::encode(&id[..8]), crate::damage::HEAL_HINT)
 }
 
 /// Whether an archive entry named `listed` may hold a root named `root`: the same name, or a

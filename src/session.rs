@@ -120,7 +120,7 @@ impl Session {
     pub fn open_cache(&self, head: &(Manifest, String), progress: Progress) -> Result<Cache> {
         let (cache, note) = self.cache()?;
         let synced = cache.synced()?;
-        if synced.as_deref() == Some(head.1.as_str()) {
+        if synced.as_deref() == Some(head.1.as_str()) && marks_applied(&cache, &head.0)? {
             return Ok(cache);
         }
         let sync = self.sync_cache(&cache, head)?;
@@ -146,16 +146,21 @@ impl Session {
     /// that replaces the current manifest by another one (a rollback).
     pub fn mirror_cache(&self, state: &(Manifest, String)) -> Result<Cache> {
         let (cache, _) = self.cache()?;
-        if cache.synced()?.as_deref() != Some(state.1.as_str()) {
+        if cache.synced()?.as_deref() != Some(state.1.as_str()) || !marks_applied(&cache, &state.0)? {
             self.sync_cache(&cache, state)?;
         }
         Ok(cache)
     }
 
-    /// Makes `cache` hold exactly the blocks of `head`'s index segments.
+    /// Makes `cache` hold exactly the blocks of `head`'s index segments, less the copies its
+    /// damage marks name. Marks that changed reload every segment (rare: fsck changes them).
     fn sync_cache(&self, cache: &Cache, head: &(Manifest, String)) -> Result<CacheSync> {
         let want: HashSet<&str> = head.0.indexes.iter().map(String::as_str).collect();
         cache.transaction(|cache| {
+            if !marks_applied(cache, &head.0)? {
+                cache.clear_blocks()?;
+                cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))?;
+            }
             let have = cache.segments()?;
             for name in have.iter().filter(|n| !want.contains(n.as_str())) {
                 cache.drop_segment(name)?;
@@ -183,6 +188,11 @@ impl Session {
         let bytes = self.repo.get_index(name).with_context(|| format!("cannot read index segment {name}"))?;
         Segment::open(&self.keys, name, &bytes)
     }
+}
+
+/// Whether `cache` applied the damage marks of `m` (a cache from before marks: if `m` has none).
+fn marks_applied(cache: &Cache, m: &Manifest) -> Result<bool> {
+    Ok(cache.marks_token()?.unwrap_or_else(|| "none".into()) == crate::damage::token(m))
 }
 
 /// A random 128-bit id in hex (repositories, transactions).

@@ -170,6 +170,7 @@ fn fsck_reports_what_it_read_as_a_share_of_what_is_stored() {
             txn: txn.clone(),
             archives: vec![],
             indexes: vec![seg.clone()],
+            damaged: vec![],
         };
         let req = archiver::repo::CommitRequest {
             gen: 1,

@@ -208,10 +208,9 @@ fn fetch_window(repo: &dyn Repository, keys: &Keys, window: &[(BlockId, Location
             .with_context(|| format!("cannot read pack {}", first.pack))?;
         for (id, loc) in &window[start..end] {
             let s = (loc.offset - first.offset) as usize;
-            let plain =
-                keys.open_block(id, &bytes[s..s + loc.len as usize], loc.plain_len as usize).with_context(
-                    || format!("block {} in pack {} is damaged", hex::encode(&id[..8]), loc.pack),
-                )?;
+            let plain = keys
+                .open_block(id, &bytes[s..s + loc.len as usize], loc.plain_len as usize)
+                .with_context(|| crate::reader::damaged_block(id, &loc.pack))?;
             out.push(plain);
         }
         start = end;

@@ -25,6 +25,7 @@ struct Checker<'a> {
     session: &'a Session,
     cache: &'a Cache,
     damaged: &'a HashMap<BlockId, String>,
+    repaired: &'a HashMap<BlockId, String>,
     present: HashSet<BlockId>,
     memo: HashMap<BlockId, Arc<[u8]>>,
     memo_bytes: usize,
@@ -69,21 +70,24 @@ impl Checker<'_> {
         Ok(plain)
     }
 
-    /// Checks one archive; returns its problem lines and its file count (0 with a problem line:
-    /// its metadata cannot be read).
-    fn archive(&mut self, a: &ArchiveRef) -> Result<(Vec<String>, u64)> {
+    /// Checks one archive; returns its problem lines, its file count (0 with a problem line: its
+    /// metadata cannot be read) and how many of its blocks have a damaged copy and an intact one.
+    fn archive(&mut self, a: &ArchiveRef) -> Result<(Vec<String>, u64, usize)> {
         let nodes = match reader::read_with(a, |id| self.block(id)) {
             Ok((_, nodes)) => nodes,
             Err(e) => {
                 let line = format!("{e:#}: nothing in it can be restored");
-                return Ok((vec![line], 0));
+                return Ok((vec![line], 0, 0));
             }
         };
         let mut bad: BTreeMap<Vec<u8>, (usize, String)> = BTreeMap::new();
-        let mut files = 0;
+        let (mut files, mut repaired) = (0, HashSet::new());
         for n in nodes.iter().filter(|n| n.kind == NodeKind::File) {
             files += 1;
             for (id, _) in &n.blocks {
+                if self.repaired.contains_key(id) {
+                    repaired.insert(*id);
+                }
                 if let Some(why) = self.fault(id)? {
                     bad.entry(n.path.clone()).or_insert((0, why)).0 += 1;
                 }
@@ -103,7 +107,7 @@ impl Checker<'_> {
         if bad.len() > MAX_PATHS {
             lines.push(format!("archive {:?}: and {} more damaged paths", a.name, bad.len() - MAX_PATHS));
         }
-        Ok((lines, files))
+        Ok((lines, files, repaired.len()))
     }
 }
 
@@ -111,14 +115,16 @@ pub fn check(
     session: &Session,
     cache: &Cache,
     m: &Manifest,
-    damaged: &HashMap<BlockId, String>,
+    assessed: &super::marks::Assessed,
     report: &mut FsckReport,
     progress: Progress,
 ) -> Result<()> {
+    let damaged = &assessed.unusable;
     let mut c = Checker {
         session,
         cache,
         damaged,
+        repaired: &assessed.repaired,
         present: HashSet::new(),
         memo: HashMap::new(),
         memo_bytes: 0,
@@ -127,7 +133,13 @@ pub fn check(
     };
     for a in &m.archives {
         progress(Event::File(crate::query::escape(a.name.as_bytes())));
-        let (lines, files) = c.archive(a)?;
+        let (lines, files, repaired) = c.archive(a)?;
+        if repaired > 0 && lines.is_empty() {
+            report.repaired.push(format!(
+                "archive {:?}: repaired: {repaired} block(s) it uses have a damaged copy and an intact one; it restores",
+                a.name
+            ));
+        }
         if files == 0 && !lines.is_empty() {
             report.unreadable_archives += 1;
         }

@@ -13,7 +13,7 @@ use crate::progress::{Event, Progress};
 use crate::session::Session;
 use anyhow::{Context, Result};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 /// Every stored pack and its size.
 pub fn list(session: &Session) -> Result<BTreeMap<String, u64>> {
@@ -77,18 +77,22 @@ pub fn rebuild_index(session: &Session, stored: &BTreeMap<String, u64>) -> Resul
     Ok(Rebuilt { segment: seg, read, unreadable: problems })
 }
 
+/// A damaged copy of a block: its id, its pack, and why.
+pub type BadCopy = (BlockId, String, String);
+
 /// Reads every indexed pack and authenticates every block in it. Returns blocks and stored bytes
-/// verified, and each damaged block with the reason.
+/// verified, and each damaged copy with the reason. Packs in `skip` (missing or truncated: already
+/// reported) are not read.
 pub fn verify(
     session: &Session,
     index: &Index,
-    known: &HashMap<BlockId, String>,
+    skip: &HashSet<&str>,
     progress: Progress,
-) -> Result<(u64, u64, HashMap<BlockId, String>)> {
-    let mut bad = HashMap::new();
+) -> Result<(u64, u64, Vec<BadCopy>)> {
+    let mut bad = Vec::new();
     let (mut blocks, mut bytes) = (0u64, 0u64);
     for (i, (pack, entries)) in index.packs.iter().enumerate() {
-        if entries.iter().any(|e| known.contains_key(&e.id)) || entries.is_empty() {
+        if skip.contains(pack.as_str()) || entries.is_empty() {
             continue; // missing or truncated: already reported
         }
         let reach = entries.iter().map(|e| e.offset + e.len as u64).max().unwrap_or(0);
@@ -96,12 +100,12 @@ pub fn verify(
             Ok(d) => d,
             Err(e) => {
                 for en in entries {
-                    bad.insert(en.id, format!("pack {pack} cannot be read ({e})"));
+                    bad.push((en.id, pack.clone(), format!("pack {pack} cannot be read ({e})")));
                 }
                 continue;
             }
         };
-        let failed: Vec<(BlockId, String)> = entries
+        let failed: Vec<BadCopy> = entries
             .par_iter()
             .filter_map(|e| {
                 let sealed = data.get(e.offset as usize..(e.offset + e.len as u64) as usize)?;
@@ -109,6 +113,7 @@ pub fn verify(
                     Ok(_) => None,
                     Err(err) => Some((
                         e.id,
+                        pack.clone(),
                         format!(
                             "block {} in pack {pack} fails authentication ({err:#})",
                             hex::encode(&e.id[..8])
