@@ -12,7 +12,9 @@
 //! commits it only at a checkpoint or after the repository commit.
 //!
 //! The file name carries the schema version, so archiver versions with different schemas keep
-//! separate caches instead of destroying each other's.
+//! separate caches instead of destroying each other's. There is one cache per repository and key
+//! id (`keycheck::key_id`): a full key file and the restricted ones made from it share it; a
+//! damaged key file (accepted by a repository made before key checks) never does.
 
 mod damage;
 
@@ -40,25 +42,33 @@ pub struct FileRecord {
 }
 
 impl Cache {
-    /// Opens (creating if needed) the cache for repository `repo_id` under `dir`. A cache that
-    /// cannot be opened or has another schema is discarded and recreated; the returned note says so.
-    pub fn open(dir: &Path, repo_id: &str) -> Result<(Cache, Option<String>)> {
-        let dir = dir.join(repo_id);
+    /// Opens (creating if needed) the cache for repository `repo_id` and key id `key_id` under
+    /// `dir`, at `dir/<repo id>/<key id>/`. A cache that cannot be opened or has another schema is
+    /// discarded and recreated; the returned note says so. Caches from before key ids (directly in
+    /// `dir/<repo id>/`, filled by whichever key file was used, maybe a damaged one) are removed.
+    pub fn open(dir: &Path, repo_id: &str, key_id: &str) -> Result<(Cache, Option<String>)> {
+        let repo_dir = dir.join(repo_id);
+        let dir = repo_dir.join(key_id);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         let path = dir.join(format!("cache-v{SCHEMA}.sqlite"));
-        for old in ["cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm"] {
-            let _ = std::fs::remove_file(dir.join(old)); // schema 1's cache, never read again
+        let mut notes = Vec::new();
+        for old in ["cache.sqlite", "cache-v2.sqlite"].map(|n| repo_dir.join(n)) {
+            if old.ends_with("cache-v2.sqlite") && old.exists() {
+                notes.push(format!("the cache is now kept per key file, at {}; removed the one from before ({}), so the next create reads every file once", path.display(), old.display()));
+            }
+            remove_files(&old);
         }
-        match writable(&path).and_then(|_| Self::try_open(&path, repo_id)) {
-            Ok(c) => Ok((c, None)),
+        let c = match writable(&path).and_then(|_| Self::try_open(&path, repo_id)) {
+            Ok(c) => c,
             Err(e) => {
                 remove_files(&path);
-                let c = Self::try_open(&path, repo_id)
-                    .with_context(|| format!("cannot create cache {}", path.display()))?;
-                Ok((c, Some(format!("cache {} was unusable ({e:#}); recreated it", path.display()))))
+                notes.push(format!("cache {} was unusable ({e:#}); recreated it", path.display()));
+                Self::try_open(&path, repo_id)
+                    .with_context(|| format!("cannot create cache {}", path.display()))?
             }
-        }
+        };
+        Ok((c, (!notes.is_empty()).then(|| notes.join("; "))))
     }
 
     fn try_open(path: &Path, repo_id: &str) -> Result<Cache> {
@@ -432,19 +442,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = Entry { id: [1; 32], kind: Kind::Data, offset: 5, len: 10, plain_len: 20 };
         {
-            let (c, note) = Cache::open(dir.path(), "r1").unwrap();
+            let (c, note) = Cache::open(dir.path(), "r1", "k1").unwrap();
             assert!(note.is_none());
             c.begin().unwrap();
             c.add_pack("s", "p", std::slice::from_ref(&e)).unwrap();
             c.set_synced("1 abc").unwrap();
             c.commit().unwrap();
         }
-        let (c, _) = Cache::open(dir.path(), "r1").unwrap();
+        let (c, _) = Cache::open(dir.path(), "r1", "k1").unwrap();
         assert_eq!(c.lookup(&[1; 32]).unwrap().unwrap().offset, 5);
         assert_eq!(c.synced().unwrap().as_deref(), Some("1 abc"));
         drop(c);
-        std::fs::write(dir.path().join("r1/cache-v2.sqlite"), b"not a database at all, garbage").unwrap();
-        let (c, note) = Cache::open(dir.path(), "r1").unwrap();
+        std::fs::write(dir.path().join("r1/k1/cache-v2.sqlite"), b"not a database at all, garbage").unwrap();
+        let (c, note) = Cache::open(dir.path(), "r1", "k1").unwrap();
         assert!(note.is_some());
         assert!(c.lookup(&[1; 32]).unwrap().is_none());
     }
@@ -453,7 +463,7 @@ mod tests {
     fn a_changed_row_is_seen_and_the_cache_discarded() {
         let dir = tempfile::tempdir().unwrap();
         let e = Entry { id: [2; 32], kind: Kind::Data, offset: 7, len: 10, plain_len: 20 };
-        let (c, _) = Cache::open(dir.path(), "r1").unwrap();
+        let (c, _) = Cache::open(dir.path(), "r1", "k1").unwrap();
         c.add_pack("s", "p", std::slice::from_ref(&e)).unwrap();
         assert_eq!(c.stored_len(&[2; 32]).unwrap(), Some((10, 20)));
         c.conn.execute("UPDATE blocks SET offset = 8", []).unwrap();

@@ -61,22 +61,28 @@ impl Config {
             if !takes_value && !value.is_empty() {
                 bail!("{}: option {key:?} takes no value", at());
             }
-            self.values.insert(key.to_string(), expand_tilde(value));
+            let value = expand_tilde(value).ok_or_else(|| {
+                anyhow::anyhow!("{}: {key} starts with `~` but HOME is unset: write the path in full", at())
+            })?;
+            self.values.insert(key.to_string(), value);
         }
         Ok(())
     }
 }
 
-pub fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+/// The home directory, from HOME; None when HOME is unset or empty (then there is no default
+/// path under it: callers say so instead of using `/`).
+pub fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
 }
 
-pub fn expand_tilde(v: &str) -> String {
+/// `~` or `~/...` with the home directory; None when that is needed and HOME is unset.
+pub fn expand_tilde(v: &str) -> Option<String> {
     match v.strip_prefix('~') {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => {
-            format!("{}{rest}", home().display())
+            Some(format!("{}{rest}", home()?.display()))
         }
-        _ => v.to_string(),
+        _ => Some(v.to_string()),
     }
 }
 
@@ -88,7 +94,7 @@ mod tests {
     fn parses_tarsnap_format() {
         let mut c = Config::default();
         c.parse("# comment\n\nrepo ~/r  # trailing\nprint-stats\n", Path::new("f")).unwrap();
-        assert_eq!(c.get("repo").unwrap(), format!("{}/r", home().display()));
+        assert_eq!(c.get("repo").unwrap(), format!("{}/r", home().unwrap().display()));
         assert!(c.flag("print-stats"));
         let err = Config::default().parse("bogus 1\n", Path::new("f")).unwrap_err().to_string();
         assert!(err.contains("line 1") && err.contains("bogus"), "{err}");

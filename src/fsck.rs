@@ -244,7 +244,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         unindexable = unreadable.into_iter().map(|(p, _)| p).collect();
         report.index_rebuilt = Some(seg.block_count() as u64);
         session.require(&[Perm::Write, Perm::Delete], "replace the damaged index")?;
-        let (cache, note) = Cache::open(&session.settings.cachedir, &session.repo_id)?;
+        let (cache, note) = session.cache()?;
         if let Some(n) = note {
             progress(Event::Notice(n));
         }
@@ -372,7 +372,7 @@ fn reload_cache(
     head: &(crate::manifest::Manifest, String),
     segments: &[(String, Segment)],
 ) -> Result<Cache> {
-    let (cache, _) = Cache::open(&session.settings.cachedir, &session.repo_id)?;
+    let (cache, _) = session.cache()?;
     cache.transaction(|cache| {
         cache.clear_blocks()?;
         cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))?;

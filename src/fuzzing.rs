@@ -175,8 +175,9 @@ fn split(data: &[u8]) -> Vec<&[u8]> {
 }
 
 /// The text files a user or a server hands us: the key file, the config file (tarsnap's
-/// format) and the repository config's access verifiers.
+/// format) and the repository config (its lines and its access verifiers).
 pub fn text_files(data: &[u8]) {
+    let _ = crate::keycheck::parse(data, "fuzz");
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(k) = crate::keyfile::parse(text) {
             let _ = k.access.describe();

@@ -13,19 +13,30 @@ use std::path::Path;
 
 const MAGIC: &str = "archiver-keyfile 1";
 
+/// `keygen`: writes a new key file at `path` (the `--keyfile`), creating its directory.
 pub fn write_new(path: &Path, keys: &Keys) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the key file's directory {}", dir.display()))?;
     }
+    write_file(path, keys, "--keyfile")
+}
+
+/// Writes a new key file at `path`, given as option `option`; never overwrites, never creates
+/// a directory.
+fn write_file(path: &Path, keys: &Keys, option: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(
         |e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
-                "key file {} already exists; refusing to overwrite it (choose another --keyfile)",
+                "key file {} already exists; refusing to overwrite it (choose another {option})",
                 path.display()
             ),
-            _ => anyhow::Error::new(e).context(format!("cannot create key file {}", path.display())),
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "cannot create key file {} ({option}): its directory does not exist; create it first or choose another {option}",
+                path.display()
+            ),
+            _ => anyhow::Error::new(e).context(format!("cannot create key file {} ({option})", path.display())),
         },
     )?;
     let mut text = format!(
@@ -106,8 +117,8 @@ pub fn parse(text: &str) -> Result<Keys> {
     Ok(keys)
 }
 
-/// `archiver keymgmt`: writes to `out` a key file holding the data keys and only the access
-/// keys in `perms`, each of which `keys` must hold.
+/// `archiver keymgmt`: writes to `out` (the `--outkeyfile`, whose directory must exist) a key
+/// file holding the data keys and only the access keys in `perms`, each of which `keys` must hold.
 pub fn write_restricted(out: &Path, keys: &Keys, perms: &[Perm]) -> Result<()> {
     if perms.is_empty() {
         bail!("choose the permissions the new key file gets: -r (read), -w (write), -d (delete)");
@@ -123,7 +134,7 @@ pub fn write_restricted(out: &Path, keys: &Keys, perms: &[Perm]) -> Result<()> {
         };
         restricted.access.set(p, seed);
     }
-    write_new(out, &restricted)
+    write_file(out, &restricted, "--outkeyfile")
 }
 
 fn key32(hexstr: &str) -> Result<[u8; 32]> {

@@ -26,6 +26,7 @@ pub mod fsck;
 pub mod fuzzing;
 pub mod history;
 pub mod index;
+pub mod keycheck;
 pub mod keyfile;
 pub mod limits;
 pub mod manifest;

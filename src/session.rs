@@ -1,11 +1,13 @@
 //! Opening a repository for use: resolves the repository and key, checks the repository's format
-//! and that the key fits it, and brings the local cache in line with the repository's current
-//! generation (rebuilding it from index segments when it is missing, stale or foreign).
+//! and that every secret of the key file belongs to it (`keycheck`), and brings the local cache
+//! (one per repository and key id) in line with the repository's current generation (rebuilding
+//! it from index segments when it is missing, stale or foreign).
 
-use crate::access::{Perm, Verifiers, PERMS};
+use crate::access::Perm;
 use crate::cache::Cache;
 use crate::crypto::Keys;
 use crate::index::Segment;
+use crate::keycheck;
 use crate::manifest::Manifest;
 use crate::progress::{Event, Progress};
 use crate::repo::{self, Repository};
@@ -13,8 +15,6 @@ use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-pub const FORMAT: u32 = 1;
 
 /// What bringing the cache up to date took.
 #[derive(Debug, Default)]
@@ -43,26 +43,19 @@ pub struct Session {
     pub repo: Arc<dyn Repository>,
     pub keys: Arc<Keys>,
     pub repo_id: String,
+    /// Names the key file's id-key and chunk-seed (`keycheck::key_id`): the local cache is kept
+    /// per repository and key id, so a full key and its restricted keys share one.
+    pub key_id: String,
     pub settings: Settings,
 }
 
-fn key_check_ad(repo_id: &str) -> Vec<u8> {
-    format!("archiver key check {repo_id}").into_bytes()
-}
-
-/// The plain `config` object: format, repository id, a blob only the right key opens, and the
-/// access verifiers a server checks requests against.
-pub fn config_bytes(keys: &Keys, repo_id: &str) -> Vec<u8> {
-    let check = keys.seal(&key_check_ad(repo_id), b"archiver");
-    format!(
-        "archiver-repository\nformat {FORMAT}\nid {repo_id}\nkey-check {}\n{}",
-        hex::encode(check),
-        keys.access.verifiers().config_lines()
-    )
-    .into_bytes()
-}
+/// Kept here for callers that build a repository config (keygen, tests).
+pub use crate::keycheck::{config_bytes, FORMAT};
 
 impl Session {
+    /// Opens the repository `settings` names with its key file, after checking every secret the
+    /// key file holds against the repository's config (`keycheck`): nothing is read or written
+    /// with a key file that does not belong.
     pub fn open(settings: &Settings) -> Result<Session> {
         let keys = crate::keyfile::read(&settings.keyfile)?;
         let repo = repo::open(&settings.repo, &settings.connect(&keys))?;
@@ -75,53 +68,15 @@ impl Session {
                     settings.repo
                 )
             })?;
-        let text = String::from_utf8_lossy(&config);
-        let mut lines = text.lines();
-        if lines.next() != Some("archiver-repository") {
-            bail!("{} is not an archiver repository (its config file is not ours)", settings.repo);
-        }
-        let (mut format, mut id, mut check) = (None, None, None);
-        for line in lines {
-            match line.split_once(' ') {
-                Some(("format", v)) => format = v.parse::<u32>().ok(),
-                Some(("id", v)) => id = Some(v.to_string()),
-                Some(("key-check", v)) => check = hex::decode(v).ok(),
-                _ => {}
-            }
-        }
-        match format {
-            Some(FORMAT) => {}
-            Some(f) => bail!(
-                "repository {} has format version {f}; this archiver reads version {FORMAT}: upgrade archiver",
-                settings.repo
-            ),
-            None => bail!("repository {} has a damaged config file", settings.repo),
-        }
-        let (Some(repo_id), Some(check)) = (id, check) else {
-            bail!("repository {} has a damaged config file", settings.repo)
-        };
-        if repo_id.is_empty() || !repo_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("repository {} has a damaged config file", settings.repo);
-        }
-        if keys.open(&key_check_ad(&repo_id), &check).is_err() {
-            bail!(
-                "key file {} does not belong to repository {}: pass the key file made by `archiver keygen` for it",
-                settings.keyfile.display(),
-                settings.repo
-            );
-        }
-        let verifiers = Verifiers::from_config(&config).ok_or_else(|| {
-            anyhow::anyhow!("repository {} has a damaged config file (its access verifiers)", settings.repo)
-        })?;
-        let ours = keys.access.verifiers();
-        if PERMS.into_iter().any(|p| keys.access.has(p) && ours.get(p) != verifiers.get(p)) {
-            bail!(
-                "key file {} has access keys that do not belong to repository {}",
-                settings.keyfile.display(),
-                settings.repo
-            );
-        }
-        Ok(Session { repo, keys: Arc::new(keys), repo_id, settings: settings.clone() })
+        let parsed = keycheck::parse(&config, &settings.repo)?;
+        keycheck::check(&keys, &parsed, &config, &settings.keyfile, &settings.repo)?;
+        let key_id = keycheck::key_id(&keys);
+        Ok(Session { repo, keys: Arc::new(keys), repo_id: parsed.id, key_id, settings: settings.clone() })
+    }
+
+    /// Opens (creating if needed) the local cache of this repository and key id, not synced.
+    pub fn cache(&self) -> Result<(Cache, Option<String>)> {
+        Cache::open(&self.settings.cachedir, &self.repo_id, &self.key_id)
     }
 
     /// Refuses, in one line, a command this key file has no permission for (`needs` all held).
@@ -163,7 +118,7 @@ impl Session {
     /// recreated cache is loaded whole. Either way only index segments are read (about 75 bytes
     /// per stored block), so this is done automatically and reported in one line.
     pub fn open_cache(&self, head: &(Manifest, String), progress: Progress) -> Result<Cache> {
-        let (cache, note) = Cache::open(&self.settings.cachedir, &self.repo_id)?;
+        let (cache, note) = self.cache()?;
         let synced = cache.synced()?;
         if synced.as_deref() == Some(head.1.as_str()) && marks_applied(&cache, &head.0)? {
             return Ok(cache);
@@ -190,7 +145,7 @@ impl Session {
     /// Opens the cache made to mirror `state` (a manifest and its token) silently: for a commit
     /// that replaces the current manifest by another one (a rollback).
     pub fn mirror_cache(&self, state: &(Manifest, String)) -> Result<Cache> {
-        let (cache, _) = Cache::open(&self.settings.cachedir, &self.repo_id)?;
+        let (cache, _) = self.cache()?;
         if cache.synced()?.as_deref() != Some(state.1.as_str()) || !marks_applied(&cache, &state.0)? {
             self.sync_cache(&cache, state)?;
         }

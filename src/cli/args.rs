@@ -169,7 +169,8 @@ impl Cli {
         match &self.config {
             Some(p) => cfg.load(p)?,
             None if !self.no_default_config => {
-                for p in [PathBuf::from("/etc/archiver.conf"), home().join(".archiverrc")] {
+                let user = home().map(|h| h.join(".archiverrc"));
+                for p in std::iter::once(PathBuf::from("/etc/archiver.conf")).chain(user) {
                     if p.exists() {
                         cfg.load(&p)?;
                     }
@@ -177,26 +178,51 @@ impl Cli {
             }
             None => {}
         }
-        let xdg = |var: &str, fallback: &str| {
-            std::env::var_os(var)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| home().join(fallback))
+        // Which default paths this command uses (the others stay empty).
+        let (need_repo, need_key, need_cache) = match self.cmd {
+            Cmd::Serve { .. } => (false, false, false),
+            Cmd::Keymgmt { .. } => (false, true, false),
+            Cmd::Keygen => (true, true, false),
+            _ => (true, true, true),
         };
-        let repo = self.repo.clone().or_else(|| cfg.get("repo").map(String::from)).unwrap_or_else(|| {
-            xdg("XDG_DATA_HOME", ".local/share").join("archiver/repo").display().to_string()
-        });
-        let keyfile = self
-            .keyfile
-            .clone()
-            .or_else(|| cfg.get("keyfile").map(PathBuf::from))
-            .unwrap_or_else(|| xdg("XDG_CONFIG_HOME", ".config").join("archiver/archiver.key"));
-        let cachedir = self
-            .cachedir
-            .clone()
-            .or_else(|| cfg.get("cachedir").map(PathBuf::from))
-            .unwrap_or_else(|| xdg("XDG_CACHE_HOME", ".cache").join("archiver"));
+        let repo = match self.repo.clone().or_else(|| cfg.get("repo").map(String::from)) {
+            Some(r) => r,
+            None => default_path(need_repo, REPO)?.display().to_string(),
+        };
+        let keyfile = match self.keyfile.clone().or_else(|| cfg.get("keyfile").map(PathBuf::from)) {
+            Some(k) => k,
+            None => default_path(need_key, KEYFILE)?,
+        };
+        let cachedir = match self.cachedir.clone().or_else(|| cfg.get("cachedir").map(PathBuf::from)) {
+            Some(c) => c,
+            None => default_path(need_cache, CACHEDIR)?,
+        };
         let ca_cert = self.cacert.clone().or_else(|| cfg.get("cacert").map(PathBuf::from));
         Ok((Settings { repo, keyfile, cachedir, ca_cert }, cfg))
+    }
+}
+
+/// Where a default path lives: (XDG variable, its fallback under HOME, the path below it, what it
+/// is, the option and the environment variable that set it).
+type DefaultPath = [&'static str; 6];
+const REPO: DefaultPath =
+    ["XDG_DATA_HOME", ".local/share", "archiver/repo", "repository", "--repo", "ARCHIVER_REPO"];
+const KEYFILE: DefaultPath =
+    ["XDG_CONFIG_HOME", ".config", "archiver/archiver.key", "key file", "--keyfile", "ARCHIVER_KEYFILE"];
+const CACHEDIR: DefaultPath =
+    ["XDG_CACHE_HOME", ".cache", "archiver", "cache directory", "--cachedir", "ARCHIVER_CACHEDIR"];
+
+/// The default path `d` under its XDG directory or HOME. With neither set: an empty path when the
+/// command does not `need` it, else one line saying HOME is unset and what to set instead (never
+/// a path under `/`).
+fn default_path(need: bool, d: DefaultPath) -> anyhow::Result<PathBuf> {
+    let [var, fallback, rest, what, option, env] = d;
+    let base = std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+    match base.or_else(|| home().map(|h| h.join(fallback))) {
+        Some(base) => Ok(base.join(rest)),
+        None if !need => Ok(PathBuf::new()),
+        None => anyhow::bail!(
+            "HOME is unset, so there is no default {what}: pass {option} (or set {env} or {var})"
+        ),
     }
 }

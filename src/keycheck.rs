@@ -1,0 +1,198 @@
+//! The repository config and how a key file is bound to it.
+//!
+//! `keygen` writes the plain `config` object once (create-if-absent, never changed). Besides the
+//! format and the repository id it holds one verifier per secret a key file can hold, and
+//! opening a repository checks every secret the key file holds against its verifier before
+//! anything is read or written with it: `enc-key` must open the sealed `key-check`, `id-key`
+//! and `chunk-seed` must give `check-id-key` and `check-chunk-seed`, and each access key must be
+//! the secret half of its `access-*` verifier. A key file holding only some secrets (keymgmt) is
+//! checked on the ones it holds, so no check needs a secret a key file lacks. Invariant: a key
+//! file with one bit of any secret changed is refused in one line; verifiers reveal nothing of the
+//! secrets (keyed BLAKE3 under fixed contexts, the chunk-seed's keyed by the 256-bit id-key).
+//!
+//! Repositories made before the `check-*` lines existed have none: there `id-key` and
+//! `chunk-seed` are not checked (the rest is), and the local cache, kept per key id, keeps a
+//! damaged key file from spoiling the cache of the right one (docs/FORMAT.md).
+
+use crate::access::{Verifiers, PERMS};
+use crate::crypto::Keys;
+use anyhow::{bail, Result};
+use std::path::Path;
+
+pub const FORMAT: u32 = 1;
+
+/// What a repository config says (the access verifiers are read by `Verifiers::from_config`).
+pub struct RepoConfig {
+    pub id: String,
+    key_check: Vec<u8>,
+    check_id_key: Option<[u8; 32]>,
+    check_chunk_seed: Option<[u8; 32]>,
+}
+
+fn key_check_ad(repo_id: &str) -> Vec<u8> {
+    format!("archiver key check {repo_id}").into_bytes()
+}
+
+fn id_key_check(keys: &Keys) -> [u8; 32] {
+    *blake3::keyed_hash(&keys.id, b"archiver key check v1 id-key").as_bytes()
+}
+
+fn chunk_seed_check(keys: &Keys) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_keyed(&keys.id);
+    h.update(b"archiver key check v1 chunk-seed").update(&keys.chunk_seed.to_le_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// The id naming the secrets a key file shares with the restricted key files made from it
+/// (`id-key` and `chunk-seed`, which every key that reads or writes archives holds): 32 hex.
+pub fn key_id(keys: &Keys) -> String {
+    let mut h = blake3::Hasher::new_keyed(&keys.id);
+    h.update(b"archiver key id v1").update(&keys.chunk_seed.to_le_bytes());
+    hex::encode(&h.finalize().as_bytes()[..16])
+}
+
+/// The plain `config` object `keygen` writes for `keys` (docs/FORMAT.md).
+pub fn config_bytes(keys: &Keys, repo_id: &str) -> Vec<u8> {
+    let check = keys.seal(&key_check_ad(repo_id), b"archiver");
+    format!(
+        "archiver-repository\nformat {FORMAT}\nid {repo_id}\nkey-check {}\ncheck-id-key {}\ncheck-chunk-seed {}\n{}",
+        hex::encode(check),
+        hex::encode(id_key_check(keys)),
+        hex::encode(chunk_seed_check(keys)),
+        keys.access.verifiers().config_lines()
+    )
+    .into_bytes()
+}
+
+/// Reads a repository config (`repo` names it in errors). Every error is one line.
+pub fn parse(config: &[u8], repo: &str) -> Result<RepoConfig> {
+    let damaged = |what: &str| anyhow::anyhow!("repository {repo} has a damaged config file ({what})");
+    let text = String::from_utf8_lossy(config);
+    let mut lines = text.lines();
+    if lines.next() != Some("archiver-repository") {
+        bail!("{repo} is not an archiver repository (its config file is not ours)");
+    }
+    let (mut format, mut id, mut key_check) = (None, None, None);
+    let (mut check_id_key, mut check_chunk_seed) = (None, None);
+    for line in lines {
+        let Some((name, value)) = line.split_once(' ') else { continue };
+        let slot = match name {
+            "format" => {
+                let f = value.parse::<u32>().map_err(|_| damaged("its format line"))?;
+                if f != FORMAT {
+                    bail!("repository {repo} has format version {f}; this archiver reads version {FORMAT}: upgrade archiver");
+                }
+                format = Some(f);
+                continue;
+            }
+            "id" => {
+                id = Some(value.to_string());
+                continue;
+            }
+            "key-check" => {
+                key_check = Some(hex::decode(value).map_err(|_| damaged("its key-check line"))?);
+                continue;
+            }
+            "check-id-key" => &mut check_id_key,
+            "check-chunk-seed" => &mut check_chunk_seed,
+            _ => continue, // later versions' lines
+        };
+        let v: Option<[u8; 32]> = hex::decode(value).ok().and_then(|v| v.try_into().ok());
+        if slot.is_some() || v.is_none() {
+            return Err(damaged(&format!("its {name} line")));
+        }
+        *slot = v;
+    }
+    if format.is_none() {
+        return Err(damaged("it has no format line"));
+    }
+    let (Some(id), Some(key_check)) = (id, key_check) else {
+        return Err(damaged("it lacks the id or key-check line"));
+    };
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(damaged("its id line"));
+    }
+    Ok(RepoConfig { id, key_check, check_id_key, check_chunk_seed })
+}
+
+/// Checks every secret `keys` holds against `config` (of which `parsed` is the parse): one line
+/// naming the secrets that do not match, or `Ok`.
+pub fn check(keys: &Keys, parsed: &RepoConfig, config: &[u8], keyfile: &Path, repo: &str) -> Result<()> {
+    let mut wrong: Vec<String> = Vec::new();
+    if keys.open(&key_check_ad(&parsed.id), &parsed.key_check).is_err() {
+        wrong.push("enc-key".into());
+    }
+    let id_ok = parsed.check_id_key.is_none_or(|c| c == id_key_check(keys));
+    if !id_ok {
+        wrong.push("id-key".into());
+    }
+    // Keyed by the id-key: only meaningful when that matched.
+    if id_ok && parsed.check_chunk_seed.is_some_and(|c| c != chunk_seed_check(keys)) {
+        wrong.push("chunk-seed".into());
+    }
+    let verifiers = Verifiers::from_config(config).ok_or_else(|| {
+        anyhow::anyhow!("repository {repo} has a damaged config file (its access verifiers)")
+    })?;
+    let ours = keys.access.verifiers();
+    for p in PERMS.into_iter().filter(|&p| keys.access.has(p) && ours.get(p) != verifiers.get(p)) {
+        wrong.push(format!("access-{}", p.name()));
+    }
+    let Some(last) = wrong.pop() else { return Ok(()) };
+    let what = match wrong.is_empty() {
+        true => format!("its {last} does not match"),
+        false => format!("its {} and {last} do not match", wrong.join(", ")),
+    };
+    bail!(
+        "key file {} does not belong to repository {repo}, or is damaged ({what} the repository's): use the key file made by `archiver keygen` for this repository",
+        keyfile.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(keys: &Keys, config: &[u8]) -> Result<()> {
+        let parsed = parse(config, "R")?;
+        check(keys, &parsed, config, Path::new("K"), "R")
+    }
+
+    #[test]
+    fn every_secret_is_checked_and_malformed_lines_are_one_line_errors() {
+        let (k, _) = Keys::generate().unwrap();
+        let config = config_bytes(&k, "00ff");
+        checked(&k, &config).unwrap();
+        let mut id = k.clone();
+        id.id[31] ^= 1;
+        let err = checked(&id, &config).unwrap_err().to_string();
+        assert!(err.contains("(its id-key does not match the repository's)"), "{err}");
+        let mut seed = k.clone();
+        seed.chunk_seed ^= 1 << 40;
+        let err = checked(&seed, &config).unwrap_err().to_string();
+        assert!(err.contains("(its chunk-seed does not match"), "{err}");
+        assert_ne!(key_id(&seed), key_id(&k));
+        let (other, _) = Keys::generate().unwrap();
+        let err = checked(&other, &config).unwrap_err().to_string();
+        assert!(
+            err.contains("its enc-key, id-key, access-read, access-write and access-delete do not"),
+            "{err}"
+        );
+        // A repository made before the check lines: id-key and chunk-seed are not checked.
+        let text = String::from_utf8(config.clone()).unwrap();
+        let old: String =
+            text.lines().filter(|l| !l.starts_with("check-")).map(|l| format!("{l}\n")).collect();
+        checked(&id, old.as_bytes()).unwrap();
+        for bad in ["check-id-key zz", "check-id-key 00", "check-chunk-seed ", "format x", "key-check q"] {
+            let line = bad.split(' ').next().unwrap();
+            let damaged: String = text
+                .lines()
+                .map(|l| if l.starts_with(&format!("{line} ")) { bad.to_string() } else { l.to_string() })
+                .map(|l| l + "\n")
+                .collect();
+            let err = checked(&k, damaged.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains("damaged config file") && !err.contains('\n'), "{bad}: {err}");
+        }
+        let twice = format!("{text}check-id-key {}\n", hex::encode(id_key_check(&k)));
+        assert!(checked(&k, twice.as_bytes()).unwrap_err().to_string().contains("check-id-key"));
+    }
+}
