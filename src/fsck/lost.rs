@@ -146,7 +146,7 @@ pub fn relist(
             )
         })
         .collect();
-    let (cache, _) = crate::cache::Cache::open(&session.settings.cachedir, &session.repo_id)?;
+    let (cache, _) = session.cache()?;
     let txn = crate::txn::Txn::begin(session, base.clone(), cache, b"fsck: list stored archives again")?;
     txn.commit(
         segment,
