@@ -116,7 +116,14 @@ fn a_missing_pack_is_named_with_what_it_breaks() {
     out.assert_one_line_error(1);
     let short = pack.trim_start_matches("packs/");
     assert!(out.stdout.contains(&format!("pack {short} is missing")), "{}", out.stdout);
-    assert!(out.stdout.contains("archive \"one\": t/big.bin"), "{}", out.stdout);
+    // The pack holds big.bin's blocks, and sometimes (packing order varies) the archive's
+    // metadata too: then the whole archive is named instead of the path.
+    assert!(
+        out.stdout.contains("archive \"one\": t/big.bin")
+            || out.stdout.contains("nothing in it can be restored") && out.stdout.contains("\"one\""),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
