@@ -28,6 +28,7 @@ pub mod index;
 pub mod keyfile;
 pub mod limits;
 pub mod manifest;
+pub mod operands;
 pub mod pack;
 pub mod progress;
 pub mod query;
