@@ -14,8 +14,8 @@ use args::{Cli, Cmd};
 use output::Output;
 
 /// How a successful command ended: complete, incomplete (`create` with warnings or stopped early;
-/// exit code 2), or an extract that skipped entries or restored some without their owner (exit
-/// code 3).
+/// exit code 2), or an extract that skipped entries, restored files cut short (`[partial]`) or
+/// restored some without their owner (exit code 3).
 pub enum Done {
     Complete,
     Incomplete,
@@ -165,7 +165,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             }
             if res.incomplete > 0 {
                 progress(Event::Notice(format!(
-                    "archive {name:?} was restored incompletely: {} entries skipped or restored without their owner (warnings above)",
+                    "archive {name:?} was restored incompletely: {} entries skipped, cut short or restored without their owner (warnings above)",
                     res.incomplete
                 )));
                 return Ok(Done::Skipped);

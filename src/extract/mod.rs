@@ -20,7 +20,10 @@
 //! - open descriptors stay bounded (depth 1,000 restores within 1,024).
 //!
 //! Each skipped entry gets a warning naming it (escaped) and counts in
-//! `ExtractResult::incomplete`; the rest is still restored (the binary then exits 3). Without
+//! `ExtractResult::incomplete`; the rest is still restored (the binary then exits 3). So does each
+//! file the archive holds only a prefix of (`[partial]`: cut by a checkpoint or a read error when
+//! the archive was made): it is restored as that prefix, but its mtime is left at the time of the
+//! restore, so that make, rsync and the like do not take it for the complete file. Without
 //! `resume` or `overwrite`, any existing non-directory at a target (or in the way of a directory,
 //! other than a symlink) makes extract refuse before it writes anything; existing directories are
 //! merged. With `resume`, existing file content is kept only where it hashes to the archive's block
@@ -80,7 +83,8 @@ pub struct ExtractResult {
     pub bytes_fetched: u64,
     pub stored_fetched: u64,
     /// Entries skipped (a bad or duplicate stored path, a symlink or something else in the way
-    /// in the target) or restored without their owner; each was reported by a warning.
+    /// in the target), restored without their owner, or files restored cut short (marked
+    /// `[partial]`: the archive holds only their first bytes); each was reported by a warning.
     pub incomplete: u64,
 }
 
@@ -133,13 +137,6 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
     let mut jobs = Vec::with_capacity(plan.files.len());
     for e in &plan.files {
         let node = e.node;
-        if node.partial {
-            progress(Event::Notice(format!(
-                "{} was cut short when the archive was made (a checkpoint or a read error): restoring its first {} bytes",
-                show(&node.path),
-                node.size
-            )));
-        }
         let locs = node
             .blocks
             .iter()
@@ -192,7 +189,15 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
                 return None;
             }
             progress(Event::File(show(&job.node.path)));
-            match file::restore(&ctx, job) {
+            let restored = file::restore(&ctx, job);
+            if restored.is_ok() && job.node.partial {
+                warn(format!(
+                    "{} was cut short when the archive was made (it is marked [partial]: a checkpoint or a read error ended it): restored only its first {} bytes, and with the time of the restore as its mtime, so that it is not taken for the complete file",
+                    show(&job.node.path),
+                    job.node.size
+                ));
+            }
+            match restored {
                 Ok(None) | Err(Failure::Stopped) => None,
                 Ok(Some(n)) => {
                     note(&job.node.path, &n);
