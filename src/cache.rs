@@ -7,7 +7,9 @@
 //! is missing, unreadable, fails SQLite's integrity check, has another schema, has a file this
 //! process cannot write (a read-only `-shm` or `-wal` left by another user's run), or mirrors
 //! another state is brought in line by `session::open_cache` (recreated, or re-synced segment by
-//! segment), never trusted as it is. Blocks are inserted only after the repository durably
+//! segment), never trusted as it is. Where no cache can be written at all (a read-only or full
+//! file system), the process uses a temporary cache in memory, said once per run (`Cache::open`).
+//! Blocks are inserted only after the repository durably
 //! acknowledged them (invariant 1): the write transaction keeps one SQLite transaction open and
 //! commits it only at a checkpoint or after the repository commit.
 //!
@@ -40,27 +42,56 @@ pub struct FileRecord {
 impl Cache {
     /// Opens (creating if needed) the cache for repository `repo_id` under `dir`. A cache that
     /// cannot be opened or has another schema is discarded and recreated; the returned note says so.
+    /// If no cache can be created there (a read-only or full file system), this process uses a
+    /// temporary one in memory (`temporary`), which the caller loads from the repository like a new
+    /// cache; the note says so the first time in the process, and later opens share it.
     pub fn open(dir: &Path, repo_id: &str) -> Result<(Cache, Option<String>)> {
         let dir = dir.join(repo_id);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         let path = dir.join(format!("cache-v{SCHEMA}.sqlite"));
+        Self::open_file(&dir, &path, repo_id).or_else(|e| Self::temporary(&path, repo_id, e))
+    }
+
+    fn open_file(dir: &Path, path: &Path, repo_id: &str) -> Result<(Cache, Option<String>)> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         for old in ["cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm"] {
             let _ = std::fs::remove_file(dir.join(old)); // schema 1's cache, never read again
         }
-        match writable(&path).and_then(|_| Self::try_open(&path, repo_id)) {
+        match writable(path).and_then(|_| Self::try_open(path, repo_id)) {
             Ok(c) => Ok((c, None)),
             Err(e) => {
-                remove_files(&path);
-                let c = Self::try_open(&path, repo_id)
+                remove_files(path);
+                let c = Self::try_open(path, repo_id)
                     .with_context(|| format!("cannot create cache {}", path.display()))?;
                 Ok((c, Some(format!("cache {} was unusable ({e:#}); recreated it", path.display()))))
             }
         }
     }
 
+    /// A cache in memory for this process, in place of the one at `path` that cannot be written
+    /// (`why`). An open connection kept for the life of the process keeps the database, so later
+    /// opens see what the first loaded; the note is given until it was loaded (once per run).
+    fn temporary(path: &Path, repo_id: &str, why: anyhow::Error) -> Result<(Cache, Option<String>)> {
+        static KEEP: std::sync::Mutex<Option<Connection>> = std::sync::Mutex::new(None);
+        let uri = format!("file:archiver-temporary-cache-{repo_id}?mode=memory&cache=shared");
+        let mut keep = KEEP.lock().unwrap_or_else(|p| p.into_inner());
+        if keep.is_none() {
+            *keep = Some(Connection::open(&uri)?);
+        }
+        let c = Self::setup(Connection::open(&uri)?, path, repo_id)?;
+        let note = c.synced()?.is_none().then(|| {
+            format!(
+                "{why:#}, so this run uses a temporary cache in memory, loaded from the repository, and reads unchanged files again: free space or fix permissions there to keep the cache between runs"
+            )
+        });
+        Ok((c, note))
+    }
+
     fn try_open(path: &Path, repo_id: &str) -> Result<Cache> {
-        let conn = Connection::open(path)?;
+        Self::setup(Connection::open(path)?, path, repo_id)
+    }
+
+    fn setup(conn: Connection, path: &Path, repo_id: &str) -> Result<Cache> {
         if conn.is_readonly(rusqlite::DatabaseName::Main)? {
             anyhow::bail!("it can only be read");
         }

@@ -153,7 +153,8 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
     let replace = opts.resume || opts.overwrite;
     fs::create_dir_all(&opts.dir).map_err(|e| write_failure(opts, anyhow!(e), &opts.dir, "create"))?;
     let fs = Beneath::open(&opts.dir).map_err(|e| write_failure(opts, anyhow!(e), &opts.dir, "open"))?;
-    let blocked = tree::make_dirs(&fs, &plan, replace).map_err(|e| resume_advice(opts, e))?;
+    // Directories alone need no --resume: a plain extract merges existing directories.
+    let blocked = tree::make_dirs(&fs, &plan, replace).map_err(|e| resume_advice(opts, e, false))?;
     let is_blocked = |path: &[u8]| {
         paths::blocked_at(&blocked, path).map(|(at, why)| format!("{} {}", escape(at), why.describe()))
     };
@@ -223,7 +224,7 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
         progress(Event::Warning(e.clone()));
     }
     if let Some(e) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(resume_advice(opts, e));
+        return Err(resume_advice(opts, e, counters.touched.load(Ordering::Relaxed)));
     }
     // Symlinks, then directory attributes deepest first: each as one more entry.
     let finish = |path: &[u8], r: Result<Option<String>, Failure>| -> Result<()> {
@@ -231,7 +232,10 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
             Ok(None) | Err(Failure::Stopped) => {}
             Ok(Some(n)) => note(path, &n),
             Err(Failure::Skip(why)) => skip(path, &why),
-            Err(Failure::Local(e) | Failure::File(e)) => return Err(resume_advice(opts, e)),
+            Err(Failure::Local(e) | Failure::File(e)) => {
+                let written = counters.touched.load(Ordering::Relaxed) || !plan.links.is_empty();
+                return Err(resume_advice(opts, e, written));
+            }
         }
         Ok(())
     };
@@ -263,18 +267,24 @@ pub fn show(path: &[u8]) -> String {
     crate::query::escape(path)
 }
 
-/// An error writing under the target directory, as one line with what to do next.
+/// An error making or opening the target directory itself (before anything is restored), as one
+/// line with what to do next.
 fn write_failure(opts: &ExtractOptions, e: anyhow::Error, path: &Path, what: &str) -> anyhow::Error {
-    resume_advice(opts, e.context(format!("cannot {what} {}", path.display())))
+    resume_advice(opts, e.context(format!("cannot {what} {}", path.display())), false)
 }
 
-fn resume_advice(opts: &ExtractOptions, e: anyhow::Error) -> anyhow::Error {
+/// An error writing under the target directory, as one line with what to do next: `--resume` if
+/// files or symlinks were `written` (a plain extract would refuse to replace them).
+fn resume_advice(opts: &ExtractOptions, e: anyhow::Error, written: bool) -> anyhow::Error {
     let full = e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .and_then(|io| io.raw_os_error())
             .is_some_and(|n| n == libc::ENOSPC || n == libc::EDQUOT)
     });
     let fix = if full { "free some space" } else { "fix that" };
+    if !written {
+        return anyhow!("{e:#}: nothing was restored; {fix}, then run the extract again");
+    }
     anyhow!(
         "{e:#}: what was restored so far is kept; {fix}, then run the same extract with --resume to finish restoring {:?} under {}",
         opts.name,
