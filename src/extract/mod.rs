@@ -193,7 +193,7 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
             let restored = file::restore(&ctx, job);
             if restored.is_ok() && job.node.partial {
                 warn(format!(
-                    "{} was cut short when the archive was made (it is marked [partial]: a checkpoint or a read error ended it): restored only its first {} bytes, and with the time of the restore as its mtime, so that it is not taken for the complete file",
+                    "{} was cut short when the archive was made (it is marked [partial]: a checkpoint or a read error ended it): restored its first {} bytes only, and its mtime is the time of the restore, so that it is not taken for the complete file",
                     show(&job.node.path),
                     job.node.size
                 ));
