@@ -7,7 +7,9 @@
 //! is missing, unreadable, fails SQLite's integrity check, has another schema, has a file this
 //! process cannot write (a read-only `-shm` or `-wal` left by another user's run), or mirrors
 //! another state is brought in line by `session::open_cache` (recreated, or re-synced segment by
-//! segment), never trusted as it is. Blocks are inserted only after the repository durably
+//! segment), never trusted as it is. Where no cache can be written at all (a read-only or full
+//! file system), the process uses a temporary cache in memory, said once per run (`Cache::open`).
+//! Blocks are inserted only after the repository durably
 //! acknowledged them (invariant 1): the write transaction keeps one SQLite transaction open and
 //! commits it only at a checkpoint or after the repository commit.
 //!
@@ -46,12 +48,19 @@ impl Cache {
     /// `dir`, at `dir/<repo id>/<key id>/`. A cache that cannot be opened or has another schema is
     /// discarded and recreated; the returned note says so. Caches from before key ids (directly in
     /// `dir/<repo id>/`, filled by whichever key file was used, maybe a damaged one) are removed.
+    /// If no cache can be created there (a read-only or full file system), this process uses a
+    /// temporary one in memory (`temporary`), which the caller loads from the repository like a new
+    /// cache; the note says so the first time in the process, and later opens share it.
     pub fn open(dir: &Path, repo_id: &str, key_id: &str) -> Result<(Cache, Option<String>)> {
         let repo_dir = dir.join(repo_id);
         let dir = repo_dir.join(key_id);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         let path = dir.join(format!("cache-v{SCHEMA}.sqlite"));
+        Self::open_file(&repo_dir, &dir, &path, repo_id).or_else(|e| Self::temporary(&path, repo_id, e))
+    }
+
+    fn open_file(repo_dir: &Path, dir: &Path, path: &Path, repo_id: &str) -> Result<(Cache, Option<String>)> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         let mut notes = Vec::new();
         for old in ["cache.sqlite", "cache-v2.sqlite"].map(|n| repo_dir.join(n)) {
             if old.ends_with("cache-v2.sqlite") && old.exists() {
@@ -59,20 +68,42 @@ impl Cache {
             }
             remove_files(&old);
         }
-        let c = match writable(&path).and_then(|_| Self::try_open(&path, repo_id)) {
+        let c = match writable(path).and_then(|_| Self::try_open(path, repo_id)) {
             Ok(c) => c,
             Err(e) => {
-                remove_files(&path);
+                remove_files(path);
                 notes.push(format!("cache {} was unusable ({e:#}); recreated it", path.display()));
-                Self::try_open(&path, repo_id)
+                Self::try_open(path, repo_id)
                     .with_context(|| format!("cannot create cache {}", path.display()))?
             }
         };
         Ok((c, (!notes.is_empty()).then(|| notes.join("; "))))
     }
 
+    /// A cache in memory for this process, in place of the one at `path` that cannot be written
+    /// (`why`). An open connection kept for the life of the process keeps the database, so later
+    /// opens see what the first loaded; the note is given until it was loaded (once per run).
+    fn temporary(path: &Path, repo_id: &str, why: anyhow::Error) -> Result<(Cache, Option<String>)> {
+        static KEEP: std::sync::Mutex<Option<Connection>> = std::sync::Mutex::new(None);
+        let uri = format!("file:archiver-temporary-cache-{repo_id}?mode=memory&cache=shared");
+        let mut keep = KEEP.lock().unwrap_or_else(|p| p.into_inner());
+        if keep.is_none() {
+            *keep = Some(Connection::open(&uri)?);
+        }
+        let c = Self::setup(Connection::open(&uri)?, path, repo_id)?;
+        let note = c.synced()?.is_none().then(|| {
+            format!(
+                "{why:#}, so this run uses a temporary cache in memory, loaded from the repository, and reads unchanged files again: free space or fix permissions there to keep the cache between runs"
+            )
+        });
+        Ok((c, note))
+    }
+
     fn try_open(path: &Path, repo_id: &str) -> Result<Cache> {
-        let conn = Connection::open(path)?;
+        Self::setup(Connection::open(path)?, path, repo_id)
+    }
+
+    fn setup(conn: Connection, path: &Path, repo_id: &str) -> Result<Cache> {
         if conn.is_readonly(rusqlite::DatabaseName::Main)? {
             anyhow::bail!("it can only be read");
         }

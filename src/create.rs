@@ -1,4 +1,5 @@
-//! `create`: stores the given paths as an archive in one transaction (the walk is `walker`).
+//! `create`: stores the given paths as an archive in one transaction (the walk is `walker`; each
+//! file is stored once, under one name, by `operands`).
 //!
 //! With checkpoints, a run that is stopped on request (SIGQUIT, `--maxbw`) or fails after a
 //! checkpoint ends as `NAME.part`, committed here at once by recovery. A run that succeeds after an
@@ -52,11 +53,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     if opts.paths.is_empty() {
         bail!("no paths given: name the files or directories to archive");
     }
-    for p in &opts.paths {
-        if let Err(e) = fs::symlink_metadata(p) {
-            bail!("cannot archive {}: {e}; nothing was stored", p.display());
-        }
-    }
+    let operands = crate::operands::plan(&opts.paths, progress)?;
     session.require(&[Perm::Write], "create archives")?;
     // The lock is held until this function returns, across every transaction it runs.
     let _lock = session.repo.lock(&owner("create"))?;
@@ -88,7 +85,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         time,
         last_checkpoint: (0, Instant::now()),
     };
-    let walked = opts.paths.iter().try_for_each(|p| w.visit(p, archive_path(p)));
+    let walked = operands.iter().try_for_each(|o| w.visit(&o.path, o.stored.clone()));
     if let Err(e) = walked {
         let warnings = w.warnings;
         let checkpointed = w.txn.checkpoints() > 0;

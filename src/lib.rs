@@ -30,6 +30,7 @@ pub mod keycheck;
 pub mod keyfile;
 pub mod limits;
 pub mod manifest;
+pub mod operands;
 pub mod pack;
 pub mod progress;
 pub mod query;

@@ -1,6 +1,7 @@
 //! The `archiver` binary: parses arguments, runs one command, prints errors on one line and maps
 //! outcomes to the documented exit codes (0 ok; 1 failed, repository unchanged; 2 failed or
-//! incomplete after the repository changed; 3 an extract that skipped entries).
+//! incomplete after the repository changed; 3 an extract that skipped entries or restored files
+//! cut short).
 
 mod cli;
 

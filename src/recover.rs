@@ -63,12 +63,7 @@ pub fn recover_how(session: &Session, progress: Progress, how: How) -> Result<Ve
     pending.sort_by_key(|p| !p.committing);
     let mut promoted = Vec::new();
     for p in pending {
-        let what = p
-            .intent
-            .as_ref()
-            .and_then(|i| session.keys.open(format!("archiver intent {}", p.txn).as_bytes(), i).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_else(|| "write".to_string());
+        let what = intent(session, &p);
         if p.committing {
             session
                 .repo
@@ -104,6 +99,30 @@ pub fn recover_how(session: &Session, progress: Progress, how: How) -> Result<Ve
         }
     }
     Ok(promoted)
+}
+
+/// What the interrupted transaction `p` was doing (`create NAME`), from its intent record.
+fn intent(session: &Session, p: &Pending) -> String {
+    p.intent
+        .as_ref()
+        .and_then(|i| session.keys.open(format!("archiver intent {}", p.txn).as_bytes(), i).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_else(|| "write".to_string())
+}
+
+/// For readers, which take no lock and never recover: each interrupted run whose checkpoint
+/// recovery would commit now, as (what it was doing, the name it would get). Best effort: a
+/// repository that cannot say, or a checkpoint that cannot be read, gives nothing.
+pub fn pending_parts(session: &Session) -> Vec<(String, String)> {
+    let (Ok(pending), Ok((mut m, _))) = (session.repo.pending(), session.head()) else { return Vec::new() };
+    let mut out = Vec::new();
+    for p in pending.iter().filter(|p| !p.committing && p.checkpoint.is_some()) {
+        let Ok(ck) = open_checkpoint(session, p) else { continue };
+        let (name, _) = part_name(&m, &ck.archive.name, &p.txn, false);
+        m.insert(crate::manifest::ArchiveRef { name: name.clone(), ..ck.archive });
+        out.push((intent(session, p), name));
+    }
+    out
 }
 
 /// The newest checkpoint of `p` that opens, falling back to older ones; the newest one's error
@@ -153,7 +172,7 @@ fn promote(
     progress: Progress,
 ) -> Result<Promoted> {
     crate::failpoint::hit("recover-promoting");
-    let (mut m, _) = session.head()?;
+    let (mut m, before) = session.head()?;
     let (name, replaced) = part_name(&m, &ck.archive.name, txn, how.own == Some(txn));
     let mut archive = ck.archive.clone();
     archive.name = name.clone();
@@ -170,6 +189,7 @@ fn promote(
         ..Default::default()
     };
     session.repo.commit(txn, &req).with_context(|| format!("cannot commit the checkpoint of `{what}`"))?;
+    catch_up_cache(session, &before);
     progress(Event::Notice(format!(
         "recovered: committed the last checkpoint of an interrupted `{what}` as {name:?} ({} files); discarded what was uploaded after it",
         ck.archive.stats.files
@@ -183,4 +203,18 @@ fn promote(
             .context("cannot reclaim the space of the replaced checkpoint")?;
     }
     Ok(Promoted { txn: txn.to_string(), name })
+}
+
+/// After recovery's own commit, brings the local cache along if it mirrored the state just before
+/// that commit, so that the next command does not find it behind as if another client had
+/// committed. Best effort: a cache that cannot be opened or synced now is brought up to date
+/// (and reported) by the next command that uses it.
+fn catch_up_cache(session: &Session, before: &str) {
+    let cache = session.cache();
+    let current = cache.ok().and_then(|(c, _)| c.synced().ok().flatten()).is_some_and(|s| s == before);
+    if current {
+        if let Ok(head) = session.head() {
+            let _ = session.mirror_cache(&head);
+        }
+    }
 }

@@ -127,7 +127,7 @@ impl Session {
         let why = match (note, &synced) {
             (Some(n), _) => Some(n),
             (None, Some(_)) => Some(format!(
-                "cache {} was behind the repository (a commit it did not record: another client, a recovery, or an older copy of the cache)",
+                "cache {} was behind the repository (commits it did not record: made with another cache or on another machine, finished by recovery after the run that made them was interrupted, or this is an older copy of the cache)",
                 cache.path.display()
             )),
             // A new cache for this repository: nothing to say unless there was something to load.

@@ -70,7 +70,7 @@ fn a_file_that_fails_while_being_read_is_stored_partial_with_exit_code_2() {
     assert_eq!(env.list(), ["a", "x"]);
     let listing = env.ok(["ls", "-v", "x"]).stdout;
     assert!(listing.lines().any(|l| l.ends_with("proc/self/mem [partial]")), "{listing}");
-    assert_same_tree(&env.path("t"), &env.extract("x", &[]).join("t"));
+    assert_same_tree(&env.path("t"), &env.extract_part("x").join("t"));
 }
 
 #[test]

@@ -60,7 +60,7 @@ fn check(env: &Env, part: Option<bool>, name: Option<bool>, when: &str) {
 /// Every complete file of night.part is identical to its source; files marked partial are a prefix.
 fn check_part(env: &Env, when: &str) {
     let long = env.ok(["ls", "-v", "night.part"]).lines();
-    let out = env.extract("night.part", &[]);
+    let out = env.extract_part("night.part");
     for line in long.iter().filter(|l| l.starts_with('-')) {
         let partial = line.ends_with(" [partial]");
         let path = line.trim_end_matches(" [partial]").rsplit(' ').next().unwrap().to_string();
@@ -253,7 +253,7 @@ fn deleting_the_cache_between_crash_and_next_run_changes_nothing() {
     }
     assert_eq!(kept.list(), lost.list());
     assert_eq!(kept.ok(["ls", "-v", "night.part"]).stdout, lost.ok(["ls", "-v", "night.part"]).stdout);
-    assert_same_tree(&kept.extract("night.part", &[]).join("d"), &lost.extract("night.part", &[]).join("d"));
+    assert_same_tree(&kept.extract_part("night.part").join("d"), &lost.extract_part("night.part").join("d"));
     // The re-run uploads the same (a lost cache costs reading files again, not storing them).
     let sizes: Vec<i64> = [&kept, &lost]
         .iter()

@@ -159,7 +159,7 @@ fn a_write_key_can_neither_discard_nor_empty_a_dead_clients_checkpoint() {
     drop(lock);
 
     w.env.ok(["recover"]).assert_stderr_contains("as \"night.part\"");
-    let out = w.env.extract("night.part", &[]);
+    let out = w.env.extract_part("night.part");
     assert!(out.join("big").exists(), "night.part restores nothing");
     w.intact("after the victim recovered its checkpoint");
 }

@@ -144,7 +144,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     assert_same_tree(&env.path("data"), &env.path("restored/data"));
     // A run stopped early leaves third.part; the completed run keeps it (a write key deletes nothing).
     small_tree(&env.path("more"), 12, 30, 300_000);
-    let out = with_key(&env, &w, &["create", "--checkpoint-bytes", "256K", "--maxbw", "1M", "third", "more"]);
+    let out = with_key(&env, &w, &["create", "--checkpoint-bytes", "1M", "--maxbw", "1M", "third", "more"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     let out = with_key(&env, &w, &["create", "third", "more"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -152,7 +152,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     // A run killed after a checkpoint leaves a pending transaction whose checkpoint is the user's
     // data: a write key may not discard it, even through the raw API; recovery commits it.
     small_tree(&env.path("extra"), 13, 30, 300_000);
-    let args = ["create", "--checkpoint-bytes", "256K", "fourth", "extra"];
+    let args = ["create", "--checkpoint-bytes", "1M", "fourth", "extra"];
     let mut killed = env.command(args);
     killed.env("ARCHIVER_KEYFILE", &w).env("ARCHIVER_FAILPOINT", "checkpoint-recorded");
     assert_eq!(util::crash::out_of(killed.output().unwrap()).code, util::crash::KILLED);

@@ -46,10 +46,10 @@ pub enum Cmd {
         /// The new key file (never overwritten)
         #[arg(long, value_name = "FILE")]
         outkeyfile: PathBuf,
-        /// Include the read key: list, ls, extract, stats, fsck
+        /// Include the read key: ls, extract, fsck (any key file can run list, stats, generations)
         #[arg(short = 'r')]
         read: bool,
-        /// Include the write key: create, recover
+        /// Include the write key: create, recover, rollback
         #[arg(short = 'w')]
         write: bool,
         /// Include the delete key: delete, fsck --prune (both also need -r)

@@ -13,9 +13,12 @@ use archiver::walker::Limits;
 use args::{Cli, Cmd};
 use output::Output;
 
+/// The smallest `--checkpoint-bytes` accepted: 1 MiB.
+const MIN_CHECKPOINT_BYTES: u64 = 1 << 20;
+
 /// How a successful command ended: complete, incomplete (`create` with warnings or stopped early;
-/// exit code 2), or an extract that skipped entries or restored some without their owner (exit
-/// code 3).
+/// exit code 2), or an extract that skipped entries, restored files cut short (`[partial]`) or
+/// restored some without their owner (exit code 3).
 pub enum Done {
     Complete,
     Incomplete,
@@ -82,8 +85,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 (None, None) => None,
             };
             let checkpoint_bytes = size(*checkpoint_bytes, "checkpoint-bytes")?;
-            if checkpoint_bytes == Some(0) || interval == Some(0) {
-                anyhow::bail!("checkpoint sizes and intervals must be greater than zero");
+            // As tarsnap refuses below its 1 MB: each checkpoint stores a record and flushes a
+            // pack, so a tiny size turns a backup into thousands of tiny objects.
+            if let Some(n) = checkpoint_bytes.filter(|&n| n < MIN_CHECKPOINT_BYTES) {
+                anyhow::bail!(
+                    "--checkpoint-bytes {n} is too small: checkpoints must be at least 1M (1048576 bytes) apart"
+                );
+            }
+            if interval == Some(0) {
+                anyhow::bail!("--checkpoint-interval must be at least 1 second");
             }
             let control = signals::install()?;
             let limits = Limits {
@@ -121,6 +131,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         }
         Cmd::List => {
             let session = Session::open(&settings)?;
+            // An interrupted run's checkpoint is listed only once a write command committed it.
+            for (what, name) in archiver::recover::pending_parts(&session) {
+                progress(Event::Notice(format!(
+                    "an interrupted `{}` is pending: the next write command (or `archiver recover`) commits its last checkpoint as \"{}\"",
+                    query::escape_name(&what),
+                    query::escape_name(&name)
+                )));
+            }
             for a in query::list(&session)? {
                 if cli.verbose {
                     out.line(&format!(
@@ -165,7 +183,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             }
             if res.incomplete > 0 {
                 progress(Event::Notice(format!(
-                    "archive {name:?} was restored incompletely: {} entries skipped or restored without their owner (warnings above)",
+                    "archive {name:?} was restored incompletely: {} entries skipped, cut short or restored without their owner (warnings above)",
                     res.incomplete
                 )));
                 return Ok(Done::Skipped);

@@ -39,7 +39,7 @@ pub(super) fn open(at: BorrowedFd, name: &[u8], dir: bool) -> io::Result<Handle>
     }
 }
 
-/// Sets owner (as root), mode and mtime (atime too) through `h`. `Ok(Some(e))`: the owner could not
+/// Sets owner (as root), mode and mtime (atime too; not for a `partial` file) through `h`. `Ok(Some(e))`: the owner could not
 /// be set (`e`), so the setuid/setgid bits were left off.
 pub(super) fn set(h: &Handle, node: &Node, is_root: bool) -> io::Result<Option<io::Error>> {
     let mut mode = node.mode & 0o7777;
@@ -53,7 +53,11 @@ pub(super) fn set(h: &Handle, node: &Node, is_root: bool) -> io::Result<Option<i
         mode &= !0o6000;
     }
     chmod(h, mode)?;
-    utimes(h, node.mtime, node.mtime_ns)?;
+    // A file the archive holds only a prefix of keeps the time it was written as its mtime: with
+    // the original one, tools that compare mtimes (make, rsync) would take it for complete.
+    if !node.partial {
+        utimes(h, node.mtime, node.mtime_ns)?;
+    }
     Ok(owner_failed)
 }
 

@@ -96,6 +96,8 @@ pub(super) struct Counters {
     bytes_fetched: AtomicU64,
     stored_fetched: AtomicU64,
     pub incomplete: AtomicU64,
+    /// Some file was created or written to under the target.
+    pub touched: AtomicBool,
 }
 
 impl Counters {
@@ -142,6 +144,9 @@ pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<Option<String>, Failure> {
         }
         None => (create(dir.as_fd(), name, ctx.replace, target)?, (0..node.blocks.len()).collect(), true),
     };
+    if created || !missing.is_empty() {
+        ctx.counters.touched.store(true, Relaxed);
+    }
     drop(dir);
     let mut windows = ctx.fetcher.file(&missing, &job.ids, &job.locs);
     while let Some(window) = windows.next() {

@@ -20,7 +20,10 @@
 //! - open descriptors stay bounded (depth 1,000 restores within 1,024).
 //!
 //! Each skipped entry gets a warning naming it (escaped) and counts in
-//! `ExtractResult::incomplete`; the rest is still restored (the binary then exits 3). Without
+//! `ExtractResult::incomplete`; the rest is still restored (the binary then exits 3). So does each
+//! file the archive holds only a prefix of (`[partial]`: cut by a checkpoint or a read error when
+//! the archive was made): it is restored as that prefix, but its mtime is left at the time of the
+//! restore, so that make, rsync and the like do not take it for the complete file. Without
 //! `resume` or `overwrite`, any existing non-directory at a target (or in the way of a directory,
 //! other than a symlink) makes extract refuse before it writes anything; existing directories are
 //! merged. With `resume`, existing file content is kept only where it hashes to the archive's block
@@ -80,7 +83,8 @@ pub struct ExtractResult {
     pub bytes_fetched: u64,
     pub stored_fetched: u64,
     /// Entries skipped (a bad or duplicate stored path, a symlink or something else in the way
-    /// in the target) or restored without their owner; each was reported by a warning.
+    /// in the target), restored without their owner, or files restored cut short (marked
+    /// `[partial]`: the archive holds only their first bytes); each was reported by a warning.
     pub incomplete: u64,
 }
 
@@ -133,13 +137,6 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
     let mut jobs = Vec::with_capacity(plan.files.len());
     for e in &plan.files {
         let node = e.node;
-        if node.partial {
-            progress(Event::Notice(format!(
-                "{} was cut short when the archive was made (a checkpoint or a read error): restoring its first {} bytes",
-                show(&node.path),
-                node.size
-            )));
-        }
         let locs = node
             .blocks
             .iter()
@@ -156,7 +153,8 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
     let replace = opts.resume || opts.overwrite;
     fs::create_dir_all(&opts.dir).map_err(|e| write_failure(opts, anyhow!(e), &opts.dir, "create"))?;
     let fs = Beneath::open(&opts.dir).map_err(|e| write_failure(opts, anyhow!(e), &opts.dir, "open"))?;
-    let blocked = tree::make_dirs(&fs, &plan, replace).map_err(|e| resume_advice(opts, e))?;
+    // Directories alone need no --resume: a plain extract merges existing directories.
+    let blocked = tree::make_dirs(&fs, &plan, replace).map_err(|e| resume_advice(opts, e, false))?;
     let is_blocked = |path: &[u8]| {
         paths::blocked_at(&blocked, path).map(|(at, why)| format!("{} {}", escape(at), why.describe()))
     };
@@ -192,7 +190,15 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
                 return None;
             }
             progress(Event::File(show(&job.node.path)));
-            match file::restore(&ctx, job) {
+            let restored = file::restore(&ctx, job);
+            if restored.is_ok() && job.node.partial {
+                warn(format!(
+                    "{} was cut short when the archive was made (it is marked [partial]: a checkpoint or a read error ended it): restored its first {} bytes only, and its mtime is the time of the restore, so that it is not taken for the complete file",
+                    show(&job.node.path),
+                    job.node.size
+                ));
+            }
+            match restored {
                 Ok(None) | Err(Failure::Stopped) => None,
                 Ok(Some(n)) => {
                     note(&job.node.path, &n);
@@ -218,7 +224,7 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
         progress(Event::Warning(e.clone()));
     }
     if let Some(e) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(resume_advice(opts, e));
+        return Err(resume_advice(opts, e, counters.touched.load(Ordering::Relaxed)));
     }
     // Symlinks, then directory attributes deepest first: each as one more entry.
     let finish = |path: &[u8], r: Result<Option<String>, Failure>| -> Result<()> {
@@ -226,7 +232,10 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
             Ok(None) | Err(Failure::Stopped) => {}
             Ok(Some(n)) => note(path, &n),
             Err(Failure::Skip(why)) => skip(path, &why),
-            Err(Failure::Local(e) | Failure::File(e)) => return Err(resume_advice(opts, e)),
+            Err(Failure::Local(e) | Failure::File(e)) => {
+                let written = counters.touched.load(Ordering::Relaxed) || !plan.links.is_empty();
+                return Err(resume_advice(opts, e, written));
+            }
         }
         Ok(())
     };
@@ -258,18 +267,24 @@ pub fn show(path: &[u8]) -> String {
     crate::query::escape(path)
 }
 
-/// An error writing under the target directory, as one line with what to do next.
+/// An error making or opening the target directory itself (before anything is restored), as one
+/// line with what to do next.
 fn write_failure(opts: &ExtractOptions, e: anyhow::Error, path: &Path, what: &str) -> anyhow::Error {
-    resume_advice(opts, e.context(format!("cannot {what} {}", path.display())))
+    resume_advice(opts, e.context(format!("cannot {what} {}", path.display())), false)
 }
 
-fn resume_advice(opts: &ExtractOptions, e: anyhow::Error) -> anyhow::Error {
+/// An error writing under the target directory, as one line with what to do next: `--resume` if
+/// files or symlinks were `written` (a plain extract would refuse to replace them).
+fn resume_advice(opts: &ExtractOptions, e: anyhow::Error, written: bool) -> anyhow::Error {
     let full = e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .and_then(|io| io.raw_os_error())
             .is_some_and(|n| n == libc::ENOSPC || n == libc::EDQUOT)
     });
     let fix = if full { "free some space" } else { "fix that" };
+    if !written {
+        return anyhow!("{e:#}: nothing was restored; {fix}, then run the extract again");
+    }
     anyhow!(
         "{e:#}: what was restored so far is kept; {fix}, then run the same extract with --resume to finish restoring {:?} under {}",
         opts.name,

@@ -214,6 +214,26 @@ impl Env {
         dir
     }
 
+    /// `archiver extract NAME -C <fresh dir>` of an archive that may hold files cut short (a
+    /// `NAME.part`): it must exit 3 with a warning naming each file `ls -v` marks `[partial]`, or
+    /// 0 if there is none. Returns the directory.
+    pub fn extract_part(&self, name: &str) -> PathBuf {
+        let partial: Vec<String> = (self.ok(["ls", "-v", name]).lines().iter())
+            .filter_map(|l| l.strip_suffix(" [partial]"))
+            .map(|l| l.rsplit(' ').next().expect("a path").to_string())
+            .collect();
+        let dir = self.fresh_dir("out");
+        let out = self.run([OsStr::new("extract"), OsStr::new(name), OsStr::new("-C"), dir.as_os_str()]);
+        out.assert_no_panic();
+        let code = if partial.is_empty() { 0 } else { 3 };
+        assert_eq!(out.code, code, "extract {name} with [partial] files {partial:?}:\n{}", out.stderr);
+        for p in &partial {
+            let warned = format!("archiver: warning: {p} was cut short");
+            assert!(out.stderr.contains(&warned), "extract {name} does not warn about {p}:\n{}", out.stderr);
+        }
+        dir
+    }
+
     /// `archiver list` as lines.
     pub fn list(&self) -> Vec<String> {
         self.ok(["list"]).lines()
