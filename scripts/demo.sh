@@ -4,7 +4,8 @@
 # (default DIR: this project's src/ and docs/). Everything is written under a temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+echo "== cargo build --release (the first build takes several minutes)"
+cargo build --release
 bin=$PWD/target/release/archiver
 work=$(mktemp -d "${TMPDIR:-/tmp}/archiver-demo.XXXXXX")
 export ARCHIVER_REPO=$work/repo ARCHIVER_KEYFILE=$work/archiver.key ARCHIVER_CACHEDIR=$work/cache

@@ -218,10 +218,7 @@ impl Env {
     /// `NAME.part`): it must exit 3 with a warning naming each file `ls -v` marks `[partial]`, or
     /// 0 if there is none. Returns the directory.
     pub fn extract_part(&self, name: &str) -> PathBuf {
-        let partial: Vec<String> = (self.ok(["ls", "-v", name]).lines().iter())
-            .filter_map(|l| l.strip_suffix(" [partial]"))
-            .map(|l| l.rsplit(' ').next().expect("a path").to_string())
-            .collect();
+        let partial = self.partial_files(name);
         let dir = self.fresh_dir("out");
         let out = self.run([OsStr::new("extract"), OsStr::new(name), OsStr::new("-C"), dir.as_os_str()]);
         out.assert_no_panic();
@@ -232,6 +229,14 @@ impl Env {
             assert!(out.stderr.contains(&warned), "extract {name} does not warn about {p}:\n{}", out.stderr);
         }
         dir
+    }
+
+    /// The stored paths that `ls -v NAME` marks `[partial]` (cut short when NAME was made).
+    pub fn partial_files(&self, name: &str) -> Vec<String> {
+        (self.ok(["ls", "-v", name]).lines().iter())
+            .filter_map(|l| l.strip_suffix(" [partial]"))
+            .map(|l| l.rsplit(' ').next().expect("a path").to_string())
+            .collect()
     }
 
     /// `archiver list` as lines.
@@ -512,6 +517,18 @@ pub struct Meta {
     /// BLAKE3 of a file's content.
     pub hash: Option<String>,
     pub target: Option<PathBuf>,
+}
+
+/// `snapshot(root)` with the mtime of each of `cut` (paths relative to `root`) left out: a file
+/// restored cut short keeps the time of its restore as its mtime, so two restores differ there.
+pub fn snapshot_but_cut_mtimes(root: &Path, cut: &[String]) -> BTreeMap<PathBuf, Meta> {
+    let mut s = snapshot(root);
+    for p in cut {
+        if let Some(m) = s.get_mut(Path::new(p)) {
+            m.mtime = (0, 0);
+        }
+    }
+    s
 }
 
 /// Every entry under `root`, keyed by its path relative to `root` (`root` itself is "").
