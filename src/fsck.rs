@@ -180,8 +180,9 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
     }
     let mut head = match session.head() {
         Ok(h) => h,
-        // A manifest that cannot be opened is rebuilt from the packs (`lost`), if this key may write.
-        Err(e) if session.keys.access.has(Perm::Write) => {
+        // A manifest that cannot be opened, with no readable earlier generation kept to roll back
+        // to, is rebuilt from the packs (`lost`), if this key may write.
+        Err(e) if session.keys.access.has(Perm::Write) && readable_before(session)?.is_none() => {
             let (gen, _) = session.repo.head().context("cannot read the repository's manifest")?;
             let stored = packs::list(session)?;
             let base = crate::manifest::Manifest { gen, ..Default::default() };
@@ -200,7 +201,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
             report.gen = gen;
             let fix = match crate::history::newest_readable(session, gen) {
                 Some(g) => format!("`archiver rollback {g}` makes the archives of generation {g}, the newest readable one, current again"),
-                None => "no earlier generation is kept that could be rolled back to".to_string(),
+                None => "no earlier generation is kept that could be rolled back to; `archiver fsck` with a key that may write rebuilds it from the packs".to_string(),
             };
             report
                 .problems
@@ -365,6 +366,12 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         report.pruned = Some(crate::delete::collect(session, &[], orphans, progress)?);
     }
     Ok(report)
+}
+
+/// The newest readable generation before the current one, if one is kept.
+fn readable_before(session: &Session) -> Result<Option<u64>> {
+    let (gen, _) = session.repo.head().context("cannot read the repository's manifest")?;
+    Ok(crate::history::newest_readable(session, gen))
 }
 
 fn reload_cache(

@@ -39,8 +39,7 @@ fn completed_or_clean(out: &Out, when: &str) -> bool {
 
 /// `runs` creates and extracts through a relay that cuts every second connection after at most
 /// `max_cut` bytes (only answers, if `replies_only`); returns the relay's tally.
-fn cut_runs(runs: u64, max_cut: u64, replies_only: bool) -> Tally {
-    let seed = test_seed();
+fn cut_runs(runs: u64, max_cut: u64, replies_only: bool, seed: u64) -> Tally {
     eprintln!("seed {seed} (ARCHIVER_TEST_SEED={seed} replays the same cut plan)");
     let env = Env::bare();
     let server = Server::start(&env.path("store"));
@@ -113,20 +112,29 @@ fn cut_runs(runs: u64, max_cut: u64, replies_only: bool) -> Tally {
 
 #[test]
 fn connections_cut_at_random_offsets_6_runs() {
-    let t = cut_runs(6, 6 * MIB, false);
-    assert!(t.pack_uploads > 0, "no cut hit a pack upload: {}", t.summary());
-    assert!(t.pack_downloads > 0, "no cut hit a pack download: {}", t.summary());
+    // A cut plan may, by chance, cut no pack transfer (seed 607063 cuts 10 connections, none in a
+    // pack upload): the next seeds are tried, so the test never passes without such cuts.
+    let seed = test_seed();
+    let mut seen = Vec::new();
+    for s in seed..seed + 4 {
+        let t = cut_runs(6, 6 * MIB, false, s);
+        if t.pack_uploads > 0 && t.pack_downloads > 0 {
+            return;
+        }
+        seen.push(format!("seed {s}: {}", t.summary()));
+    }
+    panic!("no cut plan hit both a pack upload and a pack download:\n{}", seen.join("\n"));
 }
 
 #[test]
 fn answers_lost_after_the_server_acted_4_runs() {
-    let t = cut_runs(4, 4096, true);
+    let t = cut_runs(4, 4096, true, test_seed());
     assert!(t.cuts > 0, "nothing was cut: {}", t.summary());
 }
 
 #[test]
 #[ignore = "long: 30 runs through the cutting relay"]
 fn connections_cut_at_random_offsets_30_runs() {
-    let t = cut_runs(30, 6 * MIB, false);
+    let t = cut_runs(30, 6 * MIB, false, test_seed());
     assert!(t.pack_uploads >= 5 && t.pack_downloads >= 5, "{}", t.summary());
 }
