@@ -17,9 +17,8 @@ use crate::txn::{RepositoryChanged, Txn};
 use crate::walker::{Limits, MetaStream, Stopped, Walker};
 use anyhow::{bail, Result};
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -179,25 +178,6 @@ fn part_of(archive: &str, name: &str) -> bool {
     }
 }
 
-/// The path as stored: relative and normalised lexically (`/home/a` → `home/a`, `a/../b` → `b`,
-/// `../x` → `x`, `.` → `.`), so it can never point outside the directory it is restored into.
-pub fn archive_path(p: &Path) -> Vec<u8> {
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(s) => parts.push(s.as_bytes()),
-            Component::ParentDir => {
-                parts.pop();
-            }
-            _ => {}
-        }
-    }
-    if parts.is_empty() {
-        return b".".to_vec();
-    }
-    parts.join(&b'/')
-}
-
 /// A root's bytes, if every reader will accept it (`limits`): refuses, before the commit, an
 /// archive whose metadata lists the same blocks too many times over (the same tree given many
 /// times) or whose root would be larger than a block.
@@ -254,7 +234,7 @@ pub fn owner(command: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::archive_path;
+    use crate::operands::archive_path;
     use std::path::Path;
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! A path is read as given: the system resolves it, following symlinks on the way, so a trailing
 //! `/` or `/.` after a symlink reaches the directory it points to, as `ls -ld link/` does. It is
-//! stored under its lexical normal form (`create::archive_path`): relative, without `.` or empty
+//! stored under its lexical normal form (`archive_path`): relative, without `.` or empty
 //! components or a trailing `/`, each `..` removing the name before it (`/x/./t//` is `x/t`,
 //! `a/../b` is `b`, `../b` is `b`; GNU tar strips the same leading `/` and `../`). For that name to
 //! say where the data came from, a `..` must not follow a symlink: `link/../f` reaches `f` beside
@@ -17,7 +17,6 @@
 //!   beside the symlink `lnk`), make create refuse before anything is stored (one line, exit 1):
 //!   an archive holds each path once.
 
-use crate::create::archive_path;
 use crate::progress::{Event, Progress};
 use anyhow::{bail, Result};
 use std::ffi::OsStr;
@@ -152,6 +151,25 @@ fn check_dotdot(p: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The path as stored: relative and normalised lexically (`/home/a` → `home/a`, `a/../b` → `b`,
+/// `../x` → `x`, `.` → `.`), so it can never point outside the directory it is restored into.
+pub fn archive_path(p: &Path) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.as_bytes()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    if parts.is_empty() {
+        return b".".to_vec();
+    }
+    parts.join(&b'/')
 }
 
 #[cfg(test)]
