@@ -335,17 +335,18 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
     let wanted = marks::wanted(&head.0, &index, &found, opts.verify_data);
     if wanted != head.0.damaged {
         let n = wanted.len();
-        if marks::record(session, &head.0, cache, wanted)? {
+        if session.keys.access.has(Perm::Write) {
+            marks::record(session, &head.0, cache, wanted)?;
             head = session.head()?;
             report.gen = head.0.gen;
             report.marked = Some(n);
+            cache = reload_cache(session, &head, &segments)?;
         } else if !found.is_empty() {
             report.problems.push(format!(
                 "the {} damaged block(s) found are not recorded in the repository (this key cannot write): run `archiver fsck` with a key that may write, so that the next `archiver create` stores them again",
                 found.len()
             ));
         }
-        cache = reload_cache(session, &head, &segments)?;
     }
 
     // 7. Every archive's references, with damage named by archive and path.

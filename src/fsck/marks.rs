@@ -8,7 +8,6 @@
 
 use super::packs::BadCopy;
 use super::Index;
-use crate::access::Perm;
 use crate::cache::Cache;
 use crate::crypto::BlockId;
 use crate::index::Segment;
@@ -59,19 +58,10 @@ pub fn wanted(
     })
 }
 
-/// Commits `marks` as the repository's damage marks. Needs a key that may write; `Ok(false)`
-/// when this key cannot.
-pub fn record(
-    session: &Session,
-    base: &Manifest,
-    cache: Cache,
-    marks: Vec<(BlockId, String)>,
-) -> Result<bool> {
-    if !session.keys.access.has(Perm::Write) {
-        return Ok(false);
-    }
+/// Commits `marks` as the repository's damage marks (the caller holds a key that may write).
+pub fn record(session: &Session, base: &Manifest, cache: Cache, marks: Vec<(BlockId, String)>) -> Result<()> {
     let txn = crate::txn::Txn::begin(session, base.clone(), cache, b"fsck: record damaged blocks")?;
     txn.commit(Segment::default(), move |m, _, _| m.damaged = marks, Vec::new(), Vec::new())
         .context("cannot record the damaged blocks in the repository")?;
-    Ok(true)
+    Ok(())
 }

@@ -81,18 +81,7 @@ pub(crate) fn admit(state: &State, head: &Head) -> Result<Admitted, Reply> {
         .map_err(|m| Reply::text(401, m))?;
     // Without the body, `need` answers with every permission the route can accept for some body
     // (a commit's body can only narrow write-or-delete to delete); `authorize` decides exactly.
-    let can = crate::access::need(method, rest, &[]);
-    if !can.contains(&perm) {
-        let names: Vec<&str> = can.iter().map(|p| p.name()).collect();
-        return Err(Reply::text(
-            403,
-            format!(
-                "a key with only the {} permission may not do this (it needs {})",
-                perm.name(),
-                names.join(" or ")
-            ),
-        ));
-    }
+    super::permitted(perm, &crate::access::need(method, rest, &[]))?;
     match head.declared {
         Some(n) if n > limit => Err(too_big()),
         _ => Ok(Admitted { limit, signed: Some(perm) }),

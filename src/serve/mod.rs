@@ -229,19 +229,24 @@ fn authorize(
         None => verifiers_of(r)?.verify(x.auth, &signed, std::time::SystemTime::now()),
     }
     .map_err(|m| Reply::text(401, m))?;
-    let need = crate::access::need(method, rest, body);
-    if !need.contains(&perm) {
-        let names: Vec<&str> = need.iter().map(|p| p.name()).collect();
-        return Err(Reply::text(
-            403,
-            format!(
-                "a key with only the {} permission may not do this (it needs {})",
-                perm.name(),
-                names.join(" or ")
-            ),
-        ));
-    }
+    permitted(perm, &crate::access::need(method, rest, body))?;
     Ok(Some(perm))
+}
+
+/// The 403 for a key whose permission `perm` is not among those a route accepts (`can`).
+pub(crate) fn permitted(perm: Perm, can: &[Perm]) -> Result<(), Reply> {
+    if can.contains(&perm) {
+        return Ok(());
+    }
+    let names: Vec<&str> = can.iter().map(|p| p.name()).collect();
+    Err(Reply::text(
+        403,
+        format!(
+            "a key with only the {} permission may not do this (it needs {})",
+            perm.name(),
+            names.join(" or ")
+        ),
+    ))
 }
 
 /// The access verifiers in repository `r`'s config, or the refusal to send (no repository, or
