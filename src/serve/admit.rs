@@ -81,7 +81,7 @@ pub(crate) fn admit(state: &State, head: &Head) -> Result<Admitted, Reply> {
         .map_err(|m| Reply::text(401, m))?;
     // Without the body, `need` answers with every permission the route can accept for some body
     // (a commit's body can only narrow write-or-delete to delete); `authorize` decides exactly.
-    super::permitted(perm, &crate::access::need(method, rest, &[]))?;
+    super::permitted(perm, crate::access::need(method, rest, &[]))?;
     match head.declared {
         Some(n) if n > limit => Err(too_big()),
         _ => Ok(Admitted { limit, signed: Some(perm) }),

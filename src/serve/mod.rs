@@ -229,7 +229,7 @@ fn authorize(
         None => verifiers_of(r)?.verify(x.auth, &signed, std::time::SystemTime::now()),
     }
     .map_err(|m| Reply::text(401, m))?;
-    permitted(perm, &crate::access::need(method, rest, body))?;
+    permitted(perm, crate::access::need(method, rest, body))?;
     Ok(Some(perm))
 }
 
