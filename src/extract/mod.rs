@@ -57,6 +57,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+/// Files restored at once, each by its own thread that writes its windows in order while the
+/// fetching threads (`fetch.rs`) bring them: more than the cores, as a restoring thread mostly
+/// waits, and a small file is one round trip, so with two at a time a tree of small files over
+/// HTTP was bound by latency (docs/BENCHMARKS.md).
+const RESTORERS: usize = 4;
+
 pub struct ExtractOptions {
     pub name: String,
     pub dir: PathBuf,
@@ -179,7 +185,12 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
         stop: &stop,
         counters: &counters,
     };
-    let errors: Vec<String> = jobs
+    let restorers = rayon::ThreadPoolBuilder::new()
+        .num_threads(RESTORERS)
+        .thread_name(|i| format!("restore-{i}"))
+        .build()
+        .context("cannot start the restoring threads")?;
+    let errors: Vec<String> = restorers.install(|| jobs
         .par_iter()
         .filter_map(|job| {
             if stop.load(Ordering::Relaxed) {
@@ -219,7 +230,7 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
                 }
             }
         })
-        .collect();
+        .collect());
     for e in &errors {
         progress(Event::Warning(e.clone()));
     }
