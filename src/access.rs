@@ -8,8 +8,8 @@
 //! HTTP link can neither forge a request nor change a body, and a captured request replays only
 //! within `MAX_SKEW` (and every request is idempotent).
 //!
-//! What each route needs (`need`) is decided here, once, for the server (which enforces it) and
-//! the client (which picks the key to sign with).
+//! What each route needs is decided once, by the protocol (`repo::protocol::Route::need`), for
+//! the server (which enforces it) and the client (which picks the key to sign with).
 //!
 //! The header also names the body's hash, which the signature covers: the server checks the
 //! signature on the request head alone (`Verifiers::verify_head`) before it reads a byte of the
@@ -18,7 +18,6 @@
 //! can never make stored data unrecoverable: its commits may not name packs or index segments
 //! to delete, and the manifest generations they supersede are kept (`CommitRequest::keep_history`).
 
-use crate::repo::CommitRequest;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -48,30 +47,6 @@ impl Perm {
     }
     fn parse(s: &str) -> Option<Perm> {
         PERMS.into_iter().find(|p| p.name() == s)
-    }
-}
-
-/// What a request needs: the permissions any one of which suffices, in the order a client
-/// prefers to sign with them.
-pub fn need(method: &str, rest: &[&str], body: &[u8]) -> &'static [Perm] {
-    const ANY: &[Perm] = &[Perm::Read, Perm::Write, Perm::Delete];
-    const READ: &[Perm] = &[Perm::Read];
-    const WRITE: &[Perm] = &[Perm::Write, Perm::Delete];
-    const DELETE: &[Perm] = &[Perm::Delete];
-    match (method, rest) {
-        // Pack contents are the archives' data and metadata: reading them is reading.
-        ("GET", ["packs", ..]) => READ,
-        // Listing, the manifest, index segments, sizes: needed by writers too (to deduplicate).
-        ("GET", _) => ANY,
-        ("POST" | "DELETE", ["lock", ..]) => ANY,
-        ("POST", ["txn", _, "commit"]) => match CommitRequest::decode(body) {
-            Ok(req) if req.deletes() => DELETE,
-            _ => WRITE,
-        },
-        // Delete first, so a key file that holds it signs with it: the server lets only a delete
-        // key discard a transaction that holds a checkpoint (the user's data).
-        ("POST", ["txn", _, "abort"]) => &[Perm::Delete, Perm::Write],
-        _ => WRITE,
     }
 }
 
@@ -311,8 +286,8 @@ mod tests {
         let full = AccessKeys::derive(&[1; 32]);
         let mut w = AccessKeys::default();
         w.set(Perm::Write, full.seed(Perm::Write).unwrap());
-        assert!(w.sign(need("GET", &["packs", "a", "b"], b""), &req(b"")).is_none());
-        assert!(w.sign(need("GET", &["head"], b""), &req(b"")).unwrap().starts_with("write "));
+        assert!(w.sign(&[Perm::Read], &req(b"")).is_none());
+        assert!(w.sign(&PERMS, &req(b"")).unwrap().starts_with("write "));
         assert_eq!(w.describe(), "only the write key");
     }
 }

@@ -100,7 +100,7 @@ pub fn checkpoint(data: &[u8]) {
 
 /// The plain records a server and client exchange: a commit record (checked against its
 /// BLAKE3 sum, which a writer computes as easily as we do: odd first byte appends the right
-/// one), what a commit needs (`access::need`), and the pending-transaction list.
+/// one), what a commit needs (`protocol::Route::need`), and the pending-transaction list.
 pub fn commit_record(data: &[u8]) {
     let record = match data.split_first() {
         Some((mode, rest)) if mode & 1 == 1 => {
@@ -114,7 +114,7 @@ pub fn commit_record(data: &[u8]) {
     if let Ok(req) = crate::repo::CommitRequest::decode(&record) {
         let _ = req.deletes();
     }
-    let _ = crate::access::need("POST", &["txn", TXN, "commit"], &record);
+    let _ = crate::repo::protocol::Route::Commit(TXN).need(&record);
     if let Ok(list) = crate::repo::decode_pending(data) {
         for p in list {
             let _ = p.checkpoint_seqs.iter().max();

@@ -13,6 +13,7 @@
 
 use super::http_body::{self, MAX_LOCK_WAIT};
 use super::lease::{LeaseGuard, Ledger};
+use super::protocol::{self, Kind, Listing, Route};
 use super::{decode_pending, CommitRequest, Connect, LockGuard, Pending, Repository};
 use crate::access::{AccessKeys, Signed};
 use crate::backend::{ErrorKind, StoreError, StoreResult};
@@ -114,6 +115,12 @@ impl HttpRepo {
         })
     }
 
+    /// A request for `route` (the protocol's one description of it, `protocol::Route`).
+    fn to(&self, c: &Client, route: &Route) -> RequestBuilder {
+        let method = reqwest::Method::from_bytes(route.method().as_bytes()).unwrap_or(reqwest::Method::GET);
+        c.request(method, format!("{}/{}", self.base, route.path()))
+    }
+
     /// `rb` with the secret of transaction `txn`, if this client began it.
     fn as_owner(&self, rb: RequestBuilder, txn: &str) -> RequestBuilder {
         match self.txn_keys.lock().unwrap_or_else(|p| p.into_inner()).get(txn) {
@@ -150,7 +157,7 @@ impl HttpRepo {
             let location = headers.get("Location").and_then(|v| v.to_str().ok());
             return Err(http_body::redirected(what, status, location));
         }
-        let cap = http_body::cap(&method, &route, range.as_deref(), status);
+        let cap = http_body::cap(Route::parse(&method, &route).ok().as_ref(), range.as_deref(), status);
         let body = http_body::read(resp, cap, what, self.timeout)?;
         Ok(Answer { status, headers, body, token, route })
     }
@@ -205,8 +212,8 @@ impl HttpRepo {
         if self.token() != refused.token {
             return true; // a concurrent upload already took the lock again and checked
         }
-        let url = format!("{}/lock?owner={}", self.base, percent_encode(&owner));
-        let Ok(a) = self.call("taking the repository lock again", &[423], |c| c.post(&url)) else {
+        let take = Route::TakeLock { owner: owner.clone() };
+        let Ok(a) = self.call("taking the repository lock again", &[423], |c| self.to(c, &take)) else {
             return false;
         };
         if a.status != 200 {
@@ -225,8 +232,8 @@ impl HttpRepo {
         Ok(self.call(what, &[], build)?.body)
     }
 
-    fn names(&self, what: &str, path: &str) -> StoreResult<Vec<String>> {
-        let body = self.bytes(what, |c| c.get(format!("{}/{path}", self.base)))?;
+    fn names(&self, what: &str, listing: Listing) -> StoreResult<Vec<String>> {
+        let body = self.bytes(what, |c| self.to(c, &Route::List(listing)))?;
         let mut r = Reader::new(&body, "name list");
         let parse = |r: &mut Reader| -> Result<Vec<String>> {
             let mut out = Vec::new();
@@ -266,11 +273,17 @@ impl Signer {
             None => req.url().path().to_string(),
         };
         let route = req.url().path().strip_prefix(&self.prefix).unwrap_or("");
-        let rest: Vec<&str> = route.split('/').collect();
+        let route = match req.url().query() {
+            Some(q) => format!("{route}?{q}"),
+            None => route.to_string(),
+        };
+        let route = Route::parse(req.method().as_str(), &route).map_err(|(_, why)| {
+            StoreError::new(ErrorKind::Permanent, format!("{what}: not a route of the protocol ({why})"))
+        })?;
         let text =
             |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let body = req.body().and_then(|b| b.as_bytes()).unwrap_or(&[]);
-        let need = crate::access::need(req.method().as_str(), &rest, body);
+        let need = route.need(body);
         let signed = Signed {
             method: req.method().as_str(),
             path: &path,
@@ -293,15 +306,6 @@ impl Signer {
         req.headers_mut().insert(k, v);
         Ok(req)
     }
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
@@ -338,12 +342,7 @@ fn status_error(what: &str, code: u16, body: &[u8]) -> StoreError {
         // The server's lost-lease answer; other 409s (whose text may name a path that happens
         // to contain "lock") are `Exists`.
         409 if lease_lost(body) => ErrorKind::Permanent,
-        409 => ErrorKind::Exists,
-        507 => ErrorKind::NoSpace,
-        // 500 is the server's permanent storage failure (docs/PROTOCOL.md), as it is locally.
-        500 => ErrorKind::Permanent,
-        408 | 429 | 501..=599 => ErrorKind::Transient,
-        _ => ErrorKind::Permanent,
+        _ => protocol::kind_of(code),
     };
     StoreError::new(kind, format!("{what}: server answered {code}: {text}"))
 }
@@ -370,7 +369,7 @@ impl Repository for HttpRepo {
     }
 
     fn read_config(&self) -> StoreResult<Option<Vec<u8>>> {
-        match self.bytes("reading the repository config", |c| c.get(format!("{}/config", self.base))) {
+        match self.bytes("reading the repository config", |c| self.to(c, &Route::ReadConfig)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -379,16 +378,15 @@ impl Repository for HttpRepo {
 
     fn init(&self, config: &[u8]) -> StoreResult<()> {
         let body = config.to_vec();
-        self.bytes("creating the repository", |c| c.put(format!("{}/config", self.base)).body(body.clone()))?;
+        self.bytes("creating the repository", |c| self.to(c, &Route::CreateConfig).body(body.clone()))?;
         Ok(())
     }
 
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>> {
-        let url = format!("{}/lock", self.base);
-        let with_owner = format!("{url}?owner={}", percent_encode(owner));
+        let take = Route::TakeLock { owner: owner.to_string() };
         let mut waited = false;
         let answer = loop {
-            let a = self.call("taking the repository lock", &[423], |c| c.post(&with_owner))?;
+            let a = self.call("taking the repository lock", &[423], |c| self.to(c, &take))?;
             if a.status != 423 {
                 break a;
             }
@@ -419,7 +417,7 @@ impl Repository for HttpRepo {
         let stop = Arc::new(AtomicBool::new(false));
         let (client, signer, stop2) = (self.client.clone(), self.signer.clone(), stop.clone());
         // The token may change (`relock`): renew and release whichever is current.
-        let (slot, base) = (self.token.clone(), url.clone());
+        let (slot, base) = (self.token.clone(), self.base.clone());
         let current = move || slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
         // A renewal lost to the network is tried again within a second rather than a third of
         // the lease later, so a short outage does not cost the lease. A lease that already ran
@@ -433,7 +431,11 @@ impl Repository for HttpRepo {
                 }
                 let Some(token) = current() else { break };
                 let status = signer
-                    .sign("renewing the lock", client.post(format!("{base}/{token}")), None)
+                    .sign(
+                        "renewing the lock",
+                        client.post(format!("{base}/{}", Route::RenewLock(&token).path())),
+                        None,
+                    )
                     .ok()
                     .and_then(|req| client.execute(req).ok())
                     .map(|resp| resp.status().as_u16());
@@ -444,13 +446,16 @@ impl Repository for HttpRepo {
                 };
             }
         });
-        let (client, signer, slot) = (self.client.clone(), self.signer.clone(), self.token.clone());
+        let (client, signer, slot, base) =
+            (self.client.clone(), self.signer.clone(), self.token.clone(), self.base.clone());
         let release = Box::new(move || {
             let token = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(token) = token {
-                if let Ok(req) =
-                    signer.sign("releasing the lock", client.delete(format!("{url}/{token}")), None)
-                {
+                if let Ok(req) = signer.sign(
+                    "releasing the lock",
+                    client.delete(format!("{base}/{}", Route::ReleaseLock(&token).path())),
+                    None,
+                ) {
                     let _ = client.execute(req);
                 }
             }
@@ -459,7 +464,7 @@ impl Repository for HttpRepo {
     }
 
     fn head(&self) -> StoreResult<(u64, Option<Vec<u8>>)> {
-        let a = self.call("reading the manifest", &[], |c| c.get(format!("{}/head", self.base)))?;
+        let a = self.call("reading the manifest", &[], |c| self.to(c, &Route::Head))?;
         let gen = a
             .header_u64("X-Archiver-Generation")
             .ok_or_else(|| StoreError::new(ErrorKind::Permanent, "the server sent no generation"))?;
@@ -467,7 +472,7 @@ impl Repository for HttpRepo {
     }
 
     fn generations(&self) -> StoreResult<Vec<u64>> {
-        let names = self.names("listing manifest generations", "list/manifest")?;
+        let names = self.names("listing manifest generations", Listing::Manifests)?;
         let bad = |n: &String| {
             StoreError::new(ErrorKind::Permanent, format!("the server sent a bad generation {n:?}"))
         };
@@ -475,7 +480,7 @@ impl Repository for HttpRepo {
     }
 
     fn manifest(&self, gen: u64) -> StoreResult<Vec<u8>> {
-        Ok(self.call("reading a manifest", &[], |c| c.get(format!("{}/manifest/{gen}", self.base)))?.body)
+        Ok(self.call("reading a manifest", &[], |c| self.to(c, &Route::Manifest(gen)))?.body)
     }
 
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()> {
@@ -487,7 +492,7 @@ impl Repository for HttpRepo {
         let secret = hex::encode(raw);
         self.txn_keys.lock().unwrap_or_else(|p| p.into_inner()).entry(txn.to_string()).or_insert(secret);
         self.bytes("beginning a transaction", |c| {
-            self.as_owner(c.put(format!("{}/txn/{txn}/begin", self.base)), txn).body(body.clone())
+            self.as_owner(self.to(c, &Route::Begin(txn)), txn).body(body.clone())
         })?;
         self.ledger.begun(txn);
         Ok(())
@@ -496,7 +501,8 @@ impl Repository for HttpRepo {
     fn put_pack(&self, txn: &str, seq: u32, data: Vec<u8>) -> StoreResult<String> {
         let body = bytes::Bytes::from(data);
         let b = self.bytes("storing a pack", |c| {
-            self.as_owner(c.put(format!("{}/txn/{txn}/packs/{seq:08x}", self.base)), txn).body(body.clone())
+            let route = Route::Upload { txn, kind: Kind::Packs, seq };
+            self.as_owner(self.to(c, &route), txn).body(body.clone())
         })?;
         let name = String::from_utf8_lossy(&b).into_owned();
         self.ledger.pack(txn, &name);
@@ -506,7 +512,8 @@ impl Repository for HttpRepo {
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
         let body = bytes::Bytes::copy_from_slice(data);
         let b = self.bytes("storing an index segment", |c| {
-            self.as_owner(c.put(format!("{}/txn/{txn}/index/{seq:06x}", self.base)), txn).body(body.clone())
+            let route = Route::Upload { txn, kind: Kind::Index, seq };
+            self.as_owner(self.to(c, &route), txn).body(body.clone())
         })?;
         let name = String::from_utf8_lossy(&b).into_owned();
         self.ledger.index(txn, &name);
@@ -516,48 +523,41 @@ impl Repository for HttpRepo {
     fn checkpoint(&self, txn: &str, seq: u32, record: &[u8]) -> StoreResult<()> {
         let body = record.to_vec();
         self.bytes("storing a checkpoint", |c| {
-            self.as_owner(c.put(format!("{}/txn/{txn}/checkpoint/{seq:08x}", self.base)), txn)
-                .body(body.clone())
+            self.as_owner(self.to(c, &Route::PutCheckpoint { txn, seq }), txn).body(body.clone())
         })?;
         self.ledger.checkpoint(txn, record);
         Ok(())
     }
 
     fn checkpoint_record(&self, txn: &str, seq: u32) -> StoreResult<Vec<u8>> {
-        self.bytes("reading a checkpoint record", |c| {
-            c.get(format!("{}/txn/{txn}/checkpoint/{seq:08x}", self.base))
-        })
+        self.bytes("reading a checkpoint record", |c| self.to(c, &Route::GetCheckpoint { txn, seq }))
     }
 
     fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()> {
         let body = req.encode();
-        self.bytes("committing", |c| {
-            self.as_owner(c.post(format!("{}/txn/{txn}/commit", self.base)), txn).body(body.clone())
-        })?;
+        self.bytes("committing", |c| self.as_owner(self.to(c, &Route::Commit(txn)), txn).body(body.clone()))?;
         self.ledger.ended(txn);
         Ok(())
     }
 
     fn finish(&self, txn: &str) -> StoreResult<()> {
-        self.bytes("finishing a commit", |c| c.post(format!("{}/txn/{txn}/finish", self.base)))?;
+        self.bytes("finishing a commit", |c| self.to(c, &Route::Finish(txn)))?;
         Ok(())
     }
 
     fn abort(&self, txn: &str) -> StoreResult<()> {
-        self.bytes("discarding a transaction", |c| {
-            self.as_owner(c.post(format!("{}/txn/{txn}/abort", self.base)), txn)
-        })?;
+        self.bytes("discarding a transaction", |c| self.as_owner(self.to(c, &Route::Abort(txn)), txn))?;
         self.ledger.ended(txn);
         Ok(())
     }
 
     fn pending(&self) -> StoreResult<Vec<Pending>> {
-        let b = self.bytes("listing pending transactions", |c| c.get(format!("{}/pending", self.base)))?;
+        let b = self.bytes("listing pending transactions", |c| self.to(c, &Route::Pending))?;
         decode_pending(&b).map_err(|e| StoreError::new(ErrorKind::Permanent, format!("{e:#}")))
     }
 
     fn clean_partial(&self) -> StoreResult<()> {
-        self.bytes("removing partial uploads", |c| c.post(format!("{}/clean-partial", self.base)))?;
+        self.bytes("removing partial uploads", |c| self.to(c, &Route::CleanPartial))?;
         Ok(())
     }
 
@@ -569,7 +569,7 @@ impl Repository for HttpRepo {
         }
         let range = format!("bytes={}-{}", offset, offset + len - 1);
         let b = self.bytes(&format!("reading pack {pack}"), |c| {
-            c.get(format!("{}/packs/{pack}", self.base)).header("Range", range.clone())
+            self.to(c, &Route::pack(pack)).header("Range", range.clone())
         })?;
         if b.len() as u64 != len {
             return Err(StoreError::new(ErrorKind::Transient, format!("reading pack {pack}: short read")));
@@ -579,7 +579,8 @@ impl Repository for HttpRepo {
 
     fn pack_size(&self, pack: &str) -> StoreResult<u64> {
         let b = self.bytes(&format!("reading the size of pack {pack}"), |c| {
-            c.get(format!("{}/size/packs/{pack}", self.base))
+            let Route::Pack { txn, seq } = Route::pack(pack) else { unreachable!() };
+            self.to(c, &Route::PackSize { txn, seq })
         })?;
         String::from_utf8_lossy(&b)
             .trim()
@@ -588,15 +589,15 @@ impl Repository for HttpRepo {
     }
 
     fn get_index(&self, name: &str) -> StoreResult<Vec<u8>> {
-        self.bytes(&format!("reading index segment {name}"), |c| c.get(format!("{}/index/{name}", self.base)))
+        self.bytes(&format!("reading index segment {name}"), |c| self.to(c, &Route::Index(name)))
     }
 
     fn list_packs(&self) -> StoreResult<Vec<String>> {
-        self.names("listing packs", "list/packs")
+        self.names("listing packs", Listing::Packs)
     }
 
     fn list_indexes(&self) -> StoreResult<Vec<String>> {
-        self.names("listing index segments", "list/index")
+        self.names("listing index segments", Listing::Index)
     }
 
     /// Four: round trips and the server's fsyncs overlap (the server serves requests in parallel).

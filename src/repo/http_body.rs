@@ -1,5 +1,5 @@
 //! What the HTTP client lets a server (or whatever answers on its path) make it hold or wait for:
-//! response bodies read incrementally under a cap per route (`repo::limits::response_body`; a
+//! response bodies read incrementally under a cap per route (`protocol::Route::response_limit`; a
 //! pack range read never more than the range asked for), per-read timeouts with a floor rate
 //! instead of one long request timeout, a bounded wait for a held lock, and a lease length kept
 //! in a sane range. Redirects are never followed (the client is built with no redirect policy
@@ -11,6 +11,7 @@
 //! lease more than a few times a second; every refusal is one line naming what was wrong.
 
 use super::limits;
+use super::protocol::Route;
 use crate::backend::{ErrorKind, StoreError, StoreResult};
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -41,18 +42,18 @@ pub fn lease_ttl(announced_ms: Option<u64>) -> Duration {
     announced_ms.map_or(Duration::from_secs(30), Duration::from_millis).clamp(MIN_LEASE, MAX_LEASE)
 }
 
-/// The most bytes to accept in the body of a response with `status` to `method` on `route` (the
-/// path after `/v1/NAME/`), and whether more is an error (a successful answer) or is cut off (an
-/// error text, of which only the first line is used).
-pub fn cap(method: &str, route: &str, range: Option<&str>, status: u16) -> (u64, bool) {
+/// The most bytes to accept in the body of a response with `status` to `route` (None: a route
+/// the protocol does not know, which the signer already refused), and whether more is an error
+/// (a successful answer) or is cut off (an error text, of which only the first line is used).
+pub fn cap(route: Option<&Route>, range: Option<&str>, status: u16) -> (u64, bool) {
     if !(200..300).contains(&status) {
         return (limits::SMALL, false);
     }
-    let rest: Vec<&str> = route.split('/').collect();
-    if let (Some(r), ["packs", ..]) = (range.and_then(range_len), rest.as_slice()) {
-        return (r, true);
+    match (route, range.and_then(range_len)) {
+        (Some(Route::Pack { .. }), Some(r)) => (r, true),
+        (Some(route), _) => (route.response_limit(), true),
+        (None, _) => (limits::SMALL, true),
     }
-    (limits::response_body(method, &rest), true)
 }
 
 /// The length of a `bytes=A-B` range.
@@ -138,15 +139,17 @@ pub fn redirected(what: &str, status: u16, location: Option<&str>) -> StoreError
 
 #[cfg(test)]
 mod tests {
+    use super::super::protocol::Listing;
     use super::*;
 
     #[test]
     fn caps_follow_the_route_and_the_range() {
-        assert_eq!(cap("GET", "packs/ab/00000001", Some("bytes=10-19"), 206), (10, true));
-        assert_eq!(cap("GET", "packs/ab/00000001", None, 200), (limits::PACK, true));
-        assert_eq!(cap("GET", "list/packs", None, 200), (limits::LIST, true));
-        assert_eq!(cap("GET", "config", None, 200), (limits::CONFIG, true));
-        assert_eq!(cap("GET", "list/packs", None, 404), (limits::SMALL, false));
+        let pack = Route::pack("ab/00000001");
+        assert_eq!(cap(Some(&pack), Some("bytes=10-19"), 206), (10, true));
+        assert_eq!(cap(Some(&pack), None, 200), (limits::PACK, true));
+        assert_eq!(cap(Some(&Route::List(Listing::Packs)), None, 200), (limits::LIST, true));
+        assert_eq!(cap(Some(&Route::ReadConfig), None, 200), (limits::CONFIG, true));
+        assert_eq!(cap(Some(&Route::List(Listing::Packs)), None, 404), (limits::SMALL, false));
         assert_eq!(range_len("bytes=5-4"), None);
     }
 

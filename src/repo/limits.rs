@@ -1,8 +1,8 @@
-//! What a peer may make the other side hold or wait for, route by route: the largest request body
-//! the server reads (`request_body`), the largest response body the client reads
-//! (`response_body`), and the timeouts that cut a stalled or trickling body. Server and client use
-//! the same table, so whatever the client stores it can read back, and whatever it may send the
-//! server accepts.
+//! What a peer may make the other side hold or wait for: the sizes of the largest bodies (which
+//! route may send or receive which is `protocol::Route::request_limit` and `response_limit`, the
+//! one table server and client share, so whatever the client stores it can read back, and
+//! whatever it may send the server accepts), and the timeouts that cut a stalled or trickling
+//! body.
 //!
 //! Invariant: each limit is at least the largest object a correct client makes (derived below
 //! from the pack, chunker and sealing constants where there is a hard bound), so a limit never
@@ -47,40 +47,6 @@ pub const CHECKPOINT: u64 = 64 * MIB;
 /// Name lists and the pending list (intent and checkpoint records of pending transactions).
 pub const LIST: u64 = 256 * MIB;
 
-/// The largest request body the server reads for `method` on route `rest` (the path after
-/// `/v1/NAME/`).
-pub fn request_body(method: &str, rest: &[&str]) -> u64 {
-    match (method, rest) {
-        ("PUT", ["config"]) => CONFIG,
-        ("PUT", ["txn", _, "begin"]) => RECORD,
-        ("PUT", ["txn", _, "packs", seq]) => match u32::from_str_radix(seq, 16) {
-            Ok(seq) if seq >= crate::repo::records::CHECKPOINT_PACK => CHECKPOINT_PACK,
-            _ => PACK,
-        },
-        ("PUT", ["txn", _, "index", ..]) => INDEX,
-        ("PUT", ["txn", _, "checkpoint", ..]) => CHECKPOINT,
-        ("POST", ["txn", _, "commit"]) => COMMIT,
-        _ => SMALL,
-    }
-}
-
-/// The largest successful response body the client reads for `method` on route `rest`; a range
-/// read of a pack is held to the range it asked for by the caller.
-pub fn response_body(method: &str, rest: &[&str]) -> u64 {
-    match (method, rest) {
-        ("GET", ["config"]) => CONFIG,
-        ("GET", ["packs", _, seq]) => match u32::from_str_radix(seq, 16) {
-            Ok(seq) if seq >= crate::repo::records::CHECKPOINT_PACK => CHECKPOINT_PACK,
-            _ => PACK,
-        },
-        ("GET", ["index", _]) => INDEX,
-        ("GET", ["txn", _, "checkpoint", _]) => CHECKPOINT,
-        ("GET", ["head"] | ["manifest", _]) => COMMIT,
-        ("GET", ["list", ..] | ["pending"]) => LIST,
-        _ => RECORD,
-    }
-}
-
 /// The server: a connection that sends no complete request head for this long is closed (an idle
 /// kept-alive connection too); so is a TLS handshake that takes longer.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -102,24 +68,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_limit_admits_what_a_client_makes() {
+    fn built_packs_fit_the_pack_limit() {
         assert!(PACK_BUILT > (crate::pack::TARGET_SIZE + crate::chunker::MAX) as u64);
-        assert_eq!(request_body("PUT", &["txn", "ab", "packs", "00000003"]), PACK);
-        assert_eq!(request_body("PUT", &["txn", "ab", "packs", "80000001"]), CHECKPOINT_PACK);
-        assert_eq!(request_body("PUT", &["txn", "ab", "checkpoint"]), CHECKPOINT);
-        assert_eq!(request_body("PUT", &["txn", "ab", "checkpoint", "2"]), CHECKPOINT);
-        assert_eq!(request_body("GET", &["head"]), SMALL);
-        // What can be stored can be read back.
-        assert!(
-            response_body("GET", &["index", "ab-000001"])
-                >= request_body("PUT", &["txn", "ab", "index", "1"])
-        );
-        assert!(response_body("GET", &["head"]) >= request_body("POST", &["txn", "ab", "commit"]));
-        assert!(response_body("GET", &["config"]) >= request_body("PUT", &["config"]));
-        assert!(
-            response_body("GET", &["packs", "ab", "80000000"])
-                >= request_body("PUT", &["txn", "ab", "packs", "80000000"])
-        );
     }
 
     #[test]

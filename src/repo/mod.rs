@@ -13,6 +13,7 @@ mod lease;
 pub mod limits;
 pub mod lock;
 pub mod objects;
+pub mod protocol;
 pub mod records;
 
 use crate::backend::StoreResult;

@@ -1,18 +1,18 @@
 //! What a request must pass before the server reads a byte of its body: a route it knows, a
 //! signature that verifies over the request head and the body hash it names, by a key of this
 //! repository whose permission the route can accept, and a declared length within the route's
-//! limit (`limits::request_body`). A peer without a key thus gets its 401 at once and can make
+//! limit (`Route::request_limit`). A peer without a key thus gets its 401 at once and can make
 //! the server neither buffer nor wait for a body; the body that follows is read under the route's
 //! limit and timeouts (`net`) and checked against the signed hash (`authorize`).
 //!
 //! Creating a repository (`PUT config`) is the one route without a repository to check against:
 //! it is refused unless the server runs with `--allow-create`, and its body (the config, which
-//! names the verifiers the signature is then checked with) is limited to `limits::CONFIG`.
+//! names the verifiers the signature is then checked with) is limited to the config's limit.
 
-use super::{valid_name, Reply, State};
+use super::{Reply, State};
 use crate::access::Perm;
-use crate::repo::limits;
 use crate::repo::objects::ObjectRepo;
+use crate::repo::protocol::Route;
 
 /// A request as far as its head: what admission looks at.
 pub(crate) struct Head {
@@ -38,23 +38,16 @@ pub(crate) struct Admitted {
 
 /// Whether the request behind `head` may go on to send its body.
 pub(crate) fn admit(state: &State, head: &Head) -> Result<Admitted, Reply> {
-    let path = head.url.split_once('?').map_or(head.url.as_str(), |(p, _)| p);
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let ["v1", repo, rest @ ..] = parts.as_slice() else {
-        return Err(Reply::text(404, "no such route"));
-    };
-    if !valid_name(repo) {
-        return Err(Reply::text(400, "repository names are letters, digits, '-', '_' and '.'"));
-    }
     let method = head.method.as_str();
-    let limit = limits::request_body(method, rest);
+    let (repo, route) = super::parse(method, &head.url)?;
+    let limit = route.request_limit();
     let too_big = || {
         Reply::text(
             413,
             format!("this request's body is limited to {} bytes ({} MiB)", limit, limit as f64 / 1048576.0),
         )
     };
-    if matches!((method, rest), ("PUT", ["config"])) {
+    if route == Route::CreateConfig {
         if !state.allow_create {
             return Err(Reply::text(403, CREATE_REFUSED));
         }
@@ -81,7 +74,7 @@ pub(crate) fn admit(state: &State, head: &Head) -> Result<Admitted, Reply> {
         .map_err(|m| Reply::text(401, m))?;
     // Without the body, `need` answers with every permission the route can accept for some body
     // (a commit's body can only narrow write-or-delete to delete); `authorize` decides exactly.
-    super::permitted(perm, crate::access::need(method, rest, &[]))?;
+    super::permitted(perm, route.need(&[]))?;
     match head.declared {
         Some(n) if n > limit => Err(too_big()),
         _ => Ok(Admitted { limit, signed: Some(perm) }),

@@ -9,7 +9,7 @@
 //!   lease is gone, may only finish it: promote its last checkpoint, or discard it.
 //! - Discarding a transaction that holds a checkpoint (the user's data: recovery commits it as
 //!   `NAME.part`) needs the delete key.
-//! - A commit without the delete key names nothing to delete (`access::need`), keeps the
+//! - A commit without the delete key names nothing to delete (`Route::need`), keeps the
 //!   generations it supersedes (`keep_history`), and, when it commits someone else's
 //!   transaction, keeps every object its last checkpoint needs (`ObjectRepo::covered`, the
 //!   server's own account taken when the checkpoint was stored).

@@ -8,7 +8,7 @@
 //! arrive sealed (the commit record is plain by design: it only names objects).
 //!
 //! Every request must carry a signature by one of the repository's access keys that the route
-//! allows (`access::need`), checked against the verifiers in the repository's config: a missing
+//! allows (`repo::protocol::Route::need`), checked against the verifiers in the repository's config: a missing
 //! or wrong signature gets 401 and a key without the permission 403, before its body is read
 //! (`admit`: the signature covers the head and the body hash it names, and is verified once);
 //! once the body is in, `authorize` checks it is the body that hash names and that the route
@@ -28,10 +28,11 @@ mod lock;
 mod net;
 
 use crate::access::{Perm, Signed, Verifiers};
-use crate::backend::{ErrorKind, StoreError};
+use crate::backend::StoreError;
 use crate::codec::Writer;
 use crate::progress::Progress;
 use crate::repo::objects::ObjectRepo;
+use crate::repo::protocol::{self, Kind, Listing, Route};
 use crate::repo::{CommitRequest, Repository};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -71,14 +72,7 @@ impl Reply {
 
 impl From<StoreError> for Reply {
     fn from(e: StoreError) -> Reply {
-        let status = match e.kind {
-            ErrorKind::NotFound => 404,
-            ErrorKind::Exists => 409,
-            ErrorKind::NoSpace => 507,
-            ErrorKind::Transient => 503,
-            ErrorKind::Permanent => 500,
-        };
-        Reply::text(status, e.msg)
+        Reply::text(protocol::status_of(e.kind), e.msg)
     }
 }
 
@@ -115,10 +109,6 @@ fn valid_name(s: &str) -> bool {
         && s != ".."
 }
 
-fn hex_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
-}
-
 /// A whole request, as `net` read it.
 pub(crate) struct Incoming {
     method: String,
@@ -135,20 +125,16 @@ pub(crate) struct Incoming {
 }
 
 fn handle(state: &State, req: Incoming) -> Reply {
-    let (path, query) = req.url.split_once('?').unwrap_or((&req.url, ""));
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let owner = query.strip_prefix("owner=").map(percent_decode).unwrap_or_default();
     let extra = Extra {
         token: req.token.as_deref(),
         range: req.range.as_deref(),
-        owner: &owner,
         auth: req.auth.as_deref(),
         txn_key: req.txn_key.as_deref(),
         url: &req.url,
         allow_create: state.allow_create,
         signed: req.signed,
     };
-    let mut reply = route(state, &req.method, &parts, req.body, &extra);
+    let mut reply = route(state, &req.method, req.body, &extra);
     if reply.status >= 400 {
         // Errors name objects as the client knows them (NAME/packs/...), not where the store is.
         let store = format!("{}/", state.store.display());
@@ -158,35 +144,22 @@ fn handle(state: &State, req: Incoming) -> Reply {
     reply
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
+/// The repository name and the route of `method` on `url` (path and query as received).
+pub(crate) fn parse<'a>(method: &str, url: &'a str) -> Result<(&'a str, Route<'a>), Reply> {
+    let Some((repo, rest)) = url.strip_prefix("/v1/").and_then(|p| p.split_once('/')) else {
+        return Err(Reply::text(404, "no such route"));
+    };
+    if !valid_name(repo) {
+        return Err(Reply::text(400, "repository names are letters, digits, '-', '_' and '.'"));
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let route = Route::parse(method, rest).map_err(|(status, why)| Reply::text(status, why))?;
+    Ok((repo, route))
 }
 
 /// What a route may need besides method, path and body.
 struct Extra<'a> {
     token: Option<&'a str>,
     range: Option<&'a str>,
-    owner: &'a str,
     auth: Option<&'a str>,
     txn_key: Option<&'a str>,
     /// Path and query as received: what the signature covers.
@@ -203,13 +176,13 @@ struct Extra<'a> {
 fn authorize(
     r: &ObjectRepo,
     method: &str,
-    rest: &[&str],
+    route: &Route,
     body: &[u8],
     x: &Extra,
 ) -> Result<Option<Perm>, Reply> {
     let signed =
         Signed { method, path: x.url, range: x.range.unwrap_or(""), lock: x.token.unwrap_or(""), body };
-    if matches!((method, rest), ("PUT", ["config"])) {
+    if *route == Route::CreateConfig {
         if !x.allow_create {
             return Err(Reply::text(403, admit::CREATE_REFUSED));
         }
@@ -229,7 +202,7 @@ fn authorize(
         None => verifiers_of(r)?.verify(x.auth, &signed, std::time::SystemTime::now()),
     }
     .map_err(|m| Reply::text(401, m))?;
-    permitted(perm, crate::access::need(method, rest, body))?;
+    permitted(perm, route.need(body))?;
     Ok(Some(perm))
 }
 
@@ -262,37 +235,34 @@ pub(crate) fn verifiers_of(r: &ObjectRepo) -> Result<Verifiers, Reply> {
     })
 }
 
-fn route(state: &State, method: &str, parts: &[&str], body: Vec<u8>, x: &Extra) -> Reply {
+fn route(state: &State, method: &str, body: Vec<u8>, x: &Extra) -> Reply {
     let (token, range) = (x.token, x.range);
-    let ["v1", repo, rest @ ..] = parts else {
-        return Reply::text(404, "no such route");
-    };
-    if !valid_name(repo) {
-        return Reply::text(400, "repository names are letters, digits, '-', '_' and '.'");
-    }
-    let dir = state.store.join(repo);
-    let r = ObjectRepo::local(&dir.display().to_string());
-    let perm = match authorize(&r, method, rest, &body, x) {
+    let (repo, route) = match parse(method, x.url) {
         Ok(p) => p,
         Err(reply) => return reply,
     };
-    // Mutations require the lock token (init and lock release excepted).
-    let mutates = method != "GET" && !matches!(rest, ["config"] | ["lock"] | ["lock", _]);
-    if mutates && !state.locks.holds(repo, token) {
+    let dir = state.store.join(repo);
+    let r = ObjectRepo::local(&dir.display().to_string());
+    let perm = match authorize(&r, method, &route, &body, x) {
+        Ok(p) => p,
+        Err(reply) => return reply,
+    };
+    // Mutations require the lock token (init and the lock's own routes excepted).
+    if route.mutates() && !state.locks.holds(repo, token) {
         return Reply::text(409, crate::repo::http::LEASE_LOST);
     }
     let who = guard::Caller { perm, txn_key: x.txn_key };
-    let res: Result<Reply, StoreError> = (|| match (method, rest) {
-        ("GET", ["config"]) => Ok(match r.read_config()? {
+    let res: Result<Reply, StoreError> = (|| match route {
+        Route::ReadConfig => Ok(match r.read_config()? {
             Some(c) => Reply::ok(c),
             None => Reply::text(404, "no repository here"),
         }),
-        ("PUT", ["config"]) => r.init(&body).map(|_| Reply::empty(201)),
-        ("POST", ["lock"]) => {
+        Route::CreateConfig => r.init(&body).map(|_| Reply::empty(201)),
+        Route::TakeLock { owner } => {
             if r.read_config()?.is_none() {
                 return Ok(Reply::text(404, "no repository here"));
             }
-            Ok(match state.locks.take(repo, &dir, x.owner) {
+            Ok(match state.locks.take(repo, &dir, &owner) {
                 Ok(token) => {
                     let mut reply = Reply::ok(token.into_bytes());
                     reply.headers.push(("X-Archiver-Lock-Ttl-Ms", state.locks.ttl().as_millis().to_string()));
@@ -308,15 +278,15 @@ fn route(state: &State, method: &str, parts: &[&str], body: Vec<u8>, x: &Extra) 
                 Err(Err(msg)) => Reply::text(423, msg),
             })
         }
-        ("POST", ["lock", tok]) => Ok(match state.locks.renew(repo, tok) {
+        Route::RenewLock(tok) => Ok(match state.locks.renew(repo, tok) {
             true => Reply::empty(200),
             false => Reply::text(409, "the lock's lease ran out and may have been taken by another client"),
         }),
-        ("DELETE", ["lock", tok]) => {
+        Route::ReleaseLock(tok) => {
             state.locks.release(repo, tok);
             Ok(Reply::empty(204))
         }
-        ("GET", ["head"]) => {
+        Route::Head => {
             let (gen, m) = r.head()?;
             let mut reply = match m {
                 Some(m) => Reply::ok(m),
@@ -325,35 +295,28 @@ fn route(state: &State, method: &str, parts: &[&str], body: Vec<u8>, x: &Extra) 
             reply.headers.push(("X-Archiver-Generation", gen.to_string()));
             Ok(reply)
         }
-        ("PUT", ["txn", txn, "begin"]) if hex_name(txn) => guard::begin(&r, txn, &body, &who),
-        ("PUT", ["txn", txn, kind @ ("packs" | "index"), seq]) if hex_name(txn) => {
-            let Ok(seq) = u32::from_str_radix(seq, 16) else {
-                return Ok(Reply::text(400, "sequence numbers are hex"));
-            };
+        Route::Begin(txn) => guard::begin(&r, txn, &body, &who),
+        Route::Upload { txn, kind, seq } => {
             if let Some(refused) = guard::upload(&r, txn, &who) {
                 return Ok(refused);
             }
-            let name =
-                if *kind == "packs" { r.put_pack(txn, seq, body)? } else { r.put_index(txn, seq, &body)? };
+            let name = match kind {
+                Kind::Packs => r.put_pack(txn, seq, body)?,
+                Kind::Index => r.put_index(txn, seq, &body)?,
+            };
             Ok(Reply { status: 201, body: name.into_bytes(), headers: Vec::new() })
         }
-        ("PUT", ["txn", txn, "checkpoint", seq]) if hex_name(txn) => match u32::from_str_radix(seq, 16) {
-            Ok(seq) => guard::checkpoint(&r, txn, seq, &body, &who),
-            Err(_) => Ok(Reply::text(400, "sequence numbers are hex")),
-        },
-        ("GET", ["txn", txn, "checkpoint", seq]) if hex_name(txn) => match u32::from_str_radix(seq, 16) {
-            Ok(seq) => Ok(Reply::ok(r.checkpoint_record(txn, seq)?)),
-            Err(_) => Ok(Reply::text(400, "sequence numbers are hex")),
-        },
-        ("POST", ["txn", txn, "commit"]) if hex_name(txn) => match CommitRequest::decode(&body) {
+        Route::PutCheckpoint { txn, seq } => guard::checkpoint(&r, txn, seq, &body, &who),
+        Route::GetCheckpoint { txn, seq } => Ok(Reply::ok(r.checkpoint_record(txn, seq)?)),
+        Route::Commit(txn) => match CommitRequest::decode(&body) {
             Ok(req) => guard::commit(&r, txn, req, &who),
             Err(e) => Ok(Reply::text(400, format!("bad commit request: {e:#}"))),
         },
-        ("POST", ["txn", txn, "finish"]) if hex_name(txn) => r.finish(txn).map(|_| Reply::empty(200)),
-        ("POST", ["txn", txn, "abort"]) if hex_name(txn) => guard::abort(&r, txn, &who),
-        ("GET", ["pending"]) => Ok(Reply::ok(crate::repo::encode_pending(&r.pending()?))),
-        ("POST", ["clean-partial"]) => r.clean_partial().map(|_| Reply::empty(200)),
-        ("GET", ["packs", txn, seq]) if hex_name(txn) && hex_name(seq) => {
+        Route::Finish(txn) => r.finish(txn).map(|_| Reply::empty(200)),
+        Route::Abort(txn) => guard::abort(&r, txn, &who),
+        Route::Pending => Ok(Reply::ok(crate::repo::encode_pending(&r.pending()?))),
+        Route::CleanPartial => r.clean_partial().map(|_| Reply::empty(200)),
+        Route::Pack { txn, seq } => {
             let name = format!("{txn}/{seq}");
             let size = r.pack_size(&name)?;
             match range.and_then(|h| parse_range(h, size)) {
@@ -364,19 +327,16 @@ fn route(state: &State, method: &str, parts: &[&str], body: Vec<u8>, x: &Extra) 
                 None => Ok(Reply::ok(r.read_pack(&name, 0, size)?)),
             }
         }
-        ("GET", ["size", "packs", txn, seq]) if hex_name(txn) && hex_name(seq) => {
+        Route::PackSize { txn, seq } => {
             Ok(Reply::ok(r.pack_size(&format!("{txn}/{seq}"))?.to_string().into_bytes()))
         }
-        ("GET", ["index", name]) if hex_name(name) => Ok(Reply::ok(r.get_index(name)?)),
-        ("GET", ["manifest", gen]) => match gen.parse::<u64>() {
-            Ok(gen) => Ok(Reply::ok(r.manifest(gen)?)),
-            Err(_) => Ok(Reply::text(400, "generations are decimal numbers")),
-        },
-        ("GET", ["list", what @ ("packs" | "index" | "manifest")]) => {
-            let names = match *what {
-                "packs" => r.list_packs()?,
-                "index" => r.list_indexes()?,
-                _ => r.generations()?.iter().map(u64::to_string).collect(),
+        Route::Index(name) => Ok(Reply::ok(r.get_index(name)?)),
+        Route::Manifest(gen) => Ok(Reply::ok(r.manifest(gen)?)),
+        Route::List(what) => {
+            let names = match what {
+                Listing::Packs => r.list_packs()?,
+                Listing::Index => r.list_indexes()?,
+                Listing::Manifests => r.generations()?.iter().map(u64::to_string).collect(),
             };
             let mut w = Writer::new();
             w.uvar(names.len() as u64);
@@ -385,7 +345,6 @@ fn route(state: &State, method: &str, parts: &[&str], body: Vec<u8>, x: &Extra) 
             }
             Ok(Reply::ok(w.finish()))
         }
-        _ => Ok(Reply::text(404, "no such route")),
     })();
     res.unwrap_or_else(Reply::from)
 }
@@ -397,20 +356,14 @@ fn parse_range(h: &str, size: u64) -> Option<(u64, u64)> {
     (a <= b && b < size).then(|| (a, b - a + 1))
 }
 
-/// For `crate::fuzzing` only: the parsing `handle` and `route` do before touching a store (the
-/// URL split and owner query as in `handle`, names, sequence numbers, the permission the route
-/// needs, the Range header). Returns the number of path parts.
+/// For `crate::fuzzing` only: the parsing `route` does before touching a store (the repository
+/// name, the route with its names, sequence numbers and owner query, the permission it needs,
+/// the Range header). Returns whether the request named a route.
 #[doc(hidden)]
-pub fn parse_request(method: &str, url: &str, range: &str, body: &[u8]) -> usize {
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let _ = query.strip_prefix("owner=").map(percent_decode);
-    if let ["v1", repo, rest @ ..] = parts.as_slice() {
-        let _ = (valid_name(repo), crate::access::need(method, rest, body));
-        for p in rest {
-            let _ = (hex_name(p), u32::from_str_radix(p, 16), p.parse::<u64>());
-        }
-    }
+pub fn parse_request(method: &str, url: &str, range: &str, body: &[u8]) -> bool {
+    let parsed = parse(method, url).map(|(_, route)| {
+        let _ = (route.need(body), route.request_limit(), route.response_limit(), route.path());
+    });
     let _ = (parse_range(range, body.len() as u64), parse_range(range, u64::MAX));
-    parts.len()
+    parsed.is_ok()
 }
