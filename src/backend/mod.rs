@@ -4,9 +4,15 @@
 //!
 //! Contract every backend keeps: `put` is atomic (readers see the whole object or none) and durable
 //! when it returns; `put_new` additionally fails with `Exists` if the key is taken; `list` returns
-//! every key under a prefix, sorted; `delete` of a missing key succeeds.
+//! every key under a prefix, sorted; `delete` of a missing key succeeds. `conformance.rs` checks
+//! it for every backend: a local directory (`local`), memory (`memory`, for tests) and memory
+//! behind the fault injector (`faulty`, which fails chosen calls for tests of the layers above).
 
+#[cfg(test)]
+mod conformance;
+pub mod faulty;
 pub mod local;
+pub mod memory;
 
 use std::fmt;
 
