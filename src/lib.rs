@@ -12,6 +12,8 @@ pub mod backend;
 pub mod cache;
 pub mod chunker;
 pub mod codec;
+#[cfg(test)]
+mod codec_roundtrip;
 pub mod config;
 #[doc(hidden)]
 pub mod craft;
