@@ -353,31 +353,14 @@ fn a_crash_while_the_completed_run_removes_night_part_keeps_night_and_leaks_noth
 
 /// Only `night.part` archives that checkpoints made are theirs to replace or remove: an archive
 /// the user named `night.part` would be committed data like any other. (Regression: recovery
-/// replaced it with night's checkpoint, and a completed `create night` deleted it; now names
-/// ending in `.part` are refused.)
+/// replaced it with night's checkpoint, and a completed `create night` deleted it.) Names ending
+/// in `.part` are refused up front, in one line, storing nothing; so there is no such archive
+/// for a crash and recovery to endanger (the test of that half could never run, and is gone).
 #[test]
-#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
-fn an_archive_the_user_named_night_part_is_never_replaced_or_deleted() {
+fn a_user_cannot_name_an_archive_as_a_checkpoint_is_named() {
     let (world, _) = world();
     let env = world.fork_fresh("named");
-    let made = env.run(["create", "night.part", "small3"]);
-    made.assert_no_panic();
-    if made.code != 0 {
-        // Refusing the name up front keeps it safe too: cleanly, storing nothing.
-        made.assert_one_line_error(1);
-        assert_eq!(env.list(), ["base", "older"]);
-        return;
-    }
-    let intact = |when: &str| {
-        assert!(env.list().contains(&"night.part".to_string()), "{when}: the user's night.part is gone");
-        assert_extracts_exactly(&env, "night.part", "small3", when);
-    };
-    // A crash after a checkpoint, then recovery.
-    let out = env.run_at("checkpoint-cache-committed:2", CREATE);
-    assert!(out.code == KILLED || out.code < 128, "create died of signal {}", out.code - 128);
-    env.run(["recover"]).assert_no_panic();
-    intact("after a checkpointed run of night crashed and was recovered");
-    // A run of night that completes.
-    env.run(["create", "night", "data"]).assert_no_panic();
-    intact("after night was created");
+    env.run(["create", "night.part", "small3"]).assert_one_line_error(1).assert_stderr_contains(".part");
+    assert_eq!(env.list(), ["base", "older"]);
+    env.remove_fork();
 }

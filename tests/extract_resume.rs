@@ -368,13 +368,11 @@ fn kill_9_during_extract_then_resume_200_runs() {
 fn a_full_disk_stops_extract_with_one_line_and_resume_finishes() {
     let _s = serial();
     if !is_root() {
-        eprintln!("skipped: needs root to mount a small tmpfs");
-        return;
+        return unavailable("needs root to mount a small tmpfs");
     }
     let env = setup(&[24, 8], 40);
     let Some(disk) = Tmpfs::mount(&env.path("disk"), "20m") else {
-        eprintln!("skipped: cannot mount a tmpfs here");
-        return;
+        return unavailable("cannot mount a tmpfs here");
     };
     let out = disk.0.join("out");
     let e = extract(&env, &out, &[]);

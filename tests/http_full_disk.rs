@@ -17,13 +17,11 @@ use util::*;
 #[test]
 fn a_full_store_answers_507_and_the_next_commands_recover() {
     if !is_root() {
-        eprintln!("skipped: needs root to mount a small tmpfs");
-        return;
+        return unavailable("needs root to mount a small tmpfs");
     }
     let env = Env::bare();
     let Some(disk) = Tmpfs::mount(&env.path("store"), "12m") else {
-        eprintln!("skipped: cannot mount a tmpfs here");
-        return;
+        return unavailable("cannot mount a tmpfs here");
     };
     let mut server = Server::start(&env.path("store"));
     let http = server.client(&env, "full");

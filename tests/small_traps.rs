@@ -124,8 +124,7 @@ fn a_cache_that_cannot_be_written_leaves_commands_working_with_one_notice_per_ru
     // night.part, so that the next create opens the cache twice (it deletes night.part).
     assert_eq!(env.run(["create", "--maxbw", "2M", "night", "d"]).code, 2);
     let Some(mounted) = read_only_cache(&env) else {
-        eprintln!("skipped: cannot mount a tmpfs as root");
-        return;
+        return unavailable("cannot mount a tmpfs as root");
     };
     let out = env.ok(["create", "night", "d"]);
     assert_eq!(notices_of_a_temporary_cache(&out), 1, "one notice per run:\n{}", out.stderr);

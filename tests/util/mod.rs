@@ -651,3 +651,15 @@ pub fn flip_bit(path: &Path, offset: u64) {
 pub fn truncate(path: &Path, len: u64) {
     fs::OpenOptions::new().write(true).open(path).expect("open").set_len(len).expect("truncate");
 }
+
+/// For a test whose prerequisite this machine lacks (root, a tmpfs mount, the openssl command,
+/// /proc): a failure naming it, so a test never passes without running. CI (`.ci/run`, as root)
+/// has them all; `ARCHIVER_TEST_SKIP_UNAVAILABLE=1` skips such tests knowingly, each with a
+/// SKIPPED line.
+pub fn unavailable(why: &str) {
+    if std::env::var_os("ARCHIVER_TEST_SKIP_UNAVAILABLE").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    panic!("this test cannot run here: {why} (CI has it; ARCHIVER_TEST_SKIP_UNAVAILABLE=1 skips such tests knowingly)");
+}
