@@ -15,7 +15,7 @@
 mod archives;
 mod lost;
 mod marks;
-mod packs;
+pub(crate) mod packs;
 
 use crate::access::Perm;
 use crate::cache::Cache;

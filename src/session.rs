@@ -62,12 +62,7 @@ impl Session {
         let config = repo
             .read_config()
             .with_context(|| format!("cannot read repository {}", settings.repo))?
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no repository at {}: check --repo (or ARCHIVER_REPO), or run `archiver keygen` to create one",
-                    settings.repo
-                )
-            })?;
+            .ok_or_else(|| no_config(&settings.repo))?;
         let parsed = keycheck::parse(&config, &settings.repo)?;
         keycheck::check(&keys, &parsed, &config, &settings.keyfile, &settings.repo)?;
         let key_id = keycheck::key_id(&keys);
@@ -188,6 +183,21 @@ impl Session {
         let bytes = self.repo.get_index(name).with_context(|| format!("cannot read index segment {name}"))?;
         Segment::open(&self.keys, name, &bytes)
     }
+}
+
+/// The error for a repository with no config: a directory holding repository data lost it
+/// (`keycheck::rebuild_advice`); anything else is no repository.
+fn no_config(repo: &str) -> anyhow::Error {
+    let local = !repo.contains("://");
+    if local && keycheck::holds_repository_data(std::path::Path::new(repo)) {
+        return anyhow::anyhow!(
+            "repository {repo} has no config file (it was deleted or lost), though it holds archived data; {}",
+            keycheck::rebuild_advice(repo)
+        );
+    }
+    anyhow::anyhow!(
+        "no repository at {repo}: check --repo (or ARCHIVER_REPO), or run `archiver keygen` to create one"
+    )
 }
 
 /// Whether `cache` applied the damage marks of `m` (a cache from before marks: if `m` has none).

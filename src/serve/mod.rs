@@ -226,7 +226,7 @@ fn authorize(
     let perm = match x.signed {
         // The signature was verified on the head; the body must be the one it names.
         Some(perm) => Verifiers::body_matches(x.auth, body).map(|()| perm),
-        None => verifiers_of(r)?.verify(x.auth, &signed, std::time::SystemTime::now()),
+        None => admit::verifiers_of(r)?.verify(x.auth, &signed, std::time::SystemTime::now()),
     }
     .map_err(|m| Reply::text(401, m))?;
     permitted(perm, crate::access::need(method, rest, body))?;
@@ -247,19 +247,6 @@ pub(crate) fn permitted(perm: Perm, can: &[Perm]) -> Result<(), Reply> {
             names.join(" or ")
         ),
     ))
-}
-
-/// The access verifiers in repository `r`'s config, or the refusal to send (no repository, or
-/// one whose config names none).
-pub(crate) fn verifiers_of(r: &ObjectRepo) -> Result<Verifiers, Reply> {
-    let config = match r.read_config() {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(Reply::text(404, "no repository here")),
-        Err(e) => return Err(e.into()),
-    };
-    Verifiers::from_config(&config).ok_or_else(|| {
-        Reply::text(401, "this repository's config has no access verifiers (made by an older archiver)")
-    })
 }
 
 fn route(state: &State, method: &str, parts: &[&str], body: Vec<u8>, x: &Extra) -> Reply {
