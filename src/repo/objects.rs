@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 pub struct ObjectRepo {
-    backend: Box<dyn Backend>,
+    pub(super) backend: Box<dyn Backend>,
     lock_path: PathBuf,
 }
 
@@ -286,6 +286,12 @@ impl Repository for ObjectRepo {
             };
         }
         let (gen, _) = self.head()?;
+        if req.gen == gen {
+            // Its manifest may be current already, its record lost (`lost_decision`).
+            if let Some(done) = self.redecide(txn, req, &record) {
+                return done;
+            }
+        }
         if req.gen != gen + 1 {
             // Under the lock this cannot happen to an honest client; the transaction is left as
             // it is for recovery (it may hold a checkpoint: the user's data).
@@ -312,8 +318,11 @@ impl Repository for ObjectRepo {
             Err(e) if e.is_not_found() && self.backend.list(&records::dir(txn))?.is_empty() => return Ok(()),
             Err(e) => return Err(e),
         };
-        let req = CommitRequest::decode(&rec)
-            .map_err(|e| StoreError::new(ErrorKind::Permanent, format!("transaction {txn}: {e:#}")))?;
+        let Ok(req) = CommitRequest::decode(&rec) else {
+            // A decision that cannot be read cannot be carried out: keep every object, remove
+            // only the records (`lost_decision`).
+            return self.delete_records(txn);
+        };
         let (gen, _) = self.head()?;
         if gen + 1 == req.gen {
             // The commit point: generation req.gen becomes visible.
