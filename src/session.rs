@@ -98,14 +98,39 @@ impl Session {
     pub fn head(&self) -> Result<(Manifest, String)> {
         let (gen, sealed) = self.repo.head().context("cannot read the repository's manifest")?;
         match sealed {
-            None => Ok((Manifest::default(), "0".to_string())),
+            None => {
+                self.manifest_not_lost()?;
+                Ok((Manifest::default(), "0".to_string()))
+            }
             Some(bytes) => {
                 let m = Manifest::open(&self.keys, gen, &bytes).map_err(|e| {
-                    anyhow::anyhow!("{e:#}; `archiver generations` lists the kept generations, and `archiver rollback GEN` makes a readable one current")
+                    anyhow::anyhow!("{e:#}; `archiver generations` lists the kept generations, and `archiver rollback GEN` makes a readable one current (when none is kept, `archiver fsck` with a key that may write rebuilds it from the packs)")
                 })?;
                 Ok((m, format!("{gen} {}", blake3::hash(&bytes).to_hex())))
             }
         }
+    }
+
+    /// Refuses a repository at generation 0 (no manifest) that holds index segments of committed
+    /// transactions (not of pending ones): its manifest was lost, and it would otherwise look
+    /// empty (`list` printing nothing, `create` committing a manifest without the archives).
+    fn manifest_not_lost(&self) -> Result<()> {
+        let indexes = self.repo.list_indexes().context("cannot list the repository's index segments")?;
+        if indexes.is_empty() {
+            return Ok(());
+        }
+        let pending: HashSet<String> = self.repo.pending()?.into_iter().map(|p| p.txn).collect();
+        let committed =
+            indexes.iter().filter(|i| i.rsplit_once('-').is_none_or(|(t, _)| !pending.contains(t)));
+        let n = committed.count();
+        // A first commit may have become visible meanwhile: then nothing was lost.
+        if n == 0 || self.repo.head().context("cannot read the repository's manifest")?.0 > 0 {
+            return Ok(());
+        }
+        bail!(
+            "repository {} has no manifest, though it holds {n} index segment(s) of committed transactions: its manifest was lost; `archiver fsck` with a key that may write lists its archives again from the packs",
+            self.settings.repo
+        )
     }
 
     /// Opens the cache and makes sure it mirrors `head`: segments the repository dropped are
