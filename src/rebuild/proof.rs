@@ -122,8 +122,11 @@ pub fn prove(session: &Session, backend: &dyn Backend) -> Result<Proof> {
     Ok(Proof { enc, id_key, chunk_seed })
 }
 
+/// A manifest that opened, and what it is ("the current manifest").
+type Opened = Option<(Manifest, String)>;
+
 /// The newest stored manifest that opens, with what it is, and what was tried.
-fn opened_manifest(session: &Session) -> Result<(Option<(Manifest, String)>, Vec<String>)> {
+fn opened_manifest(session: &Session) -> Result<(Opened, Vec<String>)> {
     let mut gens = session.repo.generations()?;
     gens.reverse();
     let mut tried = Vec::new();

@@ -7,6 +7,7 @@
 //! clean up; from that moment the commit is decided and `finish` rolls it forward after a crash.
 //! The visible commit point is the create-if-absent write of `manifest/<gen>`.
 
+mod covers;
 pub mod http;
 mod http_body;
 mod lease;

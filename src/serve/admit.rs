@@ -11,6 +11,8 @@
 //!
 //! A repository whose config is lost or damaged cannot be served (`verifiers_of`): the answer
 //! says that the operator rebuilds it on the server's directory (no route does).
+//!
+//! `parse_request` runs the same parsing (and `route`'s) for the fuzz targets.
 
 use super::{valid_name, Reply, State};
 use crate::access::{Perm, Verifiers};
@@ -123,4 +125,22 @@ pub(crate) fn verifiers_of(r: &ObjectRepo) -> Result<Verifiers, Reply> {
             Reply::text(401, "this repository's config has no access verifiers (made by an older archiver)")
         }
     })
+}
+
+/// For `crate::fuzzing` only: the parsing `handle` and `route` do before touching a store (the
+/// URL split and owner query as in `handle`, names, sequence numbers, the permission the route
+/// needs, the Range header). Returns the number of path parts.
+#[doc(hidden)]
+pub fn parse_request(method: &str, url: &str, range: &str, body: &[u8]) -> usize {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let _ = query.strip_prefix("owner=").map(super::percent_decode);
+    if let ["v1", repo, rest @ ..] = parts.as_slice() {
+        let _ = (valid_name(repo), crate::access::need(method, rest, body));
+        for p in rest {
+            let _ = (super::hex_name(p), u32::from_str_radix(p, 16), p.parse::<u64>());
+        }
+    }
+    let _ = (super::parse_range(range, body.len() as u64), super::parse_range(range, u64::MAX));
+    parts.len()
 }

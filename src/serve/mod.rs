@@ -27,6 +27,8 @@ mod guard;
 mod lock;
 mod net;
 
+pub use admit::parse_request;
+
 use crate::access::{Perm, Signed, Verifiers};
 use crate::backend::{ErrorKind, StoreError};
 use crate::codec::Writer;
@@ -382,22 +384,4 @@ fn parse_range(h: &str, size: u64) -> Option<(u64, u64)> {
     let (a, b) = h.strip_prefix("bytes=")?.split_once('-')?;
     let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
     (a <= b && b < size).then(|| (a, b - a + 1))
-}
-
-/// For `crate::fuzzing` only: the parsing `handle` and `route` do before touching a store (the
-/// URL split and owner query as in `handle`, names, sequence numbers, the permission the route
-/// needs, the Range header). Returns the number of path parts.
-#[doc(hidden)]
-pub fn parse_request(method: &str, url: &str, range: &str, body: &[u8]) -> usize {
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let _ = query.strip_prefix("owner=").map(percent_decode);
-    if let ["v1", repo, rest @ ..] = parts.as_slice() {
-        let _ = (valid_name(repo), crate::access::need(method, rest, body));
-        for p in rest {
-            let _ = (hex_name(p), u32::from_str_radix(p, 16), p.parse::<u64>());
-        }
-    }
-    let _ = (parse_range(range, body.len() as u64), parse_range(range, u64::MAX));
-    parts.len()
 }
