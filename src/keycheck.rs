@@ -87,6 +87,14 @@ pub fn key_check_opens(keys: &Keys, repo_id: &str, sealed: &[u8]) -> bool {
     keys.open(&key_check_ad(repo_id), sealed).is_ok()
 }
 
+/// Whether `config` is an archiver config, perhaps damaged: its first line, or any of our lines
+/// after it, is there.
+pub fn looks_ours(config: &[u8]) -> bool {
+    String::from_utf8_lossy(config).lines().enumerate().any(|(i, l)| {
+        (i == 0 && l == "archiver-repository") || l.starts_with("key-check ") || l.starts_with("format ")
+    })
+}
+
 /// Reads a repository config (`repo` names it in errors). Every error is one line.
 pub fn parse(config: &[u8], repo: &str) -> Result<RepoConfig> {
     let damaged = |what: &str| {
@@ -95,8 +103,7 @@ pub fn parse(config: &[u8], repo: &str) -> Result<RepoConfig> {
     let text = String::from_utf8_lossy(config);
     let mut lines = text.lines();
     if lines.next() != Some("archiver-repository") {
-        // Ours if any of our lines is still there: then only its first line is damaged.
-        if text.lines().any(|l| l.starts_with("key-check ") || l.starts_with("format ")) {
+        if looks_ours(config) {
             return Err(damaged("its first line"));
         }
         bail!("{repo} is not an archiver repository (its config file is not ours)");

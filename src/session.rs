@@ -63,7 +63,17 @@ impl Session {
             .read_config()
             .with_context(|| format!("cannot read repository {}", settings.repo))?
             .ok_or_else(|| no_config(&settings.repo))?;
-        let parsed = keycheck::parse(&config, &settings.repo)?;
+        let parsed = keycheck::parse(&config, &settings.repo).map_err(|e| {
+            // Not even ours, in a directory holding repository data: damaged beyond recognition.
+            match keycheck::looks_ours(&config) || !holds_data(&settings.repo) {
+                true => e,
+                false => anyhow::anyhow!(
+                    "repository {} has a damaged config file (nothing in it is an archiver config's), though it holds archived data; {}",
+                    settings.repo,
+                    keycheck::rebuild_advice(&settings.repo)
+                ),
+            }
+        })?;
         keycheck::check(&keys, &parsed, &config, &settings.keyfile, &settings.repo)?;
         let key_id = keycheck::key_id(&keys);
         Ok(Session { repo, keys: Arc::new(keys), repo_id: parsed.id, key_id, settings: settings.clone() })
@@ -213,8 +223,7 @@ impl Session {
 /// The error for a repository with no config: a directory holding repository data lost it
 /// (`keycheck::rebuild_advice`); anything else is no repository.
 fn no_config(repo: &str) -> anyhow::Error {
-    let local = !repo.contains("://");
-    if local && keycheck::holds_repository_data(std::path::Path::new(repo)) {
+    if holds_data(repo) {
         return anyhow::anyhow!(
             "repository {repo} has no config file (it was deleted or lost), though it holds archived data; {}",
             keycheck::rebuild_advice(repo)
@@ -223,6 +232,11 @@ fn no_config(repo: &str) -> anyhow::Error {
     anyhow::anyhow!(
         "no repository at {repo}: check --repo (or ARCHIVER_REPO), or run `archiver keygen` to create one"
     )
+}
+
+/// Whether `repo` is a local directory holding repository data (`keycheck::holds_repository_data`).
+fn holds_data(repo: &str) -> bool {
+    !repo.contains("://") && keycheck::holds_repository_data(std::path::Path::new(repo))
 }
 
 /// Whether `cache` applied the damage marks of `m` (a cache from before marks: if `m` has none).

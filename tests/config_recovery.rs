@@ -175,3 +175,51 @@ fn a_served_repository_without_its_config_names_the_rebuild_on_the_server() {
         assert_same_tree(&env.path("t"), &client.extract("one", &[]).join("t"));
     }
 }
+
+/// A config overwritten with garbage is damaged beyond recognition, but the directory holds data:
+/// the errors name the rebuild, which draws a new repository id.
+#[test]
+fn a_config_overwritten_with_garbage_is_rebuilt_with_a_new_id() {
+    let env = setup();
+    fs::write(env.repo.join("config"), [0u8; 100]).unwrap();
+    env.run(["list"]).assert_one_line_error(1).assert_stderr_contains("archiver fsck --rebuild-config");
+    let out = env.ok(["fsck", "--rebuild-config"]);
+    assert!(out.stdout.contains("a new id"), "{}", out.stdout);
+    for (name, src) in [("one", "t1"), ("two", "t2")] {
+        assert_same_tree(&env.path(src), &env.extract(name, &[]).join(src));
+    }
+}
+
+/// Where the stored data cannot check a secret (no file of several blocks, so not the chunk
+/// seed; never the access keys), a readable verifier line of the config that disagrees with the
+/// key file entirely is a conflict: refused, nothing written. One that differs in a digit is the
+/// config's damage: rebuilt.
+#[test]
+fn a_verifier_line_nothing_can_check_is_kept_unless_it_differs_by_a_digit_or_so() {
+    let env = Env::new();
+    small_tree(&env.path("t"), 5, 10, 100_000);
+    env.create("a", &["t"]);
+    let change_digit = |text: &str, line: &str| -> String {
+        let old = text.lines().find(|l| l.starts_with(&format!("{line} "))).unwrap();
+        let mut bad = old.as_bytes().to_vec();
+        let at = bad.len() - 5;
+        bad[at] = if bad[at] == b'0' { b'1' } else { b'0' };
+        text.replace(old, &String::from_utf8(bad).unwrap())
+    };
+    let key_text = fs::read_to_string(&env.key).unwrap();
+    for secret in ["chunk-seed", "access-write"] {
+        let key = env.path(format!("bad-{secret}.key"));
+        write(&key, change_digit(&key_text, secret).as_bytes());
+        chmod(&key, 0o600);
+        let before = hashed_files(&env.repo);
+        let out = with_key(&env, &key, &["fsck", "--rebuild-config"]);
+        out.assert_one_line_error(1)
+            .assert_stderr_contains("nothing stored can tell which of the two is damaged");
+        assert_eq!(hashed_files(&env.repo), before, "{secret}: the repository changed");
+    }
+    let config = fs::read_to_string(env.repo.join("config")).unwrap();
+    fs::write(env.repo.join("config"), change_digit(&config, "access-read")).unwrap();
+    env.ok(["fsck", "--rebuild-config"]);
+    assert_eq!(fs::read_to_string(env.repo.join("config")).unwrap().lines().nth(2), config.lines().nth(2));
+    assert_same_tree(&env.path("t"), &env.extract("a", &[]).join("t"));
+}
