@@ -167,7 +167,7 @@ pub fn collect(
         old_indexes,
     )?;
     let what = match names.len() {
-        0 => "nothing deleted".to_string(),
+        0 => "no archive deleted".to_string(),
         n => format!("deleted {n} archive(s) ({})", names.join(", ")),
     };
     progress(Event::Notice(format!(

@@ -15,10 +15,9 @@
 mod archives;
 mod lost;
 mod marks;
-mod packs;
+pub(crate) mod packs;
 
 use crate::access::Perm;
-use crate::cache::Cache;
 use crate::index::Segment;
 use crate::progress::{Event, Progress};
 use crate::session::Session;
@@ -171,11 +170,18 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
     let _lock = session.repo.lock(&crate::create::owner("fsck"))?;
     crate::recover::recover(session, progress)?;
     let mut report = FsckReport::default();
-    // Recovery leaves only transactions whose checkpoints cannot be read.
-    for p in session.repo.pending().context("cannot list pending transactions")? {
+    // Recovery leaves only transactions whose checkpoints cannot be read. What they stored stays
+    // theirs (`packs::list_ended`) until `recover --discard-damaged` settles them.
+    let pending: HashSet<String> = session
+        .repo
+        .pending()
+        .context("cannot list pending transactions")?
+        .into_iter()
+        .map(|p| p.txn)
+        .collect();
+    for txn in &pending {
         report.problems.push(format!(
-            "transaction {} is left pending: its checkpoint cannot be read (damaged, or not written with this key file); `archiver recover --discard-damaged` with a delete key removes it",
-            p.txn
+            "transaction {txn} is left pending: its checkpoint cannot be read (damaged, or not written with this key file); `archiver recover --discard-damaged` with a delete key removes it"
         ));
     }
     let mut head = match session.head() {
@@ -184,12 +190,13 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         // to, is rebuilt from the packs (`lost`), if this key may write.
         Err(e) if session.keys.access.has(Perm::Write) && readable_before(session)?.is_none() => {
             let (gen, _) = session.repo.head().context("cannot read the repository's manifest")?;
-            let stored = packs::list(session)?;
+            let stored = packs::list_ended(session, &pending)?;
             let base = crate::manifest::Manifest { gen, ..Default::default() };
             let r = lost::relist(session, &base, &stored, &[], true)?;
-            report.problems.push(format!(
-                "the current manifest (generation {gen}) could not be opened ({e:#}); rebuilt it from the packs' headers"
-            ));
+            report.problems.push(match gen {
+                0 => format!("{e:#}; rebuilt it from the packs' headers"),
+                _ => format!("the current manifest (generation {gen}) could not be opened ({e:#}); rebuilt it from the packs' headers"),
+            });
             report.relisted.extend(r.lines);
             report.problems.extend(r.notes);
             session.head()?
@@ -227,7 +234,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
             Err(e) => broken.push(format!("index segment {name} cannot be read ({e})")),
         }
     }
-    let stored = packs::list(session)?;
+    let stored = packs::list_ended(session, &pending)?;
     report.stored += stored.values().sum::<u64>();
 
     // 2. A damaged index is rebuilt from the packs' headers and committed.
@@ -295,19 +302,22 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
     let mut found: Vec<packs::BadCopy> = Vec::new();
     for (pack, entries) in &index.packs {
         let reach = entries.iter().map(|e| e.offset + e.len as u64).max().unwrap_or(0);
-        let why = match stored.get(pack) {
-            None => Some(format!("pack {pack} is missing")),
+        // A truncated pack loses the blocks past its end; those before it are still read (and
+        // authenticated) from it, so an archive needing only those still restores.
+        let (why, cut) = match stored.get(pack) {
+            None => (Some(format!("pack {pack} is missing")), 0),
             Some(&size) if size < reach + crate::pack::TRAILER_LEN as u64 => {
-                Some(format!("pack {pack} is truncated ({size} bytes, its blocks reach {reach})"))
+                (Some(format!("pack {pack} is truncated ({size} bytes, its blocks reach {reach})")), size)
             }
-            _ => None,
+            _ => (None, 0),
         };
         report.packs += 1;
         report.indexed_blocks += entries.len() as u64;
         report.indexed_bytes += entries.iter().map(|e| e.len as u64).sum::<u64>();
         if let Some(why) = why {
-            report.problems.push(format!("{why}: {} block(s) lost", entries.len()));
-            found.extend(entries.iter().map(|e| (e.id, pack.clone(), why.clone())));
+            let lost: Vec<_> = entries.iter().filter(|e| e.offset + e.len as u64 > cut).collect();
+            report.problems.push(format!("{why}: {} block(s) lost", lost.len()));
+            found.extend(lost.iter().map(|e| (e.id, pack.clone(), why.clone())));
         }
     }
     for (pack, size) in &stored {
@@ -317,10 +327,12 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         }
     }
     let live: std::collections::HashSet<&String> = head.0.indexes.iter().collect();
-    report.orphan_segments = session.repo.list_indexes()?.into_iter().filter(|s| !live.contains(s)).collect();
+    let ended = |s: &String| !s.rsplit_once('-').is_some_and(|(t, _)| pending.contains(t));
+    report.orphan_segments =
+        session.repo.list_indexes()?.into_iter().filter(|s| !live.contains(s) && ended(s)).collect();
 
     // 4. The cache: reloaded from the index alone.
-    let mut cache = reload_cache(session, &head, &segments)?;
+    let mut cache = marks::reload_cache(session, &head, &segments)?;
 
     // 5. Every block read and authenticated, if asked.
     if opts.verify_data {
@@ -340,7 +352,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
             head = session.head()?;
             report.gen = head.0.gen;
             report.marked = Some(n);
-            cache = reload_cache(session, &head, &segments)?;
+            cache = marks::reload_cache(session, &head, &segments)?;
         } else if !found.is_empty() {
             report.problems.push(format!(
                 "the {} damaged block(s) found are not recorded in the repository (this key cannot write): run `archiver fsck` with a key that may write, so that the next `archiver create` stores them again",
@@ -373,23 +385,4 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
 fn readable_before(session: &Session) -> Result<Option<u64>> {
     let (gen, _) = session.repo.head().context("cannot read the repository's manifest")?;
     Ok(crate::history::newest_readable(session, gen))
-}
-
-fn reload_cache(
-    session: &Session,
-    head: &(crate::manifest::Manifest, String),
-    segments: &[(String, Segment)],
-) -> Result<Cache> {
-    let (cache, _) = session.cache()?;
-    cache.transaction(|cache| {
-        cache.clear_blocks()?;
-        cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))?;
-        for (name, seg) in segments {
-            for (pack, entries) in &seg.packs {
-                cache.add_pack(name, pack, entries)?;
-            }
-        }
-        cache.set_synced(&head.1)
-    })?;
-    Ok(cache)
 }

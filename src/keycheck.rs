@@ -13,6 +13,9 @@
 //! Repositories made before the `check-*` lines existed have none: there `id-key` and
 //! `chunk-seed` are not checked (the rest is), and the local cache, kept per key id, keeps a
 //! damaged key file from spoiling the cache of the right one (docs/FORMAT.md).
+//!
+//! A config that is lost or damaged is written again by `archiver fsck --rebuild-config`
+//! (`rebuild`), so every error about one says so (`rebuild_advice`).
 
 use crate::access::{Verifiers, PERMS};
 use crate::crypto::Keys;
@@ -64,12 +67,45 @@ pub fn config_bytes(keys: &Keys, repo_id: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// What to do about the lost or damaged config of repository `repo` (a directory or a URL).
+pub fn rebuild_advice(repo: &str) -> String {
+    if repo.starts_with("http://") || repo.starts_with("https://") {
+        "the server's operator rebuilds it by running `archiver fsck --rebuild-config --repo STORE/NAME` on the server's directory, with the repository's full key file".into()
+    } else {
+        "with the full key file made by `archiver keygen` (every access key), `archiver fsck --rebuild-config` checks it against the stored data and writes a new config".into()
+    }
+}
+
+/// Whether directory `dir` holds repository data (a `packs`, `index` or `manifest` folder): a
+/// repository that lost its config, not an empty or foreign directory.
+pub fn holds_repository_data(dir: &Path) -> bool {
+    ["packs", "index", "manifest"].iter().any(|d| dir.join(d).is_dir())
+}
+
+/// Whether `keys` open the sealed key check `sealed` made for repository id `repo_id`.
+pub fn key_check_opens(keys: &Keys, repo_id: &str, sealed: &[u8]) -> bool {
+    keys.open(&key_check_ad(repo_id), sealed).is_ok()
+}
+
+/// Whether `config` is an archiver config, perhaps damaged: its first line, or any of our lines
+/// after it, is there.
+pub fn looks_ours(config: &[u8]) -> bool {
+    String::from_utf8_lossy(config).lines().enumerate().any(|(i, l)| {
+        (i == 0 && l == "archiver-repository") || l.starts_with("key-check ") || l.starts_with("format ")
+    })
+}
+
 /// Reads a repository config (`repo` names it in errors). Every error is one line.
 pub fn parse(config: &[u8], repo: &str) -> Result<RepoConfig> {
-    let damaged = |what: &str| anyhow::anyhow!("repository {repo} has a damaged config file ({what})");
+    let damaged = |what: &str| {
+        anyhow::anyhow!("repository {repo} has a damaged config file ({what}); {}", rebuild_advice(repo))
+    };
     let text = String::from_utf8_lossy(config);
     let mut lines = text.lines();
     if lines.next() != Some("archiver-repository") {
+        if looks_ours(config) {
+            return Err(damaged("its first line"));
+        }
         bail!("{repo} is not an archiver repository (its config file is not ours)");
     }
     let (mut format, mut id, mut key_check) = (None, None, None);
@@ -131,7 +167,10 @@ pub fn check(keys: &Keys, parsed: &RepoConfig, config: &[u8], keyfile: &Path, re
         wrong.push("chunk-seed".into());
     }
     let verifiers = Verifiers::from_config(config).ok_or_else(|| {
-        anyhow::anyhow!("repository {repo} has a damaged config file (its access verifiers)")
+        anyhow::anyhow!(
+            "repository {repo} has a damaged config file (its access verifiers); {}",
+            rebuild_advice(repo)
+        )
     })?;
     let ours = keys.access.verifiers();
     for p in PERMS.into_iter().filter(|&p| keys.access.has(p) && ours.get(p) != verifiers.get(p)) {
@@ -143,8 +182,9 @@ pub fn check(keys: &Keys, parsed: &RepoConfig, config: &[u8], keyfile: &Path, re
         false => format!("its {} and {last} do not match", wrong.join(", ")),
     };
     bail!(
-        "key file {} does not belong to repository {repo}, or is damaged ({what} the repository's): use the key file made by `archiver keygen` for this repository",
-        keyfile.display()
+        "key file {} does not belong to repository {repo}, or is damaged ({what} the repository's): use the key file made by `archiver keygen` for this repository (if it is that key file, the repository's config may be damaged: {})",
+        keyfile.display(),
+        rebuild_advice(repo)
     )
 }
 

@@ -37,6 +37,7 @@ pub mod pack;
 pub mod progress;
 pub mod query;
 pub mod reader;
+pub mod rebuild;
 pub mod recover;
 pub mod repo;
 pub mod serve;

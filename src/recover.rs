@@ -2,7 +2,10 @@
 //! It works from the repository's state alone: no local file is consulted.
 //!
 //! - commit record present: the commit was decided; roll it forward (`finish`). These go first:
-//!   a decided commit owns the next generation.
+//!   a decided commit owns the next generation. A record that cannot be read is not obeyed: the
+//!   repository removes the transaction's records and keeps what it stored (`repo::lost_decision`).
+//! - the current manifest is the transaction's own commit (its record was lost after the commit
+//!   point): decide it again keeping everything it stored; never discard it.
 //! - checkpoint record present: commit the archive it describes as `NAME.part`; everything the
 //!   transaction uploaded after that checkpoint is deleted by the same commit (it keeps only what
 //!   the record names).
@@ -69,7 +72,19 @@ pub fn recover_how(session: &Session, progress: Progress, how: How) -> Result<Ve
                 .repo
                 .finish(&p.txn)
                 .with_context(|| format!("cannot finish interrupted transaction {}", p.txn))?;
-            progress(Event::Notice(format!("recovered: finished the commit of an interrupted `{what}`")));
+            progress(Event::Notice(match visible(session, &p) {
+                Some(_) => format!("recovered: finished the commit of an interrupted `{what}`"),
+                None => format!(
+                    "the commit record of an interrupted `{what}` (transaction {}) cannot be read, so its commit could not be finished; what it stored is kept: `archiver fsck` lists its archive again if all of it was stored",
+                    p.txn
+                ),
+            }));
+        } else if let Some((gen, manifest)) = visible(session, &p) {
+            redecide(session, &p, gen, manifest)
+                .with_context(|| format!("cannot finish interrupted transaction {}", p.txn))?;
+            progress(Event::Notice(format!(
+                "recovered: finished the commit of an interrupted `{what}` (generation {gen}), whose commit record was lost after its commit became visible; everything it stored is kept"
+            )));
         } else if p.checkpoint.is_some() {
             match open_checkpoint(session, &p) {
                 Ok(ck) => promoted.push(promote(session, &p.txn, ck, &what, how, progress)?),
@@ -117,7 +132,7 @@ pub fn pending_parts(session: &Session) -> Vec<(String, String)> {
     let (Ok(pending), Ok((mut m, _))) = (session.repo.pending(), session.head()) else { return Vec::new() };
     let mut out = Vec::new();
     for p in pending.iter().filter(|p| !p.committing && p.checkpoint.is_some()) {
-        let Ok(ck) = open_checkpoint(session, p) else { continue };
+        let Ok((ck, _)) = open_checkpoint(session, p) else { continue };
         let (name, _) = part_name(&m, &ck.archive.name, &p.txn, false);
         m.insert(crate::manifest::ArchiveRef { name: name.clone(), ..ck.archive });
         out.push((intent(session, p), name));
@@ -125,12 +140,37 @@ pub fn pending_parts(session: &Session) -> Vec<(String, String)> {
     out
 }
 
-/// The newest checkpoint of `p` that opens, falling back to older ones; the newest one's error
-/// if none does.
-fn open_checkpoint(session: &Session, p: &Pending) -> Result<Checkpoint> {
+/// The current manifest's generation and sealed bytes, if `p` committed it: its commit point
+/// was passed. A current manifest that cannot be opened says nothing.
+fn visible(session: &Session, p: &Pending) -> Option<(u64, Vec<u8>)> {
+    let (gen, sealed) = session.repo.head().ok()?;
+    let sealed = sealed?;
+    let m = Manifest::open(&session.keys, gen, &sealed).ok()?;
+    (m.txn == p.txn).then_some((gen, sealed))
+}
+
+/// Decides again the visible commit of `p` (generation `gen`, its manifest `manifest`) whose
+/// record was lost, keeping everything it stored (`repo::lost_decision`).
+fn redecide(session: &Session, p: &Pending, gen: u64, manifest: Vec<u8>) -> Result<()> {
+    let (packs, segments) = (format!("{}/", p.txn), format!("{}-", p.txn));
+    let req = CommitRequest {
+        gen,
+        manifest,
+        keep_packs: session.repo.list_packs()?.into_iter().filter(|n| n.starts_with(&packs)).collect(),
+        keep_indexes: session.repo.list_indexes()?.into_iter().filter(|n| n.starts_with(&segments)).collect(),
+        keep_history: true,
+        ..Default::default()
+    };
+    session.repo.commit(&p.txn, &req)?;
+    Ok(())
+}
+
+/// The newest checkpoint of `p` that opens, falling back to older ones, with a line saying so
+/// when it fell back; the newest one's error if none opens.
+fn open_checkpoint(session: &Session, p: &Pending) -> Result<(Checkpoint, Option<String>)> {
     let newest = p.checkpoint.as_deref().unwrap_or_default();
     let first = match Checkpoint::open(&session.keys, &p.txn, newest) {
-        Ok(ck) => return Ok(ck),
+        Ok(ck) => return Ok((ck, None)),
         Err(e) => e,
     };
     for seq in p.checkpoint_seqs.iter().rev().skip(1) {
@@ -140,7 +180,13 @@ fn open_checkpoint(session: &Session, p: &Pending) -> Result<Checkpoint> {
             .map_err(anyhow::Error::new)
             .and_then(|rec| Checkpoint::open(&session.keys, &p.txn, &rec))
         {
-            return Ok(ck);
+            let newest = p.checkpoint_seqs.last().map_or("?".into(), |n| n.to_string());
+            return Ok((
+                ck,
+                Some(format!(
+                    "its newest checkpoint record ({newest}) cannot be read ({first:#}), so its checkpoint {seq} was used"
+                )),
+            ));
         }
     }
     Err(first)
@@ -166,7 +212,7 @@ pub fn part_name(m: &Manifest, wanted: &str, txn: &str, may_replace: bool) -> (S
 fn promote(
     session: &Session,
     txn: &str,
-    ck: Checkpoint,
+    (ck, fell_back): (Checkpoint, Option<String>),
     what: &str,
     how: How,
     progress: Progress,
@@ -190,10 +236,16 @@ fn promote(
     };
     session.repo.commit(txn, &req).with_context(|| format!("cannot commit the checkpoint of `{what}`"))?;
     catch_up_cache(session, &before);
-    progress(Event::Notice(format!(
-        "recovered: committed the last checkpoint of an interrupted `{what}` as {name:?} ({} files); discarded what was uploaded after it",
-        ck.archive.stats.files
-    )));
+    progress(Event::Notice(match fell_back {
+        None => format!(
+            "recovered: committed the last checkpoint of an interrupted `{what}` as {name:?} ({} files); discarded what was uploaded after it",
+            ck.archive.stats.files
+        ),
+        Some(why) => format!(
+            "recovered: committed an earlier checkpoint of an interrupted `{what}` (transaction {txn}) as {name:?} ({} files): {why}; discarded what was uploaded after it",
+            ck.archive.stats.files
+        ),
+    }));
     if replaced && how.keep_history {
         progress(Event::Notice(format!(
             "the replaced {name:?} stays in the previous manifest generation (kept history); its space is reclaimed by `archiver fsck --prune` with a delete key"

@@ -62,13 +62,18 @@ impl Session {
         let config = repo
             .read_config()
             .with_context(|| format!("cannot read repository {}", settings.repo))?
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no repository at {}: check --repo (or ARCHIVER_REPO), or run `archiver keygen` to create one",
-                    settings.repo
-                )
-            })?;
-        let parsed = keycheck::parse(&config, &settings.repo)?;
+            .ok_or_else(|| no_config(&settings.repo))?;
+        let parsed = keycheck::parse(&config, &settings.repo).map_err(|e| {
+            // Not even ours, in a directory holding repository data: damaged beyond recognition.
+            match keycheck::looks_ours(&config) || !holds_data(&settings.repo) {
+                true => e,
+                false => anyhow::anyhow!(
+                    "repository {} has a damaged config file (nothing in it is an archiver config's), though it holds archived data; {}",
+                    settings.repo,
+                    keycheck::rebuild_advice(&settings.repo)
+                ),
+            }
+        })?;
         keycheck::check(&keys, &parsed, &config, &settings.keyfile, &settings.repo)?;
         let key_id = keycheck::key_id(&keys);
         Ok(Session { repo, keys: Arc::new(keys), repo_id: parsed.id, key_id, settings: settings.clone() })
@@ -103,14 +108,39 @@ impl Session {
     pub fn head(&self) -> Result<(Manifest, String)> {
         let (gen, sealed) = self.repo.head().context("cannot read the repository's manifest")?;
         match sealed {
-            None => Ok((Manifest::default(), "0".to_string())),
+            None => {
+                self.manifest_not_lost()?;
+                Ok((Manifest::default(), "0".to_string()))
+            }
             Some(bytes) => {
                 let m = Manifest::open(&self.keys, gen, &bytes).map_err(|e| {
-                    anyhow::anyhow!("{e:#}; `archiver generations` lists the kept generations, and `archiver rollback GEN` makes a readable one current")
+                    anyhow::anyhow!("{e:#}; `archiver generations` lists the kept generations, and `archiver rollback GEN` makes a readable one current (when none is kept, `archiver fsck` with a key that may write rebuilds it from the packs)")
                 })?;
                 Ok((m, format!("{gen} {}", blake3::hash(&bytes).to_hex())))
             }
         }
+    }
+
+    /// Refuses a repository at generation 0 (no manifest) that holds index segments of committed
+    /// transactions (not of pending ones): its manifest was lost, and it would otherwise look
+    /// empty (`list` printing nothing, `create` committing a manifest without the archives).
+    fn manifest_not_lost(&self) -> Result<()> {
+        let indexes = self.repo.list_indexes().context("cannot list the repository's index segments")?;
+        if indexes.is_empty() {
+            return Ok(());
+        }
+        let pending: HashSet<String> = self.repo.pending()?.into_iter().map(|p| p.txn).collect();
+        let committed =
+            indexes.iter().filter(|i| i.rsplit_once('-').is_none_or(|(t, _)| !pending.contains(t)));
+        let n = committed.count();
+        // A first commit may have become visible meanwhile: then nothing was lost.
+        if n == 0 || self.repo.head().context("cannot read the repository's manifest")?.0 > 0 {
+            return Ok(());
+        }
+        bail!(
+            "repository {} has no manifest, though it holds {n} index segment(s) of committed transactions: its manifest was lost; `archiver fsck` with a key that may write lists its archives again from the packs",
+            self.settings.repo
+        )
     }
 
     /// Opens the cache and makes sure it mirrors `head`: segments the repository dropped are
@@ -188,6 +218,25 @@ impl Session {
         let bytes = self.repo.get_index(name).with_context(|| format!("cannot read index segment {name}"))?;
         Segment::open(&self.keys, name, &bytes)
     }
+}
+
+/// The error for a repository with no config: a directory holding repository data lost it
+/// (`keycheck::rebuild_advice`); anything else is no repository.
+fn no_config(repo: &str) -> anyhow::Error {
+    if holds_data(repo) {
+        return anyhow::anyhow!(
+            "repository {repo} has no config file (it was deleted or lost), though it holds archived data; {}",
+            keycheck::rebuild_advice(repo)
+        );
+    }
+    anyhow::anyhow!(
+        "no repository at {repo}: check --repo (or ARCHIVER_REPO), or run `archiver keygen` to create one"
+    )
+}
+
+/// Whether `repo` is a local directory holding repository data (`keycheck::holds_repository_data`).
+fn holds_data(repo: &str) -> bool {
+    !repo.contains("://") && keycheck::holds_repository_data(std::path::Path::new(repo))
 }
 
 /// Whether `cache` applied the damage marks of `m` (a cache from before marks: if `m` has none).

@@ -227,3 +227,34 @@ fn a_planted_checkpoint_never_replaces_an_archive() {
     w.env.ok(["delete", "important.part", "important.part.2"]);
     w.intact("after two planted checkpoints");
 }
+
+/// A commit whose manifest became visible and whose record was then lost (issue 12 sweep): a
+/// thief may not decide it again dropping anything it stored (nothing changes), and the recovery
+/// of a write-only key decides it again keeping everything, so its archive restores. Before,
+/// recovery took it for an undecided transaction and deleted what it stored.
+#[test]
+fn a_visible_commit_that_lost_its_record_keeps_its_data() {
+    let w = world();
+    let local = w.server.local(&w.env, "r");
+    small_tree(&w.env.path("three"), 5, 10, 50_000);
+    assert_eq!(local.run_at("commit-manifest-written", &["create", "three", "three"]).code, KILLED);
+    let txn = local.txn_records().into_keys().next().expect("the killed transaction");
+    std::fs::remove_file(w.repo_dir().join(format!("txn/{txn}/commit"))).unwrap();
+    let before = hashed_files(&w.repo_dir());
+    let r = w.thief();
+    let lock = r.lock("thief").unwrap();
+    let (gen, manifest) = r.head().unwrap();
+    let dropping =
+        CommitRequest { gen, manifest: manifest.unwrap(), keep_history: true, ..Default::default() };
+    assert!(r.commit(&txn, &dropping).is_err(), "a commit dropping the visible archive's data was accepted");
+    drop(lock);
+    assert_eq!(hashed_files(&w.repo_dir()), before, "the refused commit changed the repository");
+    let writer = util::crash::out_of(
+        w.env.command(["recover"]).env("ARCHIVER_KEYFILE", w.env.path("w.key")).output().unwrap(),
+    );
+    assert_eq!(writer.code, 0, "{}", writer.stderr);
+    writer.assert_stderr_contains("whose commit record was lost");
+    assert_eq!(w.env.list(), ["important", "other", "three"]);
+    assert_same_tree(&w.env.path("three"), &w.env.extract("three", &[]).join("three"));
+    w.intact("after recovering the visible commit");
+}

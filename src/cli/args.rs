@@ -155,6 +155,10 @@ pub enum Cmd {
         /// Also read and authenticate every stored block, naming the archives and paths a damaged one affects
         #[arg(long)]
         verify_data: bool,
+        /// Only write the repository's config again, when it is lost or damaged: needs the full key
+        /// file, which is first checked against the stored data (a local directory only)
+        #[arg(long, conflicts_with_all = ["prune", "verify_data"])]
+        rebuild_config: bool,
     },
 }
 

@@ -240,7 +240,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             }));
             archiver::serve::serve(&opts, &progress)?;
         }
-        Cmd::Fsck { prune, verify_data } => {
+        Cmd::Fsck { rebuild_config: true, .. } => {
+            for line in archiver::rebuild::rebuild_config(&settings)? {
+                out.line(&line)?;
+            }
+        }
+        Cmd::Fsck { prune, verify_data, .. } => {
             let session = Session::open(&settings)?;
             let opts = archiver::fsck::FsckOptions { prune: *prune, verify_data: *verify_data };
             let report = archiver::fsck::fsck(&session, &opts, &progress)?;

@@ -1,7 +1,7 @@
 //! fsck's part in healing damaged blocks (`crate::damage`): which damaged blocks are unusable
 //! (every copy the index lists is damaged) and which are repaired (another copy is intact), and
 //! recording the damaged copies in the repository as marks, so that the next create stores them
-//! again.
+//! again; and reloading the cache from the index with the marks (`reload_cache`).
 //!
 //! Marks are committed only by a key that may write, under the lock fsck already holds, in a
 //! transaction that changes nothing but the manifest's marks.
@@ -64,4 +64,25 @@ pub fn record(session: &Session, base: &Manifest, cache: Cache, marks: Vec<(Bloc
     txn.commit(Segment::default(), move |m, _, _| m.damaged = marks, Vec::new(), Vec::new())
         .context("cannot record the damaged blocks in the repository")?;
     Ok(())
+}
+
+/// Reloads the cache from the index segments `segments` of `head` alone (never from itself),
+/// with `head`'s damage marks.
+pub fn reload_cache(
+    session: &Session,
+    head: &(crate::manifest::Manifest, String),
+    segments: &[(String, Segment)],
+) -> Result<Cache> {
+    let (cache, _) = session.cache()?;
+    cache.transaction(|cache| {
+        cache.clear_blocks()?;
+        cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))?;
+        for (name, seg) in segments {
+            for (pack, entries) in &seg.packs {
+                cache.add_pack(name, pack, entries)?;
+            }
+        }
+        cache.set_synced(&head.1)
+    })?;
+    Ok(cache)
 }

@@ -28,6 +28,16 @@ pub fn list(session: &Session) -> Result<BTreeMap<String, u64>> {
         .collect()
 }
 
+/// Every stored pack of a transaction that ended, with its size. A pending transaction (one
+/// recovery left alone: its checkpoint cannot be read) keeps its packs: they are neither indexed
+/// again, nor orphans, nor searched for archives (`lost`), so that discarding it later
+/// (`recover --discard-damaged`) deletes nothing an archive uses.
+pub fn list_ended(session: &Session, pending: &HashSet<String>) -> Result<BTreeMap<String, u64>> {
+    let mut all = list(session)?;
+    all.retain(|p, _| !p.split_once('/').is_some_and(|(t, _)| pending.contains(t)));
+    Ok(all)
+}
+
 /// Reads one pack's header with (usually) a single range read of its tail.
 fn header(session: &Session, pack: &str, size: u64) -> Result<Header> {
     let tail_len = size.min(4 << 10);

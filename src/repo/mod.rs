@@ -7,11 +7,13 @@
 //! clean up; from that moment the commit is decided and `finish` rolls it forward after a crash.
 //! The visible commit point is the create-if-absent write of `manifest/<gen>`.
 
+mod covers;
 pub mod http;
 mod http_body;
 mod lease;
 pub mod limits;
 pub mod lock;
+mod lost_decision;
 pub mod objects;
 pub mod protocol;
 pub mod records;
@@ -189,9 +191,14 @@ pub trait Repository: Send + Sync {
     fn checkpoint(&self, txn: &str, seq: u32, record: &[u8]) -> StoreResult<()>;
     /// Checkpoint record `seq` of a pending transaction (`Pending::checkpoint_seqs`).
     fn checkpoint_record(&self, txn: &str, seq: u32) -> StoreResult<Vec<u8>>;
+    /// Decides and finishes a commit for the next generation; a request for the current one
+    /// whose manifest is already stored there (a visible commit that lost its record) is decided
+    /// again only keeping everything the transaction stored (`lost_decision`).
     fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()>;
     /// Rolls forward a transaction whose commit record exists; a transaction that left no
-    /// records (finished already) is success, one without a commit record is `NotFound`.
+    /// records (finished already) is success, one without a commit record is `NotFound`. A
+    /// commit record that cannot be read is not obeyed: only the transaction's records are
+    /// removed, every object it stored is kept (`lost_decision`).
     fn finish(&self, txn: &str) -> StoreResult<()>;
     /// Deletes everything a transaction uploaded, then the transaction itself. `Exists` if its
     /// commit is decided; a transaction that is no longer begun loses only its records.

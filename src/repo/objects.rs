@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 pub struct ObjectRepo {
-    backend: Box<dyn Backend>,
+    pub(super) backend: Box<dyn Backend>,
     lock_path: PathBuf,
 }
 
@@ -53,7 +53,7 @@ impl ObjectRepo {
 
     /// `put_new`, except that finding the same bytes already stored is success: a client that
     /// retries after a lost response must not be told that its own object exists.
-    fn put_new_same(&self, key: &str, data: &[u8]) -> StoreResult<()> {
+    pub(super) fn put_new_same(&self, key: &str, data: &[u8]) -> StoreResult<()> {
         match self.backend.put_new(key, data) {
             Err(e) if e.kind == ErrorKind::Exists && self.backend.get(key).is_ok_and(|b| b == data) => Ok(()),
             r => r,
@@ -79,7 +79,7 @@ impl ObjectRepo {
     }
 
     /// Uploads go only into a transaction that is begun and not decided.
-    fn open_for_upload(&self, txn: &str) -> StoreResult<()> {
+    pub(super) fn open_for_upload(&self, txn: &str) -> StoreResult<()> {
         if !self.exists(&records::begin(txn))? {
             return Err(StoreError::new(
                 ErrorKind::NotFound,
@@ -126,46 +126,6 @@ impl ObjectRepo {
             self.put_new_same(&records::owner(txn), owner)?;
         }
         self.put_new_same(&begin, intent)
-    }
-
-    /// Records what of transaction `txn`'s stored objects checkpoint `seq` needs (the server's
-    /// own account, `records::covers`): one key per line, packs then segments. The client stores
-    /// a checkpoint only after everything before it is durable, so this is at least what the
-    /// (sealed) checkpoint record names.
-    pub fn record_covers(&self, txn: &str, seq: u32) -> StoreResult<()> {
-        self.open_for_upload(txn)?;
-        let mut text = String::new();
-        let stored = self
-            .backend
-            .list(&format!("packs/{txn}/"))?
-            .into_iter()
-            .chain(self.backend.list(&format!("index/{txn}-"))?);
-        for k in stored.filter(|k| records::needed_by_checkpoint(k, seq)) {
-            text.push_str(&k);
-            text.push('\n');
-        }
-        self.put_new_same(&records::covers(txn, seq), text.as_bytes())
-    }
-
-    /// The objects (`packs/...`, `index/...`) that the newest checkpoint of `txn` needs, by
-    /// the `covers` record taken with it; None when it has no numbered checkpoint or no such
-    /// record (a checkpoint stored by an older archiver, or directly into a local directory).
-    pub fn covered(&self, txn: &str) -> StoreResult<Option<HashSet<String>>> {
-        let newest = self
-            .backend
-            .list(&records::dir(txn))?
-            .iter()
-            .filter_map(|k| match records::parse(k) {
-                Some((_, Record::Checkpoint(Some(seq)))) => Some(seq),
-                _ => None,
-            })
-            .max();
-        let Some(seq) = newest else { return Ok(None) };
-        match self.backend.get(&records::covers(txn, seq)) {
-            Ok(text) => Ok(Some(String::from_utf8_lossy(&text).lines().map(str::to_string).collect())),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     /// Whether transaction `txn` is begun and not yet ended.
@@ -286,6 +246,12 @@ impl Repository for ObjectRepo {
             };
         }
         let (gen, _) = self.head()?;
+        if req.gen == gen {
+            // Its manifest may be current already, its record lost (`lost_decision`).
+            if let Some(done) = self.redecide(txn, req, &record) {
+                return done;
+            }
+        }
         if req.gen != gen + 1 {
             // Under the lock this cannot happen to an honest client; the transaction is left as
             // it is for recovery (it may hold a checkpoint: the user's data).
@@ -312,8 +278,11 @@ impl Repository for ObjectRepo {
             Err(e) if e.is_not_found() && self.backend.list(&records::dir(txn))?.is_empty() => return Ok(()),
             Err(e) => return Err(e),
         };
-        let req = CommitRequest::decode(&rec)
-            .map_err(|e| StoreError::new(ErrorKind::Permanent, format!("transaction {txn}: {e:#}")))?;
+        let Ok(req) = CommitRequest::decode(&rec) else {
+            // A decision that cannot be read cannot be carried out: keep every object, remove
+            // only the records (`lost_decision`).
+            return self.delete_records(txn);
+        };
         let (gen, _) = self.head()?;
         if gen + 1 == req.gen {
             // The commit point: generation req.gen becomes visible.

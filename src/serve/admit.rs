@@ -1,18 +1,24 @@
 //! What a request must pass before the server reads a byte of its body: a route it knows, a
 //! signature that verifies over the request head and the body hash it names, by a key of this
 //! repository whose permission the route can accept, and a declared length within the route's
-//! limit (`Route::request_limit`). A peer without a key thus gets its 401 at once and can make
+//! limit (`limits::request_body`). A peer without a key thus gets its 401 at once and can make
 //! the server neither buffer nor wait for a body; the body that follows is read under the route's
 //! limit and timeouts (`net`) and checked against the signed hash (`authorize`).
 //!
 //! Creating a repository (`PUT config`) is the one route without a repository to check against:
 //! it is refused unless the server runs with `--allow-create`, and its body (the config, which
 //! names the verifiers the signature is then checked with) is limited to the config's limit.
+//!
+//! A repository whose config is lost or damaged cannot be served (`verifiers_of`): the answer
+//! says that the operator rebuilds it on the server's directory (no route does).
+//!
+//! `parse_request` runs the same parsing (and `route`'s) for the fuzz targets.
 
 use super::{Reply, State};
-use crate::access::Perm;
+use crate::access::{Perm, Verifiers};
 use crate::repo::objects::ObjectRepo;
 use crate::repo::protocol::Route;
+use crate::repo::Repository;
 
 /// A request as far as its head: what admission looks at.
 pub(crate) struct Head {
@@ -61,7 +67,7 @@ pub(crate) fn admit(state: &State, head: &Head) -> Result<Admitted, Reply> {
         };
     }
     let r = ObjectRepo::local(&state.store.join(repo).display().to_string());
-    let verifiers = super::verifiers_of(&r)?;
+    let verifiers = verifiers_of(&r)?;
     let signed = crate::access::Signed {
         method,
         path: &head.url,
@@ -83,3 +89,45 @@ pub(crate) fn admit(state: &State, head: &Head) -> Result<Admitted, Reply> {
 
 /// The answer to `PUT config` on a server without `--allow-create`.
 pub const CREATE_REFUSED: &str = "this server does not create repositories: start archiver serve with --allow-create, or create the repository in its store directly (archiver keygen --repo STORE/NAME)";
+
+/// The access verifiers in repository `r`'s config, or the refusal to send (no repository, or
+/// one whose config names none).
+pub(crate) fn verifiers_of(r: &ObjectRepo) -> Result<Verifiers, Reply> {
+    // A repository that lost its config, or whose config is damaged, cannot be served: the
+    // client's error says that the operator rebuilds it here (`rebuild`; no route does it).
+    let advice = || crate::keycheck::rebuild_advice("http://");
+    let config = match r.read_config() {
+        Ok(Some(c)) => c,
+        Ok(None) if crate::keycheck::holds_repository_data(std::path::Path::new(&r.describe())) => {
+            return Err(Reply::text(
+                500,
+                format!(
+                    "this repository holds archived data but has no config file (deleted or lost); {}",
+                    advice()
+                ),
+            ))
+        }
+        Ok(None) => return Err(Reply::text(404, "no repository here")),
+        Err(e) => return Err(e.into()),
+    };
+    let damaged = crate::keycheck::parse(&config, "").is_err()
+        || String::from_utf8_lossy(&config).lines().any(|l| l.starts_with("access-"));
+    Verifiers::from_config(&config).ok_or_else(|| match damaged {
+        true => Reply::text(500, format!("this repository's config file is damaged; {}", advice())),
+        false => {
+            Reply::text(401, "this repository's config has no access verifiers (made by an older archiver)")
+        }
+    })
+}
+
+/// For `crate::fuzzing` only: the parsing `route` does before touching a store (the repository
+/// name, the route with its names, sequence numbers and owner query, the permission it needs,
+/// its body limits, the Range header). Returns whether the request named a route.
+#[doc(hidden)]
+pub fn parse_request(method: &str, url: &str, range: &str, body: &[u8]) -> bool {
+    let parsed = super::parse(method, url).map(|(_, route)| {
+        let _ = (route.need(body), route.request_limit(), route.response_limit(), route.path());
+    });
+    let _ = (super::parse_range(range, body.len() as u64), super::parse_range(range, u64::MAX));
+    parsed.is_ok()
+}

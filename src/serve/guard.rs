@@ -12,7 +12,7 @@
 //! - A commit without the delete key names nothing to delete (`Route::need`), keeps the
 //!   generations it supersedes (`keep_history`), and, when it commits someone else's
 //!   transaction, keeps every object its last checkpoint needs (`ObjectRepo::covered`, the
-//!   server's own account taken when the checkpoint was stored).
+//!   server's own account taken when the checkpoint was stored), or everything it stored.
 
 use super::Reply;
 use crate::access::Perm;
@@ -80,7 +80,9 @@ pub fn commit(r: &ObjectRepo, txn: &str, mut req: CommitRequest, who: &Caller) -
     req.keep_history |= !delete;
     // (A transaction that is no longer begun is a retry of a finished commit, or nothing: the
     // store answers that itself, changing nothing that is not this very commit's.)
-    if !delete && r.begun(txn)? && !is_owner(r, txn, who)? {
+    // Someone else's transaction, kept whole (a visible commit that lost its record, decided
+    // again by recovery: `repo::lost_decision`), loses nothing: allowed like one's own.
+    if !delete && r.begun(txn)? && !is_owner(r, txn, who)? && !r.keeps_everything(txn, &req)? {
         // Someone else's transaction: only its last checkpoint may be promoted, keeping all of it.
         let Some(covered) = r.covered(txn)? else {
             return Ok(Reply::text(

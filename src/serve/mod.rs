@@ -27,6 +27,8 @@ mod guard;
 mod lock;
 mod net;
 
+pub use admit::parse_request;
+
 use crate::access::{Perm, Signed, Verifiers};
 use crate::backend::StoreError;
 use crate::codec::Writer;
@@ -199,7 +201,7 @@ fn authorize(
     let perm = match x.signed {
         // The signature was verified on the head; the body must be the one it names.
         Some(perm) => Verifiers::body_matches(x.auth, body).map(|()| perm),
-        None => verifiers_of(r)?.verify(x.auth, &signed, std::time::SystemTime::now()),
+        None => admit::verifiers_of(r)?.verify(x.auth, &signed, std::time::SystemTime::now()),
     }
     .map_err(|m| Reply::text(401, m))?;
     permitted(perm, route.need(body))?;
@@ -220,19 +222,6 @@ pub(crate) fn permitted(perm: Perm, can: &[Perm]) -> Result<(), Reply> {
             names.join(" or ")
         ),
     ))
-}
-
-/// The access verifiers in repository `r`'s config, or the refusal to send (no repository, or
-/// one whose config names none).
-pub(crate) fn verifiers_of(r: &ObjectRepo) -> Result<Verifiers, Reply> {
-    let config = match r.read_config() {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(Reply::text(404, "no repository here")),
-        Err(e) => return Err(e.into()),
-    };
-    Verifiers::from_config(&config).ok_or_else(|| {
-        Reply::text(401, "this repository's config has no access verifiers (made by an older archiver)")
-    })
 }
 
 fn route(state: &State, method: &str, body: Vec<u8>, x: &Extra) -> Reply {
@@ -354,16 +343,4 @@ fn parse_range(h: &str, size: u64) -> Option<(u64, u64)> {
     let (a, b) = h.strip_prefix("bytes=")?.split_once('-')?;
     let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
     (a <= b && b < size).then(|| (a, b - a + 1))
-}
-
-/// For `crate::fuzzing` only: the parsing `route` does before touching a store (the repository
-/// name, the route with its names, sequence numbers and owner query, the permission it needs,
-/// the Range header). Returns whether the request named a route.
-#[doc(hidden)]
-pub fn parse_request(method: &str, url: &str, range: &str, body: &[u8]) -> bool {
-    let parsed = parse(method, url).map(|(_, route)| {
-        let _ = (route.need(body), route.request_limit(), route.response_limit(), route.path());
-    });
-    let _ = (parse_range(range, body.len() as u64), parse_range(range, u64::MAX));
-    parsed.is_ok()
 }
