@@ -15,6 +15,8 @@ pub mod limits;
 pub mod lock;
 mod lost_decision;
 pub mod objects;
+#[cfg(test)]
+mod over_memory;
 pub mod protocol;
 pub mod records;
 

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 
 pub struct ObjectRepo {
     pub(super) backend: Box<dyn Backend>,
-    lock_path: PathBuf,
+    locker: Box<dyn super::lock::Locker>,
 }
 
 fn pack_key(name: &str) -> String {
@@ -40,8 +40,17 @@ fn pack_key(name: &str) -> String {
 }
 
 impl ObjectRepo {
+    /// The repository protocol over any backend, kept to one writer by `locker`.
+    pub fn new(backend: Box<dyn Backend>, locker: Box<dyn super::lock::Locker>) -> Self {
+        ObjectRepo { backend, locker }
+    }
+
+    /// A repository in a local directory: files, and `flock` on its `lock` file.
     pub fn local(dir: &str) -> Self {
-        ObjectRepo { backend: Box::new(LocalBackend::new(dir)), lock_path: PathBuf::from(dir).join("lock") }
+        Self::new(
+            Box::new(LocalBackend::new(dir)),
+            Box::new(super::lock::Flock(PathBuf::from(dir).join("lock"))),
+        )
     }
 
     fn delete_all(&self, keys: impl IntoIterator<Item = String>) -> StoreResult<()> {
@@ -172,7 +181,7 @@ impl Repository for ObjectRepo {
     }
 
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>> {
-        super::lock::flock(&self.lock_path, owner)
+        self.locker.lock(owner)
     }
 
     fn head(&self) -> StoreResult<(u64, Option<Vec<u8>>)> {
