@@ -228,6 +228,40 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A root's bytes, if every reader will accept it (`limits`): refuses, before the commit, an
+/// archive whose metadata lists the same blocks too many times over (the same tree given many
+/// times) or whose root would be larger than a block.
+pub(crate) fn encode_root(root: &Root) -> Result<Vec<u8>> {
+    if let Err(e) = check_meta_list(&root.meta) {
+        bail!(
+            "archive {:?} would repeat the same metadata too often ({e:#}): give each path once, with fewer overlapping paths",
+            root.name
+        );
+    }
+    let bytes = root.encode();
+    if bytes.len() > crate::limits::MAX_PLAIN as usize {
+        bail!(
+            "archive {:?} would have a root of {} bytes, more than the {} a block can hold: archive the tree in several archives",
+            root.name,
+            bytes.len(),
+            crate::limits::MAX_PLAIN
+        );
+    }
+    Ok(bytes)
+}
+
+/// The stored path of `name` inside directory `parent` (`.` is the top).
+pub(crate) fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    if parent == b"." {
+        return name.to_vec();
+    }
+    let mut v = Vec::with_capacity(parent.len() + 1 + name.len());
+    v.extend_from_slice(parent);
+    v.push(b'/');
+    v.extend_from_slice(name);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use anyhow::Result;
 /// Stores archive `name` holding `nodes` in this order. A file node's content is the bytes given
 /// with it (cut by the keyed chunker); its `size` and `blocks` are filled in from them.
 pub fn store_archive(session: &Session, name: &str, nodes: Vec<(Node, Vec<u8>)>) -> Result<()> {
-    let _lock = session.repo.lock(&crate::create::owner("craft"))?;
+    let _lock = session.repo.lock(&crate::process::owner("craft"))?;
     crate::recover::recover(session, &|_| {})?;
     let head = session.head()?;
     let cache = session.open_cache(&head, &|_| {})?;
@@ -41,7 +41,7 @@ pub fn store_archive(session: &Session, name: &str, nodes: Vec<(Node, Vec<u8>)>)
         meta.push((txn.put(Kind::Meta, &rest[..n])?, n as u32));
         rest = &rest[n..];
     }
-    let time = crate::create::now_ns() / 1_000_000_000;
+    let time = crate::process::now_ns() / 1_000_000_000;
     let root = Root { name: name.to_string(), time, host: "crafted".into(), meta }.encode();
     let root_id = txn.put(Kind::Root, &root)?;
     let archive = ArchiveRef {

@@ -6,10 +6,11 @@
 //! earlier one left `NAME.part` removes it (unless `keep_part`), reclaiming what only it used.
 
 use crate::access::Perm;
-use crate::archive::{validate_name, Root, Stats};
+use crate::archive::{encode_root, validate_name, Root, Stats};
 use crate::chunker::Chunker;
 use crate::manifest::ArchiveRef;
 use crate::pack::Kind;
+use crate::process::{hostname, now_ns, owner};
 use crate::progress::{Event, Progress};
 use crate::reader;
 use crate::session::Session;
@@ -150,7 +151,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
             parts.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ")
         )));
     } else if !opts.keep_part && !parts.is_empty() {
-        crate::delete::delete_locked(session, &parts, progress)
+        crate::reclaim::delete_locked(session, &parts, progress)
             .map_err(|e| e.context(RepositoryChanged(format!("{:?} was stored", opts.name))))?;
     }
     Ok(CreateResult { archive, warnings, stopped: None })
@@ -176,60 +177,6 @@ fn part_of(archive: &str, name: &str) -> bool {
         }
         None => false,
     }
-}
-
-/// A root's bytes, if every reader will accept it (`limits`): refuses, before the commit, an
-/// archive whose metadata lists the same blocks too many times over (the same tree given many
-/// times) or whose root would be larger than a block.
-pub(crate) fn encode_root(root: &Root) -> Result<Vec<u8>> {
-    if let Err(e) = crate::archive::check_meta_list(&root.meta) {
-        bail!(
-            "archive {:?} would repeat the same metadata too often ({e:#}): give each path once, with fewer overlapping paths",
-            root.name
-        );
-    }
-    let bytes = root.encode();
-    if bytes.len() > crate::limits::MAX_PLAIN as usize {
-        bail!(
-            "archive {:?} would have a root of {} bytes, more than the {} a block can hold: archive the tree in several archives",
-            root.name,
-            bytes.len(),
-            crate::limits::MAX_PLAIN
-        );
-    }
-    Ok(bytes)
-}
-
-pub(crate) fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
-    if parent == b"." {
-        return name.to_vec();
-    }
-    let mut v = Vec::with_capacity(parent.len() + 1 + name.len());
-    v.extend_from_slice(parent);
-    v.push(b'/');
-    v.extend_from_slice(name);
-    v
-}
-
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into a valid buffer.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        return "unknown".into();
-    }
-    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-pub fn owner(command: &str) -> String {
-    format!("archiver {command}, pid {} on host {}", std::process::id(), hostname())
 }
 
 #[cfg(test)]

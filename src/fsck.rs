@@ -9,7 +9,7 @@
 //! against the index, so damage is reported as the archives and paths it affects.
 //!
 //! `--verify-data` also reads every pack and authenticates every block; `--prune` then deletes
-//! orphan packs and segments and reclaims blocks no archive references (see `delete::collect`).
+//! orphan packs and segments and reclaims blocks no archive references (see `reclaim::collect`).
 //! fsck never changes an archive: what it finds damaged it names, and leaves in place.
 
 mod archives;
@@ -54,7 +54,7 @@ pub struct FsckReport {
     pub orphan_segments: Vec<String>,
     /// `--verify-data`: blocks and stored bytes read, and how many blocks failed.
     pub verified: Option<(u64, u64, usize)>,
-    pub pruned: Option<crate::delete::DeleteResult>,
+    pub pruned: Option<crate::reclaim::DeleteResult>,
     /// Archives listed again from their roots (`lost`), one line each.
     pub relisted: Vec<String>,
     /// Damage marks now recorded in the repository, when fsck changed them.
@@ -167,7 +167,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
     if opts.prune {
         session.require(&[Perm::Read, Perm::Delete], "prune (fsck --prune deletes unreferenced data)")?;
     }
-    let _lock = session.repo.lock(&crate::create::owner("fsck"))?;
+    let _lock = session.repo.lock(&crate::process::owner("fsck"))?;
     crate::recover::recover(session, progress)?;
     let mut report = FsckReport::default();
     // Recovery leaves only transactions whose checkpoints cannot be read. What they stored stays
@@ -372,11 +372,11 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
             report.unreadable_archives
         ));
     } else if opts.prune {
-        let orphans = crate::delete::Orphans {
+        let orphans = crate::reclaim::Orphans {
             packs: report.orphan_packs.clone(),
             indexes: report.orphan_segments.clone(),
         };
-        report.pruned = Some(crate::delete::collect(session, &[], orphans, progress)?);
+        report.pruned = Some(crate::reclaim::collect(session, &[], orphans, progress)?);
     }
     Ok(report)
 }

@@ -79,7 +79,7 @@ pub fn rollback(session: &Session, gen: u64, progress: Progress) -> Result<u64> 
     if !session.can(Perm::Delete) {
         session.require(&[Perm::Write], "roll back")?;
     }
-    let _lock = session.repo.lock(&crate::create::owner("rollback"))?;
+    let _lock = session.repo.lock(&crate::process::owner("rollback"))?;
     // Recovery must not drop the generations this rollback is about.
     crate::recover::recover_how(
         session,

@@ -74,7 +74,7 @@ pub fn rebuild_config(settings: &Settings) -> Result<Vec<String>> {
         );
     }
     let r = crate::repo::open(repo, &settings.connect(&keys))?;
-    let _lock = r.lock(&crate::create::owner("fsck --rebuild-config"))?;
+    let _lock = r.lock(&crate::process::owner("fsck --rebuild-config"))?;
     // Again under the lock: another rebuild may have finished meanwhile.
     let old = match current(&backend, &keys, settings)? {
         again if again == old => again,

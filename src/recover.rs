@@ -251,7 +251,7 @@ fn promote(
             "the replaced {name:?} stays in the previous manifest generation (kept history); its space is reclaimed by `archiver fsck --prune` with a delete key"
         )));
     } else if replaced {
-        crate::delete::delete_locked(session, &[], progress)
+        crate::reclaim::delete_locked(session, &[], progress)
             .context("cannot reclaim the space of the replaced checkpoint")?;
     }
     Ok(Promoted { txn: txn.to_string(), name })

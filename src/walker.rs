@@ -11,14 +11,15 @@
 //! becomes `NAME.part` in `Txn::checkpoint`. A stop request (SIGQUIT, `--maxbw`) checkpoints and
 //! then unwinds the walk with `Stopped`.
 
+use crate::archive::{encode_root, join};
 use crate::archive::{Node, NodeKind, Root, Stats};
 use crate::cache::FileRecord;
 use crate::chunker::{Chunker, MAX};
 use crate::codec::Writer;
-use crate::create::{hostname, join, now_ns};
 use crate::crypto::BlockId;
 use crate::manifest::ArchiveRef;
 use crate::pack::Kind;
+use crate::process::{hostname, now_ns};
 use crate::progress::{Control, Event, Progress};
 use crate::txn::Txn;
 use anyhow::Result;
@@ -162,12 +163,7 @@ impl Walker<'_> {
             rest = &rest[n..];
         }
         let name = format!("{}.part", self.name);
-        let root = crate::create::encode_root(&Root {
-            name: name.clone(),
-            time: self.time,
-            host: hostname(),
-            meta,
-        })?;
+        let root = encode_root(&Root { name: name.clone(), time: self.time, host: hostname(), meta })?;
         let archive = ArchiveRef {
             name,
             root: self.txn.keys().block_id(&root),

@@ -206,7 +206,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         }
         Cmd::Recover { discard_damaged } => {
             let session = Session::open(&settings)?;
-            let _lock = session.repo.lock(&archiver::create::owner("recover"))?;
+            let _lock = session.repo.lock(&archiver::process::owner("recover"))?;
             let pending = session.repo.pending()?.len();
             let how = archiver::recover::How { discard_damaged: *discard_damaged, ..Default::default() };
             archiver::recover::recover_how(&session, &progress, how)?;

@@ -1,0 +1,24 @@
+//! Facts about this process and this moment that several commands record: the time, the host
+//! name, and the lock owner string naming this process to whoever finds the repository locked. A
+//! leaf module: it imports nothing from the crate, so any module may use it.
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into a valid buffer.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return "unknown".into();
+    }
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+pub fn owner(command: &str) -> String {
+    format!("archiver {command}, pid {} on host {}", std::process::id(), hostname())
+}
