@@ -156,16 +156,7 @@ fn check_dotdot(p: &Path) -> Result<()> {
 /// The path as stored: relative and normalised lexically (`/home/a` → `home/a`, `a/../b` → `b`,
 /// `../x` → `x`, `.` → `.`), so it can never point outside the directory it is restored into.
 pub fn archive_path(p: &Path) -> Vec<u8> {
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(s) => parts.push(s.as_bytes()),
-            Component::ParentDir => {
-                parts.pop();
-            }
-            _ => {}
-        }
-    }
+    let parts = normal_components(p);
     if parts.is_empty() {
         return b".".to_vec();
     }
