@@ -3,19 +3,17 @@
 //! without `create`'s rules, so tests use it to craft hostile archives (`tests/extract_escape.rs`).
 //! Not part of the supported API.
 
-use crate::archive::{Node, Root};
+use crate::archive::Node;
 use crate::chunker::Chunker;
-use crate::manifest::ArchiveRef;
 use crate::pack::Kind;
 use crate::session::Session;
-use crate::txn::Txn;
+use crate::txn::{Draft, Txn};
 use anyhow::Result;
 
 /// Stores archive `name` holding `nodes` in this order. A file node's content is the bytes given
 /// with it (cut by the keyed chunker); its `size` and `blocks` are filled in from them.
 pub fn store_archive(session: &Session, name: &str, nodes: Vec<(Node, Vec<u8>)>) -> Result<()> {
-    let _lock = session.repo.lock(&crate::process::owner("craft"))?;
-    crate::recover::recover(session, &|_| {})?;
+    let _writing = crate::txn::lock(session, "craft", &|_| {}, Default::default())?;
     let head = session.head()?;
     let cache = session.open_cache(&head, &|_| {})?;
     let mut txn = Txn::begin(session, head.0, cache, b"crafted archive")?;
@@ -42,16 +40,6 @@ pub fn store_archive(session: &Session, name: &str, nodes: Vec<(Node, Vec<u8>)>)
         rest = &rest[n..];
     }
     let time = crate::process::now_ns() / 1_000_000_000;
-    let root = Root { name: name.to_string(), time, host: "crafted".into(), meta }.encode();
-    let root_id = txn.put(Kind::Root, &root)?;
-    let archive = ArchiveRef {
-        name: name.to_string(),
-        root: root_id,
-        root_len: root.len() as u32,
-        time,
-        partial: false,
-        stats: Default::default(),
-    };
-    txn.commit_archive(archive)?;
+    txn.commit_archive(Draft { name: name.to_string(), time, meta, stats: Default::default() })?;
     Ok(())
 }

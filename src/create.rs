@@ -6,15 +6,14 @@
 //! earlier one left `NAME.part` removes it (unless `keep_part`), reclaiming what only it used.
 
 use crate::access::Perm;
-use crate::archive::{encode_root, validate_name, Root, Stats};
+use crate::archive::{validate_name, Stats};
 use crate::chunker::Chunker;
 use crate::manifest::ArchiveRef;
-use crate::pack::Kind;
-use crate::process::{hostname, now_ns, owner};
+use crate::process::now_ns;
 use crate::progress::{Event, Progress};
 use crate::reader;
 use crate::session::Session;
-use crate::txn::{RepositoryChanged, Txn};
+use crate::txn::{Draft, RepositoryChanged, Txn, PART};
 use crate::walker::{Limits, MetaStream, Stopped, Walker};
 use anyhow::{bail, Result};
 use std::fs;
@@ -48,7 +47,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
             opts.name
         );
     }
-    let part_name = format!("{}.part", opts.name);
+    let part_name = format!("{}{PART}", opts.name);
     validate_name(&format!("{part_name}.99"))?;
     if opts.paths.is_empty() {
         bail!("no paths given: name the files or directories to archive");
@@ -56,8 +55,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     let operands = crate::operands::plan(&opts.paths, progress)?;
     session.require(&[Perm::Write], "create archives")?;
     // The lock is held until this function returns, across every transaction it runs.
-    let _lock = session.repo.lock(&owner("create"))?;
-    crate::recover::recover(session, progress)?;
+    let _writing = crate::txn::lock(session, "create", progress, Default::default())?;
     let head = session.head()?;
     if head.0.find(&opts.name).is_some() {
         bail!("an archive named {:?} already exists: choose another name, or delete it first", opts.name);
@@ -92,16 +90,14 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         if !checkpointed {
             return Err(e); // dropping the transaction aborts it
         }
-        // The last checkpoint holds the user's data: commit it as NAME.part now (replacing the
-        // NAME.part of an earlier run: this one is ours, and newer).
-        let own = w.txn.id.clone();
-        w.txn.suspend();
-        // What became of the checkpoint is said once, by the error (or the stop notice): recover
-        // without its own notice, so that a failed create stays one line.
-        let how = crate::recover::How { own: Some(&own), ..Default::default() };
-        let promoted = crate::recover::recover_how(session, &|_| {}, how).and_then(|p| {
-            let name = p.into_iter().find(|p| p.txn == own).map(|p| p.name);
-            name.ok_or_else(|| anyhow::anyhow!("the checkpoint was not committed"))
+        // The last checkpoint holds the user's data: commit it as NAME.part now. What became of
+        // it is said once, by the error (or the stop notice), so that a failed create stays one line.
+        let promoted = w.txn.end_at_checkpoint(session).and_then(|p| {
+            // Best effort: space left unreclaimed is reclaimed by the next delete or `fsck --prune`.
+            if p.replaced {
+                let _ = crate::reclaim::delete_locked(session, &[], &|_| {});
+            }
+            Ok(p.name)
         });
         let stopped = e.downcast_ref::<Stopped>().map(|s| s.0.clone());
         return match (stopped, promoted) {
@@ -121,18 +117,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     let checkpointed = txn.checkpoints() > 0;
     let finished = (|| {
         meta.cut(&mut txn, &chunker, true)?;
-        let root = Root { name: opts.name.clone(), time, host: hostname(), meta: meta.blocks };
-        let root_bytes = encode_root(&root)?;
-        let root_id = txn.put(Kind::Root, &root_bytes)?;
-        let archive = ArchiveRef {
-            name: opts.name.clone(),
-            root: root_id,
-            root_len: root_bytes.len() as u32,
-            time,
-            partial: false,
-            stats,
-        };
-        txn.commit_archive(archive)
+        txn.commit_archive(Draft { name: opts.name.clone(), time, meta: meta.blocks, stats })
     })();
     let m = finished.map_err(|e| match checkpointed && e.downcast_ref::<RepositoryChanged>().is_none() {
         true => e.context(RepositoryChanged(format!(

@@ -14,7 +14,6 @@ pub fn delete(session: &Session, names: &[String], progress: Progress) -> Result
         bail!("no archive names given: `archiver list` shows the archives");
     }
     session.require(&[Perm::Read, Perm::Delete], "delete archives")?;
-    let _lock = session.repo.lock(&crate::process::owner("delete"))?;
-    crate::recover::recover(session, progress)?;
+    let _writing = crate::txn::lock(session, "delete", progress, Default::default())?;
     crate::reclaim::delete_locked(session, names, progress)
 }

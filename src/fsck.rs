@@ -167,8 +167,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
     if opts.prune {
         session.require(&[Perm::Read, Perm::Delete], "prune (fsck --prune deletes unreferenced data)")?;
     }
-    let _lock = session.repo.lock(&crate::process::owner("fsck"))?;
-    crate::recover::recover(session, progress)?;
+    let _writing = crate::txn::lock(session, "fsck", progress, Default::default())?;
     let mut report = FsckReport::default();
     // Recovery leaves only transactions whose checkpoints cannot be read. What they stored stays
     // theirs (`packs::list_ended`) until `recover --discard-damaged` settles them.

@@ -121,8 +121,8 @@ pub fn commit_record(data: &[u8]) {
         }
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = crate::repo::records::parse(text);
-        let _ = crate::repo::records::needed_by_checkpoint(text, 1);
+        let _ = crate::layout::parse(text);
+        let _ = crate::layout::needed_by_checkpoint(text, 1);
     }
 }
 

@@ -79,13 +79,9 @@ pub fn rollback(session: &Session, gen: u64, progress: Progress) -> Result<u64> 
     if !session.can(Perm::Delete) {
         session.require(&[Perm::Write], "roll back")?;
     }
-    let _lock = session.repo.lock(&crate::process::owner("rollback"))?;
     // Recovery must not drop the generations this rollback is about.
-    crate::recover::recover_how(
-        session,
-        progress,
-        crate::recover::How { keep_history: true, ..Default::default() },
-    )?;
+    let how = crate::txn::recover::How { keep_history: true, ..Default::default() };
+    let _writing = crate::txn::lock(session, "rollback", progress, how)?;
     let (head_gen, _) = session.repo.head().context("cannot read the repository's manifest")?;
     if gen == head_gen {
         bail!("generation {gen} is already the current one: `archiver generations` lists the others");

@@ -14,10 +14,6 @@ pub struct Segment {
     pub packs: Vec<(String, Vec<Entry>)>,
 }
 
-pub fn key(name: &str) -> String {
-    format!("index/{name}")
-}
-
 fn ad(name: &str) -> Vec<u8> {
     format!("archiver index {name}").into_bytes()
 }

@@ -122,14 +122,6 @@ impl Checkpoint {
     }
 }
 
-pub fn key(gen: u64) -> String {
-    format!("manifest/{gen:016x}")
-}
-
-pub fn gen_from_key(key: &str) -> Option<u64> {
-    u64::from_str_radix(key.strip_prefix("manifest/")?, 16).ok()
-}
-
 fn ad(gen: u64) -> Vec<u8> {
     format!("archiver manifest {gen}").into_bytes()
 }

@@ -58,7 +58,7 @@ pub fn damaged_block(id: &BlockId, pack: &str) -> String {
 
 /// Whether an archive entry named `listed` may hold a root named `root`: the same name, or a
 /// checkpoint (root `NAME.part`) that recovery committed as `NAME.part.N` because `NAME.part` was
-/// taken (`recover::part_name`).
+/// taken (`txn::recover::part_name`).
 fn names_match(root: &str, listed: &str) -> bool {
     root == listed
         || (root.ends_with(".part")

@@ -101,7 +101,7 @@ pub fn rebuild_config(settings: &Settings) -> Result<Vec<String>> {
     }
     // Atomic: readers see the old config or the new one, never a part.
     backend
-        .put("config", &new)
+        .put(crate::layout::CONFIG, &new)
         .with_context(|| format!("cannot write the new config of repository {repo}"))?;
     lines.push(format!("wrote a new config for repository id {id} ({id_note})"));
     Session::open(settings).context("the new config was written but does not open; this is a bug")?;
@@ -112,7 +112,7 @@ pub fn rebuild_config(settings: &Settings) -> Result<Vec<String>> {
 /// The stored config, if any; refuses when it is intact (parses and passes `check` with `keys`).
 fn current(backend: &LocalBackend, keys: &Keys, settings: &Settings) -> Result<Option<Vec<u8>>> {
     let repo = settings.repo.as_str();
-    let old = match backend.get("config") {
+    let old = match backend.get(crate::layout::CONFIG) {
         Ok(c) => c,
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => bail!("cannot read the config of repository {repo}: {e}"),

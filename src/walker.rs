@@ -11,17 +11,16 @@
 //! becomes `NAME.part` in `Txn::checkpoint`. A stop request (SIGQUIT, `--maxbw`) checkpoints and
 //! then unwinds the walk with `Stopped`.
 
-use crate::archive::{encode_root, join};
-use crate::archive::{Node, NodeKind, Root, Stats};
+use crate::archive::join;
+use crate::archive::{Node, NodeKind, Stats};
 use crate::cache::FileRecord;
 use crate::chunker::{Chunker, MAX};
 use crate::codec::Writer;
 use crate::crypto::BlockId;
-use crate::manifest::ArchiveRef;
 use crate::pack::Kind;
-use crate::process::{hostname, now_ns};
+use crate::process::now_ns;
 use crate::progress::{Control, Event, Progress};
-use crate::txn::Txn;
+use crate::txn::{Draft, Txn};
 use anyhow::Result;
 use rayon::prelude::*;
 use std::fs;
@@ -154,26 +153,16 @@ impl Walker<'_> {
             stats.files += 1;
         }
         let mut meta = self.meta.blocks.clone();
-        let mut part_blocks = Vec::new();
+        let mut tail_blocks = Vec::new();
         let mut rest = &tail.buf[..];
         while !rest.is_empty() {
             let n = self.chunker.cut(rest);
             meta.push((self.txn.keys().block_id(&rest[..n]), n as u32));
-            part_blocks.push((Kind::Meta, rest[..n].to_vec()));
+            tail_blocks.push(rest[..n].to_vec());
             rest = &rest[n..];
         }
-        let name = format!("{}.part", self.name);
-        let root = encode_root(&Root { name: name.clone(), time: self.time, host: hostname(), meta })?;
-        let archive = ArchiveRef {
-            name,
-            root: self.txn.keys().block_id(&root),
-            root_len: root.len() as u32,
-            time: self.time,
-            partial: true,
-            stats,
-        };
-        part_blocks.push((Kind::Root, root));
-        self.txn.checkpoint(&part_blocks, archive)?;
+        let draft = Draft { name: self.name.clone(), time: self.time, meta, stats };
+        self.txn.checkpoint(tail_blocks, draft)?;
         let up = self.txn.uploaded();
         self.last_checkpoint = (up, Instant::now());
         (self.progress)(Event::Checkpoint { uploaded: up });

@@ -132,7 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         Cmd::List => {
             let session = Session::open(&settings)?;
             // An interrupted run's checkpoint is listed only once a write command committed it.
-            for (what, name) in archiver::recover::pending_parts(&session) {
+            for (what, name) in archiver::txn::recover::pending_parts(&session) {
                 progress(Event::Notice(format!(
                     "an interrupted `{}` is pending: the next write command (or `archiver recover`) commits its last checkpoint as \"{}\"",
                     query::escape_name(&what),
@@ -206,11 +206,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         }
         Cmd::Recover { discard_damaged } => {
             let session = Session::open(&settings)?;
-            let _lock = session.repo.lock(&archiver::process::owner("recover"))?;
-            let pending = session.repo.pending()?.len();
-            let how = archiver::recover::How { discard_damaged: *discard_damaged, ..Default::default() };
-            archiver::recover::recover_how(&session, &progress, how)?;
-            if pending == 0 {
+            let how = archiver::txn::recover::How { discard_damaged: *discard_damaged, ..Default::default() };
+            let writing = archiver::txn::lock(&session, "recover", &progress, how)?;
+            if writing.recovered.found == 0 {
                 progress(Event::Notice("nothing to recover".into()));
             }
         }

@@ -19,7 +19,8 @@ use crate::chunker::{Chunker, MAX};
 use crate::crypto::BlockId;
 use crate::manifest::{Checkpoint, Manifest};
 use crate::pack::Entry;
-use crate::repo::{records, CommitRequest};
+use crate::layout;
+use crate::repo::CommitRequest;
 use crate::session::Session;
 use anyhow::{bail, Result};
 use std::collections::HashMap;
@@ -73,7 +74,7 @@ pub fn prove(session: &Session, backend: &dyn Backend) -> Result<Proof> {
         if p.checkpoint.as_ref().is_some_and(|ck| Checkpoint::open(keys, &p.txn, ck).is_ok()) {
             enc = Some(format!("the checkpoint record of transaction {}", p.txn));
         }
-        let commit = backend.get(&records::commit(&p.txn)).ok();
+        let commit = backend.get(&layout::commit(&p.txn)).ok();
         let req = commit.and_then(|c| CommitRequest::decode(&c).ok());
         if req.is_some_and(|r| Manifest::open(keys, r.gen, &r.manifest).is_ok()) {
             enc = Some(format!("the commit record of transaction {}", p.txn));

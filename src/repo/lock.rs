@@ -94,7 +94,7 @@ mod tests {
     fn each_locker_admits_one_holder_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let lockers: [Box<dyn Locker>; 2] =
-            [Box::new(Flock(dir.path().join("lock"))), Box::new(ProcessLock::default())];
+            [Box::new(Flock(dir.path().join(crate::layout::LOCK))), Box::new(ProcessLock::default())];
         for l in &lockers {
             let held = l.lock("first").unwrap();
             let refused = l.lock("second").err().expect("a second holder is refused").to_string();

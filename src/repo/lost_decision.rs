@@ -17,7 +17,8 @@
 //!   stored, leaving the visible archive without its data.
 
 use super::objects::ObjectRepo;
-use super::{records, CommitRequest};
+use super::CommitRequest;
+use crate::layout;
 use crate::backend::{ErrorKind, StoreError, StoreResult};
 use std::collections::HashSet;
 
@@ -31,11 +32,11 @@ impl ObjectRepo {
         let kept: HashSet<String> = req
             .keep_packs
             .iter()
-            .map(|p| format!("packs/{p}"))
-            .chain(req.keep_indexes.iter().map(|i| crate::index::key(i)))
+            .map(|p| crate::layout::pack_key(p))
+            .chain(req.keep_indexes.iter().map(|i| crate::layout::segment_key(i)))
             .collect();
-        let packs = self.backend.list(&format!("packs/{txn}/"))?;
-        let indexes = self.backend.list(&format!("index/{txn}-"))?;
+        let packs = self.backend.list(&crate::layout::packs_of(txn))?;
+        let indexes = self.backend.list(&crate::layout::segments_of(txn))?;
         Ok(packs.iter().chain(&indexes).all(|k| kept.contains(k)))
     }
 
@@ -43,7 +44,7 @@ impl ObjectRepo {
     /// there: the commit became visible and then lost its record. Decided again (the record is
     /// stored anew) only if it keeps everything; `None` when the manifest is another one.
     pub(super) fn redecide(&self, txn: &str, req: &CommitRequest, record: &[u8]) -> Option<StoreResult<()>> {
-        if self.backend.get(&crate::manifest::key(req.gen)).ok()? != req.manifest {
+        if self.backend.get(&crate::layout::manifest(req.gen)).ok()? != req.manifest {
             return None;
         }
         Some((|| {
@@ -56,7 +57,7 @@ impl ObjectRepo {
                     ),
                 ));
             }
-            self.backend.put_new(&records::commit(txn), record)?;
+            self.backend.put_new(&layout::commit(txn), record)?;
             super::Repository::finish(self, txn)
         })())
     }
@@ -78,7 +79,7 @@ mod tests {
         let pack = r.put_pack(&txn, 0, vec![1; 100]).unwrap();
         let seg = r.put_index(&txn, 0, b"segment").unwrap();
         // Its manifest became visible (generation 1), then its record was lost.
-        r.backend.put_new(&crate::manifest::key(1), b"manifest 1").unwrap();
+        r.backend.put_new(&crate::layout::manifest(1), b"manifest 1").unwrap();
         let dropping = CommitRequest {
             gen: 1,
             manifest: b"manifest 1".to_vec(),
@@ -105,7 +106,7 @@ mod tests {
         let t2 = "cd".repeat(16);
         r.begin(&t2, b"intent").unwrap();
         let p2 = r.put_pack(&t2, 0, vec![2; 100]).unwrap();
-        r.backend.put_new(&records::commit(&t2), b"damaged").unwrap();
+        r.backend.put_new(&layout::commit(&t2), b"damaged").unwrap();
         r.finish(&t2).unwrap();
         assert!(r.pending().unwrap().is_empty());
         assert!(r.pack_size(&p2).is_ok());

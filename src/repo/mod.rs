@@ -18,7 +18,6 @@ pub mod objects;
 #[cfg(test)]
 mod over_memory;
 pub mod protocol;
-pub mod records;
 
 use crate::backend::StoreResult;
 use crate::codec::{Reader, Writer};

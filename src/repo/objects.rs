@@ -21,11 +21,10 @@
 //! for the next generation; an abort never touches a decided transaction, and deletes uploads
 //! only of a transaction that is still begun.
 
-use super::records::{self, Record};
+use crate::layout::{self, Record};
 use super::{CommitRequest, LockGuard, Pending, Repository};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, ErrorKind, StoreError, StoreResult};
-use crate::manifest;
 use anyhow::Result;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -33,10 +32,6 @@ use std::path::PathBuf;
 pub struct ObjectRepo {
     pub(super) backend: Box<dyn Backend>,
     locker: Box<dyn super::lock::Locker>,
-}
-
-fn pack_key(name: &str) -> String {
-    format!("packs/{name}")
 }
 
 impl ObjectRepo {
@@ -49,8 +44,14 @@ impl ObjectRepo {
     pub fn local(dir: &str) -> Self {
         Self::new(
             Box::new(LocalBackend::new(dir)),
-            Box::new(super::lock::Flock(PathBuf::from(dir).join("lock"))),
+            Box::new(super::lock::Flock(PathBuf::from(dir).join(layout::LOCK))),
         )
+    }
+
+    /// The names of the objects under `prefix` (`layout::PACKS` or `layout::INDEXES`).
+    fn names(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let keys = self.backend.list(prefix)?;
+        Ok(keys.iter().filter_map(|k| layout::name_of(prefix, k)).map(String::from).collect())
     }
 
     fn delete_all(&self, keys: impl IntoIterator<Item = String>) -> StoreResult<()> {
@@ -71,11 +72,11 @@ impl ObjectRepo {
 
     /// Deletes what transaction `txn` uploaded that `keep` does not name.
     fn delete_unkept(&self, txn: &str, keep_packs: &[String], keep_idx: &[String]) -> StoreResult<()> {
-        let kp: HashSet<String> = keep_packs.iter().map(|p| pack_key(p)).collect();
-        let packs = self.backend.list(&format!("packs/{txn}/"))?;
+        let kp: HashSet<String> = keep_packs.iter().map(|p| layout::pack_key(p)).collect();
+        let packs = self.backend.list(&layout::packs_of(txn))?;
         self.delete_all(packs.into_iter().filter(|k| !kp.contains(k)))?;
-        let ki: HashSet<String> = keep_idx.iter().map(|i| crate::index::key(i)).collect();
-        let idx = self.backend.list(&format!("index/{txn}-"))?;
+        let ki: HashSet<String> = keep_idx.iter().map(|i| layout::segment_key(i)).collect();
+        let idx = self.backend.list(&layout::segments_of(txn))?;
         self.delete_all(idx.into_iter().filter(|k| !ki.contains(k)))
     }
 
@@ -89,13 +90,13 @@ impl ObjectRepo {
 
     /// Uploads go only into a transaction that is begun and not decided.
     pub(super) fn open_for_upload(&self, txn: &str) -> StoreResult<()> {
-        if !self.exists(&records::begin(txn))? {
+        if !self.exists(&layout::begin(txn))? {
             return Err(StoreError::new(
                 ErrorKind::NotFound,
                 format!("no transaction {txn} is under way (it was never begun, or it ended)"),
             ));
         }
-        if self.exists(&records::commit(txn))? {
+        if self.exists(&layout::commit(txn))? {
             return Err(StoreError::new(
                 ErrorKind::Exists,
                 format!("transaction {txn} is already decided; nothing more may be stored in it"),
@@ -104,10 +105,10 @@ impl ObjectRepo {
         Ok(())
     }
 
-    /// `begin`, recording first who began it (`records::owner`: the hash of a secret the
+    /// `begin`, recording first who began it (`layout::owner`: the hash of a secret the
     /// beginning client holds; the server lets only it write into the transaction).
     pub fn begin_owned(&self, txn: &str, intent: &[u8], owner: Option<&[u8]>) -> StoreResult<()> {
-        let begin = records::begin(txn);
+        let begin = layout::begin(txn);
         let same_begin = match self.backend.get(&begin) {
             Ok(b) if b == intent => true,
             Ok(_) => {
@@ -121,9 +122,9 @@ impl ObjectRepo {
         };
         if !same_begin {
             // A transaction id is used once: whatever it stored may be committed data now.
-            let used = !self.backend.list(&format!("packs/{txn}/"))?.is_empty()
-                || !self.backend.list(&format!("index/{txn}-"))?.is_empty()
-                || self.backend.list(&records::dir(txn))?.iter().any(|k| *k != records::owner(txn));
+            let used = !self.backend.list(&layout::packs_of(txn))?.is_empty()
+                || !self.backend.list(&layout::segments_of(txn))?.is_empty()
+                || self.backend.list(&layout::records_of(txn))?.iter().any(|k| *k != layout::owner(txn));
             if used {
                 return Err(StoreError::new(
                     ErrorKind::Exists,
@@ -132,19 +133,19 @@ impl ObjectRepo {
             }
         }
         if let Some(owner) = owner {
-            self.put_new_same(&records::owner(txn), owner)?;
+            self.put_new_same(&layout::owner(txn), owner)?;
         }
         self.put_new_same(&begin, intent)
     }
 
     /// Whether transaction `txn` is begun and not yet ended.
     pub fn begun(&self, txn: &str) -> StoreResult<bool> {
-        self.exists(&records::begin(txn))
+        self.exists(&layout::begin(txn))
     }
 
     /// The owner hash `begin_owned` recorded, if any.
     pub fn owner(&self, txn: &str) -> StoreResult<Option<Vec<u8>>> {
-        match self.backend.get(&records::owner(txn)) {
+        match self.backend.get(&layout::owner(txn)) {
             Ok(o) => Ok(Some(o)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -154,8 +155,8 @@ impl ObjectRepo {
     /// Deletes the transaction's records, the begin record last (while it stands, a retried
     /// abort still finds the transaction).
     fn delete_records(&self, txn: &str) -> StoreResult<()> {
-        let (begin, commit) = (records::begin(txn), records::commit(txn));
-        let rest = self.backend.list(&records::dir(txn))?.into_iter().filter(|k| *k != begin && *k != commit);
+        let (begin, commit) = (layout::begin(txn), layout::commit(txn));
+        let rest = self.backend.list(&layout::records_of(txn))?.into_iter().filter(|k| *k != begin && *k != commit);
         self.delete_all(rest)?;
         // Then begin, then commit: a finish interrupted in between still finds its decision.
         self.backend.delete(&begin)?;
@@ -169,7 +170,7 @@ impl Repository for ObjectRepo {
     }
 
     fn read_config(&self) -> StoreResult<Option<Vec<u8>>> {
-        match self.backend.get("config") {
+        match self.backend.get(layout::CONFIG) {
             Ok(c) => Ok(Some(c)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -177,7 +178,7 @@ impl Repository for ObjectRepo {
     }
 
     fn init(&self, config: &[u8]) -> StoreResult<()> {
-        self.put_new_same("config", config)
+        self.put_new_same(layout::CONFIG, config)
     }
 
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>> {
@@ -185,22 +186,22 @@ impl Repository for ObjectRepo {
     }
 
     fn head(&self) -> StoreResult<(u64, Option<Vec<u8>>)> {
-        let gens = self.backend.list("manifest/")?;
-        match gens.iter().filter_map(|k| manifest::gen_from_key(k)).max() {
+        let gens = self.backend.list(layout::MANIFESTS)?;
+        match gens.iter().filter_map(|k| layout::gen_of(k)).max() {
             None => Ok((0, None)),
-            Some(g) => Ok((g, Some(self.backend.get(&manifest::key(g))?))),
+            Some(g) => Ok((g, Some(self.backend.get(&layout::manifest(g))?))),
         }
     }
 
     fn generations(&self) -> StoreResult<Vec<u64>> {
         let mut gens: Vec<u64> =
-            self.backend.list("manifest/")?.iter().filter_map(|k| manifest::gen_from_key(k)).collect();
+            self.backend.list(layout::MANIFESTS)?.iter().filter_map(|k| layout::gen_of(k)).collect();
         gens.sort_unstable();
         Ok(gens)
     }
 
     fn manifest(&self, gen: u64) -> StoreResult<Vec<u8>> {
-        self.backend.get(&manifest::key(gen))
+        self.backend.get(&layout::manifest(gen))
     }
 
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()> {
@@ -209,30 +210,30 @@ impl Repository for ObjectRepo {
 
     fn put_pack(&self, txn: &str, seq: u32, data: Vec<u8>) -> StoreResult<String> {
         self.open_for_upload(txn)?;
-        let name = format!("{txn}/{seq:08x}");
-        self.put_new_same(&pack_key(&name), &data)?;
+        let name = layout::pack_name(txn, seq);
+        self.put_new_same(&layout::pack_key(&name), &data)?;
         Ok(name)
     }
 
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
         self.open_for_upload(txn)?;
-        let name = format!("{txn}-{seq:06x}");
-        self.put_new_same(&crate::index::key(&name), data)?;
+        let name = layout::segment_name(txn, seq);
+        self.put_new_same(&layout::segment_key(&name), data)?;
         Ok(name)
     }
 
     fn checkpoint(&self, txn: &str, seq: u32, record: &[u8]) -> StoreResult<()> {
         self.open_for_upload(txn)?;
-        self.put_new_same(&records::checkpoint(txn, seq), record)
+        self.put_new_same(&layout::checkpoint(txn, seq), record)
     }
 
     fn checkpoint_record(&self, txn: &str, seq: u32) -> StoreResult<Vec<u8>> {
-        self.backend.get(&records::checkpoint(txn, seq))
+        self.backend.get(&layout::checkpoint(txn, seq))
     }
 
     fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()> {
         let record = req.encode();
-        match self.backend.get(&records::commit(txn)) {
+        match self.backend.get(&layout::commit(txn)) {
             // Decided already (a retry after a lost answer): roll it forward.
             Ok(stored) if stored == record => return self.finish(txn),
             Ok(_) => {
@@ -244,9 +245,9 @@ impl Repository for ObjectRepo {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
-        if !self.exists(&records::begin(txn))? {
+        if !self.exists(&layout::begin(txn))? {
             // Finished already (a retry whose first attempt went all the way), or never begun.
-            return match self.backend.get(&manifest::key(req.gen)) {
+            return match self.backend.get(&layout::manifest(req.gen)) {
                 Ok(m) if m == req.manifest => self.finish(txn),
                 _ => Err(StoreError::new(
                     ErrorKind::NotFound,
@@ -273,18 +274,18 @@ impl Repository for ObjectRepo {
             ));
         }
         // The commit record is the decision: once it is durable, `finish` completes the commit.
-        self.backend.put_new(&records::commit(txn), &record)?;
+        self.backend.put_new(&layout::commit(txn), &record)?;
         crate::failpoint::hit("commit-decided");
         self.finish(txn)
     }
 
     fn finish(&self, txn: &str) -> StoreResult<()> {
-        let rec = match self.backend.get(&records::commit(txn)) {
+        let rec = match self.backend.get(&layout::commit(txn)) {
             Ok(rec) => rec,
             // No records at all: the cleanup already ran to its end (it deletes the commit record
             // last), so a retried finish is done. A transaction with records but no commit
             // record was never decided: NotFound.
-            Err(e) if e.is_not_found() && self.backend.list(&records::dir(txn))?.is_empty() => return Ok(()),
+            Err(e) if e.is_not_found() && self.backend.list(&layout::records_of(txn))?.is_empty() => return Ok(()),
             Err(e) => return Err(e),
         };
         let Ok(req) = CommitRequest::decode(&rec) else {
@@ -295,18 +296,18 @@ impl Repository for ObjectRepo {
         let (gen, _) = self.head()?;
         if gen + 1 == req.gen {
             // The commit point: generation req.gen becomes visible.
-            match self.backend.put_new(&manifest::key(req.gen), &req.manifest) {
+            match self.backend.put_new(&layout::manifest(req.gen), &req.manifest) {
                 Ok(()) => {}
                 Err(e) if e.kind == ErrorKind::Exists => {}
                 Err(e) => return Err(e),
             }
             crate::failpoint::hit("commit-manifest-written");
         }
-        let stored = self.backend.get(&manifest::key(req.gen));
+        let stored = self.backend.get(&layout::manifest(req.gen));
         if !matches!(&stored, Ok(m) if *m == req.manifest) {
             // Another commit took this generation (impossible under the lock): undo the decision
             // and leave the transaction to recovery, as `commit` does.
-            self.backend.delete(&records::commit(txn))?;
+            self.backend.delete(&layout::commit(txn))?;
             return Err(StoreError::new(
                 ErrorKind::Permanent,
                 format!("transaction {txn} lost a race for generation {}; nothing was committed", req.gen),
@@ -314,12 +315,12 @@ impl Repository for ObjectRepo {
         }
         // Cleanup after the commit point; every step is idempotent.
         self.delete_unkept(txn, &req.keep_packs, &req.keep_indexes)?;
-        self.delete_all(req.delete_packs.iter().map(|p| pack_key(p)))?;
-        self.delete_all(req.delete_indexes.iter().map(|i| crate::index::key(i)))?;
+        self.delete_all(req.delete_packs.iter().map(|p| layout::pack_key(p)))?;
+        self.delete_all(req.delete_indexes.iter().map(|i| layout::segment_key(i)))?;
         if !req.keep_history {
-            let old = self.backend.list("manifest/")?;
+            let old = self.backend.list(layout::MANIFESTS)?;
             self.delete_all(
-                old.into_iter().filter(|k| manifest::gen_from_key(k).is_some_and(|g| g < req.gen)),
+                old.into_iter().filter(|k| layout::gen_of(k).is_some_and(|g| g < req.gen)),
             )?;
         }
         crate::failpoint::hit("commit-cleaned");
@@ -327,7 +328,7 @@ impl Repository for ObjectRepo {
     }
 
     fn abort(&self, txn: &str) -> StoreResult<()> {
-        if self.exists(&records::commit(txn))? {
+        if self.exists(&layout::commit(txn))? {
             return Err(StoreError::new(
                 ErrorKind::Exists,
                 format!("transaction {txn} is decided: it is finished, not discarded"),
@@ -335,7 +336,7 @@ impl Repository for ObjectRepo {
         }
         // Only a transaction still begun has uploads to discard: without its begin record it
         // ended (its objects may be committed data) or never started.
-        if self.exists(&records::begin(txn))? {
+        if self.exists(&layout::begin(txn))? {
             self.delete_unkept(txn, &[], &[])?;
         }
         self.delete_records(txn)
@@ -343,8 +344,8 @@ impl Repository for ObjectRepo {
 
     fn pending(&self) -> StoreResult<Vec<Pending>> {
         let mut by_txn: BTreeMap<String, (Pending, Option<Option<u32>>)> = BTreeMap::new();
-        for key in self.backend.list("txn/")? {
-            let Some((txn, what)) = records::parse(&key) else { continue };
+        for key in self.backend.list(layout::TXNS)? {
+            let Some((txn, what)) = layout::parse(&key) else { continue };
             let (p, newest) = by_txn.entry(txn.to_string()).or_insert_with(|| (Pending::new(txn), None));
             match what {
                 Record::Begin => p.intent = Some(self.backend.get(&key)?),
@@ -363,8 +364,8 @@ impl Repository for ObjectRepo {
         for (txn, (mut p, newest)) in by_txn {
             p.checkpoint_seqs.sort_unstable();
             p.checkpoint = match newest {
-                Some(Some(seq)) => Some(self.backend.get(&records::checkpoint(&txn, seq))?),
-                Some(None) => Some(self.backend.get(&records::legacy_checkpoint(&txn))?),
+                Some(Some(seq)) => Some(self.backend.get(&layout::checkpoint(&txn, seq))?),
+                Some(None) => Some(self.backend.get(&layout::legacy_checkpoint(&txn))?),
                 None => None,
             };
             out.push(p);
@@ -377,19 +378,19 @@ impl Repository for ObjectRepo {
     }
 
     fn read_pack(&self, pack: &str, offset: u64, len: u64) -> StoreResult<Vec<u8>> {
-        self.backend.get_range(&pack_key(pack), offset, len)
+        self.backend.get_range(&layout::pack_key(pack), offset, len)
     }
 
     fn pack_size(&self, pack: &str) -> StoreResult<u64> {
-        self.backend.size(&pack_key(pack))
+        self.backend.size(&layout::pack_key(pack))
     }
 
     fn get_index(&self, name: &str) -> StoreResult<Vec<u8>> {
-        self.backend.get(&crate::index::key(name))
+        self.backend.get(&layout::segment_key(name))
     }
 
     fn list_packs(&self) -> StoreResult<Vec<String>> {
-        Ok(self.backend.list("packs/")?.into_iter().map(|k| k["packs/".len()..].to_string()).collect())
+        self.names(layout::PACKS)
     }
 
     /// Two: one pack's write and fsync overlap the next one's (temporary names are unique).
@@ -398,6 +399,6 @@ impl Repository for ObjectRepo {
     }
 
     fn list_indexes(&self) -> StoreResult<Vec<String>> {
-        Ok(self.backend.list("index/")?.into_iter().map(|k| k["index/".len()..].to_string()).collect())
+        self.names(layout::INDEXES)
     }
 }

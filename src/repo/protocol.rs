@@ -216,7 +216,7 @@ impl<'a> Route<'a> {
         match self {
             Route::CreateConfig => limits::CONFIG,
             Route::Begin(_) => limits::RECORD,
-            Route::Upload { kind: Kind::Packs, seq, .. } if *seq >= super::records::CHECKPOINT_PACK => {
+            Route::Upload { kind: Kind::Packs, seq, .. } if *seq >= crate::layout::CHECKPOINT_PACK => {
                 limits::CHECKPOINT_PACK
             }
             Route::Upload { kind: Kind::Packs, .. } => limits::PACK,
@@ -233,7 +233,7 @@ impl<'a> Route<'a> {
         match self {
             Route::ReadConfig => limits::CONFIG,
             Route::Pack { seq, .. } => match u32::from_str_radix(seq, 16) {
-                Ok(seq) if seq >= super::records::CHECKPOINT_PACK => limits::CHECKPOINT_PACK,
+                Ok(seq) if seq >= crate::layout::CHECKPOINT_PACK => limits::CHECKPOINT_PACK,
                 _ => limits::PACK,
             },
             Route::Index(_) => limits::INDEX,
@@ -326,7 +326,7 @@ mod tests {
             Head,
             Begin("ab12"),
             Upload { txn: "ab12", kind: Kind::Packs, seq: 3 },
-            Upload { txn: "ab12", kind: Kind::Packs, seq: super::super::records::CHECKPOINT_PACK },
+            Upload { txn: "ab12", kind: Kind::Packs, seq: crate::layout::CHECKPOINT_PACK },
             Upload { txn: "ab12", kind: Kind::Index, seq: 0x10 },
             PutCheckpoint { txn: "ab12", seq: 7 },
             GetCheckpoint { txn: "ab12", seq: 7 },

@@ -93,8 +93,8 @@ pub fn commit(r: &ObjectRepo, txn: &str, mut req: CommitRequest, who: &Caller) -
         let kept: std::collections::HashSet<String> = req
             .keep_packs
             .iter()
-            .map(|p| format!("packs/{p}"))
-            .chain(req.keep_indexes.iter().map(|i| crate::index::key(i)))
+            .map(|p| crate::layout::pack_key(p))
+            .chain(req.keep_indexes.iter().map(|i| crate::layout::segment_key(i)))
             .collect();
         let dropped = covered.iter().filter(|k| !kept.contains(*k)).count();
         if dropped > 0 {

@@ -54,7 +54,7 @@ impl Locks {
             }
             t.remove(repo); // expired: its holder is gone
         }
-        let flock = crate::repo::lock::flock(&dir.join("lock"), &format!("{owner} (through archiver serve)"))
+        let flock = crate::repo::lock::flock(&dir.join(crate::layout::LOCK), &format!("{owner} (through archiver serve)"))
             .map_err(|e| Err(format!("{e:#}")))?;
         let token = crate::session::random_id().map_err(|e| Err(format!("{e:#}")))?;
         t.insert(

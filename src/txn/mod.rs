@@ -1,32 +1,60 @@
-//! A write transaction: the only module that touches both the cache and the repository, so the
-//! order of durability lives here, step by step.
+//! The transaction protocol, in one place: begin, checkpoint, commit, abort, and recovery of a
+//! transaction a dead writer left (`recover`). It is the only module that touches both the cache
+//! and the repository, so the order of durability lives here. `repo` stores what it is given
+//! (`repo::objects` keeps the append-only rules); `layout` names every object.
 //!
 //! Blocks flow: caller (hash, dedup) → workers (compress, seal; all cores) → packer thread (packs)
-//! → uploader threads (`put_pack`, several in flight; `pipeline.rs`). `flush` is a barrier: when it
+//! → uploader threads (`put_pack`, several in flight; `pipeline`). `flush` is a barrier: when it
 //! returns every submitted block is durably stored.
 //!
-//! Commit protocol (each step's durable state is what recovery starts from):
-//!   1. flush: all packs durable in the repository;
-//!   2. write the index segment for packs since the last checkpoint;
-//!   3. `repo.commit`: commit record (decision) → manifest at gen+1 (visible) → cleanup;
-//!   4. only then commit the cache transaction: blocks become "known stored" (invariant 1).
+//! # Steps
 //!
-//! A transaction dropped without commit is aborted: everything it uploaded is deleted.
+//! Each durable step, what holds once it is done, and the failpoint (`failpoint::POINTS`; the
+//! crash tests kill the process there and check what recovery makes of it):
+//!
+//! | step | durable afterwards | invariant kept | failpoint |
+//! |---|---|---|---|
+//! | `begin`: lock held, recovery done (`recover::lock`), intent record `txn/<t>/begin` | the transaction is pending | a dead writer's transaction is found by its records alone | `txn-begun` |
+//! | a pack stored (`pipeline`) | pack `packs/<t>/<seq>` | a pack is reported only once the repository acknowledged it | `pack-stored` |
+//! | checkpoint 1, flush | every block submitted so far | the cache names only acknowledged packs | `checkpoint-flushed` |
+//! | checkpoint 2, index | segment for the packs since the previous one | segments name only stored packs | `checkpoint-indexed` |
+//! | checkpoint 3, `NAME.part` root and metadata tail in a pack and segment of their own (`CHECKPOINT_PACK | k`, `CHECKPOINT_INDEX | k`) | checkpoint-only objects | they never enter the dedup set: a later checkpoint or the commit drops them | `checkpoint-part-stored` |
+//! | checkpoint 4, record `txn/<t>/checkpoint-<k>` (create-if-absent) | **the checkpoint is decided**: recovery commits it as `NAME.part` | records are never overwritten; recovery uses the newest that opens | `checkpoint-recorded` |
+//! | checkpoint 5, the cache commits | cache | invariant 1: the cache says stored only what a durable record keeps | `checkpoint-cache-committed` |
+//! | commit 1, flush | every block | as checkpoint 1 | `commit-flushed` |
+//! | commit 2, index | the last segment | as checkpoint 2 | `commit-indexed` |
+//! | commit 3, commit record `txn/<t>/commit` (`repo.commit`; the request is built by `commit::request`, the only builder) | **the commit is decided**: recovery rolls it forward | a decided commit owns generation `gen + 1` | `commit-decided` |
+//! | commit 4, `manifest/<gen+1>` (create-if-absent) | the archive is visible | the visible commit point; a lost record is decided again (`repo::lost_decision`) | `commit-manifest-written` |
+//! | commit 5, cleanup: objects not kept, older manifests (without kept history), the records | | idempotent: recovery repeats it | `commit-cleaned` |
+//! | commit 6, the cache commits | cache | invariant 1 | `commit-done` |
+//! | recovery: a checkpoint becomes `NAME.part` (`recover::promote`, through the same commit steps 3 to 5) | `NAME.part` visible | never over an existing archive; everything after the checkpoint is deleted | `recover-promoting` |
+//!
+//! A transaction dropped before its commit and without a checkpoint is aborted: everything it
+//! uploaded is deleted (best effort; what is left, the next write command's recovery discards).
+//! After a checkpoint the checkpoint is the user's data: recovery commits it, never the drop.
+//! docs/CHECKPOINTS.md tells the same story for users.
 
 use crate::cache::Cache;
 use crate::crypto::{BlockId, Keys};
 use crate::index::Segment;
-use crate::manifest::Checkpoint;
-use crate::manifest::{ArchiveRef, Manifest};
-use crate::pack::{Entry, Kind, PackBuilder};
-use crate::repo::{CommitRequest, Repository};
+use crate::manifest::Manifest;
+use crate::pack::{Entry, Kind};
+use crate::repo::Repository;
 use crate::session::Session;
 use anyhow::{Context, Result};
 use pipeline::{Job, Pipeline};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod checkpoint;
+mod commit;
 mod pipeline;
+pub mod recover;
+mod root;
+
+pub use commit::RepositoryChanged;
+pub use recover::{lock, Writing};
+pub use root::{Draft, PART};
 
 /// Per-block bookkeeping for blocks this transaction stores.
 #[derive(Default, Clone, Copy)]
@@ -36,18 +64,6 @@ struct PendingBlock {
     plain_len: u32,
     stored_len: Option<u32>,
 }
-
-/// Marks an error after which the repository may have changed (exit code 2, not 1).
-#[derive(Debug)]
-pub struct RepositoryChanged(pub String);
-
-impl std::fmt::Display for RepositoryChanged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RepositoryChanged {}
 
 /// Byte counts of what this transaction referenced and added.
 #[derive(Default, Clone, Debug)]
@@ -87,7 +103,7 @@ impl Txn {
     /// whole life), already recovered, with a cache that mirrors `base`.
     pub fn begin(session: &Session, base: Manifest, cache: Cache, intent: &[u8]) -> Result<Txn> {
         let id = crate::session::random_id()?;
-        let sealed_intent = session.keys.seal(format!("archiver intent {id}").as_bytes(), intent);
+        let sealed_intent = session.keys.seal(&intent_ad(&id), intent);
         session.repo.begin(&id, &sealed_intent).context("cannot start a transaction")?;
         crate::failpoint::hit("txn-begun");
         cache.begin()?;
@@ -200,7 +216,7 @@ impl Txn {
         if seg.packs.is_empty() {
             return Ok(());
         }
-        let name = format!("{}-{:06x}", self.id, self.index_seq);
+        let name = crate::layout::segment_name(&self.id, self.index_seq);
         let bytes = seg.seal(&self.keys, &name);
         let stored =
             self.repo.put_index(&self.id, self.index_seq, &bytes).context("cannot store an index segment")?;
@@ -214,144 +230,17 @@ impl Txn {
         Ok(())
     }
 
-    /// Commits a new manifest built by `edit` from the base; returns it. `delete_*` name older
-    /// packs and segments the new manifest no longer needs.
-    pub fn commit(
-        mut self,
-        extra: Segment,
-        edit: impl FnOnce(&mut Manifest, &[String], &TxnStats),
-        delete_packs: Vec<String>,
-        delete_indexes: Vec<String>,
-    ) -> Result<Manifest> {
-        // Step 1: every block durable.
-        self.flush()?;
-        crate::failpoint::hit("commit-flushed");
-        // Step 2: index segment for what this transaction stored.
-        self.write_index(extra)?;
-        crate::failpoint::hit("commit-indexed");
-        let mut m = self.base.clone();
-        m.gen += 1;
-        m.txn = self.id.clone();
-        edit(&mut m, &self.kept_indexes, &self.stats);
-        let sealed = m.seal(&self.keys);
-        let req = CommitRequest {
-            gen: m.gen,
-            manifest: sealed.clone(),
-            keep_packs: self.kept_packs.clone(),
-            keep_indexes: self.kept_indexes.clone(),
-            delete_packs,
-            delete_indexes,
-            keep_history: self.keep_history,
-        };
-        // Step 3: the repository commits (decision record, then manifest, then cleanup). From
-        // here on this process must not abort: if the commit record was stored, the commit is
-        // decided and recovery rolls it forward; if not, recovery discards the transaction.
-        self.done = true;
-        if let Err(e) = self.repo.commit(&self.id, &req) {
-            self.cache.rollback();
-            return Err(anyhow::Error::new(e).context(RepositoryChanged(format!(
-                "commit of transaction {} did not complete; the next write command finishes or discards it",
-                self.id
-            ))));
-        }
-        // Step 4: only now may the cache say these blocks are stored. A failure here is harmless:
-        // the cache keeps its old generation and is rebuilt from the repository next time.
-        let synced = format!("{} {}", m.gen, blake3::hash(&sealed).to_hex());
-        if self.cache.set_synced(&synced).and_then(|_| self.cache.commit()).is_err() {
-            self.cache.rollback();
-        }
-        crate::failpoint::hit("commit-done");
-        Ok(m)
-    }
-
-    /// Commits a create: the manifest gains `archive`, its sizes filled in from this transaction.
-    pub fn commit_archive(self, mut archive: ArchiveRef) -> Result<Manifest> {
-        self.commit(
-            Segment::default(),
-            move |m, new_indexes, stats| {
-                archive.stats.raw = stats.refs_raw;
-                archive.stats.stored = stats.refs_stored;
-                archive.stats.new_raw = stats.new_raw;
-                archive.stats.new_stored = stats.new_stored;
-                m.insert(archive);
-                m.indexes.extend_from_slice(new_indexes);
-            },
-            Vec::new(),
-            Vec::new(),
-        )
-    }
-
-    pub fn checkpoints(&self) -> u32 {
-        self.checkpoints
-    }
-
-    /// Bytes of new data (plaintext of blocks the repository did not hold) submitted so far: what
-    /// checkpoints and `--maxbw` count. Counted when submitted, not when packed, so the count does
-    /// not lag behind the pipeline; it bounds what is uploaded (compression only shrinks it).
-    pub fn uploaded(&self) -> u64 {
-        self.stats.new_raw
-    }
-
-    /// Makes everything so far durable and restorable as `part`: after this returns, a crash at
-    /// any point leaves `part` to be committed by recovery. Steps, in order (invariant 1):
-    ///   1. flush: every block submitted so far is in a durable pack;
-    ///   2. index segment for the packs since the previous segment;
-    ///   3. `part_blocks` (the metadata tail and root of `part`, which only this checkpoint needs)
-    ///      in a pack and segment of their own, so a later checkpoint or the commit simply drops
-    ///      them; they never enter the dedup set or the cache;
-    ///   4. the checkpoint record, numbered `k` (the durable decision point; records are never
-    ///      overwritten, recovery uses the highest-numbered one);
-    ///   5. only then the cache transaction commits: these blocks are now known stored.
-    ///
-    /// Cost: what was stored since the previous checkpoint, plus the metadata tail.
-    pub fn checkpoint(&mut self, part_blocks: &[(Kind, Vec<u8>)], mut part: ArchiveRef) -> Result<()> {
-        self.flush()?;
-        crate::failpoint::hit("checkpoint-flushed");
-        self.write_index(Segment::default())?;
-        crate::failpoint::hit("checkpoint-indexed");
-        let k = self.checkpoints;
-        let pack_seq = crate::repo::records::CHECKPOINT_PACK | k;
-        let mut builder = PackBuilder::default();
-        for (kind, data) in part_blocks {
-            let id = self.keys.block_id(data);
-            builder.add(id, *kind, &self.keys.seal_block(&id, data), data.len() as u32);
-        }
-        let name = format!("{}/{pack_seq:08x}", self.id);
-        let (bytes, entries) = builder.finish(&self.keys, &name);
-        let pack = self.repo.put_pack(&self.id, pack_seq, bytes).context("cannot store a checkpoint")?;
-        let seg = Segment { packs: vec![(pack.clone(), entries)] };
-        let seg_seq = crate::repo::records::CHECKPOINT_INDEX | k;
-        let seg_name = format!("{}-{seg_seq:06x}", self.id);
-        let seg_bytes = seg.seal(&self.keys, &seg_name);
-        let seg_name =
-            self.repo.put_index(&self.id, seg_seq, &seg_bytes).context("cannot store a checkpoint")?;
-        crate::failpoint::hit("checkpoint-part-stored");
-        part.stats.raw = self.stats.refs_raw;
-        part.stats.stored = self.stats.refs_stored;
-        part.stats.new_raw = self.stats.new_raw;
-        part.stats.new_stored = self.stats.new_stored;
-        let mut record =
-            Checkpoint { archive: part, indexes: self.kept_indexes.clone(), packs: self.kept_packs.clone() };
-        record.indexes.push(seg_name);
-        record.packs.push(pack);
-        self.repo
-            .checkpoint(&self.id, k, &record.seal(&self.keys, &self.id))
-            .context("cannot store a checkpoint")?;
-        self.checkpoints += 1;
-        crate::failpoint::hit("checkpoint-recorded");
-        // The repository holds everything up to here durably: the cache may say so.
-        self.cache.commit()?;
-        self.cache.begin()?;
-        crate::failpoint::hit("checkpoint-cache-committed");
-        Ok(())
-    }
-
     /// Ends this process's part in the transaction without committing or aborting it: what
     /// recovery then finds (the last checkpoint) decides. Used to end an archive at a checkpoint.
     pub fn suspend(mut self) {
         self.done = true;
         self.cache.rollback();
     }
+}
+
+/// What a transaction's intent record is sealed to: its id.
+fn intent_ad(txn: &str) -> Vec<u8> {
+    format!("archiver intent {txn}").into_bytes()
 }
 
 impl Drop for Txn {

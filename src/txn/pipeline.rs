@@ -265,7 +265,7 @@ impl Packer {
         if b.is_empty() || self.failure.get().is_some() {
             return;
         }
-        let name = format!("{}/{:08x}", self.txn, *seq);
+        let name = crate::layout::pack_name(&self.txn, *seq);
         let (bytes, entries) = b.finish(&self.keys, &name);
         self.uploads.lock().handed += 1;
         if self.up_tx.send(Upload { seq: *seq, name, bytes, entries }).is_err() {

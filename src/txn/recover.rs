@@ -1,5 +1,6 @@
-//! Recovery of interrupted transactions, run under the lock at the start of every write command.
-//! It works from the repository's state alone: no local file is consulted.
+//! Recovery of interrupted transactions, run under the lock at the start of every write command
+//! (`lock`: the one way a write command starts). It works from the repository's state alone: no
+//! local file is consulted.
 //!
 //! - commit record present: the commit was decided; roll it forward (`finish`). These go first:
 //!   a decided commit owns the next generation. A record that cannot be read is not obeyed: the
@@ -20,18 +21,49 @@
 //!
 //! Partial uploads (objects a killed writer was in the middle of storing) are removed first.
 
+use super::PART;
 use crate::access::Perm;
 use crate::manifest::{Checkpoint, Manifest};
 use crate::progress::{Event, Progress};
-use crate::repo::{CommitRequest, Pending};
+use super::commit::{request, Objects};
+use super::Txn;
+use crate::repo::{LockGuard, Pending};
 use crate::session::Session;
 use anyhow::{Context, Result};
+
+/// The repository's write lock, held until this is dropped, with recovery done.
+pub struct Writing {
+    _lock: Box<dyn LockGuard>,
+    /// What recovery did.
+    pub recovered: Recovered,
+}
+
+/// Takes the repository's write lock for `command` (named to whoever finds it taken) and
+/// recovers every interrupted transaction: the preamble of every write command. Hold the result
+/// for as long as the command writes.
+pub fn lock(session: &Session, command: &str, progress: Progress, how: How) -> Result<Writing> {
+    let lock = session.repo.lock(&crate::process::owner(command))?;
+    let recovered = recover_how(session, progress, how)?;
+    Ok(Writing { _lock: lock, recovered })
+}
+
+/// What one recovery did.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Interrupted transactions found.
+    pub found: usize,
+    /// The checkpoints it committed.
+    pub promoted: Vec<Promoted>,
+}
 
 /// A checkpoint recovery committed: its transaction and the archive name it got.
 #[derive(Debug, Clone)]
 pub struct Promoted {
     pub txn: String,
     pub name: String,
+    /// It replaced an archive of that name (`How::own`), whose space the caller reclaims
+    /// (`reclaim::delete_locked`; recovery does not reclaim). False when history is kept.
+    pub replaced: bool,
 }
 
 /// How recovery runs: which history it keeps, whose `NAME.part` it may replace, and whether
@@ -47,11 +79,8 @@ pub struct How<'a> {
     pub discard_damaged: bool,
 }
 
-pub fn recover(session: &Session, progress: Progress) -> Result<Vec<Promoted>> {
-    recover_how(session, progress, How { keep_history: !session.can(Perm::Delete), ..How::default() })
-}
-
-pub fn recover_how(session: &Session, progress: Progress, how: How) -> Result<Vec<Promoted>> {
+/// Recovers every interrupted transaction; the caller holds the write lock (see `lock`).
+pub fn recover_how(session: &Session, progress: Progress, how: How) -> Result<Recovered> {
     let how = How { keep_history: how.keep_history || !session.can(Perm::Delete), ..how };
     // Under the lock no upload of ours is under way: partial uploads belong to dead writers.
     session.repo.clean_partial().context("cannot remove partial uploads")?;
@@ -64,7 +93,7 @@ pub fn recover_how(session: &Session, progress: Progress, how: How) -> Result<Ve
     }
     // Decided commits first: each owns the generation it names.
     pending.sort_by_key(|p| !p.committing);
-    let mut promoted = Vec::new();
+    let (found, mut promoted) = (pending.len(), Vec::new());
     for p in pending {
         let what = intent(session, &p);
         if p.committing {
@@ -113,14 +142,29 @@ pub fn recover_how(session: &Session, progress: Progress, how: How) -> Result<Ve
             )));
         }
     }
-    Ok(promoted)
+    Ok(Recovered { found, promoted })
+}
+
+impl Txn {
+    /// Ends this process's run at its last checkpoint (a stop request, or a failure after a
+    /// checkpoint): recovery commits the checkpoint now, as `NAME.part` (replacing the `NAME.part`
+    /// of an earlier run: this one is ours, and newer). Returns what it became. Recovery runs
+    /// without notices: what became of the checkpoint is for the caller to say, once.
+    pub fn end_at_checkpoint(self, session: &Session) -> Result<Promoted> {
+        let own = self.id.clone();
+        self.suspend();
+        let how = How { own: Some(&own), ..Default::default() };
+        let recovered = recover_how(session, &|_| {}, how)?;
+        let promoted = recovered.promoted.into_iter().find(|p| p.txn == own);
+        promoted.ok_or_else(|| anyhow::anyhow!("the checkpoint was not committed"))
+    }
 }
 
 /// What the interrupted transaction `p` was doing (`create NAME`), from its intent record.
 fn intent(session: &Session, p: &Pending) -> String {
     p.intent
         .as_ref()
-        .and_then(|i| session.keys.open(format!("archiver intent {}", p.txn).as_bytes(), i).ok())
+        .and_then(|i| session.keys.open(&super::intent_ad(&p.txn), i).ok())
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_else(|| "write".to_string())
 }
@@ -152,16 +196,12 @@ fn visible(session: &Session, p: &Pending) -> Option<(u64, Vec<u8>)> {
 /// Decides again the visible commit of `p` (generation `gen`, its manifest `manifest`) whose
 /// record was lost, keeping everything it stored (`repo::lost_decision`).
 fn redecide(session: &Session, p: &Pending, gen: u64, manifest: Vec<u8>) -> Result<()> {
-    let (packs, segments) = (format!("{}/", p.txn), format!("{}-", p.txn));
-    let req = CommitRequest {
-        gen,
-        manifest,
-        keep_packs: session.repo.list_packs()?.into_iter().filter(|n| n.starts_with(&packs)).collect(),
-        keep_indexes: session.repo.list_indexes()?.into_iter().filter(|n| n.starts_with(&segments)).collect(),
-        keep_history: true,
-        ..Default::default()
+    let own = |names: Vec<String>, of: fn(&str, &str) -> bool| names.into_iter().filter(|n| of(n, &p.txn)).collect();
+    let keep = Objects {
+        packs: own(session.repo.list_packs()?, crate::layout::is_pack_of),
+        indexes: own(session.repo.list_indexes()?, crate::layout::is_segment_of),
     };
-    session.repo.commit(&p.txn, &req)?;
+    session.repo.commit(&p.txn, &request(gen, manifest, keep, Objects::default(), true))?;
     Ok(())
 }
 
@@ -195,12 +235,12 @@ fn open_checkpoint(session: &Session, p: &Pending) -> Result<(Checkpoint, Option
 /// The name a promoted checkpoint gets in `m`: `BASE.part`, or the first free `BASE.part.N`.
 /// `may_replace`: `BASE.part` may be taken over (the caller's own earlier run).
 pub fn part_name(m: &Manifest, wanted: &str, txn: &str, may_replace: bool) -> (String, bool) {
-    let base = wanted.strip_suffix(".part").unwrap_or(wanted);
+    let base = wanted.strip_suffix(PART).unwrap_or(wanted);
     let base = match crate::archive::validate_name(&format!("{base}.part.99")) {
         Ok(()) if !base.is_empty() => base.to_string(),
         _ => format!("checkpoint-{}", &txn[..txn.len().min(12)]),
     };
-    let first = format!("{base}.part");
+    let first = format!("{base}{PART}");
     if m.find(&first).is_none() || may_replace {
         let replaced = m.find(&first).is_some();
         return (first, replaced);
@@ -226,14 +266,8 @@ fn promote(
     m.txn = txn.to_string();
     m.insert(archive);
     m.indexes.extend(ck.indexes.iter().cloned());
-    let req = CommitRequest {
-        gen: m.gen,
-        manifest: m.seal(&session.keys),
-        keep_packs: ck.packs.clone(),
-        keep_indexes: ck.indexes.clone(),
-        keep_history: how.keep_history,
-        ..Default::default()
-    };
+    let keep = Objects { packs: ck.packs.clone(), indexes: ck.indexes.clone() };
+    let req = request(m.gen, m.seal(&session.keys), keep, Objects::default(), how.keep_history);
     session.repo.commit(txn, &req).with_context(|| format!("cannot commit the checkpoint of `{what}`"))?;
     catch_up_cache(session, &before);
     progress(Event::Notice(match fell_back {
@@ -250,11 +284,8 @@ fn promote(
         progress(Event::Notice(format!(
             "the replaced {name:?} stays in the previous manifest generation (kept history); its space is reclaimed by `archiver fsck --prune` with a delete key"
         )));
-    } else if replaced {
-        crate::reclaim::delete_locked(session, &[], progress)
-            .context("cannot reclaim the space of the replaced checkpoint")?;
     }
-    Ok(Promoted { txn: txn.to_string(), name })
+    Ok(Promoted { txn: txn.to_string(), name, replaced: replaced && !how.keep_history })
 }
 
 /// After recovery's own commit, brings the local cache along if it mirrored the state just before
