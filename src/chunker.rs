@@ -11,6 +11,7 @@ use std::io::Read;
 pub const MIN: usize = 256 * 1024;
 pub const AVG: usize = 1024 * 1024;
 pub const MAX: usize = 4 * 1024 * 1024;
+const _: () = assert!(MAX == crate::crypto::MAX_PLAIN as usize);
 
 pub struct Chunker {
     gear: Box<[u64; 256]>,

@@ -92,12 +92,12 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         }
         // The last checkpoint holds the user's data: commit it as NAME.part now. What became of
         // it is said once, by the error (or the stop notice), so that a failed create stays one line.
-        let promoted = w.txn.end_at_checkpoint(session).and_then(|p| {
+        let promoted = w.txn.end_at_checkpoint(session).map(|p| {
             // Best effort: space left unreclaimed is reclaimed by the next delete or `fsck --prune`.
             if p.replaced {
                 let _ = crate::reclaim::delete_locked(session, &[], &|_| {});
             }
-            Ok(p.name)
+            p.name
         });
         let stopped = e.downcast_ref::<Stopped>().map(|s| s.0.clone());
         return match (stopped, promoted) {

@@ -16,28 +16,28 @@ pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
 /// Bytes a sealed object carries beyond its (compressed) plaintext.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN + 1;
-const _: () = assert!(SEAL_OVERHEAD == crate::limits::SEAL_OVERHEAD);
+/// The largest plaintext a block can have (the chunker's maximum, which `chunker` checks).
+pub const MAX_PLAIN: u32 = 4 << 20;
 
 const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
 const ZSTD_LEVEL: i32 = 3;
 
 /// The secrets a client holds: the data encryption key, the block-id key and the chunker seed
-/// (all three are needed to read or write archives), and the access keys that say what a
-/// server lets this client do (`access`).
+/// (all three are needed to read or write archives). The access keys, which say what a server
+/// lets this client do, are not here: `keyfile::KeyFile` holds both.
 #[derive(Clone)]
 pub struct Keys {
     pub enc: [u8; 32],
     pub id: [u8; 32],
     pub chunk_seed: u64,
-    pub access: crate::access::AccessKeys,
-    cipher: XChaCha20Poly1305,
+        cipher: XChaCha20Poly1305,
 }
 
 impl Keys {
     pub fn new(enc: [u8; 32], id: [u8; 32], chunk_seed: u64) -> Self {
         let cipher = XChaCha20Poly1305::new((&enc).into());
-        Keys { enc, id, chunk_seed, access: Default::default(), cipher }
+        Keys { enc, id, chunk_seed, cipher }
     }
 
     /// Fresh keys derived from 32 random bytes.
@@ -48,9 +48,7 @@ impl Keys {
         let id = blake3::derive_key("archiver 2026-11 block ids", &master);
         let seed = blake3::derive_key("archiver 2026-11 chunker seed", &master);
         let chunk_seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")) | 1;
-        let mut keys = Keys::new(enc, id, chunk_seed);
-        keys.access = crate::access::AccessKeys::derive(&master);
-        Ok((keys, master))
+        Ok((Keys::new(enc, id, chunk_seed), master))
     }
 
     pub fn block_id(&self, plain: &[u8]) -> BlockId {
@@ -90,7 +88,7 @@ impl Keys {
     /// Opens a sealed block, decompresses it and checks the plaintext hashes back to `id`. Lengths
     /// beyond what a block can have are refused before anything is allocated.
     pub fn open_block(&self, id: &BlockId, sealed: &[u8], plain_len: usize) -> Result<Vec<u8>> {
-        crate::limits::block_lens(sealed.len() as u64, plain_len as u64)?;
+        block_lens(sealed.len() as u64, plain_len as u64)?;
         let framed = self.open(id, sealed)?;
         let plain = decompress(&framed, plain_len)?;
         if &self.block_id(&plain) != id {
@@ -98,6 +96,22 @@ impl Keys {
         }
         Ok(plain)
     }
+}
+
+/// Checks a block's stored and plain lengths as an index segment, pack header or cache claims
+/// them: the plaintext at most `MAX_PLAIN`, the sealed form between `SEAL_OVERHEAD` and
+/// `SEAL_OVERHEAD` more than the plaintext (compression only ever shrinks it).
+pub fn block_lens(len: u64, plain_len: u64) -> Result<(u32, u32)> {
+    if plain_len > MAX_PLAIN as u64 {
+        bail!("a block claims {plain_len} bytes of plaintext, more than the {MAX_PLAIN} a block can hold");
+    }
+    if len < SEAL_OVERHEAD as u64 || len > plain_len + SEAL_OVERHEAD as u64 {
+        bail!(
+            "a block claims {len} stored bytes for {plain_len} bytes of plaintext (a sealed block has {SEAL_OVERHEAD} to {} bytes)",
+            plain_len + SEAL_OVERHEAD as u64
+        );
+    }
+    Ok((len as u32, plain_len as u32))
 }
 
 /// Seals a variable-length structure (manifest, index segment, header): compress then encrypt.

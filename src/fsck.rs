@@ -187,7 +187,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         Ok(h) => h,
         // A manifest that cannot be opened, with no readable earlier generation kept to roll back
         // to, is rebuilt from the packs (`lost`), if this key may write.
-        Err(e) if session.keys.access.has(Perm::Write) && readable_before(session)?.is_none() => {
+        Err(e) if session.access.has(Perm::Write) && readable_before(session)?.is_none() => {
             let (gen, _) = session.repo.head().context("cannot read the repository's manifest")?;
             let stored = packs::list_ended(session, &pending)?;
             let base = crate::manifest::Manifest { gen, ..Default::default() };
@@ -346,7 +346,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
     let wanted = marks::wanted(&head.0, &index, &found, opts.verify_data);
     if wanted != head.0.damaged {
         let n = wanted.len();
-        if session.keys.access.has(Perm::Write) {
+        if session.access.has(Perm::Write) {
             marks::record(session, &head.0, cache, wanted)?;
             head = session.head()?;
             report.gen = head.0.gen;

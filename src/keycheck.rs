@@ -19,6 +19,7 @@
 
 use crate::access::{Verifiers, PERMS};
 use crate::crypto::Keys;
+use crate::keyfile::KeyFile;
 use anyhow::{bail, Result};
 use std::path::Path;
 
@@ -55,14 +56,15 @@ pub fn key_id(keys: &Keys) -> String {
 }
 
 /// The plain `config` object `keygen` writes for `keys` (docs/FORMAT.md).
-pub fn config_bytes(keys: &Keys, repo_id: &str) -> Vec<u8> {
+pub fn config_bytes(kf: &KeyFile, repo_id: &str) -> Vec<u8> {
+    let keys = &kf.keys;
     let check = keys.seal(&key_check_ad(repo_id), b"archiver");
     format!(
         "archiver-repository\nformat {FORMAT}\nid {repo_id}\nkey-check {}\ncheck-id-key {}\ncheck-chunk-seed {}\n{}",
         hex::encode(check),
         hex::encode(id_key_check(keys)),
         hex::encode(chunk_seed_check(keys)),
-        keys.access.verifiers().config_lines()
+        kf.access.verifiers().config_lines()
     )
     .into_bytes()
 }
@@ -153,7 +155,8 @@ pub fn parse(config: &[u8], repo: &str) -> Result<RepoConfig> {
 
 /// Checks every secret `keys` holds against `config` (of which `parsed` is the parse): one line
 /// naming the secrets that do not match, or `Ok`.
-pub fn check(keys: &Keys, parsed: &RepoConfig, config: &[u8], keyfile: &Path, repo: &str) -> Result<()> {
+pub fn check(kf: &KeyFile, parsed: &RepoConfig, config: &[u8], keyfile: &Path, repo: &str) -> Result<()> {
+    let keys = &kf.keys;
     let mut wrong: Vec<String> = Vec::new();
     if keys.open(&key_check_ad(&parsed.id), &parsed.key_check).is_err() {
         wrong.push("enc-key".into());
@@ -172,8 +175,8 @@ pub fn check(keys: &Keys, parsed: &RepoConfig, config: &[u8], keyfile: &Path, re
             rebuild_advice(repo)
         )
     })?;
-    let ours = keys.access.verifiers();
-    for p in PERMS.into_iter().filter(|&p| keys.access.has(p) && ours.get(p) != verifiers.get(p)) {
+    let ours = kf.access.verifiers();
+    for p in PERMS.into_iter().filter(|&p| kf.access.has(p) && ours.get(p) != verifiers.get(p)) {
         wrong.push(format!("access-{}", p.name()));
     }
     let Some(last) = wrong.pop() else { return Ok(()) };
@@ -192,26 +195,26 @@ pub fn check(keys: &Keys, parsed: &RepoConfig, config: &[u8], keyfile: &Path, re
 mod tests {
     use super::*;
 
-    fn checked(keys: &Keys, config: &[u8]) -> Result<()> {
+    fn checked(keys: &KeyFile, config: &[u8]) -> Result<()> {
         let parsed = parse(config, "R")?;
         check(keys, &parsed, config, Path::new("K"), "R")
     }
 
     #[test]
     fn every_secret_is_checked_and_malformed_lines_are_one_line_errors() {
-        let (k, _) = Keys::generate().unwrap();
+        let k = KeyFile::generate().unwrap();
         let config = config_bytes(&k, "00ff");
         checked(&k, &config).unwrap();
         let mut id = k.clone();
-        id.id[31] ^= 1;
+        id.keys.id[31] ^= 1;
         let err = checked(&id, &config).unwrap_err().to_string();
         assert!(err.contains("(its id-key does not match the repository's)"), "{err}");
         let mut seed = k.clone();
-        seed.chunk_seed ^= 1 << 40;
+        seed.keys.chunk_seed ^= 1 << 40;
         let err = checked(&seed, &config).unwrap_err().to_string();
         assert!(err.contains("(its chunk-seed does not match"), "{err}");
-        assert_ne!(key_id(&seed), key_id(&k));
-        let (other, _) = Keys::generate().unwrap();
+        assert_ne!(key_id(&seed.keys), key_id(&k.keys));
+        let other = KeyFile::generate().unwrap();
         let err = checked(&other, &config).unwrap_err().to_string();
         assert!(
             err.contains("its enc-key, id-key, access-read, access-write and access-delete do not"),
@@ -232,7 +235,7 @@ mod tests {
             let err = checked(&k, damaged.as_bytes()).unwrap_err().to_string();
             assert!(err.contains("damaged config file") && !err.contains('\n'), "{bad}: {err}");
         }
-        let twice = format!("{text}check-id-key {}\n", hex::encode(id_key_check(&k)));
+        let twice = format!("{text}check-id-key {}\n", hex::encode(id_key_check(&k.keys)));
         assert!(checked(&k, twice.as_bytes()).unwrap_err().to_string().contains("check-id-key"));
     }
 }

@@ -5,7 +5,7 @@
 //! one to three access keys (`access-read`, `access-write`, `access-delete`). The file is written
 //! with mode 0600 and never overwritten.
 
-use crate::access::{Perm, PERMS};
+use crate::access::{AccessKeys, Perm, PERMS};
 use crate::crypto::Keys;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -13,8 +13,24 @@ use std::path::Path;
 
 const MAGIC: &str = "archiver-keyfile 1";
 
+/// What a key file holds: the data keys (`crypto`), and the access keys that say what a server
+/// lets this client do (`access`). Kept apart so that sealing never depends on permissions.
+#[derive(Clone)]
+pub struct KeyFile {
+    pub keys: Keys,
+    pub access: AccessKeys,
+}
+
+impl KeyFile {
+    /// A new key file's secrets: data keys and all three access keys, from fresh random bytes.
+    pub fn generate() -> Result<KeyFile> {
+        let (keys, master) = Keys::generate()?;
+        Ok(KeyFile { keys, access: AccessKeys::derive(&master) })
+    }
+}
+
 /// `keygen`: writes a new key file at `path` (the `--keyfile`), creating its directory.
-pub fn write_new(path: &Path, keys: &Keys) -> Result<()> {
+pub fn write_new(path: &Path, keys: &KeyFile) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the key file's directory {}", dir.display()))?;
@@ -24,7 +40,8 @@ pub fn write_new(path: &Path, keys: &Keys) -> Result<()> {
 
 /// Writes a new key file at `path`, given as option `option`; never overwrites, never creates
 /// a directory.
-fn write_file(path: &Path, keys: &Keys, option: &str) -> Result<()> {
+fn write_file(path: &Path, kf: &KeyFile, option: &str) -> Result<()> {
+    let keys = &kf.keys;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(
         |e| match e.kind() {
@@ -42,13 +59,13 @@ fn write_file(path: &Path, keys: &Keys, option: &str) -> Result<()> {
     let mut text = format!(
         "# archiver key file (access: {}). Keep a copy somewhere safe: without it no backup can be read.\n\
          {MAGIC}\nenc-key {}\nid-key {}\nchunk-seed {:016x}\n",
-        keys.access.describe(),
+        kf.access.describe(),
         hex::encode(keys.enc),
         hex::encode(keys.id),
         keys.chunk_seed
     );
     for p in PERMS {
-        if let Some(seed) = keys.access.seed(p) {
+        if let Some(seed) = kf.access.seed(p) {
             text.push_str(&format!("access-{} {}\n", p.name(), hex::encode(seed)));
         }
     }
@@ -73,7 +90,7 @@ pub fn exposure(path: &Path) -> Option<String> {
     })
 }
 
-pub fn read(path: &Path) -> Result<Keys> {
+pub fn read(path: &Path) -> Result<KeyFile> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow::anyhow!(
             "key file {} not found: pass --keyfile (or ARCHIVER_KEYFILE), or run `archiver keygen` to create one",
@@ -85,13 +102,13 @@ pub fn read(path: &Path) -> Result<Keys> {
 }
 
 /// Parses a key file's text (`read` after reading it; the fuzz targets directly).
-pub fn parse(text: &str) -> Result<Keys> {
+pub fn parse(text: &str) -> Result<KeyFile> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
     if lines.next() != Some(MAGIC) {
         bail!("missing the `{MAGIC}` header");
     }
     let (mut enc, mut id, mut seed) = (None, None, None);
-    let mut access = crate::access::AccessKeys::default();
+    let mut access = AccessKeys::default();
     for line in lines {
         let (name, value) = line.split_once(' ').unwrap_or((line, ""));
         match name {
@@ -112,24 +129,22 @@ pub fn parse(text: &str) -> Result<Keys> {
     if PERMS.into_iter().all(|p| !access.has(p)) {
         bail!("it holds no access key (access-read, access-write or access-delete)");
     }
-    let mut keys = Keys::new(e, i, s);
-    keys.access = access;
-    Ok(keys)
+    Ok(KeyFile { keys: Keys::new(e, i, s), access })
 }
 
 /// `archiver keymgmt`: writes to `out` (the `--outkeyfile`, whose directory must exist) a key
 /// file holding the data keys and only the access keys in `perms`, each of which `keys` must hold.
-pub fn write_restricted(out: &Path, keys: &Keys, perms: &[Perm]) -> Result<()> {
+pub fn write_restricted(out: &Path, full: &KeyFile, perms: &[Perm]) -> Result<()> {
     if perms.is_empty() {
         bail!("choose the permissions the new key file gets: -r (read), -w (write), -d (delete)");
     }
-    let mut restricted = Keys::new(keys.enc, keys.id, keys.chunk_seed);
+    let mut restricted = KeyFile { keys: full.keys.clone(), access: AccessKeys::default() };
     for &p in perms {
-        let Some(seed) = keys.access.seed(p) else {
+        let Some(seed) = full.access.seed(p) else {
             bail!(
                 "the key file lacks the {} key, so it cannot grant it (it holds {})",
                 p.name(),
-                keys.access.describe()
+                full.access.describe()
             );
         };
         restricted.access.set(p, seed);
@@ -150,10 +165,10 @@ mod tests {
     fn round_trip_and_refuse_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
-        let (k, _) = Keys::generate().unwrap();
+        let k = KeyFile::generate().unwrap();
         write_new(&p, &k).unwrap();
         let back = read(&p).unwrap();
-        assert_eq!((back.enc, back.id, back.chunk_seed), (k.enc, k.id, k.chunk_seed));
+        assert_eq!((back.keys.enc, back.keys.id, back.keys.chunk_seed), (k.keys.enc, k.keys.id, k.keys.chunk_seed));
         assert_eq!(back.access.verifiers(), k.access.verifiers());
         let w = dir.path().join("w");
         write_restricted(&w, &k, &[Perm::Write]).unwrap();

@@ -10,15 +10,12 @@
 //! constants, and reading an archive allocates at most a fixed multiple of the distinct metadata
 //! it really references (docs/FORMAT.md, "Limits").
 
-use crate::chunker;
-/// What sealing adds to a block: nonce, tag and the compression flag (`crypto::SEAL_OVERHEAD`,
-/// which `crypto` checks equals this; kept here so that limits depend on nothing above them).
-pub const SEAL_OVERHEAD: usize = 24 + 16 + 1;
+/// What sealing adds to a block, the largest plaintext a block can have (the chunker's maximum:
+/// archive roots, file data and metadata blocks alike; `create` refuses to write a larger root),
+/// and the check of a block's claimed lengths: defined by `crypto`, which opens blocks.
+pub use crate::crypto::{block_lens, MAX_PLAIN, SEAL_OVERHEAD};
 use anyhow::{bail, Result};
 
-/// The largest plaintext a block can have: the chunker's maximum (archive roots, file data and
-/// metadata blocks alike; `create` refuses to write a larger root).
-pub const MAX_PLAIN: u32 = chunker::MAX as u32;
 /// The largest sealed block: its plaintext stored raw plus the nonce, codec byte and tag.
 pub const MAX_SEALED: u32 = MAX_PLAIN + SEAL_OVERHEAD as u32;
 /// Bytes of blocks one pack may hold (a pack is stored once it reaches 16 MiB, so archiver's
@@ -43,22 +40,6 @@ pub const STRUCT_FLOOR: usize = 16 << 20;
 /// The most a sealed structure of `sealed` bytes may decompress to, given its own hard `cap`.
 pub fn struct_plain_max(sealed: usize, cap: usize) -> usize {
     cap.min(sealed.saturating_mul(STRUCT_RATIO).max(STRUCT_FLOOR))
-}
-
-/// Checks a block's stored and plain lengths as an index segment, pack header or cache claims
-/// them: the plaintext at most `MAX_PLAIN`, the sealed form between `SEAL_OVERHEAD` and
-/// `SEAL_OVERHEAD` more than the plaintext (compression only ever shrinks it).
-pub fn block_lens(len: u64, plain_len: u64) -> Result<(u32, u32)> {
-    if plain_len > MAX_PLAIN as u64 {
-        bail!("a block claims {plain_len} bytes of plaintext, more than the {MAX_PLAIN} a block can hold");
-    }
-    if len < SEAL_OVERHEAD as u64 || len > plain_len + SEAL_OVERHEAD as u64 {
-        bail!(
-            "a block claims {len} stored bytes for {plain_len} bytes of plaintext (a sealed block has {SEAL_OVERHEAD} to {} bytes)",
-            plain_len + SEAL_OVERHEAD as u64
-        );
-    }
-    Ok((len as u32, plain_len as u32))
 }
 
 /// Checks where a block lies in its pack.

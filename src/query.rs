@@ -5,13 +5,13 @@ use crate::archive::{Node, NodeKind};
 use crate::manifest::ArchiveRef;
 use crate::progress::Progress;
 use crate::session::{config_bytes, random_id, Session, Settings};
-use crate::{crypto::Keys, keyfile, reader, repo};
+use crate::{keyfile, reader, repo};
 use anyhow::{bail, Result};
 
 /// Creates a key file and initialises an empty repository for it. Returns the repository id.
 pub fn keygen(settings: &Settings) -> Result<String> {
-    let (keys, _) = Keys::generate()?;
-    let r = repo::open(&settings.repo, &settings.connect(&keys))?;
+    let keys = crate::keyfile::KeyFile::generate()?;
+    let r = repo::open(&settings.repo, &settings.connect(&keys.access))?;
     if r.read_config()?.is_some() {
         bail!(
             "a repository already exists at {}: use the key file made for it, or choose another --repo",

@@ -25,6 +25,7 @@
 mod proof;
 
 use crate::access::PERMS;
+use crate::keyfile::KeyFile;
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, ErrorKind};
 use crate::crypto::Keys;
@@ -56,39 +57,39 @@ pub fn rebuild_config(settings: &Settings) -> Result<Vec<String>> {
             keycheck::rebuild_advice(repo)
         );
     }
-    let keys = crate::keyfile::read(&settings.keyfile)?;
-    if let Some(missing) = PERMS.into_iter().find(|&p| !keys.access.has(p)) {
+    let kf = crate::keyfile::read(&settings.keyfile)?;
+    if let Some(missing) = PERMS.into_iter().find(|&p| !kf.access.has(p)) {
         bail!(
             "key file {} holds {}, but rebuilding a config needs the full key file made by `archiver keygen`: the config holds a verifier for every access key, and the {} key is missing",
             settings.keyfile.display(),
-            keys.access.describe(),
+            kf.access.describe(),
             missing.name()
         );
     }
     let dir = Path::new(repo);
     let backend = LocalBackend::new(dir);
-    let old = current(&backend, &keys, settings)?;
+    let old = current(&backend, &kf, settings)?;
     if !keycheck::holds_repository_data(dir) {
         bail!(
             "{repo} holds no repository data (no packs, index or manifest folder): there is nothing to rebuild a config for; `archiver keygen` makes a new repository"
         );
     }
-    let r = crate::repo::open(repo, &settings.connect(&keys))?;
+    let r = crate::repo::open(repo, &settings.connect(&kf.access))?;
     let _lock = r.lock(&crate::process::owner("fsck --rebuild-config"))?;
     // Again under the lock: another rebuild may have finished meanwhile.
-    let old = match current(&backend, &keys, settings)? {
+    let old = match current(&backend, &kf, settings)? {
         again if again == old => again,
         _ => bail!(
             "the config of repository {repo} changed while this rebuild waited for the lock; run it again"
         ),
     };
     let old_text = old.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
-    let (id, id_note) = choose_id(&old_text, &keys, &settings.cachedir)?;
-    let key_id = keycheck::key_id(&keys);
-    let session =
-        Session { repo: r, keys: Arc::new(keys), repo_id: id.clone(), key_id, settings: settings.clone() };
+    let (id, id_note) = choose_id(&old_text, &kf.keys, &settings.cachedir)?;
+    let key_id = keycheck::key_id(&kf.keys);
+    let new = keycheck::config_bytes(&kf, &id);
+    let (keys, access) = (Arc::new(kf.keys), kf.access);
+    let session = Session { repo: r, keys, access, repo_id: id.clone(), key_id, settings: settings.clone() };
     let proof = proof::prove(&session, &backend)?;
-    let new = keycheck::config_bytes(&session.keys, &id);
     conflicts(&old_text, &String::from_utf8_lossy(&new), &proof, &settings.keyfile)?;
 
     let mut lines = vec![proof.describe(&settings.keyfile)];
@@ -110,7 +111,7 @@ pub fn rebuild_config(settings: &Settings) -> Result<Vec<String>> {
 }
 
 /// The stored config, if any; refuses when it is intact (parses and passes `check` with `keys`).
-fn current(backend: &LocalBackend, keys: &Keys, settings: &Settings) -> Result<Option<Vec<u8>>> {
+fn current(backend: &LocalBackend, keys: &KeyFile, settings: &Settings) -> Result<Option<Vec<u8>>> {
     let repo = settings.repo.as_str();
     let old = match backend.get(crate::layout::CONFIG) {
         Ok(c) => c,

@@ -3,7 +3,7 @@
 //! (one per repository and key id) in line with the repository's current generation (rebuilding
 //! it from index segments when it is missing, stale or foreign).
 
-use crate::access::Perm;
+use crate::access::{AccessKeys, Perm};
 use crate::cache::Cache;
 use crate::crypto::Keys;
 use crate::index::Segment;
@@ -33,15 +33,17 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// How to reach the repository with `keys`' access keys.
-    pub fn connect(&self, keys: &Keys) -> repo::Connect {
-        repo::Connect { access: keys.access.clone(), ca_cert: self.ca_cert.clone() }
+    /// How to reach the repository with the access keys `access`.
+    pub fn connect(&self, access: &AccessKeys) -> repo::Connect {
+        repo::Connect { access: access.clone(), ca_cert: self.ca_cert.clone() }
     }
 }
 
 pub struct Session {
     pub repo: Arc<dyn Repository>,
     pub keys: Arc<Keys>,
+    /// The key file's access keys: what this client may do (`require`, `can`).
+    pub access: AccessKeys,
     pub repo_id: String,
     /// Names the key file's id-key and chunk-seed (`keycheck::key_id`): the local cache is kept
     /// per repository and key id, so a full key and its restricted keys share one.
@@ -57,8 +59,8 @@ impl Session {
     /// key file holds against the repository's config (`keycheck`): nothing is read or written
     /// with a key file that does not belong.
     pub fn open(settings: &Settings) -> Result<Session> {
-        let keys = crate::keyfile::read(&settings.keyfile)?;
-        let repo = repo::open(&settings.repo, &settings.connect(&keys))?;
+        let kf = crate::keyfile::read(&settings.keyfile)?;
+        let repo = repo::open(&settings.repo, &settings.connect(&kf.access))?;
         let config = repo
             .read_config()
             .with_context(|| format!("cannot read repository {}", settings.repo))?
@@ -74,9 +76,10 @@ impl Session {
                 ),
             }
         })?;
-        keycheck::check(&keys, &parsed, &config, &settings.keyfile, &settings.repo)?;
-        let key_id = keycheck::key_id(&keys);
-        Ok(Session { repo, keys: Arc::new(keys), repo_id: parsed.id, key_id, settings: settings.clone() })
+        keycheck::check(&kf, &parsed, &config, &settings.keyfile, &settings.repo)?;
+        let key_id = keycheck::key_id(&kf.keys);
+        let (keys, access) = (Arc::new(kf.keys), kf.access);
+        Ok(Session { repo, keys, access, repo_id: parsed.id, key_id, settings: settings.clone() })
     }
 
     /// Opens (creating if needed) the local cache of this repository and key id, not synced.
@@ -86,14 +89,14 @@ impl Session {
 
     /// Refuses, in one line, a command this key file has no permission for (`needs` all held).
     pub fn require(&self, needs: &[Perm], what: &str) -> Result<()> {
-        if let Some(missing) = needs.iter().find(|p| !self.keys.access.has(**p)) {
+        if let Some(missing) = needs.iter().find(|p| !self.access.has(**p)) {
             let wanted: Vec<&str> = needs.iter().map(|p| p.name()).collect();
             bail!(
                 "key file {} cannot {what}: that needs the {} key{}, and it holds {} (the {} key is missing)",
                 self.settings.keyfile.display(),
                 wanted.join(" and "),
                 if needs.len() > 1 { "s" } else { "" },
-                self.keys.access.describe(),
+                self.access.describe(),
                 missing.name()
             );
         }
@@ -101,7 +104,7 @@ impl Session {
     }
 
     pub fn can(&self, p: Perm) -> bool {
-        self.keys.access.has(p)
+        self.access.has(p)
     }
 
     /// The committed manifest and a token naming this exact state (generation and content hash).

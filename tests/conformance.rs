@@ -15,7 +15,7 @@
 mod util;
 
 use archiver::backend::{ErrorKind, StoreResult};
-use archiver::crypto::Keys;
+use archiver::keyfile::KeyFile;
 use archiver::repo::{CommitRequest, Repository};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,20 +32,20 @@ struct Subject {
     env: Env,
     server: Option<Server>,
     /// The client's keys: over HTTP every request is signed with their access keys.
-    keys: Keys,
+    keys: KeyFile,
     /// The config every fresh repository gets (it names the access verifiers).
     config: Vec<u8>,
 }
 
 impl Subject {
     fn local() -> Subject {
-        let keys = Keys::generate().unwrap().0;
+        let keys = KeyFile::generate().unwrap();
         Subject { label: "local", env: Env::bare(), server: None, config: config_for(&keys, "c0ffee"), keys }
     }
 
     fn http() -> Subject {
         let env = Env::bare();
-        let keys = Keys::generate().unwrap().0;
+        let keys = KeyFile::generate().unwrap();
         let server = Some(Server::start(&env.path("store")));
         Subject { label: "http", server, env, config: config_for(&keys, "c0ffee"), keys }
     }
@@ -100,7 +100,7 @@ fn config_and_head(s: &Subject) {
     let r = s.open("blocks");
     assert_eq!(r.read_config().unwrap(), None, "{}: config of a missing repository", s.label);
     let one = s.config.as_slice();
-    let two = config_for(&Keys::generate().unwrap().0, "c0ffee");
+    let two = config_for(&KeyFile::generate().unwrap(), "c0ffee");
     r.init(one).unwrap();
     assert_eq!(r.read_config().unwrap().as_deref(), Some(one), "{}", s.label);
     r.init(one).unwrap_or_else(|e| panic!("{}: a retried init with the same bytes: {e}", s.label));

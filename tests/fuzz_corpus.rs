@@ -206,18 +206,19 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 
     // Text files: a key file as keygen writes it, the sample config, a repository config.
     let dir = tempfile::tempdir().unwrap();
-    archiver::keyfile::write_new(&dir.path().join("key"), &k).unwrap();
+    let kf = archiver::keyfile::KeyFile { keys: k.clone(), access: fz::access() };
+    archiver::keyfile::write_new(&dir.path().join("key"), &kf).unwrap();
     out.push(("text_files", std::fs::read(dir.path().join("key")).unwrap()));
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tarsnap.conf.sample");
     out.push(("text_files", std::fs::read(sample).unwrap()));
-    out.push(("text_files", archiver::session::config_bytes(&k, "0123456789abcdef")));
+    out.push(("text_files", archiver::session::config_bytes(&kf, "0123456789abcdef")));
 
     // A signed header with the server's clock at the signing time.
     let body = b"pack bytes";
-    let h = k.access.sign(&[fz::SIGNER], &fz::signed_request(body)).unwrap();
+    let h = kf.access.sign(&[fz::SIGNER], &fz::signed_request(body)).unwrap();
     let ms: u64 = h.split(' ').nth(1).unwrap().parse().unwrap();
     out.push(("signature", [&ms.to_le_bytes()[..], h.as_bytes(), b"\n", body].concat()));
-    let h = k.access.sign(&[Perm::Read], &fz::signed_request(b"")).unwrap();
+    let h = kf.access.sign(&[Perm::Read], &fz::signed_request(b"")).unwrap();
     out.push(("signature", [&ms.to_le_bytes()[..], h.as_bytes(), b"\n"].concat()));
 
     for r in [

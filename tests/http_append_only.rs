@@ -15,7 +15,7 @@
 
 mod util;
 
-use archiver::crypto::Keys;
+use archiver::keyfile::KeyFile;
 use archiver::manifest::{Checkpoint, Manifest};
 use archiver::repo::{CommitRequest, Repository};
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use util::*;
 struct World {
     server: Server,
     env: Env,
-    thief: Keys,
+    thief: KeyFile,
 }
 
 fn world() -> World {
@@ -199,13 +199,13 @@ fn a_planted_checkpoint_never_replaces_an_archive() {
     let r = w.thief();
     let lock = r.lock("thief").unwrap();
     let (gen, sealed) = r.head().unwrap();
-    let m = Manifest::open(&w.thief, gen, &sealed.unwrap()).unwrap();
+    let m = Manifest::open(&w.thief.keys, gen, &sealed.unwrap()).unwrap();
     let mut archive = m.find("other").unwrap().clone();
     archive.name = "important".into();
     let t = random_txn();
     r.begin(&t, b"intent").unwrap();
     let ck = Checkpoint { archive, indexes: Vec::new(), packs: Vec::new() };
-    r.checkpoint(&t, 0, &ck.seal(&w.thief, &t)).unwrap();
+    r.checkpoint(&t, 0, &ck.seal(&w.thief.keys, &t)).unwrap();
     drop(lock);
 
     w.env.ok(["recover"]).assert_stderr_contains("as \"important.part\"");
@@ -218,7 +218,7 @@ fn a_planted_checkpoint_never_replaces_an_archive() {
     r.begin(&t2, b"intent").unwrap();
     let mut again = ck.clone();
     again.archive.name = "important.part".into();
-    r.checkpoint(&t2, 0, &again.seal(&w.thief, &t2)).unwrap();
+    r.checkpoint(&t2, 0, &again.seal(&w.thief.keys, &t2)).unwrap();
     drop(lock);
     w.env.ok(["recover"]).assert_stderr_contains("as \"important.part.2\"");
     assert_eq!(w.env.list(), ["important", "important.part", "important.part.2", "other"]);

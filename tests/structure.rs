@@ -156,6 +156,16 @@ fn no_import_cycle_between_top_level_modules() {
     assert!(found.is_empty(), "import cycles between top-level modules: {found:?}");
 }
 
+/// The modules everything else builds on use no other module of the crate.
+#[test]
+fn leaves_use_nothing_of_the_crate() {
+    let graph = unit_graph(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    for leaf in ["codec", "crypto", "layout", "process", "progress", "units"] {
+        let deps = graph.get(leaf).unwrap_or_else(|| panic!("no module {leaf}"));
+        assert!(deps.is_empty(), "{leaf} should be a leaf but uses {deps:?}");
+    }
+}
+
 #[test]
 fn the_cycle_check_finds_cycles() {
     let g = |edges: &[(&str, &str)]| {

@@ -125,7 +125,7 @@ pub fn relist(
     if found.is_empty() && !always {
         return Ok(out);
     }
-    if !session.keys.access.has(crate::access::Perm::Write) {
+    if !session.access.has(crate::access::Perm::Write) {
         for f in &found {
             out.notes.push(format!(
                 "archive {} is stored (its root is in pack {}) but the manifest does not list it: run `archiver fsck` with a key that may write to list it again",

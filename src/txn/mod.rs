@@ -124,7 +124,7 @@ impl Txn {
             stats: TxnStats::default(),
             checkpoints: 0,
             done: false,
-            keep_history: !session.keys.access.has(crate::access::Perm::Delete),
+            keep_history: !session.access.has(crate::access::Perm::Delete),
         })
     }
 

@@ -6,7 +6,7 @@
 //! unless started with `start_with_args`, which passes exactly the arguments given.
 
 use super::*;
-use archiver::crypto::Keys;
+use archiver::keyfile::KeyFile;
 use archiver::repo::Repository;
 use std::io::{BufRead, BufReader};
 use std::sync::Mutex;
@@ -178,7 +178,7 @@ impl Server {
     }
 
     /// A library client of repository `name` on this server (a new client each call).
-    pub fn repo(&self, name: &str, keys: &Keys) -> Arc<dyn Repository> {
+    pub fn repo(&self, name: &str, keys: &KeyFile) -> Arc<dyn Repository> {
         open_repo(&self.url(name), keys)
     }
 
@@ -203,13 +203,13 @@ impl Drop for Server {
 
 /// A library client for an `http://HOST:PORT/NAME` repository URL (which may lead through a
 /// proxy), signing its requests with `keys`' access keys.
-pub fn open_repo(url: &str, keys: &Keys) -> Arc<dyn Repository> {
+pub fn open_repo(url: &str, keys: &KeyFile) -> Arc<dyn Repository> {
     let conn = archiver::repo::Connect { access: keys.access.clone(), ca_cert: None };
     archiver::repo::open(url, &conn).unwrap_or_else(|e| panic!("cannot open {url}: {e:#}"))
 }
 
 /// A repository config holding `keys`' verifiers (the server refuses one without them).
-pub fn config_for(keys: &Keys, id: &str) -> Vec<u8> {
+pub fn config_for(keys: &KeyFile, id: &str) -> Vec<u8> {
     archiver::session::config_bytes(keys, id)
 }
 
