@@ -7,7 +7,6 @@
 mod util;
 
 use std::time::{Duration, Instant};
-use util::crash::out_of;
 use util::server::{client_env, Server};
 use util::*;
 
