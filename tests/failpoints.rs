@@ -116,10 +116,15 @@ fn scan(text: &str, defines: bool) -> Vec<(String, usize)> {
 
 #[test]
 fn the_source_scan_reads_every_form_of_a_failpoint_call() {
-    let text =
-        "fn f() {\n    crate::failpoint::hit(\"a-b\");\n    // crate::failpoint::hit(\"commented\")\n    \
-                crate::failpoint::hit(\n        \"split\",\n    ); x.hit(1); cache_hit(2);\n}\n";
-    assert_eq!(scan(text, false), [("a-b".to_string(), 2), ("split".to_string(), 4)]);
+    let text = r#"
+fn f() {
+    crate::failpoint::hit("a-b");
+    // crate::failpoint::hit("commented")
+    crate::failpoint::hit(
+        "split",
+    ); x.hit(1); cache_hit(2);
+}"#;
+    assert_eq!(scan(text, false), [("a-b".to_string(), 3), ("split".to_string(), 5)]);
     assert_eq!(scan("pub fn hit(name: &str) {}", true), []);
     for bad in ["use crate::failpoint::hit;\nhit(\"x\");", "fp::hit(\"x\");", "failpoint::hit(NAME);"] {
         assert!(std::panic::catch_unwind(|| scan(bad, false)).is_err(), "the scan misses {bad:?}");

@@ -38,7 +38,9 @@ fn sigusr2_forces_a_checkpoint_that_survives_a_kill() {
     child.kill().unwrap();
     assert_eq!(wait_out(child).code, KILLED);
     assert_eq!(env.list(), ["base"], "readers see night.part only after recovery");
-    env.ok(["recover"]).assert_stderr_contains("committed the last checkpoint");
+    env.ok(["recover"])
+        .assert_stderr_contains("committed the last checkpoint")
+        .assert_stderr_contains("night.part");
     let e = Expect { committed: &committed, name: "night", src: "big", part: true, whole: false };
     check_invariant(&env, &e, "SIGUSR2, then SIGKILL");
 }

@@ -1,12 +1,13 @@
 //! Helpers for the crash, checkpoint and signal tests (`failpoints.rs`, `checkpoint*.rs`,
-//! `signals.rs`, the HTTP kill tests): running the binary with a failpoint armed or under signals, reading what a killed transaction left in the repository, and
-//! checking the state every crash followed by the next write command must leave ("invariant 3"):
-//! committed archives byte-identical; `NAME.part` present iff a checkpoint was recorded; `NAME`
-//! present iff its commit was decided; complete files of `NAME.part` identical and the cut one a
-//! prefix; no transaction records or partial uploads; and, once every archive is deleted (in a
-//! copy), no pack or index segment left, i.e. no stored byte that nothing references.
-//! Also the worlds those tests share: committed archives to protect, a tree a checkpointed run
-//! cuts in several places, and the next write command after a crash.
+//! `signals.rs`, the HTTP kill tests): running the binary with a failpoint armed or under
+//! signals, reading what a killed transaction left in the repository, and checking the state
+//! every crash followed by the next write command must leave ("invariant 3"): committed archives
+//! byte-identical; `NAME.part` present iff a checkpoint was recorded; `NAME` present iff its
+//! commit was decided; complete files of `NAME.part` identical and the cut one a prefix; no
+//! transaction records or partial uploads; and, once every archive is deleted (in a copy), no
+//! pack or index segment left, i.e. no stored byte that nothing references. Also the worlds those
+//! tests share: committed archives to protect, a tree a checkpointed run cuts in several places,
+//! a run long enough to signal, and the next write command after a crash.
 
 use super::*;
 use std::collections::{BTreeMap, BTreeSet};
