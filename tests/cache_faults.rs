@@ -13,7 +13,6 @@ mod util;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use util::crash::out_of;
 use util::*;
 
 /// A shared tree `t` plus unique trees `u1`..`u3`.

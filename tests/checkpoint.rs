@@ -1,195 +1,28 @@
-//! Crash safety of checkpoints, step by step: `create --checkpoint-bytes 4M night data` (~60 MiB,
-//! several checkpoints, some falling inside files) is killed at every failpoint of the checkpoint,
-//! commit and recovery protocols (`archiver::failpoint::POINTS`; checkpoint steps also at their
-//! second hit). The next write command (`recover`, another `create`, a `delete`; half the time
-//! without the local cache) must leave invariant 3 (see `util::crash`): committed archives exact,
-//! `night.part` iff a checkpoint record was written, `night` iff its commit was decided, complete
-//! files of `night.part` identical and the cut one a prefix, no records, no partial uploads, no
-//! orphaned bytes. Then the backup completes and `night.part` is gone. Also: recovery does the same
-//! with and without the cache; a second crash adds `night.part.2` without leaking the first one's
-//! space; a crash while the completed run removes `night.part` leaks nothing; a run without
-//! checkpoints is discarded whole; an archive the user named `night.part` is left alone.
+//! Checkpoints and `NAME.part`: what `create --checkpoint-bytes`, `--checkpoint-interval`,
+//! `checkpoint-bytes` in a config file and `--maxbw` make, and what recovery and the next runs do
+//! with it. Recovery gives the same archives with and without the local cache (and a re-run then
+//! stores the same); a second crash adds `night.part.2` beside `night.part` without leaking the
+//! first one's space; a crash while the completed run removes `night.part` leaks nothing; a
+//! re-run removes `NAME.part` unless `--keep-part`; `ls -v` marks only a file a checkpoint cut as
+//! `[partial]`, and extract warns that it was cut short (exit 3); a user cannot name an archive
+//! `NAME.part`. Every outcome is checked against invariant 3 (see `util::crash`). The crash at
+//! every step of the protocol is in `failpoints.rs`, random `kill -9` in `checkpoint_kill.rs`,
+//! signals in `signals.rs`.
 //!
-//! Needs the binary built with `--features failpoints` (the test command does that).
+//! Tests that stop the binary at a failpoint need `--features failpoints` (the test command does
+//! that).
 
 mod util;
 
-use archiver::failpoint::POINTS;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 use util::crash::*;
 use util::*;
 
-const CREATE: &[&str] = &["create", "--checkpoint-bytes", "4M", "night", "data"];
-
-/// ~60 MiB to back up, walked in this order: 150 small files (~22 MiB; a checkpoint check after
-/// each, and small blocks keep the pipeline short, so checkpoints come every few MiB), a 36 MiB
-/// file (checked between its ~16 MiB batches: cut inside), a 2 MiB file, an empty file and a
-/// symlink; every entry with its own nanosecond mtime.
-fn data_tree(dir: &std::path::Path) {
-    small_tree(&dir.join("a-small"), 10, 150, 300_000);
-    write_data(&dir.join("big.bin"), 11, 36 * MIB);
-    write_data(&dir.join("mid/one.bin"), 12, 2 * MIB);
-    write(&dir.join("mid/empty"), b"");
-    symlink("../big.bin", &dir.join("mid/link"));
-    stamp_mtimes(dir, 15);
-}
-
-/// The template every case forks: source trees, and two committed archives (`base` of `small`,
-/// `older` of `small2`) so one can be deleted while the other is checked.
-fn world() -> (Env, BTreeMap<String, String>) {
-    let env = Env::new();
-    small_tree(&env.path("small"), 1, 10, 100_000);
-    small_tree(&env.path("small2"), 2, 8, 100_000);
-    small_tree(&env.path("small3"), 3, 8, 100_000);
-    data_tree(&env.path("data"));
-    env.create("base", &["small"]);
-    env.create("older", &["small2"]);
-    let committed = [("base", "small"), ("older", "small2")].map(|(a, b)| (a.to_string(), b.to_string()));
-    (env, committed.into_iter().collect())
-}
-
-/// What recovery must make of a crash at `point` (its `k`-th hit): (night.part, night).
-fn expected(point: &str, k: u32) -> (bool, bool) {
-    match point {
-        "txn-begun" | "pack-stored" => (false, false),
-        // The k-th checkpoint dies before its record: the (k-1)-th one decides.
-        "checkpoint-flushed" | "checkpoint-indexed" | "checkpoint-part-stored" => (k >= 2, false),
-        "checkpoint-recorded" | "checkpoint-cache-committed" => (true, false),
-        // The run checkpointed before it reached its commit.
-        "commit-flushed" | "commit-indexed" => (true, false),
-        "commit-decided" | "commit-manifest-written" | "commit-cleaned" | "commit-done" => (false, true),
-        "recover-promoting" => (true, false),
-        other => panic!("failpoint {other} is new: add what a crash there must leave"),
-    }
-}
-
-/// The next write command, chosen by `i`: it recovers first, then does its own work.
-fn next_command(env: &Env, i: usize, committed: &mut BTreeMap<String, String>, when: &str) -> Out {
-    let out = match i % 3 {
-        0 => env.ok(["recover"]),
-        1 => {
-            committed.insert("other".into(), "small3".into());
-            env.ok(["create", "other", "small3"])
-        }
-        _ => {
-            committed.remove("base");
-            env.ok(["delete", "base"])
-        }
-    };
-    assert!(!out.stderr.contains("warning"), "{when}: {}", out.stderr);
-    out
-}
-
-/// Readers (no lock, no recovery) before the next write: committed archives, plus `night` once
-/// its manifest is written; never `night.part`, which only recovery commits.
-fn assert_readers_see_last_commit(env: &Env, committed: &BTreeMap<String, String>, night: bool, when: &str) {
-    let mut want: Vec<String> = committed.keys().cloned().collect();
-    if night {
-        want.push("night".into());
-        want.sort();
-    }
-    assert_eq!(env.list(), want, "{when}: readers before recovery");
-}
-
-fn run_case(world: &Env, base: &BTreeMap<String, String>, i: usize, point: &str, k: u32) {
-    let when = format!("crash at {point}:{k} (case {i})");
-    let (part, whole) = expected(point, k);
-    let env = world.fork_fresh("case");
-    let mut committed = base.clone();
-    let out = env.run_at(&format!("{point}:{k}"), CREATE);
-    assert_eq!(out.code, KILLED, "{when}: the failpoint was not reached: {}", out.stderr);
-
-    // The repository's records say what was decided, before anyone recovers.
-    let recs = env.txn_records();
-    assert!(recs.len() <= 1, "{when}: more than one pending transaction: {recs:?}");
-    assert_eq!(decided(&env, "night"), (part, whole), "{when}: records say otherwise: {recs:?}");
-    let visible = whole && point != "commit-decided";
-    assert_readers_see_last_commit(&env, &committed, visible, &when);
-
-    if i % 2 == 1 {
-        env.drop_cache();
-    }
-    let next = next_command(&env, i, &mut committed, &when);
-    if part {
-        next.assert_stderr_contains("committed the last checkpoint");
-    }
-    let e = Expect { committed: &committed, name: "night", src: "data", part, whole };
-    let got = check_invariant(&env, &e, &when);
-    eprintln!("{when}: night.part {got:?}");
-
-    // The interrupted backup can be completed; it replaces night.part.
-    if !whole {
-        env.create("night", &["data"]);
-        let e = Expect { part: false, whole: true, ..e };
-        check_invariant(&env, &e, &format!("{when}, then completed"));
-    }
-    env.remove_fork();
-}
-
-#[test]
-#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
-fn a_crash_at_every_protocol_step_then_the_next_command_leaves_invariant_3() {
-    let (world, committed) = world();
-    // The run must checkpoint at least twice, or the 2nd hits below test nothing.
-    let probe = world.fork_fresh("probe");
-    let mut args = CREATE.to_vec();
-    args.insert(1, "-v");
-    let n = probe.ok(&args).stderr.matches("checkpoint stored").count();
-    eprintln!("an uninterrupted run makes {n} checkpoints");
-    assert!(n >= 2, "an uninterrupted run made only {n} checkpoints");
-    probe.remove_fork();
-
-    let mut cases = Vec::new();
-    for &point in POINTS.iter().filter(|p| **p != "recover-promoting") {
-        let hits: &[u32] = if point.starts_with("checkpoint-") { &[1, 2] } else { &[1] };
-        for &k in hits {
-            cases.push((cases.len(), point, k));
-        }
-    }
-    assert_eq!(cases.len(), POINTS.len() - 1 + 5);
-    // Two at a time: the cases are independent forks and take no timing.
-    std::thread::scope(|s| {
-        for lane in 0..2 {
-            let (world, committed, cases) = (&world, &committed, &cases);
-            s.spawn(move || {
-                for &(i, point, k) in cases.iter().filter(|c| c.0 % 2 == lane) {
-                    run_case(world, committed, i, point, k);
-                }
-            });
-        }
-    });
-}
-
-#[test]
-#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
-fn a_crash_while_recovery_promotes_the_checkpoint_is_recovered_by_the_next_command() {
-    let (world, base) = world();
-    for (i, next) in ["recover", "delete"].into_iter().enumerate() {
-        let when = format!("crash in recovery, then {next}");
-        let env = world.fork_fresh("promote");
-        assert_eq!(env.run_at("checkpoint-cache-committed:2", CREATE).code, KILLED, "{when}: create");
-        let out = env.run_at("recover-promoting", &["recover"]);
-        assert_eq!(out.code, KILLED, "{when}: recovery was not killed: {}", out.stderr);
-        let recs = env.txn_records();
-        assert!(recs.values().any(|r| r.contains("checkpoint")), "{when}: checkpoint record lost: {recs:?}");
-        assert_readers_see_last_commit(&env, &base, false, &when);
-        if i == 1 {
-            env.drop_cache();
-        }
-        let mut committed = base.clone();
-        next_command(&env, i * 2, &mut committed, &when)
-            .assert_stderr_contains("committed the last checkpoint");
-        let e = Expect { committed: &committed, name: "night", src: "data", part: true, whole: false };
-        check_invariant(&env, &e, &when);
-        // A second `recover` finds nothing left to do.
-        env.ok(["recover"]).assert_stderr_contains("nothing to recover");
-        env.remove_fork();
-    }
-}
-
 /// Runs the same next command on two identical copies, one without its cache: the archives, their
-/// listings and their restored trees are identical, and both satisfy invariant 3.
+/// listings and their restored trees are identical, both satisfy invariant 3, and completing the
+/// backup then stores as much in both.
 fn compare_with_and_without_cache(env: &Env, i: usize, base: &BTreeMap<String, String>, when: &str) {
     let (part, whole) = decided(env, "night");
     let (kept, dropped) = (env.fork_fresh("kept"), env.fork_fresh("dropped"));
@@ -210,8 +43,8 @@ fn compare_with_and_without_cache(env: &Env, i: usize, base: &BTreeMap<String, S
             // except the mtime of a file cut short, which is the time of its restore.
             let cut = kept.partial_files(name);
             let (mut sa, mut sb) = (snapshot_but_cut_mtimes(&a, &cut), snapshot_but_cut_mtimes(&b, &cut));
-            sa.remove(std::path::Path::new(""));
-            sb.remove(std::path::Path::new(""));
+            sa.remove(Path::new(""));
+            sb.remove(Path::new(""));
             if sa != sb {
                 assert_same_tree(&a, &b);
             }
@@ -229,8 +62,13 @@ fn compare_with_and_without_cache(env: &Env, i: usize, base: &BTreeMap<String, S
         check_invariant(&kept, &e, &format!("{when}, {round}, cache kept"));
         check_invariant(&dropped, &e, &format!("{when}, {round}, cache deleted"));
         if !done && !whole {
-            kept.create("night", &["data"]);
-            dropped.create("night", &["data"]);
+            // The re-runs store the same: a lost cache costs reading files again, not storing them.
+            let added = [&kept, &dropped].map(|e| {
+                let before = e.repo_size() as i64;
+                e.create("night", &["data"]);
+                e.repo_size() as i64 - before
+            });
+            assert!(added[0].abs_diff(added[1]) < 64 * 1024, "{when}: re-runs added {added:?} bytes");
         }
     }
     kept.remove_fork();
@@ -240,21 +78,20 @@ fn compare_with_and_without_cache(env: &Env, i: usize, base: &BTreeMap<String, S
 #[test]
 #[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
 fn recovery_gives_the_same_archives_with_or_without_the_cache() {
-    let (world, base) = world();
+    let (world, base) = committed_world(checkpointed_tree);
     // After a checkpoint whose cache commit went through (the cache knows blocks of the dead
     // transaction), and before a commit (the cache knows only older checkpoints' blocks).
     let points = ["checkpoint-cache-committed:2", "commit-indexed"];
     for (i, point) in points.into_iter().enumerate() {
         let env = world.fork_fresh("cache");
-        assert_eq!(env.run_at(point, CREATE).code, KILLED, "{point}: not reached");
+        assert_eq!(env.run_at(point, CREATE_4M).code, KILLED, "{point}: not reached");
         compare_with_and_without_cache(&env, i, &base, &format!("crash at {point}"));
         env.remove_fork();
     }
     // A real kill -9, as soon as a checkpoint record exists.
     let env = world.fork_fresh("cache-kill");
     let mut child = env.spawn_piped(&["create", "--checkpoint-bytes", "2M", "night", "data"]);
-    let ckpt = || env.txn_records().values().any(|r| r.contains("checkpoint"));
-    wait_until(&mut child, Duration::from_secs(60), "a checkpoint record", ckpt);
+    wait_until(&mut child, LIMIT, "a checkpoint record", || env.has_checkpoint_record());
     child.kill().unwrap();
     let out = wait_out(child);
     assert_eq!(out.code, KILLED, "create was not killed");
@@ -274,14 +111,14 @@ fn recovery_gives_the_same_archives_with_or_without_the_cache() {
 #[test]
 #[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
 fn a_second_crash_keeps_both_checkpoints_and_the_completed_run_removes_them() {
-    let (world, mut committed) = world();
+    let (world, mut committed) = committed_world(checkpointed_tree);
     let env = world.fork_fresh("twice");
-    assert_eq!(env.run_at("checkpoint-cache-committed:1", CREATE).code, KILLED);
+    assert_eq!(env.run_at("checkpoint-cache-committed:1", CREATE_4M).code, KILLED);
     env.ok(["recover"]).assert_stderr_contains("committed the last checkpoint");
     let e = Expect { committed: &committed, name: "night", src: "data", part: true, whole: false };
     let first = check_invariant(&env, &e, "first crash").expect("night.part");
     // The re-run dedups against night.part, checkpoints further, and dies before its commit.
-    assert_eq!(env.run_at("commit-indexed", CREATE).code, KILLED);
+    assert_eq!(env.run_at("commit-indexed", CREATE_4M).code, KILLED);
     let both = |env: &Env, committed: &BTreeMap<String, String>, when: &str| {
         let mut want: Vec<String> = committed.keys().cloned().collect();
         want.extend(["night.part".to_string(), "night.part.2".to_string()]);
@@ -306,7 +143,7 @@ fn a_second_crash_keeps_both_checkpoints_and_the_completed_run_removes_them() {
         .assert_stderr_contains("committed the last checkpoint");
     both(&env, &committed, "second crash");
     // The completed run removes both checkpoints (a delete key: this key file holds it).
-    env.ok(CREATE);
+    env.ok(CREATE_4M);
     committed.insert("night".into(), "data".into());
     let e = Expect { committed: &committed, name: "night", src: "data", part: false, whole: false };
     check_invariant(&env, &e, "after the completed run");
@@ -314,24 +151,10 @@ fn a_second_crash_keeps_both_checkpoints_and_the_completed_run_removes_them() {
 
 #[test]
 #[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
-fn without_checkpoints_a_crash_before_the_commit_discards_the_whole_run() {
-    let (world, committed) = world();
-    for point in ["commit-indexed", "pack-stored:2"] {
-        let env = world.fork_fresh("nockpt");
-        assert_eq!(env.run_at(point, &["create", "night", "data"]).code, KILLED, "{point}: not reached");
-        env.ok(["recover"]).assert_stderr_contains("discarded");
-        let e = Expect { committed: &committed, name: "night", src: "data", part: false, whole: false };
-        check_invariant(&env, &e, &format!("no checkpoints, crash at {point}"));
-        env.remove_fork();
-    }
-}
-
-#[test]
-#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
 fn a_crash_while_the_completed_run_removes_night_part_keeps_night_and_leaks_nothing() {
-    let (world, committed) = world();
+    let (world, committed) = committed_world(checkpointed_tree);
     let parted = world.fork_fresh("parted");
-    assert_eq!(parted.run_at("checkpoint-cache-committed:2", CREATE).code, KILLED);
+    assert_eq!(parted.run_at("checkpoint-cache-committed:2", CREATE_4M).code, KILLED);
     parted.ok(["recover"]);
     // The re-run commits night (the 1st transaction), then deletes night.part in a 2nd one: crash
     // in that 2nd one. night.part stays iff the deletion's commit was not decided.
@@ -358,9 +181,103 @@ fn a_crash_while_the_completed_run_removes_night_part_keeps_night_and_leaks_noth
 /// for a crash and recovery to endanger (the test of that half could never run, and is gone).
 #[test]
 fn a_user_cannot_name_an_archive_as_a_checkpoint_is_named() {
-    let (world, _) = world();
+    let (world, _) = committed_world(|_| ());
     let env = world.fork_fresh("named");
     env.run(["create", "night.part", "small3"]).assert_one_line_error(1).assert_stderr_contains(".part");
     assert_eq!(env.list(), ["base", "older"]);
     env.remove_fork();
+}
+
+#[test]
+fn maxbw_stops_as_night_part_and_a_rerun_replaces_it_unless_keep_part() {
+    let (env, committed) = big_world();
+    let before = env.repo_size();
+    let out = env.run(["create", "--maxbw", "8M", "night", "big"]);
+    out.assert_no_panic();
+    assert_eq!(out.code, 2, "--maxbw: stored but incomplete is exit code 2:\n{}", out.stderr);
+    out.assert_stderr_contains("--maxbw").assert_stderr_contains("night.part");
+    let added = env.repo_size() - before;
+    eprintln!("--maxbw 8M stored {added} bytes");
+    assert!(added <= 8 * MIB + 16 * MIB + MIB, "--maxbw 8M stored {added} bytes");
+    assert!(env.txn_records().is_empty(), "records left: {:?}", env.txn_records());
+    let e = Expect { committed: &committed, name: "night", src: "big", part: true, whole: false };
+    let part = check_invariant(&env, &e, "after --maxbw").expect("night.part");
+    let (file, len) = part.cut.clone().expect("--maxbw 8M stops inside the first 64 MiB file");
+    assert!(len < src_len(&env, &file), "{file}: {len} bytes is all of it");
+    let ls = env.ok(["ls", "-v", "night.part"]).lines();
+    let line = ls.iter().find(|l| l.ends_with(&format!(" {file} [partial]")));
+    assert!(line.is_some(), "`ls -v night.part` does not mark {file} partial:\n{}", ls.join("\n"));
+    env.extract_part("night.part"); // exit 3, with a warning naming the cut file
+
+    // Re-running with --keep-part keeps night.part (still restorable); without, it is removed
+    // and the space only it used is reclaimed (checked: nothing orphaned).
+    let keep = env.fork_fresh("keep");
+    keep.ok(["create", "--keep-part", "night", "big"]);
+    let e = Expect { committed: &committed, name: "night", src: "big", part: true, whole: true };
+    assert_eq!(check_invariant(&keep, &e, "--keep-part").as_ref(), Some(&part), "night.part changed");
+    env.ok(["create", "night", "big"]);
+    let e = Expect { committed: &committed, name: "night", src: "big", part: false, whole: true };
+    check_invariant(&env, &e, "re-run without --keep-part");
+}
+
+#[test]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+fn checkpoint_bytes_in_a_config_file_makes_checkpoints() {
+    let env = Env::new();
+    small_tree(&env.path("small"), 1, 10, 100_000);
+    env.create("base", &["small"]);
+    small_tree(&env.path("data/a"), 41, 100, 300_000);
+    write_data(&env.path("data/b.bin"), 42, 16 * MIB);
+    let conf = env.path("archiver.conf");
+    write(&conf, b"# checkpoints every 4 MiB\ncheckpoint-bytes 4M\n");
+    let create = ["--config", conf.to_str().unwrap(), "create", "night", "data"];
+    // Without checkpoints from the config file this failpoint is never reached (twice, unless
+    // the run checkpoints as often as it says) and the create would succeed.
+    let out = env.run_at("checkpoint-cache-committed:2", &create);
+    assert_eq!(out.code, KILLED, "no checkpoint was made: {}", out.stderr);
+    assert_eq!(decided(&env, "night"), (true, false));
+    env.ok(["recover"]).assert_stderr_contains("committed the last checkpoint");
+    let committed = [("base".to_string(), "small".to_string())].into();
+    let e = Expect { committed: &committed, name: "night", src: "data", part: true, whole: false };
+    check_invariant(&env, &e, "checkpoint-bytes from the config file");
+}
+
+#[test]
+fn checkpoint_interval_makes_a_checkpoint_once_the_time_has_passed() {
+    let (env, _) = big_world();
+    let mut child = start_create(&env, &["--checkpoint-interval", "1"]);
+    // Stopped for longer than the interval, the run checkpoints at its next check.
+    signal(&child, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(1200));
+    signal(&child, libc::SIGCONT);
+    wait_until(&mut child, LIMIT, "a checkpoint record after the interval", || env.has_checkpoint_record());
+    child.kill().unwrap();
+    assert_eq!(wait_out(child).code, KILLED);
+    env.ok(["delete", "base"]).assert_stderr_contains("committed the last checkpoint");
+    let e = Expect { committed: &BTreeMap::new(), name: "night", src: "big", part: true, whole: false };
+    check_invariant(&env, &e, "--checkpoint-interval 1, then SIGKILL");
+}
+
+/// A checkpoint right after the last block of a file has the whole file: it must not be marked
+/// `[partial]` (nor make extract say it was cut short).
+#[test]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+fn a_file_a_checkpoint_did_not_cut_is_not_marked_partial() {
+    let env = Env::new();
+    // Each file is a single block (below the chunker's minimum), so every checkpoint is due right
+    // after some file's only block has been stored.
+    for i in 0..40 {
+        write_data(&env.path(format!("few/f{i:02}.bin")), 50 + i, 100_000 + 2_500 * i);
+    }
+    let create = ["create", "--checkpoint-bytes", "1M", "night", "few"];
+    assert_eq!(env.run_at("checkpoint-cache-committed:2", &create).code, KILLED);
+    env.ok(["recover"]).assert_stderr_contains("committed the last checkpoint");
+    let part = check_part(&env, "night.part", "few", "checkpoint between files");
+    if let Some((file, len)) = part.cut {
+        assert!(
+            len < src_len(&env, &file),
+            "{file} is marked [partial] in night.part (and extract says it was cut short), but \
+             night.part holds all {len} bytes of it"
+        );
+    }
 }

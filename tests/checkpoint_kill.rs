@@ -9,7 +9,6 @@
 
 mod util;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use util::crash::*;
 use util::*;
@@ -46,15 +45,7 @@ struct Tally {
 
 fn kill_runs(runs: u64, seed: u64) -> Tally {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let master = Env::new();
-    small_tree(&master.path("small"), 1, 10, 100_000);
-    small_tree(&master.path("small2"), 2, 8, 100_000);
-    small_tree(&master.path("small3"), 3, 8, 100_000);
-    data_tree(&master.path("data"));
-    master.create("base", &["small"]);
-    master.create("older", &["small2"]);
-    let base: BTreeMap<String, String> =
-        [("base", "small"), ("older", "small2")].map(|(a, b)| (a.to_string(), b.to_string())).into();
+    let (master, base) = committed_world(data_tree);
 
     // One uninterrupted run, with the same key and the same base, in a copy: its duration is the
     // window the kills are spread over; what it stores is what a full backup costs. Twice (the
@@ -109,17 +100,7 @@ fn kill_runs(runs: u64, seed: u64) -> Tally {
             env.drop_cache();
         }
         let mut committed = base.clone();
-        let next = match i % 3 {
-            0 => env.ok(["recover"]),
-            1 => {
-                committed.insert("other".into(), "small3".into());
-                env.ok(["create", "other", "small3"])
-            }
-            _ => {
-                committed.remove("base");
-                env.ok(["delete", "base"])
-            }
-        };
+        let next = next_command(&env, i as usize, &mut committed, &when);
         if part {
             next.assert_stderr_contains("committed the last checkpoint");
         }
@@ -136,8 +117,7 @@ fn kill_runs(runs: u64, seed: u64) -> Tally {
         let left = match (&got, &txn) {
             (Some(p), Some(t)) => {
                 tally.part += 1;
-                let src_len = |path: &str| std::fs::metadata(env.path(path)).unwrap().len();
-                tally.cut_inside += u64::from(p.cut.as_ref().is_some_and(|(f, n)| *n < src_len(f)));
+                tally.cut_inside += u64::from(p.cut.as_ref().is_some_and(|(f, n)| *n < src_len(&env, f)));
                 env.txn_bytes(t)
             }
             _ => {

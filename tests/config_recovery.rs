@@ -46,7 +46,7 @@ fn id_line(config: &[u8]) -> String {
 }
 
 fn with_key(env: &Env, key: &Path, args: &[&str]) -> Out {
-    util::crash::out_of(env.command(args).env("ARCHIVER_KEYFILE", key).output().unwrap())
+    util::out_of(env.command(args).env("ARCHIVER_KEYFILE", key).output().unwrap())
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+use util::crash::assert_no_leftovers;
 use util::*;
 
 const KILLS: u64 = 10;
@@ -42,11 +43,8 @@ fn time_full_create(env: &Env) -> Duration {
 /// Checks what recovery must leave: no transaction records, no temporary files, exactly the
 /// pack folders of committed transactions, no index segment of the killed transaction.
 fn assert_clean(env: &Env, committed: &BTreeSet<String>, killed: &BTreeSet<String>, when: &str) {
+    assert_no_leftovers(env, when);
     let files = env.repo_files();
-    let txn: Vec<&String> = files.keys().filter(|k| k.starts_with("txn/")).collect();
-    assert!(txn.is_empty(), "{when}: transaction records left: {txn:?}");
-    let tmp: Vec<&String> = files.keys().filter(|k| k.starts_with("tmp/")).collect();
-    assert!(tmp.is_empty(), "{when}: temporary files left: {tmp:?}");
     assert_eq!(
         &env.pack_folders(),
         committed,

@@ -32,12 +32,7 @@ fn run_extract(env: &Env, mode: Option<&str>, args: &[&str]) -> Out {
     if let Some(v) = mode {
         c.env("ARCHIVER_EXTRACT_NO_OPENAT2", v);
     }
-    let out = c.output().expect("run archiver");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    out_of(c.output().expect("run archiver"))
 }
 
 fn node(path: &[u8], kind: NodeKind, mode: u32, uid: u32) -> Node {

@@ -1,275 +1,273 @@
-//! Checkpoint crash safety, proven two ways (issue: create --checkpoint-bytes). First, a crash at
-//! every step of the checkpoint and commit protocols (`archiver::failpoint::POINTS`, binary built
-//! with `--features failpoints`), then the next command. Second, real `kill -9` of
-//! `create --checkpoint-bytes` at pseudo-random moments, half the time also deleting the cache.
-//! After each: committed archives byte-exact; `night.part` present iff a checkpoint was recorded;
-//! nothing named `night` unless its commit was decided; complete files in `night.part` identical
-//! and cut ones a prefix; no transaction records or partial uploads; and once every archive is
-//! deleted, no pack or index segment left (nothing was orphaned). Then the re-run completes.
+//! Every failpoint of the transaction protocol, with what a crash there must leave. `TABLE` names
+//! each failpoint once, in protocol order, with its expected outcome; a test reads every
+//! `crate::failpoint::hit("NAME")` in `src/` (all of it, recursively) and fails when a failpoint
+//! is added, renamed or removed there without its row here, or without its place in
+//! `archiver::failpoint::POINTS`.
+//!
+//! The crash tests run `create --checkpoint-bytes 4M night data` (~60 MiB, several checkpoints,
+//! some falling inside files) killed at every failpoint (checkpoint steps also at their second
+//! hit), then the next write command (`recover`, another `create`, a `delete`; half the time
+//! without the local cache), which must leave invariant 3 (see `util::crash`): committed archives
+//! exact, `night.part` iff a checkpoint record was written, `night` iff its commit was decided,
+//! complete files of `night.part` identical and the cut one a prefix, no records, no partial
+//! uploads, no orphaned bytes. Then the backup completes and `night.part` is gone. Also: a crash
+//! while recovery promotes a checkpoint, and a run without checkpoints, discarded whole.
+//!
+//! The crash tests need the binary built with `--features failpoints` (the test command does that).
 
 mod util;
 
 use archiver::failpoint::POINTS;
-use std::fs;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::Instant;
+use util::crash::*;
 use util::*;
 
-/// Six 6 MiB files of incompressible data: with 1 MiB checkpoints (checked after every chunk and
-/// every file), dozens of checkpoints per run, at deterministic places.
-fn night_tree(env: &Env) {
-    for i in 0..6 {
-        write_data(&env.path(format!("d/f{i}.bin")), 7000 + i, 6 * MIB);
-    }
+/// What recovery must make of a crash at one failpoint.
+struct Row {
+    point: &'static str,
+    /// The hits the every-step test kills at (empty: the failpoint has a test of its own).
+    hits: &'static [u32],
+    /// Whether `night.part` results from a crash at the 1st hit, and at the 2nd.
+    part: [bool; 2],
+    /// Whether `night` results (its commit was decided).
+    whole: bool,
+    /// Whether readers see `night` before any recovery (its manifest is written).
+    listed: bool,
 }
 
-/// A committed archive that must survive everything.
-fn base(env: &Env) {
-    small_tree(&env.path("base"), 77, 12, 200_000);
-    env.create("base", &["base"]);
+const fn row(point: &'static str, hits: &'static [u32], part: [bool; 2], whole: bool, listed: bool) -> Row {
+    Row { point, hits, part, whole, listed }
 }
 
-fn names(env: &Env) -> Vec<String> {
-    env.list()
-}
+const ONCE: &[u32] = &[1];
+const TWICE: &[u32] = &[1, 2];
 
-/// Invariant 3 and the content checks; `part`/`name`: whether night.part / night must exist
-/// (None: either is allowed, for real kills whose timing is unknown).
-fn check(env: &Env, part: Option<bool>, name: Option<bool>, when: &str) {
-    let files = env.repo_files();
-    assert!(!files.keys().any(|k| k.starts_with("txn/")), "{when}: transaction records left: {files:?}");
-    assert!(!files.keys().any(|k| k.starts_with("tmp/")), "{when}: partial uploads left");
-    let list = names(env);
-    assert!(list.contains(&"base".to_string()), "{when}: base is gone: {list:?}");
-    let has_part = list.contains(&"night.part".to_string());
-    let has_name = list.contains(&"night".to_string());
-    if let Some(p) = part {
-        assert_eq!(has_part, p, "{when}: night.part present? {list:?}");
-    }
-    if let Some(n) = name {
-        assert_eq!(has_name, n, "{when}: night present? {list:?}");
-    }
-    assert_same_tree(&env.path("base"), &env.extract("base", &[]).join("base"));
-    if has_name {
-        assert_same_tree(&env.path("d"), &env.extract("night", &[]).join("d"));
-    }
-    if has_part {
-        check_part(env, when);
-    }
-}
+/// Every failpoint, in protocol order.
+const TABLE: &[Row] = &[
+    row("txn-begun", ONCE, [false, false], false, false),
+    row("pack-stored", ONCE, [false, false], false, false),
+    // The k-th checkpoint dies before its record: the (k-1)-th one decides.
+    row("checkpoint-flushed", TWICE, [false, true], false, false),
+    row("checkpoint-indexed", TWICE, [false, true], false, false),
+    row("checkpoint-part-stored", TWICE, [false, true], false, false),
+    row("checkpoint-recorded", TWICE, [true, true], false, false),
+    row("checkpoint-cache-committed", TWICE, [true, true], false, false),
+    // The run checkpointed before it reached its commit.
+    row("commit-flushed", ONCE, [true, true], false, false),
+    row("commit-indexed", ONCE, [true, true], false, false),
+    // Decided once the commit record is stored; readers see night once its manifest is written.
+    row("commit-decided", ONCE, [false, false], true, false),
+    row("commit-manifest-written", ONCE, [false, false], true, true),
+    row("commit-cleaned", ONCE, [false, false], true, true),
+    row("commit-done", ONCE, [false, false], true, true),
+    // Killed while recovery commits a checkpoint: see its own test below.
+    row("recover-promoting", &[], [true, true], false, false),
+];
 
-/// Every complete file of night.part is identical to its source; files marked partial are a prefix.
-fn check_part(env: &Env, when: &str) {
-    let long = env.ok(["ls", "-v", "night.part"]).lines();
-    let out = env.extract_part("night.part");
-    for line in long.iter().filter(|l| l.starts_with('-')) {
-        let partial = line.ends_with(" [partial]");
-        let path = line.trim_end_matches(" [partial]").rsplit(' ').next().unwrap().to_string();
-        let (got, want) = (fs::read(out.join(&path)).unwrap(), fs::read(env.path(&path)).unwrap());
-        if partial {
-            assert!(
-                got.len() <= want.len() && want[..got.len()] == got[..],
-                "{when}: {path} is not a prefix"
-            );
-        } else {
-            assert!(got == want, "{when}: complete file {path} differs in night.part");
+/// Every failpoint name `src/` reaches through `failpoint::hit("NAME")`, with where.
+fn failpoints_in_src() -> BTreeMap<String, Vec<String>> {
+    fn visit(dir: &Path, out: &mut BTreeMap<String, Vec<String>>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                visit(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (name, line) in scan(&text, path.ends_with("failpoint.rs")) {
+                    out.entry(name).or_default().push(format!("{}:{line}", path.display()));
+                }
+            }
         }
     }
+    let mut out = BTreeMap::new();
+    visit(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
+    out
 }
 
-/// Deletes every archive: a repository with no archives must hold no pack and no index segment.
-fn assert_nothing_orphaned(env: &Env, when: &str) {
-    let all = names(env);
-    if !all.is_empty() {
-        let mut args = vec!["delete".to_string()];
-        args.extend(all);
-        env.ok(args);
-    }
-    for dir in ["packs", "index"] {
-        let left = entries_below(&env.repo.join(dir));
-        assert!(left.is_empty(), "{when}: {dir}/ not empty after deleting every archive: {left:?}");
-    }
-}
-
-/// What the next command must find after a crash at `point` (the K-th time it is reached).
-fn expected(point: &str, k: u32) -> (bool, bool) {
-    let idx = |p: &str| POINTS.iter().position(|x| *x == p).unwrap();
-    let i = idx(point);
-    let decided = i >= idx("commit-decided");
-    let checkpointed = if point.starts_with("checkpoint-") {
-        i >= idx("checkpoint-recorded") || k >= 2
-    } else {
-        point.starts_with("commit-") && !decided || point == "pack-stored" && k >= 2
-    };
-    (checkpointed && !decided, decided)
-}
-
-#[test]
-fn a_crash_at_every_protocol_step_recovers_to_the_invariant() {
-    let mut runs = 0;
-    for &point in POINTS.iter().filter(|p| **p != "recover-promoting") {
-        let hits: &[u32] = if point.starts_with("checkpoint-") { &[1, 2] } else { &[1] };
-        for &k in hits {
-            let when = format!("crash at {point}:{k}");
-            let env = Env::new();
-            base(&env);
-            night_tree(&env);
-            let out = env
-                .command(["create", "--checkpoint-bytes", "1M", "night", "d"])
-                .env("ARCHIVER_FAILPOINT", format!("{point}:{k}"))
-                .output()
-                .unwrap();
-            use std::os::unix::process::ExitStatusExt;
-            assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{when}: the failpoint was not reached");
-            assert_eq!(env.list(), expected_listing(point, k), "{when}: readers before recovery");
-            if runs % 2 == 1 {
-                fs::remove_dir_all(&env.cache).ok(); // the cache is an optimisation
-            }
-            // The next write command recovers: `recover` itself, or a create.
-            if runs % 3 == 0 {
-                env.ok(["recover"]);
-            } else {
-                env.create("other", &["base"]);
-            }
-            let (part, name) = expected(point, k);
-            check(&env, Some(part), Some(name), &when);
-            // The interrupted backup can always be completed, and then night.part is gone.
-            if !name {
-                env.create("night", &["d"]);
-                check(&env, Some(false), Some(true), &format!("{when}, then re-run"));
-            }
-            assert_nothing_orphaned(&env, &when);
-            runs += 1;
+/// The failpoints `text` (Rust source) reaches, with their line numbers: every
+/// `failpoint::hit("NAME")` outside comments, the call possibly split over lines. Panics at a call
+/// the scan cannot read, so that no failpoint escapes it: a name that is not a literal, or a
+/// function named `hit` called otherwise (imported, renamed); `defines` allows `fn hit(`.
+fn scan(text: &str, defines: bool) -> Vec<(String, usize)> {
+    let code: String = text.lines().map(|l| l.split("//").next().unwrap()).collect::<Vec<_>>().join("\n");
+    let line = |i: usize| code[..i].matches('\n').count() + 1;
+    let mut found = Vec::new();
+    for (i, _) in code.match_indices("hit(") {
+        let before = &code[..i];
+        if before.ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '.') {
+            continue; // another function or a method
         }
-    }
-    assert_eq!(runs, POINTS.len() - 1 + 5, "every point, and the 2nd hit of each checkpoint point");
-}
-
-/// What `list` shows right after the crash, before any recovery: only committed archives.
-fn expected_listing(point: &str, k: u32) -> Vec<String> {
-    let (_, name) = expected(point, k);
-    // A decided commit is visible to readers once its manifest is written.
-    let visible = name && point != "commit-decided";
-    if visible {
-        vec!["base".into(), "night".into()]
-    } else {
-        vec!["base".into()]
-    }
-}
-
-#[test]
-fn a_crash_during_recovery_is_recovered_by_the_next_command() {
-    let env = Env::new();
-    base(&env);
-    night_tree(&env);
-    let create = env
-        .command(["create", "--checkpoint-bytes", "1M", "night", "d"])
-        .env("ARCHIVER_FAILPOINT", "checkpoint-cache-committed:2")
-        .output()
-        .unwrap();
-    assert!(create.status.code().is_none(), "create should have been killed at the failpoint");
-    let rec = env.command(["recover"]).env("ARCHIVER_FAILPOINT", "recover-promoting").output().unwrap();
-    assert!(rec.status.code().is_none(), "recovery should have been killed");
-    env.ok(["recover"]);
-    check(&env, Some(true), Some(false), "crash during recovery");
-    assert_nothing_orphaned(&env, "crash during recovery");
-}
-
-fn kill_runs(count: u64) {
-    let env = Env::new();
-    base(&env);
-    night_tree(&env);
-    // One uninterrupted run, in a scratch repository, times the window the kills are spread over.
-    let scratch = Env::new();
-    let t = Instant::now();
-    scratch.ok(["create", "--checkpoint-bytes", "2M", "night", env.path("d").to_str().unwrap()]);
-    let full = t.elapsed();
-    let full_stored = scratch.repo_size();
-    let mut rng = Rng::new(4242);
-    let mut parts = 0;
-    for run in 0..count {
-        let when = format!("kill {run}");
-        let before = env.repo_size();
-        let mut child = env.spawn(["create", "--checkpoint-bytes", "2M", "night", "d"]);
-        let delay = full.mul_f64(0.05 + 0.9 * (rng.below(1000) as f64 / 1000.0));
-        std::thread::sleep(delay);
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-        child.wait().unwrap();
-        if run % 2 == 0 {
-            fs::remove_dir_all(&env.cache).ok();
-        }
-        env.ok(["recover"]);
-        check(&env, None, None, &when);
-        let list = names(&env);
-        if list.contains(&"night".to_string()) {
-            env.ok(["delete", "night"]); // finished before the kill: start over
+        if defines && before.trim_end().ends_with("fn") {
             continue;
         }
-        let recovered = env.repo_size();
-        if list.contains(&"night.part".to_string()) {
-            parts += 1;
-        }
-        // The re-run uploads no more than what the checkpoint did not cover, plus one interval.
-        env.create("night", &["d"]);
-        let added = env.repo_size() as i64 - recovered as i64;
-        let covered = recovered as i64 - before as i64;
-        let bound = full_stored as i64 - covered + (2 * MIB) as i64 + MIB as i64;
-        assert!(added <= bound, "{when}: re-run added {added} bytes, bound {bound}");
-        check(&env, Some(false), Some(true), &format!("{when}, re-run"));
-        env.ok(["delete", "night"]);
+        assert!(before.ends_with("failpoint::"), "line {}: `hit` not called as failpoint::hit", line(i));
+        let name = code[i + "hit(".len()..]
+            .trim_start()
+            .strip_prefix('"')
+            .and_then(|r| r.split_once('"'))
+            .map(|(name, _)| name.to_string());
+        let name = name.unwrap_or_else(|| panic!("line {}: a failpoint name that is not a literal", line(i)));
+        found.push((name, line(i)));
     }
-    eprintln!("{count} kills: {parts} left night.part, the rest were discarded or had finished");
-    assert!(parts > 0, "no kill landed after a checkpoint");
-    assert_nothing_orphaned(&env, "after the kills");
+    found
 }
 
 #[test]
-fn kill_9_at_random_moments_30_runs() {
-    kill_runs(30);
-}
-
-#[test]
-#[ignore = "long: 300 kill -9 runs"]
-fn kill_9_at_random_moments_300_runs() {
-    kill_runs(300);
-}
-
-#[test]
-fn deleting_the_cache_between_crash_and_next_run_changes_nothing() {
-    let env = Env::new();
-    base(&env);
-    night_tree(&env);
-    let out = env
-        .command(["create", "--checkpoint-bytes", "1M", "night", "d"])
-        .env("ARCHIVER_FAILPOINT", "checkpoint-cache-committed:2")
-        .output()
-        .unwrap();
-    assert!(out.status.code().is_none(), "create should have been killed");
-    let (kept, lost) = (env.fork("kept"), env.fork("lost"));
-    fs::remove_dir_all(&lost.cache).unwrap();
-    for e in [&kept, &lost] {
-        e.ok(["recover"]);
-        check(e, Some(true), Some(false), "after recovery");
+fn the_source_scan_reads_every_form_of_a_failpoint_call() {
+    let text = r#"
+fn f() {
+    crate::failpoint::hit("a-b");
+    // crate::failpoint::hit("commented")
+    crate::failpoint::hit(
+        "split",
+    ); x.hit(1); cache_hit(2);
+}"#;
+    assert_eq!(scan(text, false), [("a-b".to_string(), 3), ("split".to_string(), 5)]);
+    assert_eq!(scan("pub fn hit(name: &str) {}", true), []);
+    for bad in ["use crate::failpoint::hit;\nhit(\"x\");", "fp::hit(\"x\");", "failpoint::hit(NAME);"] {
+        assert!(std::panic::catch_unwind(|| scan(bad, false)).is_err(), "the scan misses {bad:?}");
     }
-    assert_eq!(kept.list(), lost.list());
-    assert_eq!(kept.ok(["ls", "-v", "night.part"]).stdout, lost.ok(["ls", "-v", "night.part"]).stdout);
-    // The same tree, but for the mtime of the file cut short (the time of its restore).
-    let cut = kept.partial_files("night.part");
-    let (a, b) = (kept.extract_part("night.part"), lost.extract_part("night.part"));
-    let (mut sa, mut sb) = (snapshot_but_cut_mtimes(&a, &cut), snapshot_but_cut_mtimes(&b, &cut));
-    sa.remove(Path::new("")); // the extraction directories themselves
-    sb.remove(Path::new(""));
-    assert_eq!(sa, sb, "night.part restores differently with and without the cache");
-    // The re-run uploads the same (a lost cache costs reading files again, not storing them).
-    let sizes: Vec<i64> = [&kept, &lost]
-        .iter()
-        .map(|e| {
-            let before = e.repo_size() as i64;
-            e.create("night", &["d"]);
-            check(e, Some(false), Some(true), "after the re-run");
-            e.repo_size() as i64 - before
-        })
+}
+
+#[test]
+fn the_table_names_every_failpoint_in_src_in_protocol_order() {
+    let in_src = failpoints_in_src();
+    let table: BTreeSet<&str> = TABLE.iter().map(|r| r.point).collect();
+    let new: Vec<String> = (in_src.iter().filter(|(n, _)| !table.contains(n.as_str())))
+        .map(|(n, at)| format!("{n} ({})", at.join(", ")))
         .collect();
-    assert!(sizes[0].abs_diff(sizes[1]) < 64 * 1024, "re-runs added {sizes:?} bytes");
+    assert!(
+        new.is_empty(),
+        "failpoints in src without a row in TABLE (add what a crash there leaves): {new:?}"
+    );
+    let gone: Vec<&&str> = table.iter().filter(|n| !in_src.contains_key(**n)).collect();
+    assert!(gone.is_empty(), "rows in TABLE for failpoints src no longer reaches: {gone:?}");
+    let table_order: Vec<&str> = TABLE.iter().map(|r| r.point).collect();
+    assert_eq!(
+        POINTS,
+        &table_order[..],
+        "archiver::failpoint::POINTS and TABLE disagree (order is protocol order)"
+    );
+    for r in TABLE {
+        assert!(r.hits.iter().all(|k| (1..=2).contains(k)), "{}: TABLE says hits 1 and 2 only", r.point);
+        assert!(!(r.whole && (r.part[0] || r.part[1])), "{}: night and night.part both result", r.point);
+        assert!(!r.listed || r.whole, "{}: listed before recovery, but not decided", r.point);
+    }
+    let untested: Vec<&str> = TABLE.iter().filter(|r| r.hits.is_empty()).map(|r| r.point).collect();
+    assert_eq!(untested, ["recover-promoting"], "each failpoint without hits needs a test of its own");
+}
+
+fn run_case(world: &Env, base: &BTreeMap<String, String>, i: usize, r: &Row, k: u32) {
+    let when = format!("crash at {}:{k} (case {i})", r.point);
+    let (part, whole) = (r.part[k as usize - 1], r.whole);
+    let env = world.fork_fresh("case");
+    let mut committed = base.clone();
+    let out = env.run_at(&format!("{}:{k}", r.point), CREATE_4M);
+    assert_eq!(out.code, KILLED, "{when}: the failpoint was not reached: {}", out.stderr);
+
+    // The repository's records say what was decided, before anyone recovers.
+    let recs = env.txn_records();
+    assert!(recs.len() <= 1, "{when}: more than one pending transaction: {recs:?}");
+    assert_eq!(decided(&env, "night"), (part, whole), "{when}: records say otherwise: {recs:?}");
+    assert_readers_see_last_commit(&env, &committed, r.listed, &when);
+
+    if i % 2 == 1 {
+        env.drop_cache();
+    }
+    let next = next_command(&env, i, &mut committed, &when);
+    if part {
+        next.assert_stderr_contains("committed the last checkpoint");
+    }
+    let e = Expect { committed: &committed, name: "night", src: "data", part, whole };
+    let got = check_invariant(&env, &e, &when);
+    eprintln!("{when}: night.part {got:?}");
+
+    // The interrupted backup can be completed; it replaces night.part.
+    if !whole {
+        env.create("night", &["data"]);
+        let e = Expect { part: false, whole: true, ..e };
+        check_invariant(&env, &e, &format!("{when}, then completed"));
+    }
+    env.remove_fork();
+}
+
+#[test]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+fn a_crash_at_every_protocol_step_then_the_next_command_leaves_invariant_3() {
+    let (world, committed) = committed_world(checkpointed_tree);
+    // The run must checkpoint at least twice, or the 2nd hits below test nothing.
+    let probe = world.fork_fresh("probe");
+    let mut args = CREATE_4M.to_vec();
+    args.insert(1, "-v");
+    let n = probe.ok(&args).stderr.matches("checkpoint stored").count();
+    eprintln!("an uninterrupted run makes {n} checkpoints");
+    assert!(n >= 2, "an uninterrupted run made only {n} checkpoints");
+    probe.remove_fork();
+
+    let mut cases = Vec::new();
+    for r in TABLE {
+        for &k in r.hits {
+            cases.push((cases.len(), r, k));
+        }
+    }
+    let hits: usize = TABLE.iter().map(|r| r.hits.len()).sum();
+    assert_eq!(cases.len(), hits);
+    assert!(cases.len() >= POINTS.len(), "fewer cases than failpoints");
+    // Two at a time: the cases are independent forks and take no timing.
+    std::thread::scope(|s| {
+        for lane in 0..2 {
+            let (world, committed, cases) = (&world, &committed, &cases);
+            s.spawn(move || {
+                for &(i, r, k) in cases.iter().filter(|c| c.0 % 2 == lane) {
+                    run_case(world, committed, i, r, k);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+fn a_crash_while_recovery_promotes_the_checkpoint_is_recovered_by_the_next_command() {
+    let (world, base) = committed_world(checkpointed_tree);
+    let r = TABLE.iter().find(|r| r.point == "recover-promoting").unwrap();
+    for (i, next) in ["recover", "delete"].into_iter().enumerate() {
+        let when = format!("crash in recovery, then {next}");
+        let env = world.fork_fresh("promote");
+        assert_eq!(env.run_at("checkpoint-cache-committed:2", CREATE_4M).code, KILLED, "{when}: create");
+        let out = env.run_at(r.point, &["recover"]);
+        assert_eq!(out.code, KILLED, "{when}: recovery was not killed: {}", out.stderr);
+        let recs = env.txn_records();
+        assert!(env.has_checkpoint_record(), "{when}: checkpoint record lost: {recs:?}");
+        assert_eq!(decided(&env, "night"), (r.part[0], r.whole), "{when}: records say otherwise: {recs:?}");
+        assert_readers_see_last_commit(&env, &base, r.listed, &when);
+        if i == 1 {
+            env.drop_cache();
+        }
+        let mut committed = base.clone();
+        next_command(&env, i * 2, &mut committed, &when)
+            .assert_stderr_contains("committed the last checkpoint");
+        let e = Expect { committed: &committed, name: "night", src: "data", part: r.part[0], whole: r.whole };
+        check_invariant(&env, &e, &when);
+        // A second `recover` finds nothing left to do.
+        env.ok(["recover"]).assert_stderr_contains("nothing to recover");
+        env.remove_fork();
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+fn without_checkpoints_a_crash_before_the_commit_discards_the_whole_run() {
+    let (world, committed) = committed_world(checkpointed_tree);
+    for point in ["commit-indexed", "pack-stored:2"] {
+        let env = world.fork_fresh("nockpt");
+        assert_eq!(env.run_at(point, &["create", "night", "data"]).code, KILLED, "{point}: not reached");
+        assert_eq!(decided(&env, "night"), (false, false), "{point}: records say otherwise");
+        env.ok(["recover"]).assert_stderr_contains("discarded");
+        let e = Expect { committed: &committed, name: "night", src: "data", part: false, whole: false };
+        check_invariant(&env, &e, &format!("no checkpoints, crash at {point}"));
+        env.remove_fork();
+    }
 }

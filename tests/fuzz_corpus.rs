@@ -236,7 +236,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 /// Writes the seed corpus (`cargo test --release --test fuzz_corpus -- --ignored`); names are
 /// content hashes, as cargo-fuzz names what it finds, so re-running adds nothing twice.
 #[test]
-#[ignore]
+#[ignore = "writes the seed corpus into fuzz/corpus: run by hand when a target or its seeds change"]
 fn generate_seed_corpus() {
     for (target, data) in seeds() {
         let dir = fuzz_dir().join("corpus").join(target);

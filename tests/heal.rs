@@ -94,7 +94,7 @@ fn a_key_that_cannot_write_records_nothing_and_says_so() {
     env.ok(["keymgmt", "-r", "--outkeyfile", read_key.to_str().unwrap()]);
     damage_a_data_block(&env);
     let before = hashed_files(&env.repo);
-    let out = util::crash::out_of(
+    let out = util::out_of(
         env.command(["fsck", "--verify-data"]).env("ARCHIVER_KEYFILE", &read_key).output().unwrap(),
     );
     out.assert_one_line_error(1);

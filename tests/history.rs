@@ -62,7 +62,7 @@ fn scenario(env: &Env) {
 
     // Killed before the commit is decided: the next command discards it, nothing changes.
     let out = env.command(["rollback", "2"]).env("ARCHIVER_FAILPOINT", "commit-indexed").output().unwrap();
-    assert_eq!(util::crash::out_of(out).code, util::crash::KILLED);
+    assert_eq!(util::out_of(out).code, util::crash::KILLED);
     env.ok(["recover"]);
     assert_eq!(env.list(), Vec::<String>::new());
 

@@ -249,7 +249,7 @@ fn a_visible_commit_that_lost_its_record_keeps_its_data() {
     assert!(r.commit(&txn, &dropping).is_err(), "a commit dropping the visible archive's data was accepted");
     drop(lock);
     assert_eq!(hashed_files(&w.repo_dir()), before, "the refused commit changed the repository");
-    let writer = util::crash::out_of(
+    let writer = util::out_of(
         w.env.command(["recover"]).env("ARCHIVER_KEYFILE", w.env.path("w.key")).output().unwrap(),
     );
     assert_eq!(writer.code, 0, "{}", writer.stderr);

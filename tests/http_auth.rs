@@ -23,7 +23,7 @@ fn remote(url: &str) -> Env {
 }
 
 fn with_key(env: &Env, key: &Path, args: &[&str]) -> Out {
-    let out = util::crash::out_of(env.command(args).env("ARCHIVER_KEYFILE", key).output().unwrap());
+    let out = util::out_of(env.command(args).env("ARCHIVER_KEYFILE", key).output().unwrap());
     out.assert_no_panic();
     out
 }
@@ -155,7 +155,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     let args = ["create", "--checkpoint-bytes", "1M", "fourth", "extra"];
     let mut killed = env.command(args);
     killed.env("ARCHIVER_KEYFILE", &w).env("ARCHIVER_FAILPOINT", "checkpoint-recorded");
-    assert_eq!(util::crash::out_of(killed.output().unwrap()).code, util::crash::KILLED);
+    assert_eq!(util::out_of(killed.output().unwrap()).code, util::crash::KILLED);
     let txns = entries_below(&repo_dir.join("txn"));
     let ck = txns.iter().find(|p| p.contains("/checkpoint-")).expect("a checkpointed transaction");
     let txn = ck.split('/').next().unwrap().to_string();
@@ -215,7 +215,7 @@ fn https_with_a_self_signed_certificate() {
     assert!(server.base().starts_with("https://"), "{}", server.base());
     let env = remote(&server.url("r"));
     let trusted = |args: &[&str]| {
-        let out = util::crash::out_of(env.command(args).env("ARCHIVER_CACERT", &cert).output().unwrap());
+        let out = util::out_of(env.command(args).env("ARCHIVER_CACERT", &cert).output().unwrap());
         assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
     };
     trusted(&["keygen"]);
@@ -226,11 +226,11 @@ fn https_with_a_self_signed_certificate() {
     trusted(&["fsck", "--verify-data"]);
 
     // Without --cacert the self-signed certificate is not trusted: one line, no retries forever.
-    let out = util::crash::out_of(env.command(["list"]).env("ARCHIVER_RETRIES", "2").output().unwrap());
+    let out = util::out_of(env.command(["list"]).env("ARCHIVER_RETRIES", "2").output().unwrap());
     out.assert_one_line_error(1).assert_stderr_contains("certificate");
     // Plain HTTP to the HTTPS port fails cleanly too.
     let plain = format!("http://{}/r", server.addr);
-    let out = util::crash::out_of(
+    let out = util::out_of(
         env.command(["list"]).env("ARCHIVER_REPO", &plain).env("ARCHIVER_RETRIES", "2").output().unwrap(),
     );
     out.assert_one_line_error(1);
@@ -238,7 +238,7 @@ fn https_with_a_self_signed_certificate() {
     // A certificate or key file that is not PEM: one line from serve, not a panic.
     let bogus = tmp.path().join("bogus.pem");
     std::fs::write(&bogus, "not a key").unwrap();
-    let out = util::crash::out_of(
+    let out = util::out_of(
         Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--store"])
             .arg(&store)

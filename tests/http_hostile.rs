@@ -34,12 +34,12 @@ fn bounded(env: &Env, url: &str, vars: &[(&str, &str)], args: &[&str], limit: Du
     while child.try_wait().expect("try_wait").is_none() {
         if start.elapsed() > limit {
             let _ = child.kill();
-            let out = util::crash::out_of(child.wait_with_output().unwrap());
+            let out = util::out_of(child.wait_with_output().unwrap());
             panic!("archiver {args:?} still ran after {limit:?} (killed); stderr:\n{}", out.stderr);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = util::crash::out_of(child.wait_with_output().unwrap());
+    let out = util::out_of(child.wait_with_output().unwrap());
     (out, start.elapsed())
 }
 

@@ -182,7 +182,7 @@ fn trickling_connections_do_not_keep_a_signed_client_out() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let out = util::crash::out_of(child.wait_with_output().unwrap());
+    let out = util::out_of(child.wait_with_output().unwrap());
     let took = start.elapsed();
     // A write under the same pressure: lock, uploads, commit.
     let create = if status.is_some() { Some(env.run(["create", "during", "data"])) } else { None };

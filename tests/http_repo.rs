@@ -6,8 +6,7 @@
 
 mod util;
 
-use std::time::{Duration, Instant};
-use util::crash::out_of;
+use std::time::Instant;
 use util::server::{client_env, Server};
 use util::*;
 
@@ -145,5 +144,7 @@ fn a_client_killed_at_random_moments_leaves_a_recoverable_repository() {
         assert!(leftovers.is_empty(), "run {i}: transaction records left: {leftovers:?}");
     }
     eprintln!("{runs} kills over HTTP (full run {full:?}): {parts} left night.part");
-    let _ = Duration::ZERO;
+    // Most of the run lies after its first checkpoint: kills that never leave night.part would
+    // leave its checks above untested.
+    assert!(parts > 0, "none of {runs} kills left night.part");
 }

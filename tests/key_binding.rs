@@ -204,7 +204,7 @@ fn with_home_unset_default_paths_are_refused_naming_home_and_what_to_set() {
             c.env_remove(var);
         }
         c.env_remove("XDG_CACHE_HOME");
-        util::crash::out_of(c.output().unwrap())
+        util::out_of(c.output().unwrap())
     };
     for args in [["list"].as_slice(), &["create", "x", "t"], &["--repo", "repo", "list"]] {
         let out = bare(args);

@@ -1,140 +1,84 @@
-//! Ending and steering a running `create`: SIGQUIT ends the archive at once as `NAME.part`,
-//! SIGUSR2 forces a checkpoint, SIGUSR1 prints progress, `--maxbw` stops after so many bytes,
-//! `--keep-part` keeps `NAME.part` when `NAME` commits, and `checkpoint-bytes` works from a
-//! config file. Signals are sent once the run has visibly started storing data (polled in the
-//! repository), so the tests do not depend on timing.
+//! Signals to a running `create`: SIGQUIT ends the archive at once as `NAME.part` (exit 2,
+//! committed without any recovery), SIGUSR2 forces a checkpoint (a later SIGKILL then leaves
+//! `NAME.part`), SIGUSR1 prints a progress line and the run completes; SIGINT and SIGTERM are not
+//! handled: they end the run like a crash, and the next command recovers (it discards a run
+//! without checkpoints, and commits the last checkpoint of one with). Signals are sent once the
+//! run has stored a pack (polled in the repository), so the tests do not depend on timing. Every
+//! outcome is checked against invariant 3 (see `util::crash`).
 
 mod util;
 
-use std::fs;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
-use util::*;
-
-/// 80 MiB in 8 files, so a run lasts long enough to be signalled.
-fn tree(env: &Env) {
-    for i in 0..8 {
-        write_data(&env.path(format!("d/f{i}.bin")), 9100 + i, 10 * MIB);
-    }
-}
-
-/// Waits until `ready` holds for the repository, or the child ends (then panics: too fast).
-fn wait_until(env: &Env, child: &mut Child, ready: impl Fn(&Env) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready(env) {
-        assert!(child.try_wait().unwrap().is_none(), "create finished before it could be signalled");
-        assert!(Instant::now() < deadline, "timed out");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn has_pack(env: &Env) -> bool {
-    env.repo_files().keys().any(|k| k.starts_with("packs/"))
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, sig) };
-}
-
-fn no_pending(env: &Env) {
-    assert!(!env.repo_files().keys().any(|k| k.starts_with("txn/")), "transaction records left");
-}
+use util::crash::*;
 
 #[test]
-fn sigquit_ends_the_archive_at_once_as_name_part() {
-    let env = Env::new();
-    tree(&env);
-    let mut child = env.command(["create", "night", "d"]).stderr(Stdio::piped()).spawn().unwrap();
-    wait_until(&env, &mut child, has_pack);
+fn sigquit_ends_the_archive_at_once_as_night_part() {
+    let (env, committed) = big_world();
+    let child = start_create(&env, &[]);
     signal(&child, libc::SIGQUIT);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("SIGQUIT") && stderr.contains("night.part"), "{stderr}");
-    no_pending(&env);
-    assert_eq!(env.list(), ["night.part"]);
-    let long = env.ok(["ls", "-v", "night.part"]).lines();
-    let restored = env.extract_part("night.part");
-    for line in long.iter().filter(|l| l.starts_with('-')) {
-        let path = line.trim_end_matches(" [partial]").rsplit(' ').next().unwrap();
-        let (got, want) = (fs::read(restored.join(path)).unwrap(), fs::read(env.path(path)).unwrap());
-        // Partial files are a prefix (possibly all of it: cut right after their last block).
-        assert!(want.starts_with(&got), "{path} is not a prefix of its source");
-        if !line.ends_with("[partial]") {
-            assert!(got == want, "complete file {path} differs");
-        }
-    }
+    let out = wait_out(child);
+    out.assert_no_panic();
+    assert_eq!(out.code, 2, "SIGQUIT: stored but incomplete is exit code 2:\n{}", out.stderr);
+    out.assert_stderr_contains("SIGQUIT").assert_stderr_contains("night.part");
+    // Committed by the create itself: no transaction is left for recovery to finish.
+    assert_eq!(env.list(), ["base", "night.part"]);
+    assert!(env.txn_records().is_empty(), "records left: {:?}", env.txn_records());
+    let e = Expect { committed: &committed, name: "night", src: "big", part: true, whole: false };
+    let part = check_invariant(&env, &e, "after SIGQUIT").expect("night.part");
+    let (file, len) = part.cut.expect("SIGQUIT in the middle of a 64 MiB file cuts it");
+    assert!(len < src_len(&env, &file), "{file}: {len} bytes is all of it");
 }
 
 #[test]
-fn sigusr2_forces_a_checkpoint_that_survives_kill_9() {
-    let env = Env::new();
-    tree(&env);
-    let mut child = env.spawn(["create", "night", "d"]);
-    wait_until(&env, &mut child, has_pack);
+fn sigusr2_forces_a_checkpoint_that_survives_a_kill() {
+    let (env, committed) = big_world();
+    let mut child = start_create(&env, &[]);
+    assert!(!env.has_checkpoint_record(), "a checkpoint record without --checkpoint-bytes or SIGUSR2");
     signal(&child, libc::SIGUSR2);
-    wait_until(&env, &mut child, |e| e.repo_files().keys().any(|k| k.contains("/checkpoint-")));
-    signal(&child, libc::SIGKILL);
-    child.wait().unwrap();
-    env.ok(["recover"]).assert_stderr_contains("night.part");
-    assert_eq!(env.list(), ["night.part"]);
-    no_pending(&env);
+    wait_until(&mut child, LIMIT, "a checkpoint record after SIGUSR2", || env.has_checkpoint_record());
+    child.kill().unwrap();
+    assert_eq!(wait_out(child).code, KILLED);
+    assert_eq!(env.list(), ["base"], "readers see night.part only after recovery");
+    env.ok(["recover"])
+        .assert_stderr_contains("committed the last checkpoint")
+        .assert_stderr_contains("night.part");
+    let e = Expect { committed: &committed, name: "night", src: "big", part: true, whole: false };
+    check_invariant(&env, &e, "SIGUSR2, then SIGKILL");
 }
 
 #[test]
-fn sigusr1_prints_progress() {
-    let env = Env::new();
-    tree(&env);
-    let mut child = env.command(["create", "night", "d"]).stderr(Stdio::piped()).spawn().unwrap();
-    wait_until(&env, &mut child, has_pack);
+fn sigusr1_prints_progress_and_the_run_completes() {
+    let (env, committed) = big_world();
+    let child = start_create(&env, &[]);
     signal(&child, libc::SIGUSR1);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("progress:"));
-    assert_eq!(env.list(), ["night"]);
+    let out = wait_out(child);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.assert_stderr_contains("progress:");
+    let e = Expect { committed: &committed, name: "night", src: "big", part: false, whole: true };
+    check_invariant(&env, &e, "after SIGUSR1");
 }
 
+/// SIGINT and SIGTERM keep their default action: the process dies where it is, as in a crash.
+/// What it stored is then the next command's to recover, as after `kill -9`.
 #[test]
-fn maxbw_stops_after_that_many_bytes_and_keeps_name_part() {
-    let env = Env::new();
-    tree(&env);
-    let out = env.run(["create", "--maxbw", "8M", "night", "d"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    out.assert_stderr_contains("--maxbw");
-    assert_eq!(env.list(), ["night.part"]);
-    // Checked after every chunk: the overshoot is at most one chunk (4 MiB) plus metadata.
-    assert!(env.repo_size() < 8 * MIB + 16 * MIB + MIB, "stored {} bytes", env.repo_size());
-    // The full run later completes from there and removes night.part.
-    env.create("night", &["d"]);
-    assert_eq!(env.list(), ["night"]);
-    assert_same_tree(&env.path("d"), &env.extract("night", &[]).join("d"));
-}
-
-#[test]
-fn keep_part_keeps_the_checkpoint_archive() {
-    let env = Env::new();
-    tree(&env);
-    assert_eq!(env.run(["create", "--maxbw", "4M", "night", "d"]).code, 2);
-    env.ok(["create", "--keep-part", "night", "d"]);
-    assert_eq!(env.list(), ["night", "night.part"]);
-    let long = env.ok(["ls", "-v", "night.part"]).stdout;
-    assert!(long.contains(" [partial]"), "--maxbw 4M cut no file:\n{long}");
-    env.extract_part("night.part"); // exit 3, naming the cut file
-}
-
-#[test]
-fn checkpoint_bytes_from_a_config_file() {
-    let env = Env::new();
-    tree(&env);
-    let conf = env.path("archiver.conf");
-    fs::write(&conf, "# tarsnap format\ncheckpoint-bytes 1M\n").unwrap();
-    let out = env
-        .command(["--config", conf.to_str().unwrap(), "create", "night", "d"])
-        .env("ARCHIVER_FAILPOINT", "checkpoint-recorded:2")
-        .output()
-        .unwrap();
-    assert!(out.status.code().is_none(), "the second checkpoint should have been reached");
-    env.ok(["recover"]);
-    assert_eq!(env.list(), ["night.part"]);
+fn sigint_and_sigterm_end_the_run_like_a_crash_and_the_next_command_recovers() {
+    let (world, committed) = big_world();
+    for (sig, flags) in [(libc::SIGINT, &[][..]), (libc::SIGTERM, &["--checkpoint-bytes", "4M"][..])] {
+        let when = format!("signal {sig}, flags {flags:?}");
+        let env = world.fork_fresh("sig");
+        let mut child = start_create(&env, flags);
+        let checkpoints = !flags.is_empty();
+        if checkpoints {
+            wait_until(&mut child, LIMIT, "a checkpoint record", || env.has_checkpoint_record());
+        }
+        signal(&child, sig);
+        let out = wait_out(child);
+        assert_eq!(out.code, 128 + sig, "{when}: not ended by the signal:\n{}", out.stderr);
+        assert_eq!(decided(&env, "night"), (checkpoints, false), "{when}: records: {:?}", env.txn_records());
+        assert_eq!(env.list(), ["base"], "{when}: readers see the last commit");
+        let next = env.ok(["recover"]);
+        next.assert_stderr_contains(if checkpoints { "committed the last checkpoint" } else { "discarded" });
+        let e = Expect { committed: &committed, name: "night", src: "big", part: checkpoints, whole: false };
+        check_invariant(&env, &e, &when);
+        env.remove_fork();
+    }
 }

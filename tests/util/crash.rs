@@ -1,12 +1,19 @@
-//! Helpers for the checkpoint crash tests (`tests/checkpoint*.rs`): running the binary with a
-//! failpoint armed or under signals, reading what a killed transaction left in the repository, and
-//! checking the state every crash followed by the next write command must leave ("invariant 3"):
-//! committed archives byte-identical; `NAME.part` present iff a checkpoint was recorded; `NAME`
-//! present iff its commit was decided; complete files of `NAME.part` identical and the cut one a
-//! prefix; no transaction records or partial uploads; and, once every archive is deleted (in a
-//! copy), no pack or index segment left, i.e. no stored byte that nothing references.
+//! Helpers for the crash, checkpoint and signal tests (`failpoints.rs`, `checkpoint*.rs`,
+//! `signals.rs`, the HTTP kill tests): running the binary with a failpoint armed or under
+//! signals, reading what a killed transaction left in the repository, and checking the state
+//! every crash followed by the next write command must leave ("invariant 3"): committed archives
+//! byte-identical; `NAME.part` present iff a checkpoint was recorded; `NAME` present iff its
+//! commit was decided; complete files of `NAME.part` identical and the cut one a prefix; no
+//! transaction records or partial uploads; and, once every archive is deleted (in a copy), no
+//! pack or index segment left, i.e. no stored byte that nothing references. Also the worlds those
+//! tests share: committed archives to protect, a tree a checkpointed run cuts in several places,
+//! a run long enough to signal, and the next write command after a crash.
 
 use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// `Out::code` of a process killed by SIGKILL (what a failpoint does).
@@ -68,14 +75,108 @@ impl Env {
         let (p, i) = (format!("packs/{txn}/"), format!("index/{txn}-"));
         self.repo_files().iter().filter(|(k, _)| k.starts_with(&p) || k.starts_with(&i)).map(|(_, n)| n).sum()
     }
+
+    /// Whether a pending transaction has durably recorded a checkpoint.
+    pub fn has_checkpoint_record(&self) -> bool {
+        self.txn_records().values().any(|r| r.contains("checkpoint"))
+    }
 }
 
-pub fn out_of(out: std::process::Output) -> Out {
-    Out {
-        code: out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+/// How long a test waits for a running create to reach a state it polls for.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// A world for the checkpoint and failpoint tests: source trees `small`, `small2`, `small3` and
+/// `data` (filled by `data_tree`), and two committed archives, `base` of `small` and `older` of
+/// `small2`, so that one can be deleted while the other is checked. Returns the environment and
+/// the committed archives (name → source).
+pub fn committed_world(data_tree: impl FnOnce(&Path)) -> (Env, BTreeMap<String, String>) {
+    let env = Env::new();
+    small_tree(&env.path("small"), 1, 10, 100_000);
+    small_tree(&env.path("small2"), 2, 8, 100_000);
+    small_tree(&env.path("small3"), 3, 8, 100_000);
+    data_tree(&env.path("data"));
+    env.create("base", &["small"]);
+    env.create("older", &["small2"]);
+    let committed = [("base", "small"), ("older", "small2")].map(|(a, b)| (a.to_string(), b.to_string()));
+    (env, committed.into_iter().collect())
+}
+
+/// `create --checkpoint-bytes 4M night data` over `checkpointed_tree`: several checkpoints.
+pub const CREATE_4M: &[&str] = &["create", "--checkpoint-bytes", "4M", "night", "data"];
+
+/// ~60 MiB to back up, walked in this order: 150 small files (~22 MiB; a checkpoint check after
+/// each, and small blocks keep the pipeline short, so checkpoints come every few MiB), a 36 MiB
+/// file (checked between its ~16 MiB batches: cut inside), a 2 MiB file, an empty file and a
+/// symlink; every entry with its own nanosecond mtime.
+pub fn checkpointed_tree(dir: &Path) {
+    small_tree(&dir.join("a-small"), 10, 150, 300_000);
+    write_data(&dir.join("big.bin"), 11, 36 * MIB);
+    write_data(&dir.join("mid/one.bin"), 12, 2 * MIB);
+    write(&dir.join("mid/empty"), b"");
+    symlink("../big.bin", &dir.join("mid/link"));
+    stamp_mtimes(dir, 15);
+}
+
+/// The next write command after a crash, chosen by `i`: `recover`, `create other small3` or
+/// `delete base` (see `committed_world`). Each recovers first, then does its own work, which
+/// `committed` follows. Recovery warns of nothing.
+pub fn next_command(env: &Env, i: usize, committed: &mut BTreeMap<String, String>, when: &str) -> Out {
+    let out = match i % 3 {
+        0 => env.ok(["recover"]),
+        1 => {
+            committed.insert("other".into(), "small3".into());
+            env.ok(["create", "other", "small3"])
+        }
+        _ => {
+            committed.remove("base");
+            env.ok(["delete", "base"])
+        }
+    };
+    assert!(!out.stderr.contains("warning"), "{when}: {}", out.stderr);
+    out
+}
+
+/// Readers (no lock, no recovery) before the next write: committed archives, plus `night` once
+/// its manifest is written; never `night.part`, which only recovery commits.
+pub fn assert_readers_see_last_commit(
+    env: &Env,
+    committed: &BTreeMap<String, String>,
+    night: bool,
+    when: &str,
+) {
+    let mut want: Vec<String> = committed.keys().cloned().collect();
+    if night {
+        want.push("night".into());
+        want.sort();
     }
+    assert_eq!(env.list(), want, "{when}: readers before recovery");
+}
+
+/// A committed `base` of `small`, and `big/`: two 64 MiB files, long enough to signal a run in
+/// the middle of a file.
+pub fn big_world() -> (Env, BTreeMap<String, String>) {
+    let env = Env::new();
+    small_tree(&env.path("small"), 1, 10, 100_000);
+    env.create("base", &["small"]);
+    write_data(&env.path("big/a.bin"), 31, 64 * MIB);
+    write_data(&env.path("big/b.bin"), 32, 64 * MIB);
+    (env, [("base".to_string(), "small".to_string())].into())
+}
+
+/// Starts `create FLAGS night big` (see `big_world`) and returns once it has stored a pack.
+pub fn start_create(env: &Env, flags: &[&str]) -> Child {
+    let mut args = vec!["create"];
+    args.extend_from_slice(flags);
+    args.extend(["night", "big"]);
+    let before = env.pack_folders();
+    let mut child = env.spawn_piped(&args);
+    wait_until(&mut child, LIMIT, "a stored pack", || has_new_pack(env, &before));
+    child
+}
+
+/// The size of the source of stored path `stored` (relative to the working directory).
+pub fn src_len(env: &Env, stored: &str) -> u64 {
+    fs::metadata(env.path(stored)).expect("source file").len()
 }
 
 /// Waits for a child started by `spawn_piped` and collects its output.

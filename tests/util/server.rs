@@ -9,7 +9,9 @@ use super::*;
 use archiver::keyfile::KeyFile;
 use archiver::repo::Repository;
 use std::io::{BufRead, BufReader};
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running `archiver serve --store STORE`, killed (`kill -9`) when dropped.
@@ -219,17 +221,6 @@ pub fn client_env(env: &Env, url: &str) -> Env {
 }
 
 impl Env {
-    /// The same environment (working directory, key file, cache) under another handle.
-    fn view(&self) -> Env {
-        Env {
-            _tmp: self._tmp.clone(),
-            root: self.root.clone(),
-            repo: self.repo.clone(),
-            key: self.key.clone(),
-            cache: self.cache.clone(),
-        }
-    }
-
     /// This environment with a cache directory of its own (a second client on the same key).
     pub fn with_cache(&self, cache: &str) -> Env {
         Env { cache: self.root.join(cache), ..self.view() }
@@ -241,7 +232,7 @@ impl Env {
         for (k, v) in vars {
             c.env(k, v);
         }
-        crash::out_of(c.output().expect("cannot run archiver"))
+        out_of(c.output().expect("cannot run archiver"))
     }
 
     /// Starts the binary with extra environment variables, stdout and stderr piped.
