@@ -318,7 +318,8 @@ impl Txn {
         }
         let name = format!("{}/{pack_seq:08x}", self.id);
         let (bytes, entries) = builder.finish(&self.keys, &name);
-        let pack = self.repo.put_pack(&self.id, pack_seq, bytes).context("cannot store a checkpoint")?;
+        let pack =
+            self.repo.put_pack(&self.id, pack_seq, bytes.into()).context("cannot store a checkpoint")?;
         let seg = Segment { packs: vec![(pack.clone(), entries)] };
         let seg_seq = crate::repo::records::CHECKPOINT_INDEX | k;
         let seg_name = format!("{}-{seg_seq:06x}", self.id);
