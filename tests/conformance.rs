@@ -127,10 +127,10 @@ fn transaction_life_cycle(s: &Subject) {
     let packs: Vec<Vec<u8>> = (0..3).map(|i| pack(i, 1000 + 5000 * i as usize)).collect();
     let mut names = vec![String::new(); 3];
     for seq in [2usize, 0, 1] {
-        names[seq] = r.put_pack(T1, seq as u32, packs[seq].clone()).unwrap();
+        names[seq] = r.put_pack(T1, seq as u32, packs[seq].clone().into()).unwrap();
         assert_eq!(names[seq], format!("{T1}/{seq:08x}"), "{l}: pack name");
     }
-    assert_eq!(r.put_pack(T1, 1, packs[1].clone()).unwrap(), names[1], "{l}: re-put of the same pack");
+    assert_eq!(r.put_pack(T1, 1, packs[1].clone().into()).unwrap(), names[1], "{l}: re-put of the same pack");
     let i0 = r.put_index(T1, 0, b"segment 0").unwrap();
     let i1 = r.put_index(T1, 1, b"segment 1").unwrap();
     assert_eq!((i0.as_str(), i1.as_str()), (&*format!("{T1}-000000"), &*format!("{T1}-000001")), "{l}");
@@ -143,7 +143,7 @@ fn transaction_life_cycle(s: &Subject) {
     assert_eq!(p.checkpoint.as_deref(), Some(&b"checkpoint 2"[..]), "{l}: the newest checkpoint");
     assert_eq!(p.checkpoint_seqs, [0, 1], "{l}");
     assert_eq!(r.checkpoint_record(T1, 0).unwrap(), b"checkpoint 1", "{l}: an older checkpoint");
-    let k = kind(s, "a pack overwritten", r.put_pack(T1, 0, pack(9, 1000)));
+    let k = kind(s, "a pack overwritten", r.put_pack(T1, 0, pack(9, 1000).into()));
     assert_eq!(k, ErrorKind::Exists, "{l}: a stored pack was overwritten");
     assert_eq!(r.list_packs().unwrap(), names, "{l}: packs listed in order");
     assert_eq!(r.list_indexes().unwrap(), [i0.clone(), i1.clone()], "{l}");
@@ -189,7 +189,7 @@ fn transaction_life_cycle(s: &Subject) {
 
     // A second transaction replaces pack 0 and segment 0.
     r.begin(T2, b"intent 2").unwrap();
-    let m0 = r.put_pack(T2, 0, pack(7, 3000)).unwrap();
+    let m0 = r.put_pack(T2, 0, pack(7, 3000).into()).unwrap();
     let j0 = r.put_index(T2, 0, b"segment 2.0").unwrap();
     let req2 = CommitRequest {
         gen: 2,
@@ -213,7 +213,7 @@ fn transaction_life_cycle(s: &Subject) {
     // A commit for a generation that is not the next one lost a race: nothing is committed, and
     // the transaction is left to recovery (it might hold a checkpoint).
     r.begin(T3, b"intent 3").unwrap();
-    let lost = r.put_pack(T3, 0, pack(8, 100)).unwrap();
+    let lost = r.put_pack(T3, 0, pack(8, 100).into()).unwrap();
     let stale = CommitRequest { gen: 7, manifest: b"manifest 7".to_vec(), ..Default::default() };
     assert_eq!(
         kind(s, "a commit that lost its generation", r.commit(T3, &stale)),
@@ -232,7 +232,7 @@ fn transaction_life_cycle(s: &Subject) {
     let k = kind(s, "a committed transaction begun again", r.begin(T1, b"intent 1"));
     assert_eq!(k, ErrorKind::Exists, "{l}");
     assert_eq!(
-        kind(s, "a pack into an ended transaction", r.put_pack(T1, 5, pack(5, 10))),
+        kind(s, "a pack into an ended transaction", r.put_pack(T1, 5, pack(5, 10).into())),
         ErrorKind::NotFound,
         "{l}"
     );
@@ -245,7 +245,7 @@ fn abort_and_roll_forward(s: &Subject) {
     let r = s.fresh(name);
     let _lock = r.lock("conformance").unwrap();
     r.begin(T1, b"intent 1").unwrap();
-    let kept = r.put_pack(T1, 0, pack(1, 500)).unwrap();
+    let kept = r.put_pack(T1, 0, pack(1, 500).into()).unwrap();
     let seg = r.put_index(T1, 0, b"segment").unwrap();
     let req = CommitRequest {
         gen: 1,
@@ -258,7 +258,7 @@ fn abort_and_roll_forward(s: &Subject) {
 
     r.begin(T2, b"intent 2").unwrap();
     for seq in 0..3 {
-        r.put_pack(T2, seq, pack(seq as u64 + 10, 700)).unwrap();
+        r.put_pack(T2, seq, pack(seq as u64 + 10, 700).into()).unwrap();
     }
     r.put_index(T2, 0, b"segment 2").unwrap();
     r.checkpoint(T2, 0, b"checkpoint").unwrap();
@@ -278,8 +278,8 @@ fn abort_and_roll_forward(s: &Subject) {
     // A commit decided just before a crash (its record stored, nothing else): `pending` says so
     // and `finish` rolls it forward.
     r.begin(T3, b"intent 3").unwrap();
-    let p = r.put_pack(T3, 0, pack(20, 900)).unwrap();
-    r.put_pack(T3, 1, pack(21, 900)).unwrap();
+    let p = r.put_pack(T3, 0, pack(20, 900).into()).unwrap();
+    r.put_pack(T3, 1, pack(21, 900).into()).unwrap();
     let req3 = CommitRequest {
         gen: 2,
         manifest: b"m2".to_vec(),
@@ -332,7 +332,7 @@ fn clean_partial(s: &Subject) {
     let r = s.fresh(name);
     let _lock = r.lock("conformance").unwrap();
     r.begin(T1, b"intent").unwrap();
-    let kept = r.put_pack(T1, 0, pack(1, 300)).unwrap();
+    let kept = r.put_pack(T1, 0, pack(1, 300).into()).unwrap();
     // What writers killed mid-upload leave: a temporary file, an empty pack folder.
     write(&s.dir(name).join("tmp/99999.7"), b"half a pack");
     mkdir(&s.dir(name).join("packs").join(T2));

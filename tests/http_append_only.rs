@@ -81,7 +81,10 @@ fn a_write_key_cannot_abort_overwrite_or_reuse_committed_transactions() {
     let (head, _) = r.head().unwrap();
     for t in &txns {
         let _ = r.abort(t);
-        assert!(r.put_pack(t, 0, b"garbage".to_vec()).is_err(), "a committed pack of {t} was overwritten");
+        assert!(
+            r.put_pack(t, 0, b"garbage".to_vec().into()).is_err(),
+            "a committed pack of {t} was overwritten"
+        );
         assert!(r.put_index(t, 0, b"garbage").is_err(), "a committed segment of {t} was overwritten");
         assert!(r.checkpoint(t, 0, b"garbage").is_err(), "a checkpoint went into ended transaction {t}");
         let empty = CommitRequest { gen: head + 1, manifest: b"garbage".to_vec(), ..Default::default() };
@@ -147,7 +150,7 @@ fn a_write_key_can_neither_discard_nor_empty_a_dead_clients_checkpoint() {
     assert!(r.commit(&t, &empty).is_err(), "a write key committed over a checkpoint, dropping its data");
     assert!(r.abort(&t).is_err(), "a write key discarded a checkpoint");
     assert!(
-        r.put_pack(&t, 0x7000_0000, b"more".to_vec()).is_err(),
+        r.put_pack(&t, 0x7000_0000, b"more".to_vec().into()).is_err(),
         "a write key stored into another's transaction"
     );
     assert!(

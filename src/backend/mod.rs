@@ -7,14 +7,21 @@
 //! every key under a prefix, sorted; `delete` of a missing key succeeds. `conformance.rs` checks
 //! it for every backend: a local directory (`local`), memory (`memory`, for tests) and memory
 //! behind the fault injector (`faulty`, which fails chosen calls for tests of the layers above).
+//!
+//! No backend retries anything itself: a failure worth retrying is reported as
+//! `ErrorKind::Transient` (with the delay the store asked for, if any, in `retry_after`), and the
+//! decorator `retry::Retrying` (or `repo::retrying` one layer up) retries it with backoff.
+//! `kind_of_code` reads the error codes object stores send (S3's `SlowDown`, ...).
 
 #[cfg(test)]
 mod conformance;
 pub mod faulty;
 pub mod local;
 pub mod memory;
+pub mod retry;
 
 use std::fmt;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -33,11 +40,18 @@ pub enum ErrorKind {
 pub struct StoreError {
     pub kind: ErrorKind,
     pub msg: String,
+    /// How long the store asked us to wait before trying again (HTTP `Retry-After`): the retry
+    /// waits at least this long, up to `retry::MAX_RETRY_AFTER`.
+    pub retry_after: Option<Duration>,
 }
 
 impl StoreError {
     pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Self {
-        StoreError { kind, msg: msg.into() }
+        StoreError { kind, msg: msg.into(), retry_after: None }
+    }
+    /// The same error, with the wait the store asked for.
+    pub fn with_retry_after(self, wait: Option<Duration>) -> Self {
+        StoreError { retry_after: wait, ..self }
     }
     pub fn is_not_found(&self) -> bool {
         self.kind == ErrorKind::NotFound
@@ -58,6 +72,31 @@ impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The kind of error an object store's error code means (the `<Code>` of an S3 error answer):
+/// codes that say "slow down" or "try again" are transient, whatever HTTP status carried them;
+/// `None` for a code not known here (the HTTP status then decides).
+pub fn kind_of_code(code: &str) -> Option<ErrorKind> {
+    Some(match code {
+        "SlowDown"
+        | "ServiceUnavailable"
+        | "InternalError"
+        | "RequestTimeout"
+        | "RequestTimeTooSkewed"
+        | "ConditionalRequestConflict"
+        | "OperationAborted" => ErrorKind::Transient,
+        "NoSuchKey" => ErrorKind::NotFound,
+        // A conditional put (`If-None-Match: *`) found the key taken.
+        "PreconditionFailed" => ErrorKind::Exists,
+        "AccessDenied"
+        | "InvalidAccessKeyId"
+        | "SignatureDoesNotMatch"
+        | "NoSuchBucket"
+        | "InvalidRange"
+        | "EntityTooLarge" => ErrorKind::Permanent,
+        _ => return None,
+    })
+}
+
 pub trait Backend: Send + Sync {
     /// Where this backend stores data, for messages.
     fn describe(&self) -> String;
@@ -72,4 +111,20 @@ pub trait Backend: Send + Sync {
     /// Removes leftovers of puts that never completed (a writer killed mid-upload). Call only
     /// under the repository's write lock, when no put of ours is under way.
     fn clean_partial(&self) -> StoreResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_error_codes_that_ask_to_slow_down_are_transient() {
+        assert_eq!(kind_of_code("SlowDown"), Some(ErrorKind::Transient));
+        assert_eq!(kind_of_code("ServiceUnavailable"), Some(ErrorKind::Transient));
+        assert_eq!(kind_of_code("NoSuchKey"), Some(ErrorKind::NotFound));
+        assert_eq!(kind_of_code("PreconditionFailed"), Some(ErrorKind::Exists));
+        assert_eq!(kind_of_code("AccessDenied"), Some(ErrorKind::Permanent));
+        assert_eq!(kind_of_code("NoSuchBucket"), Some(ErrorKind::Permanent), "not an object's absence");
+        assert_eq!(kind_of_code("slowdown"), None, "codes are case-sensitive");
+    }
 }

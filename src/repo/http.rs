@@ -1,38 +1,44 @@
 //! The client side of `archiver serve`: the `Repository` API over HTTP (docs/PROTOCOL.md), with
-//! reqwest's blocking client.
+//! reqwest's blocking client. Each call is one request (`http_wire` builds, signs and sends it
+//! and reads its answer), on a kept-alive connection.
 //!
-//! Every request is idempotent (puts overwrite with the same bytes, commit and finish roll forward
-//! to the same state, deletes of missing objects succeed), so a transient failure (connection
-//! refused or cut, timeout, 5xx other than 507) is retried with exponential backoff, up to
-//! `ARCHIVER_RETRIES` attempts (default 8, about a minute; `forever` never gives up). A 4xx is
-//! never retried. The lock is a lease renewed by a background thread while the guard lives.
-//! Every request is signed with the key file's access key the route needs (`access`); with an
+//! Retry does not live here. Every request is idempotent (puts store the same bytes again, commit
+//! and finish roll forward to the same state, deletes of missing objects succeed), so the client
+//! makes one attempt per call and reports a transient failure (connection refused or cut,
+//! timeout, 408, 429, 5xx other than 500 and 507, with the server's `Retry-After`) as
+//! `ErrorKind::Transient`; `repo::open` wraps it in `retrying::RetryingRepo`, which retries under
+//! `ARCHIVER_RETRIES` with backoff and jitter (`backend::retry`). What stays here is protocol:
+//! a write refused because the lease was lost (409) is sent once more after the lock is taken
+//! again (`relock`, `lease`), and the lock itself (which the decorator passes through) runs its
+//! own requests under the same `retry::Policy`, since taking a lock again blindly is not safe.
+//!
+//! The lock is a lease renewed by a background thread while the guard lives (`lease`). Every
+//! request is signed with the key file's access key the route needs (`access`); with an
 //! `https://` URL the connection is TLS (rustls), trusting `--cacert` alone when given. What a
 //! server can make the client hold or wait for is bounded (`http_body`): response sizes per
 //! route, per-read timeouts, the wait for a held lock, the lease length; redirects are refused.
 
 use super::http_body::{self, MAX_LOCK_WAIT};
+use super::http_wire::{error_chain, lease_lost, Answer, Signer, Wire};
 use super::lease::{LeaseGuard, Ledger};
-use super::protocol::{self, Kind, Listing, Route};
+use super::protocol::{Kind, Listing, Route};
 use super::{decode_pending, CommitRequest, Connect, LockGuard, Pending, Repository};
-use crate::access::{AccessKeys, Signed};
+use crate::backend::retry::Policy;
 use crate::backend::{ErrorKind, StoreError, StoreResult};
 use crate::codec::Reader;
 use anyhow::{bail, Result};
-use reqwest::blocking::{Client, Request, RequestBuilder};
-use std::sync::atomic::{AtomicBool, Ordering};
+use bytes::Bytes;
+use reqwest::blocking::{Client, RequestBuilder};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use super::http_wire::LEASE_LOST;
+
 pub struct HttpRepo {
     url: String,
-    base: String,
-    signer: Signer,
-    client: Client,
-    token: Arc<Mutex<Option<String>>>,
-    attempts: Option<u32>,
-    /// The read timeout (`http_body`): `ARCHIVER_TIMEOUT` seconds, else 30.
-    timeout: Duration,
+    wire: Wire,
+    /// For the lock's own requests only: taking it (`lock`) and taking it again (`relock`).
+    retry: Policy,
     /// What our transactions stored, and who we said we are when locking: to take the lock
     /// again after a server restart (see `lease`).
     ledger: Ledger,
@@ -47,7 +53,9 @@ pub struct HttpRepo {
 pub const TXN_KEY: &str = "X-Archiver-Txn-Key";
 
 impl HttpRepo {
-    pub fn new(url: &str, conn: &Connect) -> Result<HttpRepo> {
+    /// A client of the repository at `url`; `retry` is the policy its lock requests run under
+    /// (the caller retries everything else: `repo::open`).
+    pub fn new(url: &str, conn: &Connect, retry: Policy) -> Result<HttpRepo> {
         let (scheme, rest) = url.trim_end_matches('/').split_once("://").unwrap_or(("http", url));
         let Some((host, name)) = rest.split_once('/') else {
             bail!("repository URL {url} names no repository: use {scheme}://HOST:PORT/NAME");
@@ -57,13 +65,6 @@ impl HttpRepo {
                 "repository URL {url}: the repository name must be one path segment ({scheme}://HOST:PORT/NAME)"
             );
         }
-        let attempts = match std::env::var("ARCHIVER_RETRIES").ok().as_deref() {
-            Some("forever") => None,
-            Some(n) => Some(n.parse::<u32>().map_err(|_| {
-                anyhow::anyhow!("ARCHIVER_RETRIES={n}: give a number of attempts, or `forever`")
-            })?),
-            None => Some(8),
-        };
         let timeout = match std::env::var("ARCHIVER_TIMEOUT").ok().as_deref() {
             Some(n) => match n.parse::<u64>() {
                 Ok(s) if s > 0 => Duration::from_secs(s),
@@ -100,14 +101,17 @@ impl HttpRepo {
         }
         let client =
             builder.build().map_err(|e| anyhow::anyhow!("cannot set up HTTP: {}", error_chain(&e)))?;
-        Ok(HttpRepo {
-            url: url.to_string(),
+        let wire = Wire {
             base: format!("{scheme}://{host}/v1/{name}"),
             signer: Signer { access: Arc::new(conn.access.clone()), prefix: format!("/v1/{name}/") },
             client,
             token: Arc::new(Mutex::new(None)),
-            attempts: attempts.map(|n| n.max(1)),
             timeout,
+        };
+        Ok(HttpRepo {
+            url: url.to_string(),
+            wire,
+            retry,
             ledger: Ledger::default(),
             owner: Mutex::new(None),
             relocking: Mutex::new(()),
@@ -115,10 +119,8 @@ impl HttpRepo {
         })
     }
 
-    /// A request for `route` (the protocol's one description of it, `protocol::Route`).
     fn to(&self, c: &Client, route: &Route) -> RequestBuilder {
-        let method = reqwest::Method::from_bytes(route.method().as_bytes()).unwrap_or(reqwest::Method::GET);
-        c.request(method, format!("{}/{}", self.base, route.path()))
+        self.wire.to(c, route)
     }
 
     /// `rb` with the secret of transaction `txn`, if this client began it.
@@ -129,77 +131,27 @@ impl HttpRepo {
         }
     }
 
-    fn token(&self) -> Option<String> {
-        self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// One attempt: the request, and the whole response body (up to the route's cap). A failed
-    /// connection or a body cut short or stalled is transient; a redirect is permanent.
-    fn once(&self, what: &str, build: &impl Fn(&Client) -> RequestBuilder) -> StoreResult<Answer> {
-        let token = self.token();
-        let mut req = self.signer.sign(what, build(&self.client), token.as_deref())?;
-        let route = req.url().path().strip_prefix(&self.signer.prefix).unwrap_or("").to_string();
-        let method = req.method().as_str().to_string();
-        let range = req.headers().get("Range").and_then(|v| v.to_str().ok()).map(String::from);
-        let sending = req.body().and_then(|b| b.as_bytes()).map_or(0, <[u8]>::len);
-        if let Some(t) = http_body::request_timeout(&method, sending, self.timeout) {
-            *req.timeout_mut() = Some(t);
-        }
-        let transient = |e: reqwest::Error| {
-            let msg = error_chain(&e);
-            // A certificate the client does not trust will not become trusted by retrying.
-            let kind = if msg.contains("certificate") { ErrorKind::Permanent } else { ErrorKind::Transient };
-            StoreError::new(kind, format!("{what}: {msg}"))
-        };
-        let resp = self.client.execute(req).map_err(transient)?;
-        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-        if (300..400).contains(&status) {
-            let location = headers.get("Location").and_then(|v| v.to_str().ok());
-            return Err(http_body::redirected(what, status, location));
-        }
-        let cap = http_body::cap(Route::parse(&method, &route).ok().as_ref(), range.as_deref(), status);
-        let body = http_body::read(resp, cap, what, self.timeout)?;
-        Ok(Answer { status, headers, body, token, route })
-    }
-
-    /// Sends a request (rebuilt for every attempt) and reads its answer, retrying transient
-    /// failures with backoff. A status other than 2xx and those in `accept` is an error.
+    /// Sends a request once and reads its answer; a status other than 2xx and those in `accept`
+    /// is an error. A write refused because this client lost its lease is sent once more if the
+    /// lock could be taken again with the transaction untouched (`relock`): that is the lease
+    /// protocol, not a retry.
     fn call(
         &self,
         what: &str,
         accept: &[u16],
         build: impl Fn(&Client) -> RequestBuilder,
     ) -> StoreResult<Answer> {
-        let (mut attempt, mut relocked) = (0u32, false);
-        loop {
-            attempt += 1;
-            let err = match self.once(what, &build) {
-                Ok(a) if (200..300).contains(&a.status) || accept.contains(&a.status) => return Ok(a),
-                Ok(a) if a.status == 409 && !relocked && lease_lost(&a.body) && self.relock(&a) => {
-                    relocked = true;
-                    continue;
-                }
-                Ok(a) => status_error(what, a.status, &a.body),
-                Err(e) => e,
-            };
-            if err.kind != ErrorKind::Transient || self.attempts.is_some_and(|n| attempt >= n) {
-                let mut err = err;
-                if err.kind == ErrorKind::Transient {
-                    err.msg = format!(
-                        "{} (gave up after {attempt} attempts; ARCHIVER_RETRIES=forever keeps trying)",
-                        err.msg
-                    );
-                }
-                return Err(err);
-            }
-            let backoff = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(7)))
-                .min(Duration::from_secs(10));
-            std::thread::sleep(backoff);
+        let a = self.wire.once(what, &build)?;
+        if a.status == 409 && lease_lost(&a.body) && self.relock(&a) {
+            return self.wire.once(what, &build)?.accepted(what, accept);
         }
+        a.accepted(what, accept)
     }
 
     /// After a write was refused for want of the lease (the server restarted, or we stalled past
-    /// the TTL): takes the lock again and says whether the write's transaction may go on.
+    /// the TTL): takes the lock again and says whether the write's transaction may go on. Its
+    /// requests are retried here, under the lock's policy: the write that needs them is itself
+    /// being retried by the caller, which cannot tell a half-done relock from a failed write.
     fn relock(&self, refused: &Answer) -> bool {
         let Some(txn) = refused.route.strip_prefix("txn/").and_then(|r| r.split('/').next()) else {
             return false;
@@ -209,19 +161,24 @@ impl HttpRepo {
             return false;
         }
         let _one = self.relocking.lock().unwrap_or_else(|p| p.into_inner());
-        if self.token() != refused.token {
+        if self.wire.token() != refused.token {
             return true; // a concurrent upload already took the lock again and checked
         }
+        let what = "taking the repository lock again";
         let take = Route::TakeLock { owner: owner.clone() };
-        let Ok(a) = self.call("taking the repository lock again", &[423], |c| self.to(c, &take)) else {
+        let Ok(a) = self.retry.run(what, || self.call(what, &[423], |c| self.to(c, &take))) else {
             return false;
         };
         if a.status != 200 {
             return false;
         }
-        *self.token.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(String::from_utf8_lossy(&a.body).into_owned());
-        match (self.pending(), self.list_packs(), self.list_indexes()) {
+        self.wire.set_token(Some(String::from_utf8_lossy(&a.body).into_owned()));
+        let r = &self.retry;
+        match (
+            r.run("listing pending transactions", || self.pending()),
+            r.run("listing packs", || self.list_packs()),
+            r.run("listing index segments", || self.list_indexes()),
+        ) {
             (Ok(p), Ok(packs), Ok(idx)) => self.ledger.untouched(txn, &p, &packs, &idx),
             _ => false,
         }
@@ -246,123 +203,6 @@ impl HttpRepo {
     }
 }
 
-/// Signs requests for one repository with the access key each route needs.
-#[derive(Clone)]
-struct Signer {
-    access: Arc<AccessKeys>,
-    /// `/v1/NAME/`: what precedes the route in every path.
-    prefix: String,
-}
-
-impl Signer {
-    fn sign(&self, what: &str, rb: RequestBuilder, token: Option<&str>) -> StoreResult<Request> {
-        let mut req = rb
-            .build()
-            .map_err(|e| StoreError::new(ErrorKind::Permanent, format!("{what}: {}", error_chain(&e))))?;
-        let header = |name: &'static str, v: &str| {
-            reqwest::header::HeaderValue::from_str(v)
-                .map(|v| (name, v))
-                .map_err(|_| StoreError::new(ErrorKind::Permanent, format!("{what}: bad header value")))
-        };
-        if let Some(t) = token {
-            let (k, v) = header("X-Archiver-Lock", t)?;
-            req.headers_mut().insert(k, v);
-        }
-        let path = match req.url().query() {
-            Some(q) => format!("{}?{q}", req.url().path()),
-            None => req.url().path().to_string(),
-        };
-        let route = req.url().path().strip_prefix(&self.prefix).unwrap_or("");
-        let route = match req.url().query() {
-            Some(q) => format!("{route}?{q}"),
-            None => route.to_string(),
-        };
-        let route = Route::parse(req.method().as_str(), &route).map_err(|(_, why)| {
-            StoreError::new(ErrorKind::Permanent, format!("{what}: not a route of the protocol ({why})"))
-        })?;
-        let text =
-            |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let body = req.body().and_then(|b| b.as_bytes()).unwrap_or(&[]);
-        let need = route.need(body);
-        let signed = Signed {
-            method: req.method().as_str(),
-            path: &path,
-            range: &text("Range"),
-            lock: &text("X-Archiver-Lock"),
-            body,
-        };
-        let Some(auth) = self.access.sign(need, &signed) else {
-            let names: Vec<&str> = need.iter().map(|p| p.name()).collect();
-            return Err(StoreError::new(
-                ErrorKind::Permanent,
-                format!(
-                    "{what}: the key file holds {}, and this needs the {} key",
-                    self.access.describe(),
-                    names.join(" or ")
-                ),
-            ));
-        };
-        let (k, v) = header(crate::access::HEADER, &auth)?;
-        req.headers_mut().insert(k, v);
-        Ok(req)
-    }
-}
-
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(&format!(": {inner}"));
-        src = inner.source();
-    }
-    s
-}
-
-/// The body of the server's `409` to a write without the live lease.
-pub const LEASE_LOST: &str = "this client does not hold the repository lock (it was lost or never taken)";
-
-fn lease_lost(body: &[u8]) -> bool {
-    body.starts_with(LEASE_LOST.as_bytes())
-}
-
-fn status_error(what: &str, code: u16, body: &[u8]) -> StoreError {
-    let text = String::from_utf8_lossy(body);
-    let text = text.lines().next().unwrap_or("").to_string();
-    let kind = match code {
-        404 => ErrorKind::NotFound,
-        401 => {
-            return StoreError::new(
-                ErrorKind::Permanent,
-                format!(
-                "{what}: the server refused the key file ({text}): is it the key file for this repository?"
-            ),
-            )
-        }
-        403 => return StoreError::new(ErrorKind::Permanent, format!("{what}: the server refused: {text}")),
-        // The server's lost-lease answer; other 409s (whose text may name a path that happens
-        // to contain "lock") are `Exists`.
-        409 if lease_lost(body) => ErrorKind::Permanent,
-        _ => protocol::kind_of(code),
-    };
-    StoreError::new(kind, format!("{what}: server answered {code}: {text}"))
-}
-
-/// A response read whole.
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-    /// The lock token the request carried, and its route (the path after `/v1/NAME/`).
-    token: Option<String>,
-    route: String,
-}
-
-impl Answer {
-    fn header_u64(&self, name: &str) -> Option<u64> {
-        self.headers.get(name)?.to_str().ok()?.parse().ok()
-    }
-}
-
 impl Repository for HttpRepo {
     fn describe(&self) -> String {
         self.url.clone()
@@ -383,10 +223,11 @@ impl Repository for HttpRepo {
     }
 
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>> {
+        let what = "taking the repository lock";
         let take = Route::TakeLock { owner: owner.to_string() };
         let mut waited = false;
         let answer = loop {
-            let a = self.call("taking the repository lock", &[423], |c| self.to(c, &take))?;
+            let a = self.retry.run(what, || self.call(what, &[423], |c| self.to(c, &take)))?;
             if a.status != 423 {
                 break a;
             }
@@ -411,56 +252,9 @@ impl Repository for HttpRepo {
             }
         };
         let ttl = http_body::lease_ttl(answer.header_u64("X-Archiver-Lock-Ttl-Ms"));
-        let token = String::from_utf8_lossy(&answer.body).into_owned();
-        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+        self.wire.set_token(Some(String::from_utf8_lossy(&answer.body).into_owned()));
         *self.owner.lock().unwrap_or_else(|p| p.into_inner()) = Some(owner.to_string());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (client, signer, stop2) = (self.client.clone(), self.signer.clone(), stop.clone());
-        // The token may change (`relock`): renew and release whichever is current.
-        let (slot, base) = (self.token.clone(), self.base.clone());
-        let current = move || slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        // A renewal lost to the network is tried again within a second rather than a third of
-        // the lease later, so a short outage does not cost the lease. A lease that already ran
-        // out (409) is not renewed: the next write takes the lock again (`relock`).
-        let renewer = std::thread::spawn(move || {
-            let mut wait = ttl / 3;
-            while !stop2.load(Ordering::Relaxed) {
-                std::thread::park_timeout(wait);
-                if stop2.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Some(token) = current() else { break };
-                let status = signer
-                    .sign(
-                        "renewing the lock",
-                        client.post(format!("{base}/{}", Route::RenewLock(&token).path())),
-                        None,
-                    )
-                    .ok()
-                    .and_then(|req| client.execute(req).ok())
-                    .map(|resp| resp.status().as_u16());
-                // At most four renewals a second, however short the lease (`lease_ttl`).
-                wait = match status {
-                    Some(s) if (200..300).contains(&s) || (400..500).contains(&s) => ttl / 3,
-                    _ => (ttl / 10).clamp(Duration::from_millis(250), Duration::from_secs(1)),
-                };
-            }
-        });
-        let (client, signer, slot, base) =
-            (self.client.clone(), self.signer.clone(), self.token.clone(), self.base.clone());
-        let release = Box::new(move || {
-            let token = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(token) = token {
-                if let Ok(req) = signer.sign(
-                    "releasing the lock",
-                    client.delete(format!("{base}/{}", Route::ReleaseLock(&token).path())),
-                    None,
-                ) {
-                    let _ = client.execute(req);
-                }
-            }
-        });
-        Ok(Box::new(LeaseGuard { stop, renewer: Some(renewer), release }))
+        Ok(Box::new(LeaseGuard::start(self.wire.clone(), ttl)))
     }
 
     fn head(&self) -> StoreResult<(u64, Option<Vec<u8>>)> {
@@ -498,11 +292,10 @@ impl Repository for HttpRepo {
         Ok(())
     }
 
-    fn put_pack(&self, txn: &str, seq: u32, data: Vec<u8>) -> StoreResult<String> {
-        let body = bytes::Bytes::from(data);
+    fn put_pack(&self, txn: &str, seq: u32, data: Bytes) -> StoreResult<String> {
         let b = self.bytes("storing a pack", |c| {
             let route = Route::Upload { txn, kind: Kind::Packs, seq };
-            self.as_owner(self.to(c, &route), txn).body(body.clone())
+            self.as_owner(self.to(c, &route), txn).body(data.clone())
         })?;
         let name = String::from_utf8_lossy(&b).into_owned();
         self.ledger.pack(txn, &name);
@@ -510,7 +303,7 @@ impl Repository for HttpRepo {
     }
 
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
-        let body = bytes::Bytes::copy_from_slice(data);
+        let body = Bytes::copy_from_slice(data);
         let b = self.bytes("storing an index segment", |c| {
             let route = Route::Upload { txn, kind: Kind::Index, seq };
             self.as_owner(self.to(c, &route), txn).body(body.clone())

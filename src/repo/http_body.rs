@@ -85,14 +85,14 @@ pub fn read(
     let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(max) as usize);
     let mut body = Floor { inner: resp, start: Instant::now(), received: 0, grace: timeout }.take(max + 1);
     body.read_to_end(&mut buf).map_err(|e| {
-        let msg = if e.kind() == std::io::ErrorKind::TimedOut || super::http::error_chain(&e).contains("timed out") {
+        let msg = if e.kind() == std::io::ErrorKind::TimedOut || super::http_wire::error_chain(&e).contains("timed out") {
             format!(
                 "the server stopped sending its answer (nothing for {} s, or slower than {} KiB/s; ARCHIVER_TIMEOUT=SECS waits longer)",
                 timeout.as_secs(),
                 DOWNLOAD_FLOOR >> 10
             )
         } else {
-            format!("the answer was cut short: {}", super::http::error_chain(&e))
+            format!("the answer was cut short: {}", super::http_wire::error_chain(&e))
         };
         StoreError::new(ErrorKind::Transient, format!("{what}: {msg}"))
     })?;

@@ -1,5 +1,5 @@
-//! The HTTP client's side of the lock lease: the guard that renews and releases it, and what lets
-//! a transaction survive a server restart.
+//! The HTTP client's side of the lock lease: the guard that renews and releases it (`LeaseGuard`),
+//! and what lets a transaction survive a server restart (`Ledger`).
 //!
 //! A restarted server has forgotten every lease, so the next write of a transaction in flight is
 //! refused (409). The client may then take the lock again and go on, but only if nobody touched
@@ -11,10 +11,13 @@
 //! pack and index segment it stored still present. Otherwise the write fails as before and the
 //! next command recovers.
 
+use super::http_wire::Wire;
+use super::protocol::Route;
 use super::{LockGuard, Pending};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// What one transaction of this client stored, acknowledged by the server.
 #[derive(Default)]
@@ -74,9 +77,47 @@ impl Ledger {
 
 /// Renews the lease in the background while it lives; releases it when dropped.
 pub struct LeaseGuard {
-    pub stop: Arc<AtomicBool>,
-    pub renewer: Option<std::thread::JoinHandle<()>>,
-    pub release: Box<dyn Fn() + Send>,
+    stop: Arc<AtomicBool>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+    release: Box<dyn Fn() + Send>,
+}
+
+impl LeaseGuard {
+    /// Keeps the lease whose token `wire` holds for as long as the guard lives: a thread renews
+    /// it every third of `ttl`, and dropping the guard releases it. The token may change while
+    /// the guard lives (`HttpRepo::relock`): renewals and the release use whichever is current.
+    ///
+    /// A renewal lost to the network is tried again within a second rather than a third of the
+    /// lease later, so a short outage does not cost the lease; at most four renewals a second,
+    /// however short the lease (`http_body::lease_ttl`). A lease that already ran out (409) is
+    /// not renewed: the next write takes the lock again (`relock`).
+    pub(super) fn start(wire: Wire, ttl: Duration) -> LeaseGuard {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (w, stop2) = (wire.clone(), stop.clone());
+        let renewer = std::thread::spawn(move || {
+            let mut wait = ttl / 3;
+            while !stop2.load(Ordering::Relaxed) {
+                std::thread::park_timeout(wait);
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Some(token) = w.token() else { break };
+                let renew = w.client.post(format!("{}/{}", w.base, Route::RenewLock(&token).path()));
+                wait = match w.status_only("renewing the lock", renew) {
+                    Some(s) if (200..300).contains(&s) || (400..500).contains(&s) => ttl / 3,
+                    _ => (ttl / 10).clamp(Duration::from_millis(250), Duration::from_secs(1)),
+                };
+            }
+        });
+        let release = Box::new(move || {
+            let token = wire.token.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(token) = token {
+                let rb = wire.client.delete(format!("{}/{}", wire.base, Route::ReleaseLock(&token).path()));
+                let _ = wire.status_only("releasing the lock", rb);
+            }
+        });
+        LeaseGuard { stop, renewer: Some(renewer), release }
+    }
 }
 
 impl LockGuard for LeaseGuard {}

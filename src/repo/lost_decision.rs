@@ -76,7 +76,7 @@ mod tests {
         let r = ObjectRepo::local(dir.path().to_str().unwrap());
         let txn = "ab".repeat(16);
         r.begin(&txn, b"intent").unwrap();
-        let pack = r.put_pack(&txn, 0, vec![1; 100]).unwrap();
+        let pack = r.put_pack(&txn, 0, vec![1; 100].into()).unwrap();
         let seg = r.put_index(&txn, 0, b"segment").unwrap();
         // Its manifest became visible (generation 1), then its record was lost.
         r.backend.put_new(&crate::layout::manifest(1), b"manifest 1").unwrap();
@@ -105,7 +105,7 @@ mod tests {
         // A record that fails its checksum: finish keeps everything and removes the records.
         let t2 = "cd".repeat(16);
         r.begin(&t2, b"intent").unwrap();
-        let p2 = r.put_pack(&t2, 0, vec![2; 100]).unwrap();
+        let p2 = r.put_pack(&t2, 0, vec![2; 100].into()).unwrap();
         r.backend.put_new(&layout::commit(&t2), b"damaged").unwrap();
         r.finish(&t2).unwrap();
         assert!(r.pending().unwrap().is_empty());

@@ -10,6 +10,7 @@
 mod covers;
 pub mod http;
 mod http_body;
+mod http_wire;
 mod lease;
 pub mod limits;
 pub mod lock;
@@ -18,6 +19,7 @@ pub mod objects;
 #[cfg(test)]
 mod over_memory;
 pub mod protocol;
+pub mod retrying;
 
 use crate::backend::StoreResult;
 use crate::codec::{Reader, Writer};
@@ -182,9 +184,10 @@ pub trait Repository: Send + Sync {
     /// Records the intent; `Exists` if the transaction has another one (the same is success), or
     /// if the id was used before (a transaction id is never reused).
     fn begin(&self, txn: &str, intent: &[u8]) -> StoreResult<()>;
-    /// Stores a pack durably and returns its name. Takes the pack by value: an HTTP client sends
-    /// it without a copy (packs are 16 MiB; several may be in flight).
-    fn put_pack(&self, txn: &str, seq: u32, data: Vec<u8>) -> StoreResult<String>;
+    /// Stores a pack durably and returns its name. Takes the pack as `Bytes`: an HTTP client
+    /// sends it, and `retrying` sends it again, without a copy (packs are 16 MiB; several may be
+    /// in flight).
+    fn put_pack(&self, txn: &str, seq: u32, data: bytes::Bytes) -> StoreResult<String>;
     /// Stores an index segment durably and returns its name.
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String>;
     /// Durably stores checkpoint record `seq` of the transaction (create-if-absent: the same
@@ -230,10 +233,13 @@ pub struct Connect {
 }
 
 /// Opens the repository a `--repo` value names: `http://HOST:PORT/NAME` or `https://…` for
-/// `archiver serve`, otherwise a local directory.
+/// `archiver serve` (one attempt per request, retried by `retrying` under `ARCHIVER_RETRIES`),
+/// otherwise a local directory.
 pub fn open(spec: &str, conn: &Connect) -> Result<std::sync::Arc<dyn Repository>> {
     if spec.starts_with("http://") || spec.starts_with("https://") {
-        return Ok(std::sync::Arc::new(http::HttpRepo::new(spec, conn)?));
+        let policy = crate::backend::retry::Policy::from_env()?;
+        let client = http::HttpRepo::new(spec, conn, policy.clone())?;
+        return Ok(std::sync::Arc::new(retrying::RetryingRepo::new(std::sync::Arc::new(client), policy)));
     }
     if spec.starts_with("s3://") {
         anyhow::bail!("repository {spec}: s3:// repositories are not supported yet; use http://, https:// or a local directory");

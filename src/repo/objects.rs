@@ -208,7 +208,7 @@ impl Repository for ObjectRepo {
         self.begin_owned(txn, intent, None)
     }
 
-    fn put_pack(&self, txn: &str, seq: u32, data: Vec<u8>) -> StoreResult<String> {
+    fn put_pack(&self, txn: &str, seq: u32, data: bytes::Bytes) -> StoreResult<String> {
         self.open_for_upload(txn)?;
         let name = layout::pack_name(txn, seq);
         self.put_new_same(&layout::pack_key(&name), &data)?;

@@ -20,7 +20,7 @@ fn memory_repo(faults: Vec<Fault>) -> ObjectRepo {
 
 fn commit_one_pack(r: &ObjectRepo) -> super::super::backend::StoreResult<String> {
     r.begin(T, b"create a")?;
-    let pack = r.put_pack(T, 1, vec![7; 100])?;
+    let pack = r.put_pack(T, 1, vec![7; 100].into())?;
     let req = CommitRequest {
         gen: 1,
         manifest: b"sealed manifest".to_vec(),

@@ -290,7 +290,7 @@ fn route(state: &State, method: &str, body: Vec<u8>, x: &Extra) -> Reply {
                 return Ok(refused);
             }
             let name = match kind {
-                Kind::Packs => r.put_pack(txn, seq, body)?,
+                Kind::Packs => r.put_pack(txn, seq, body.into())?,
                 Kind::Index => r.put_index(txn, seq, &body)?,
             };
             Ok(Reply { status: 201, body: name.into_bytes(), headers: Vec::new() })

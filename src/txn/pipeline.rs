@@ -199,7 +199,7 @@ fn uploader(rx: Receiver<Upload>, repo: Arc<dyn Repository>, txn: String, up: Ar
         let stored = match f.get() {
             Some(_) => None,
             None => {
-                let put = || repo.put_pack(&txn, seq, bytes);
+                let put = || repo.put_pack(&txn, seq, bytes.into());
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(put)) {
                     Ok(Ok(name)) => {
                         crate::failpoint::hit("pack-stored");

@@ -31,7 +31,7 @@ impl Fake {
 }
 
 impl Repository for Fake {
-    fn put_pack(&self, _txn: &str, seq: u32, data: Vec<u8>) -> StoreResult<String> {
+    fn put_pack(&self, _txn: &str, seq: u32, data: bytes::Bytes) -> StoreResult<String> {
         assert!(!data.is_empty());
         let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(n, Ordering::SeqCst);
