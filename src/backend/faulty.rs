@@ -4,11 +4,18 @@
 //! server stored an object). Tests of the layers above use it to reach every failure path of a
 //! protocol step without a network or a full disk.
 //!
-//! Invariant: a call no fault matches behaves exactly as the inner backend's; each fault fires
-//! once, on the `nth` matching call (counting from 1).
+//! It can also be slow (`with_latency`: each call first waits as long as a given function says,
+//! so calls overlap and finish out of order) and keeps a `CallLog` a test can read after handing
+//! the backend over: how many calls were under way at once, and which succeeded, in the order
+//! they returned.
+//!
+//! Invariant: a call no fault matches behaves exactly as the inner backend's (only later, with a
+//! latency); each fault fires once, on the `nth` matching call (counting from 1).
 
 use super::{Backend, ErrorKind, StoreError, StoreResult};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The operations a fault can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,16 +55,50 @@ impl Fault {
     }
 }
 
+/// What a `FaultyBackend` saw, shared with the test that made it.
+#[derive(Default)]
+pub struct CallLog {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+    succeeded: Mutex<Vec<(Op, String)>>,
+}
+
+impl CallLog {
+    /// The most calls under way at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+
+    /// The keys of the calls of `op` that succeeded, in the order they returned.
+    pub fn succeeded(&self, op: Op) -> Vec<String> {
+        let done = self.succeeded.lock().unwrap_or_else(|p| p.into_inner());
+        done.iter().filter(|(o, _)| *o == op).map(|(_, k)| k.clone()).collect()
+    }
+}
+
 /// A backend that fails as planned.
 pub struct FaultyBackend<B> {
     inner: B,
     /// Each fault with the matching calls it has seen so far.
     plan: Mutex<Vec<(Fault, usize)>>,
+    latency: fn(Op, &str) -> Duration,
+    log: Arc<CallLog>,
 }
 
 impl<B: Backend> FaultyBackend<B> {
     pub fn new(inner: B, faults: Vec<Fault>) -> FaultyBackend<B> {
-        FaultyBackend { inner, plan: Mutex::new(faults.into_iter().map(|f| (f, 0)).collect()) }
+        let plan = Mutex::new(faults.into_iter().map(|f| (f, 0)).collect());
+        FaultyBackend { inner, plan, latency: |_, _| Duration::ZERO, log: Arc::default() }
+    }
+
+    /// Every call first waits `latency(op, key)`.
+    pub fn with_latency(self, latency: fn(Op, &str) -> Duration) -> Self {
+        FaultyBackend { latency, ..self }
+    }
+
+    /// What this backend sees, readable after it was handed over.
+    pub fn log(&self) -> Arc<CallLog> {
+        self.log.clone()
     }
 
     /// Faults planned but not fired yet.
@@ -82,6 +123,18 @@ impl<B: Backend> FaultyBackend<B> {
     }
 
     fn call<T>(&self, op: Op, key: &str, run: impl FnOnce(&B) -> StoreResult<T>) -> StoreResult<T> {
+        let now = self.log.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.log.peak.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep((self.latency)(op, key));
+        let r = self.attempt(op, key, run);
+        self.log.now.fetch_sub(1, Ordering::SeqCst);
+        if r.is_ok() {
+            self.log.succeeded.lock().unwrap_or_else(|p| p.into_inner()).push((op, key.to_string()));
+        }
+        r
+    }
+
+    fn attempt<T>(&self, op: Op, key: &str, run: impl FnOnce(&B) -> StoreResult<T>) -> StoreResult<T> {
         let Some(f) = self.fault(op, key) else { return run(&self.inner) };
         if f.after {
             run(&self.inner)?;

@@ -1,114 +1,45 @@
-//! The pipeline's invariants against a repository whose uploads take different times and can
-//! fail: `flush` waits for every upload and reports exactly the acknowledged packs, in order;
-//! uploads really overlap (and no more than allowed); the first error stops everything.
+//! The pipeline's invariants against a real repository (`ObjectRepo` over the in-memory backend)
+//! whose storage is slow by different amounts per pack and fails where told
+//! (`backend::faulty`): `flush` waits for every upload and reports exactly the acknowledged
+//! packs, in order; uploads really overlap (and no more than allowed); the first error stops
+//! everything.
 
 use super::{Job, Pipeline};
-use crate::backend::{ErrorKind, StoreError, StoreResult};
+use crate::backend::faulty::{CallLog, Fault, FaultyBackend, Op};
+use crate::backend::memory::MemoryBackend;
+use crate::backend::ErrorKind;
 use crate::crypto::Keys;
+use crate::layout;
 use crate::pack::Kind;
-use crate::repo::{CommitRequest, LockGuard, Pending, Repository};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use crate::repo::lock::ProcessLock;
+use crate::repo::objects::ObjectRepo;
+use crate::repo::Repository;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Incompressible 1 MiB blocks: a pack is full after 16.
 const BLOCK: usize = 1 << 20;
+const T: &str = "0123456789abcdef0123456789abcdef";
 
-struct Fake {
-    /// Sequence numbers acknowledged, in the order their uploads returned.
-    stored: Mutex<Vec<u32>>,
-    now: AtomicUsize,
-    most: AtomicUsize,
-    /// Upload `seq` fails after `delay(seq)` if listed here.
-    fail: Vec<u32>,
-    delay: fn(u32) -> Duration,
+/// The pack sequence number a `packs/T/<seq>` key names.
+fn seq_of(key: &str) -> Option<u32> {
+    let name = layout::name_of(layout::PACKS, key)?;
+    u32::from_str_radix(name.rsplit('/').next()?, 16).ok()
 }
 
-impl Fake {
-    fn new(fail: Vec<u32>, delay: fn(u32) -> Duration) -> Arc<Fake> {
-        Arc::new(Fake { stored: Mutex::default(), now: 0.into(), most: 0.into(), fail, delay })
-    }
+/// A repository with transaction `T` begun, whose pack stores take `latency` and fail as
+/// `faults` say; and the log of what its storage saw.
+fn repository(faults: Vec<Fault>, latency: fn(Op, &str) -> Duration) -> (Arc<dyn Repository>, Arc<CallLog>) {
+    let backend = FaultyBackend::new(MemoryBackend::new(), faults).with_latency(latency);
+    let log = backend.log();
+    let repo = ObjectRepo::new(Box::new(backend), Box::new(ProcessLock::default()));
+    repo.begin(T, b"intent").unwrap();
+    (Arc::new(repo), log)
 }
 
-impl Repository for Fake {
-    fn put_pack(&self, _txn: &str, seq: u32, data: bytes::Bytes) -> StoreResult<String> {
-        assert!(!data.is_empty());
-        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.most.fetch_max(n, Ordering::SeqCst);
-        std::thread::sleep((self.delay)(seq));
-        self.now.fetch_sub(1, Ordering::SeqCst);
-        if self.fail.contains(&seq) {
-            return Err(StoreError::new(ErrorKind::Permanent, format!("disk on fire at {seq}")));
-        }
-        self.stored.lock().unwrap().push(seq);
-        Ok(format!("t/{seq:08x}"))
-    }
-    fn uploads_in_flight(&self) -> usize {
-        3
-    }
-    fn describe(&self) -> String {
-        "fake".into()
-    }
-    fn read_config(&self) -> StoreResult<Option<Vec<u8>>> {
-        unreachable!()
-    }
-    fn init(&self, _: &[u8]) -> StoreResult<()> {
-        unreachable!()
-    }
-    fn lock(&self, _: &str) -> anyhow::Result<Box<dyn LockGuard>> {
-        unreachable!()
-    }
-    fn head(&self) -> StoreResult<(u64, Option<Vec<u8>>)> {
-        unreachable!()
-    }
-    fn generations(&self) -> StoreResult<Vec<u64>> {
-        unreachable!()
-    }
-    fn manifest(&self, _: u64) -> StoreResult<Vec<u8>> {
-        unreachable!()
-    }
-    fn begin(&self, _: &str, _: &[u8]) -> StoreResult<()> {
-        unreachable!()
-    }
-    fn put_index(&self, _: &str, _: u32, _: &[u8]) -> StoreResult<String> {
-        unreachable!()
-    }
-    fn checkpoint(&self, _: &str, _: u32, _: &[u8]) -> StoreResult<()> {
-        unreachable!()
-    }
-    fn checkpoint_record(&self, _: &str, _: u32) -> StoreResult<Vec<u8>> {
-        unreachable!()
-    }
-    fn commit(&self, _: &str, _: &CommitRequest) -> StoreResult<()> {
-        unreachable!()
-    }
-    fn finish(&self, _: &str) -> StoreResult<()> {
-        unreachable!()
-    }
-    fn abort(&self, _: &str) -> StoreResult<()> {
-        unreachable!()
-    }
-    fn pending(&self) -> StoreResult<Vec<Pending>> {
-        unreachable!()
-    }
-    fn clean_partial(&self) -> StoreResult<()> {
-        unreachable!()
-    }
-    fn read_pack(&self, _: &str, _: u64, _: u64) -> StoreResult<Vec<u8>> {
-        unreachable!()
-    }
-    fn pack_size(&self, _: &str) -> StoreResult<u64> {
-        unreachable!()
-    }
-    fn get_index(&self, _: &str) -> StoreResult<Vec<u8>> {
-        unreachable!()
-    }
-    fn list_packs(&self) -> StoreResult<Vec<String>> {
-        unreachable!()
-    }
-    fn list_indexes(&self) -> StoreResult<Vec<String>> {
-        unreachable!()
-    }
+/// The packs stored, in the order their stores returned.
+fn stored(log: &CallLog) -> Vec<u32> {
+    log.succeeded(Op::PutNew).iter().filter_map(|k| seq_of(k)).collect()
 }
 
 fn keys() -> Arc<Keys> {
@@ -137,37 +68,51 @@ fn submit(p: &Pipeline, keys: &Keys, from: u64, n: u64) -> u64 {
 #[test]
 fn flush_waits_for_every_upload_and_reports_exactly_the_acknowledged_packs_in_order() {
     // The first pack is the slowest, so uploads finish out of order.
-    let fake = Fake::new(vec![], |seq| Duration::from_millis(if seq == 0 { 400 } else { 60 }));
+    let (repo, log) = repository(vec![], |op, key| match (op, seq_of(key)) {
+        (Op::PutNew, Some(0)) => Duration::from_millis(400),
+        (Op::PutNew, Some(_)) => Duration::from_millis(60),
+        _ => Duration::ZERO,
+    });
     let keys = keys();
-    let p = Pipeline::start(fake.clone(), keys.clone(), "t".into());
+    let p = Pipeline::start(repo.clone(), keys.clone(), T.into());
     assert_eq!(submit(&p, &keys, 0, 90), 90);
     let written = p.flush(90).expect("flush");
-    let names: Vec<&str> = written.iter().map(|(n, _)| n.as_str()).collect();
-    let stored = fake.stored.lock().unwrap().clone();
+    let names: Vec<String> = written.iter().map(|(n, _)| n.clone()).collect();
+    let stored = stored(&log);
     assert_eq!(names.len(), stored.len(), "a reported pack was not acknowledged, or the reverse");
-    assert_eq!(names, ["t/00000000", "t/00000001", "t/00000002", "t/00000003", "t/00000004", "t/00000005"]);
+    assert_eq!(names, (0..6).map(|s| layout::pack_name(T, s)).collect::<Vec<_>>());
     assert_ne!(stored[0], 0, "the slow first pack finished first: nothing overlapped");
     assert_eq!(written.iter().map(|(_, e)| e.len()).sum::<usize>(), 90, "every block in a reported pack");
-    let most = fake.most.load(Ordering::SeqCst);
-    assert!((2..=3).contains(&most), "{most} uploads at once (allowed: 3)");
+    let allowed = repo.uploads_in_flight();
+    assert!(allowed >= 2 && log.peak() == allowed, "{} uploads at once (allowed: {allowed})", log.peak());
     // A second flush reports only what was stored since.
     assert_eq!(submit(&p, &keys, 90, 3), 3);
     let again = p.flush(93).expect("flush");
-    assert_eq!(again.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["t/00000006"]);
+    assert_eq!(again.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), [layout::pack_name(T, 6)]);
 }
 
 #[test]
 fn the_first_upload_error_stops_the_pipeline_and_is_the_one_reported() {
     // Pack 1 fails quickly, pack 2 later: pack 1's error is reported, and once it is known no
     // more packs are uploaded.
-    let fake = Fake::new(vec![1, 2], |seq| Duration::from_millis(if seq == 2 { 300 } else { 30 }));
+    let pack = |seq| layout::pack_key(&layout::pack_name(T, seq));
+    let faults = vec![
+        Fault::new(Op::PutNew, &pack(1), 1, ErrorKind::NoSpace),
+        Fault::new(Op::PutNew, &pack(2), 1, ErrorKind::Permanent),
+    ];
+    let (repo, log) = repository(faults, |op, key| match (op, seq_of(key)) {
+        (Op::PutNew, Some(2)) => Duration::from_millis(300),
+        (Op::PutNew, Some(_)) => Duration::from_millis(30),
+        _ => Duration::ZERO,
+    });
     let keys = keys();
-    let p = Pipeline::start(fake.clone(), keys.clone(), "t".into());
+    let p = Pipeline::start(repo, keys.clone(), T.into());
     let sent = submit(&p, &keys, 0, 200);
     let err = p.flush(sent).expect_err("an upload failed").to_string();
-    assert!(err.contains("cannot store pack t/00000001") && err.contains("disk on fire at 1"), "{err}");
+    let first = format!("cannot store pack {}", layout::pack_name(T, 1));
+    assert!(err.contains(&first) && err.contains(&pack(1)), "{err}");
     assert!(p.check().is_err() && p.submit(block(&keys, 999)).is_err(), "the pipeline keeps failing");
-    let stored = fake.stored.lock().unwrap().clone();
+    let stored = stored(&log);
     assert!(stored.iter().all(|&s| s == 0 || s == 3), "uploads went on after the error: {stored:?}");
     assert!(sent < 200, "submitting went on long after the error ({sent} blocks)");
 }
