@@ -14,7 +14,7 @@
 //!
 //! | step | durable afterwards | invariant kept | failpoint |
 //! |---|---|---|---|
-//! | `begin`: lock held, recovery done (`recover::lock`), intent record `txn/<t>/begin` | the transaction is pending | a dead writer's transaction is found by its records alone | `txn-begun` |
+//! | `begin`: lock held, recovery done (`txn::lock`), intent record `txn/<t>/begin` | the transaction is pending | a dead writer's transaction is found by its records alone | `txn-begun` |
 //! | a pack stored (`pipeline`) | pack `packs/<t>/<seq>` | a pack is reported only once the repository acknowledged it | `pack-stored` |
 //! | checkpoint 1, flush | every block submitted so far | the cache names only acknowledged packs | `checkpoint-flushed` |
 //! | checkpoint 2, index | segment for the packs since the previous one | segments name only stored packs | `checkpoint-indexed` |

@@ -110,26 +110,9 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
     );
 }
 
-/// A stored path as `archiver ls` prints it: `\\`, `\n`, `\t`, other control characters and
-/// bytes that are not UTF-8 escaped, so that every path is one line.
-pub fn escape(path: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in path.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\t' => out.push_str("\\t"),
-                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
+/// A stored path as `archiver ls` prints it (one line: `\\`, `\n`, `\t`, other control characters
+/// and bytes that are not UTF-8 escaped).
+pub use archiver::query::escape;
 
 /// The paths under `root` as an archive of `root` (given by its name `top`) stores them.
 pub fn stored_paths(root: &Path, top: &str) -> Vec<Vec<u8>> {
