@@ -1,5 +1,6 @@
 //! Facts about this process and this moment that several commands record: the time, the host
-//! name, and the lock owner string naming this process to whoever finds the repository locked. A
+//! name, the lock owner string naming this process to whoever finds the repository locked, and
+//! random ids (repositories, transactions, lease tokens). A
 //! leaf module: it imports nothing from the crate, so any module may use it.
 
 pub fn now_ns() -> i64 {
@@ -21,4 +22,12 @@ pub fn hostname() -> String {
 
 pub fn owner(command: &str) -> String {
     format!("archiver {command}, pid {} on host {}", std::process::id(), hostname())
+}
+
+/// A random 128-bit id in hex (repositories, transactions, lease tokens).
+pub fn random_id() -> anyhow::Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b)
+        .map_err(|e| anyhow::anyhow!("reading the system's random number generator: {e}"))?;
+    Ok(hex::encode(b))
 }

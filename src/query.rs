@@ -4,7 +4,8 @@
 use crate::archive::{Node, NodeKind};
 use crate::manifest::ArchiveRef;
 use crate::progress::Progress;
-use crate::session::{config_bytes, random_id, Session, Settings};
+use crate::process::random_id;
+use crate::session::{config_bytes, Session, Settings};
 use crate::{keyfile, reader, repo};
 use anyhow::{bail, Result};
 

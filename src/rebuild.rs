@@ -155,7 +155,7 @@ fn choose_id(old: &str, keys: &Keys, cachedir: &Path) -> Result<(String, &'stati
     match line_id {
         Some(id) => Ok((id, "kept from the damaged config, so the local cache stays valid")),
         None => Ok((
-            crate::session::random_id()?,
+            crate::process::random_id()?,
             "a new id, since the old one could not be read: the next command rebuilds the local cache from the repository's index",
         )),
     }

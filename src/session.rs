@@ -51,6 +51,9 @@ pub struct Session {
     pub settings: Settings,
 }
 
+/// Kept here for callers that make ids (`process::random_id`).
+pub use crate::process::random_id;
+
 /// Kept here for callers that build a repository config (keygen, tests).
 pub use crate::keycheck::{config_bytes, FORMAT};
 
@@ -247,9 +250,3 @@ fn marks_applied(cache: &Cache, m: &Manifest) -> Result<bool> {
     Ok(cache.marks_token()?.unwrap_or_else(|| "none".into()) == crate::damage::token(m))
 }
 
-/// A random 128-bit id in hex (repositories, transactions).
-pub fn random_id() -> Result<String> {
-    let mut b = [0u8; 16];
-    getrandom::getrandom(&mut b).context("reading the system's random number generator")?;
-    Ok(hex::encode(b))
-}

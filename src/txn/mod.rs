@@ -102,7 +102,7 @@ impl Txn {
     /// Starts a transaction on a repository whose lock the caller holds (for the transaction's
     /// whole life), already recovered, with a cache that mirrors `base`.
     pub fn begin(session: &Session, base: Manifest, cache: Cache, intent: &[u8]) -> Result<Txn> {
-        let id = crate::session::random_id()?;
+        let id = crate::process::random_id()?;
         let sealed_intent = session.keys.seal(&intent_ad(&id), intent);
         session.repo.begin(&id, &sealed_intent).context("cannot start a transaction")?;
         crate::failpoint::hit("txn-begun");
