@@ -60,3 +60,84 @@ impl RepoFactory for LocalDirs {
         text.replace(&format!("{}/", self.store.display()), "")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{handle, lock::Locks, Incoming, State};
+    use super::*;
+    use crate::access::{AccessKeys, Signed};
+    use crate::backend::memory::MemoryBackend;
+    use crate::repo::lock::ProcessLock;
+    use crate::repo::protocol::Route;
+    use crate::repo::Repository;
+    use std::time::Duration;
+
+    /// Repositories in memory, each kept to one writer by a process lock: a store that is not a
+    /// directory, as an S3 factory would be.
+    #[derive(Default)]
+    struct InMemory {
+        repos: std::sync::Mutex<std::collections::HashMap<String, (MemoryBackend, ProcessLock)>>,
+    }
+
+    impl RepoFactory for InMemory {
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+        fn open(&self, name: &str) -> StoreResult<Arc<ObjectRepo>> {
+            let mut repos = self.repos.lock().unwrap();
+            let (b, l) = repos.entry(name.to_string()).or_default().clone();
+            Ok(Arc::new(ObjectRepo::new(Box::new(b), Box::new(l))))
+        }
+        fn holds_data(&self, _name: &str) -> bool {
+            false
+        }
+        fn hide(&self, text: &str) -> String {
+            text.to_string()
+        }
+    }
+
+    fn request(keys: &AccessKeys, route: &Route) -> Incoming {
+        let url = format!("/v1/r/{}", route.path());
+        let signed = Signed { method: route.method(), path: &url, range: "", lock: "", body: &[] };
+        Incoming {
+            method: route.method().to_string(),
+            auth: keys.sign(route.need(&[]), &signed),
+            url,
+            token: None,
+            range: None,
+            txn_key: None,
+            body: Vec::new(),
+            signed: None,
+        }
+    }
+
+    /// The server serves whatever its factory opens, and its lease holds that repository's own
+    /// lock strategy (here a process lock, not `flock`).
+    #[test]
+    fn the_server_serves_the_repositories_its_factory_opens() {
+        let keys = AccessKeys::derive(&[9; 32]);
+        let config = format!("archiver-repository\n{}", keys.verifiers().config_lines());
+        let factory = InMemory::default();
+        factory.open("r").unwrap().init(config.as_bytes()).unwrap();
+        let state = State {
+            repos: Box::new(factory),
+            locks: Locks::new(Duration::from_secs(30)),
+            allow_create: false,
+            body_timeout: Duration::from_secs(30),
+        };
+        let reply = handle(&state, request(&keys, &Route::ReadConfig));
+        assert_eq!((reply.status, reply.body), (200, config.into_bytes()));
+        let reply = handle(&state, request(&keys, &Route::TakeLock { owner: "tester".into() }));
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let held = state.repos.open("r").unwrap().lock("another").err().expect("the lease holds the lock");
+        assert!(format!("{held:#}").contains("tester (through archiver serve)"), "{held:#}");
+        let reply = handle(&state, request(&keys, &Route::ReadConfig).with_url("/v1/other/config"));
+        assert_eq!(reply.status, 404, "a repository the factory has nothing for");
+    }
+
+    impl Incoming {
+        fn with_url(self, url: &str) -> Incoming {
+            Incoming { url: url.to_string(), ..self }
+        }
+    }
+}
