@@ -17,13 +17,20 @@
 //! separate caches instead of destroying each other's. There is one cache per repository and key
 //! id (`keycheck::key_id`): a full key file and the restricted ones made from it share it; a
 //! damaged key file (accepted by a repository made before key checks) never does.
+//!
+//! This file opens, validates, recreates or replaces the database and runs its transactions; the
+//! block index is `blocks`, the file-change records `files`, the damage marks `damage`. Every
+//! query runs under `guard`, so SQLite reporting damage or a read-only file mid-command discards
+//! the cache and stops with one line, never a panic or a wrong answer.
 
+mod blocks;
 mod damage;
+mod files;
 
-use crate::crypto::BlockId;
-use crate::pack::{Entry, Location};
+pub use files::FileRecord;
+
 use anyhow::{Context, Result};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
 const SCHEMA: i64 = 2;
@@ -31,16 +38,6 @@ const SCHEMA: i64 = 2;
 pub struct Cache {
     conn: Connection,
     pub path: PathBuf,
-}
-
-/// What the file-change cache remembers about one file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileRecord {
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
-    pub ino: u64,
-    pub blocks: Vec<(BlockId, u32)>,
 }
 
 impl Cache {
@@ -203,112 +200,6 @@ impl Cache {
         }
     }
 
-    /// Forgets every block and damage mark (before a rebuild from the repository's index).
-    pub fn clear_blocks(&self) -> Result<()> {
-        self.guard(|| {
-            self.conn.execute_batch(
-                "DELETE FROM blocks; DELETE FROM packs; DELETE FROM segments; DELETE FROM damaged;
-                 DELETE FROM meta WHERE key = 'marks';",
-            )?;
-            Ok(())
-        })
-    }
-
-    /// The index segments whose blocks this cache holds.
-    pub fn segments(&self) -> Result<Vec<String>> {
-        self.guard(|| {
-            let mut st = self.conn.prepare_cached("SELECT name FROM segments")?;
-            let names = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
-            Ok(names)
-        })
-    }
-
-    /// Forgets the blocks of the packs that segment `name` listed (when the repository dropped it).
-    pub fn drop_segment(&self, name: &str) -> Result<()> {
-        self.guard(|| {
-            let seg: Option<i64> = self
-                .conn
-                .query_row("SELECT id FROM segments WHERE name = ?1", [name], |r| r.get(0))
-                .optional()?;
-            if let Some(seg) = seg {
-                self.conn.execute(
-                    "DELETE FROM blocks WHERE pack IN (SELECT id FROM packs WHERE seg = ?1)",
-                    [seg],
-                )?;
-                self.conn.execute("DELETE FROM packs WHERE seg = ?1", [seg])?;
-                self.conn.execute("DELETE FROM segments WHERE id = ?1", [seg])?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Records that segment `segment` lists `entries` in `pack`. A pack that an earlier segment
-    /// listed moves to this one (a compacting commit re-indexes surviving packs).
-    pub fn add_pack(&self, segment: &str, pack: &str, entries: &[Entry]) -> Result<()> {
-        self.guard(|| {
-        self.conn.execute("INSERT OR IGNORE INTO segments (name) VALUES (?1)", [segment])?;
-        let seg: i64 =
-            self.conn.query_row("SELECT id FROM segments WHERE name = ?1", [segment], |r| r.get(0))?;
-        self.conn.execute(
-            "INSERT INTO packs (name, seg) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seg = excluded.seg",
-            params![pack, seg],
-        )?;
-        let pid: i64 = self.conn.query_row("SELECT id FROM packs WHERE name = ?1", [pack], |r| r.get(0))?;
-        let mut st = self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO blocks (id, pack, offset, len, plain_len, kind, chk) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        let marked = self.any_marked()?;
-        for e in entries {
-            if marked && self.park_if_marked(pack, e)? {
-                continue; // a damaged copy: not offered for dedup (`damage`)
-            }
-            let loc = Location { pack: pack.to_string(), offset: e.offset, len: e.len, plain_len: e.plain_len };
-            let chk = row_check(&e.id, &loc);
-            st.execute(params![&e.id[..], pid, e.offset as i64, e.len, e.plain_len, e.kind as u8, chk])?;
-        }
-        Ok(())
-        })
-    }
-
-    /// Where the repository holds block `id`, if it does. A row that fails its check (damage the
-    /// SQLite integrity check cannot see: bytes changed inside a row) makes the whole cache
-    /// suspect: its file is removed, so the next run rebuilds it, and this run stops.
-    pub fn lookup(&self, id: &BlockId) -> Result<Option<Location>> {
-        self.guard(|| {
-        let mut st = self.conn.prepare_cached(
-            "SELECT p.name, b.offset, b.len, b.plain_len, b.chk FROM blocks b JOIN packs p ON p.id = b.pack WHERE b.id = ?1",
-        )?;
-        let row = st
-            .query_row([&id[..]], |r| {
-                Ok((
-                    Location {
-                        pack: r.get(0)?,
-                        offset: r.get::<_, i64>(1)? as u64,
-                        len: r.get(2)?,
-                        plain_len: r.get(3)?,
-                    },
-                    r.get::<_, i64>(4)?,
-                ))
-            })
-            .optional()?;
-        match row {
-            Some((loc, chk)) if chk != row_check(id, &loc) => {
-                self.discard();
-                anyhow::bail!(
-                    "the local cache {} is damaged (an entry fails its check); it was removed and is rebuilt from the repository on the next run: run the command again, or `archiver fsck`",
-                    self.path.display()
-                )
-            }
-            row => Ok(row.map(|(loc, _)| loc)),
-        }
-        })
-    }
-
-    /// Stored and plain length of a block, if the repository holds it.
-    pub fn stored_len(&self, id: &BlockId) -> Result<Option<(u32, u32)>> {
-        Ok(self.lookup(id)?.map(|l| (l.len, l.plain_len)))
-    }
-
     /// Runs a query; SQLite reporting damage (or a file that is not a database) discards the
     /// cache and says so in one line, any other failure names the cache file.
     fn guard<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -346,69 +237,6 @@ impl Cache {
     fn discard(&self) {
         remove_files(&self.path);
     }
-
-    /// Totals over every stored block: (plain bytes, stored bytes, count).
-    pub fn totals(&self) -> Result<(u64, u64, u64)> {
-        self.guard(|| {
-            Ok(self.conn.query_row(
-                "SELECT COALESCE(SUM(plain_len), 0), COALESCE(SUM(len), 0), COUNT(*) FROM blocks",
-                [],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
-            )?)
-        })
-    }
-
-    pub fn file(&self, path: &[u8]) -> Result<Option<FileRecord>> {
-        self.guard(|| {
-            let mut st = self.conn.prepare_cached(
-                "SELECT size, mtime_ns, ctime_ns, ino, blocks, chk FROM files WHERE path = ?1",
-            )?;
-            let row = st
-                .query_row([path], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, Vec<u8>>(4)?,
-                        r.get::<_, i64>(5)?,
-                    ))
-                })
-                .optional()?;
-            // A record that fails its check or does not add up is ignored: the file is read again.
-            Ok(row.and_then(|(size, mtime_ns, ctime_ns, ino, blob, chk)| {
-                if blob.len() % 36 != 0 || chk != file_check(path, size, mtime_ns, ctime_ns, ino, &blob) {
-                    return None;
-                }
-                let blocks = blob
-                    .chunks_exact(36)
-                    .map(|c| {
-                        let id: BlockId = c[..32].try_into().expect("32");
-                        (id, u32::from_le_bytes(c[32..].try_into().expect("4")))
-                    })
-                    .collect();
-                let rec = FileRecord { size: size as u64, mtime_ns, ctime_ns, ino: ino as u64, blocks };
-                (rec.blocks.iter().map(|b| b.1 as u64).sum::<u64>() == rec.size).then_some(rec)
-            }))
-        })
-    }
-
-    pub fn put_file(&self, path: &[u8], rec: &FileRecord) -> Result<()> {
-        self.guard(|| {
-        let mut blob = Vec::with_capacity(rec.blocks.len() * 36);
-        for (id, len) in &rec.blocks {
-            blob.extend_from_slice(id);
-            blob.extend_from_slice(&len.to_le_bytes());
-        }
-        let mut st = self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO files (path, size, mtime_ns, ctime_ns, ino, blocks, chk) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        let (size, ino) = (rec.size as i64, rec.ino as i64);
-        let chk = file_check(path, size, rec.mtime_ns, rec.ctime_ns, ino, &blob);
-        st.execute(params![path, size, rec.mtime_ns, rec.ctime_ns, ino, blob, chk])?;
-        Ok(())
-        })
-    }
 }
 
 /// The side files SQLite keeps beside a database.
@@ -445,28 +273,10 @@ fn remove_files(path: &Path) {
     }
 }
 
-/// A row's check value: binds a block's id to its location, so a changed byte in either is seen.
-fn row_check(id: &BlockId, loc: &Location) -> i64 {
-    let mut h = blake3::Hasher::new();
-    h.update(id).update(loc.pack.as_bytes()).update(&loc.offset.to_le_bytes());
-    h.update(&loc.len.to_le_bytes()).update(&loc.plain_len.to_le_bytes());
-    i64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
-}
-
-fn file_check(path: &[u8], size: i64, mtime_ns: i64, ctime_ns: i64, ino: i64, blob: &[u8]) -> i64 {
-    let mut h = blake3::Hasher::new();
-    h.update(&(path.len() as u64).to_le_bytes()).update(path);
-    for v in [size, mtime_ns, ctime_ns, ino] {
-        h.update(&v.to_le_bytes());
-    }
-    h.update(blob);
-    i64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pack::Kind;
+    use crate::pack::{Entry, Kind};
 
     #[test]
     fn survives_reopen_and_replaces_garbage() {
@@ -488,23 +298,5 @@ mod tests {
         let (c, note) = Cache::open(dir.path(), "r1", "k1").unwrap();
         assert!(note.is_some());
         assert!(c.lookup(&[1; 32]).unwrap().is_none());
-    }
-
-    #[test]
-    fn a_changed_row_is_seen_and_the_cache_discarded() {
-        let dir = tempfile::tempdir().unwrap();
-        let e = Entry { id: [2; 32], kind: Kind::Data, offset: 7, len: 10, plain_len: 20 };
-        let (c, _) = Cache::open(dir.path(), "r1", "k1").unwrap();
-        c.add_pack("s", "p", std::slice::from_ref(&e)).unwrap();
-        assert_eq!(c.stored_len(&[2; 32]).unwrap(), Some((10, 20)));
-        c.conn.execute("UPDATE blocks SET offset = 8", []).unwrap();
-        let err = c.lookup(&[2; 32]).unwrap_err().to_string();
-        assert!(err.contains("damaged") && err.contains("fsck"), "{err}");
-        assert!(!c.path.exists(), "the damaged cache file is still there");
-        let rec = FileRecord { size: 5, mtime_ns: 1, ctime_ns: 2, ino: 3, blocks: vec![([3; 32], 5)] };
-        c.put_file(b"/f", &rec).unwrap();
-        assert_eq!(c.file(b"/f").unwrap(), Some(rec));
-        c.conn.execute("UPDATE files SET size = 6", []).unwrap();
-        assert_eq!(c.file(b"/f").unwrap(), None, "a changed file record must not be trusted");
     }
 }

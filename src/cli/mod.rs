@@ -213,9 +213,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             }
         }
         Cmd::Serve { listen, store, lock_ttl, tls_cert, tls_key, allow_create, body_timeout } => {
+            let repos = archiver::serve::LocalDirs::new(store)?;
             let opts = archiver::serve::ServeOptions {
                 listen: listen.clone(),
-                store: store.clone(),
                 lock_ttl: std::time::Duration::from_secs((*lock_ttl).max(1)),
                 tls: tls_cert.clone().zip(tls_key.clone()),
                 allow_create: *allow_create,
@@ -236,7 +236,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                     "archiver: warning: one request failed with an internal error ({what}{at}); it was answered 500 and the server goes on"
                 ));
             }));
-            archiver::serve::serve(&opts, &progress)?;
+            archiver::serve::serve(&opts, Box::new(repos), &progress)?;
         }
         Cmd::Fsck { rebuild_config: true, .. } => {
             for line in archiver::rebuild::rebuild_config(&settings)? {

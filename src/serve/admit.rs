@@ -66,8 +66,8 @@ pub(crate) fn admit(state: &State, head: &Head) -> Result<Admitted, Reply> {
             _ => Ok(Admitted { limit, signed: None }),
         };
     }
-    let r = ObjectRepo::local(&state.store.join(repo).display().to_string());
-    let verifiers = verifiers_of(&r)?;
+    let r = state.repos.open(repo)?;
+    let verifiers = verifiers_of(state, repo, &r)?;
     let signed = crate::access::Signed {
         method,
         path: &head.url,
@@ -90,15 +90,15 @@ pub(crate) fn admit(state: &State, head: &Head) -> Result<Admitted, Reply> {
 /// The answer to `PUT config` on a server without `--allow-create`.
 pub const CREATE_REFUSED: &str = "this server does not create repositories: start archiver serve with --allow-create, or create the repository in its store directly (archiver keygen --repo STORE/NAME)";
 
-/// The access verifiers in repository `r`'s config, or the refusal to send (no repository, or
-/// one whose config names none).
-pub(crate) fn verifiers_of(r: &ObjectRepo) -> Result<Verifiers, Reply> {
+/// The access verifiers in the config of repository `name` (opened as `r`), or the refusal to
+/// send (no repository, or one whose config names none).
+pub(crate) fn verifiers_of(state: &State, name: &str, r: &ObjectRepo) -> Result<Verifiers, Reply> {
     // A repository that lost its config, or whose config is damaged, cannot be served: the
     // client's error says that the operator rebuilds it here (`rebuild`; no route does it).
     let advice = || crate::keycheck::rebuild_advice("http://");
     let config = match r.read_config() {
         Ok(Some(c)) => c,
-        Ok(None) if crate::keycheck::holds_repository_data(std::path::Path::new(&r.describe())) => {
+        Ok(None) if state.repos.holds_data(name) => {
             return Err(Reply::text(
                 500,
                 format!(

@@ -3,13 +3,13 @@
 //! it when done. A client killed with `kill -9` stops renewing, and its lease runs out after
 //! `ttl`: the next client then takes the lock (and recovers the dead client's transaction).
 //!
-//! While a lease is held the server also holds the repository's `flock`, so a local archiver
-//! working on the same directory is excluded too. Every write must carry the current token; a
+//! While a lease is held the server also holds the repository's own lock (its `Locker`: for a
+//! local directory the `flock`), so a local archiver working on the same directory is excluded
+//! too. Every write must carry the current token; a
 //! client whose lease ran out gets 409 and can never write into the next holder's transaction.
 
-use crate::repo::LockGuard;
+use crate::repo::{LockGuard, Repository};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -44,8 +44,8 @@ impl Locks {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the lock of repository `repo` (directory `dir`) for `owner`.
-    pub fn take(&self, repo: &str, dir: &Path, owner: &str) -> Result<String, Result<Taken, String>> {
+    /// Takes the lock of repository `repo` (opened as `r`) for `owner`.
+    pub fn take(&self, repo: &str, r: &dyn Repository, owner: &str) -> Result<String, Result<Taken, String>> {
         let mut t = self.table();
         let now = Instant::now();
         if let Some(l) = t.get(repo) {
@@ -54,9 +54,9 @@ impl Locks {
             }
             t.remove(repo); // expired: its holder is gone
         }
-        let flock = crate::repo::lock::flock(&dir.join(crate::layout::LOCK), &format!("{owner} (through archiver serve)"))
-            .map_err(|e| Err(format!("{e:#}")))?;
-        let token = crate::session::random_id().map_err(|e| Err(format!("{e:#}")))?;
+        let flock =
+            r.lock(&format!("{owner} (through archiver serve)")).map_err(|e| Err(format!("{e:#}")))?;
+        let token = crate::process::random_id().map_err(|e| Err(format!("{e:#}")))?;
         t.insert(
             repo.to_string(),
             Lease { token: token.clone(), owner: owner.to_string(), expires: now + self.ttl, _flock: flock },

@@ -1,9 +1,10 @@
 //! `archiver serve`: the transactional repository API over HTTP (docs/PROTOCOL.md).
 //!
-//! Each repository `NAME` lives in `STORE/NAME` as an ordinary local repository, and every route
-//! maps onto one `Repository` call on it, so the server keeps exactly the local repository's
-//! guarantees: an object is acknowledged only after it was written to a temporary file, fsynced,
-//! renamed and its directory fsynced; a commit is decided by its commit record and finished by
+//! Each repository `NAME` is an `ObjectRepo` the server's `RepoFactory` opens (`factory`; for
+//! `archiver serve DIR`, an ordinary local repository in `DIR/NAME`), and every route maps onto
+//! one `Repository` call on it, so the server keeps exactly that repository's guarantees (for a
+//! local directory: an object is acknowledged only after it was written to a temporary file,
+//! fsynced, renamed and its directory fsynced); a commit is decided by its commit record and finished by
 //! the server. The server never sees plaintext or keys: packs, segments, manifests and records
 //! arrive sealed (the commit record is plain by design: it only names objects).
 //!
@@ -23,11 +24,13 @@
 
 mod admit;
 mod conns;
+mod factory;
 mod guard;
 mod lock;
 mod net;
 
 pub use admit::parse_request;
+pub use factory::{LocalDirs, RepoFactory};
 
 use crate::access::{Perm, Signed, Verifiers};
 use crate::backend::StoreError;
@@ -36,13 +39,12 @@ use crate::progress::Progress;
 use crate::repo::objects::ObjectRepo;
 use crate::repo::protocol::{self, Kind, Listing, Route};
 use crate::repo::{CommitRequest, Repository};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub struct ServeOptions {
     pub listen: String,
-    pub store: PathBuf,
     /// How long a client's lock survives without renewal (a killed client's lock then frees).
     pub lock_ttl: std::time::Duration,
     /// PEM certificate chain and private key: serve HTTPS (rustls) instead of plain HTTP.
@@ -79,21 +81,17 @@ impl From<StoreError> for Reply {
 }
 
 struct State {
-    store: PathBuf,
+    repos: Box<dyn RepoFactory>,
     locks: lock::Locks,
     allow_create: bool,
     body_timeout: std::time::Duration,
 }
 
-/// Runs the server until the process is stopped. Reports the address it listens on first.
-pub fn serve(opts: &ServeOptions, progress: Progress) -> Result<()> {
-    std::fs::create_dir_all(&opts.store)
-        .with_context(|| format!("cannot create the store directory {}", opts.store.display()))?;
-    // Absolute and without a trailing slash, so error texts can leave it out (`handle`).
-    let store = std::fs::canonicalize(&opts.store)
-        .with_context(|| format!("cannot open the store directory {}", opts.store.display()))?;
+/// Runs the server until the process is stopped, serving the repositories `repos` opens.
+/// Reports the address it listens on first.
+pub fn serve(opts: &ServeOptions, repos: Box<dyn RepoFactory>, progress: Progress) -> Result<()> {
     let state = Arc::new(State {
-        store,
+        repos,
         locks: lock::Locks::new(opts.lock_ttl),
         allow_create: opts.allow_create,
         body_timeout: opts.body_timeout,
@@ -139,8 +137,7 @@ fn handle(state: &State, req: Incoming) -> Reply {
     let mut reply = route(state, &req.method, req.body, &extra);
     if reply.status >= 400 {
         // Errors name objects as the client knows them (NAME/packs/...), not where the store is.
-        let store = format!("{}/", state.store.display());
-        let text = String::from_utf8_lossy(&reply.body).replace(&store, "");
+        let text = state.repos.hide(&String::from_utf8_lossy(&reply.body));
         reply.body = text.into_bytes();
     }
     reply
@@ -176,6 +173,8 @@ struct Extra<'a> {
 /// verifiers the new config names (`admit` let it in only with `--allow-create`); a `PUT config`
 /// to an existing repository changes nothing, so `init` answers it (201 or 409) unchecked.
 fn authorize(
+    state: &State,
+    name: &str,
     r: &ObjectRepo,
     method: &str,
     route: &Route,
@@ -201,7 +200,7 @@ fn authorize(
     let perm = match x.signed {
         // The signature was verified on the head; the body must be the one it names.
         Some(perm) => Verifiers::body_matches(x.auth, body).map(|()| perm),
-        None => admit::verifiers_of(r)?.verify(x.auth, &signed, std::time::SystemTime::now()),
+        None => admit::verifiers_of(state, name, r)?.verify(x.auth, &signed, std::time::SystemTime::now()),
     }
     .map_err(|m| Reply::text(401, m))?;
     permitted(perm, route.need(body))?;
@@ -230,9 +229,11 @@ fn route(state: &State, method: &str, body: Vec<u8>, x: &Extra) -> Reply {
         Ok(p) => p,
         Err(reply) => return reply,
     };
-    let dir = state.store.join(repo);
-    let r = ObjectRepo::local(&dir.display().to_string());
-    let perm = match authorize(&r, method, &route, &body, x) {
+    let r = match state.repos.open(repo) {
+        Ok(r) => r,
+        Err(e) => return e.into(),
+    };
+    let perm = match authorize(state, repo, &r, method, &route, &body, x) {
         Ok(p) => p,
         Err(reply) => return reply,
     };
@@ -251,7 +252,7 @@ fn route(state: &State, method: &str, body: Vec<u8>, x: &Extra) -> Reply {
             if r.read_config()?.is_none() {
                 return Ok(Reply::text(404, "no repository here"));
             }
-            Ok(match state.locks.take(repo, &dir, &owner) {
+            Ok(match state.locks.take(repo, &*r, &owner) {
                 Ok(token) => {
                     let mut reply = Reply::ok(token.into_bytes());
                     reply.headers.push(("X-Archiver-Lock-Ttl-Ms", state.locks.ttl().as_millis().to_string()));

@@ -59,7 +59,7 @@ pub fn run(
             TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| listen.to_string());
         let scheme = if acceptor.is_some() { "https" } else { "http" };
-        progress(Event::Notice(format!("serving {} on {scheme}://{addr}/", state.store.display())));
+        progress(Event::Notice(format!("serving {} on {scheme}://{addr}/", state.repos.describe())));
         if acceptor.is_none() {
             progress(Event::Notice(
                 "plain HTTP: requests are signed and data is encrypted, but names and sizes are visible on the network; give --tls-cert and --tls-key to serve HTTPS".into(),
