@@ -8,20 +8,44 @@
 use super::faulty::{Fault, FaultyBackend, Op};
 use super::local::LocalBackend;
 use super::memory::MemoryBackend;
+use super::s3::S3Backend;
+use super::s3_server::MotoServer;
+use object_store::aws::AmazonS3Builder;
 use super::{Backend, ErrorKind};
 use std::sync::Arc;
 
-fn every_backend(dir: &std::path::Path) -> Vec<Arc<dyn Backend>> {
-    vec![
+fn every_backend(dir: &std::path::Path, s3: Option<&MotoServer>) -> Vec<Arc<dyn Backend>> {
+    let mut all: Vec<Arc<dyn Backend>> = vec![
         Arc::new(LocalBackend::new(dir)),
         Arc::new(MemoryBackend::new()),
         Arc::new(FaultyBackend::new(MemoryBackend::new(), Vec::new())),
-    ]
+    ];
+    if let Some(server) = s3 {
+        // A fresh prefix per check: each starts from an empty repository.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let creds = AmazonS3Builder::new().with_access_key_id("test").with_secret_access_key("test").with_region("us-east-1");
+        let url = format!("s3://conformance/check-{n}");
+        all.push(Arc::new(S3Backend::open_with(&url, Some(3), creds, Some(&server.endpoint)).expect("S3 backend")));
+    }
+    all
+}
+
+/// The S3 server the suite shares (moto, started once).
+fn s3_server() -> Option<&'static MotoServer> {
+    static SERVER: std::sync::OnceLock<Option<MotoServer>> = std::sync::OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let s = MotoServer::start()?;
+            s.bucket("conformance");
+            Some(s)
+        })
+        .as_ref()
 }
 
 fn for_each(check: impl Fn(&Arc<dyn Backend>)) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    for b in every_backend(dir.path()) {
+    for b in every_backend(dir.path(), s3_server()) {
         check(&b);
     }
 }

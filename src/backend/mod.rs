@@ -19,6 +19,9 @@ pub mod faulty;
 pub mod local;
 pub mod memory;
 pub mod retry;
+pub mod s3;
+#[cfg(test)]
+pub(crate) mod s3_server;
 
 use std::fmt;
 use std::time::Duration;

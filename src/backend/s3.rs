@@ -1,0 +1,267 @@
+//! S3-compatible object storage as a `Backend` (issue 14), through Apache Arrow's `object_store`
+//! (SigV4 signing, conditional puts). `s3://BUCKET[/PREFIX]` names the bucket and the prefix
+//! every key lives under; credentials, region and endpoint come from the standard `AWS_*`
+//! variables (`AWS_ENDPOINT_URL` for self-hosted servers, which are then addressed path-style and
+//! may use `http://`).
+//!
+//! Contract, as every backend: `put` is one PUT (atomic in S3: readers see the old object or the
+//! new one); `put_new` is a conditional PUT (`If-None-Match: *`), refused with `Exists` when the key
+//! is taken, which is what manifests, records and locks rely on (a store that ignores the
+//! condition must be refused before use: `keygen` probes it); `list` is by string prefix, sorted
+//! (S3 lists by key order; a prefix that ends inside a name lists its folder and filters);
+//! `delete` of a missing key succeeds (S3's DELETE does). There are no partial uploads to clean:
+//! packs are single PUTs, never multipart.
+//!
+//! Retries live in one layer: object_store's own (exponential backoff with jitter, bounded by
+//! `ARCHIVER_RETRIES` attempts), so this backend is not wrapped in `retry::Retrying` and attempts
+//! do not multiply. The request timeout lets a 16 MiB PUT finish at 1 Mbit/s. Secrets never reach
+//! a message: errors name the operation and key, and object_store's error text, which carries
+//! no credentials.
+
+use super::{Backend, ErrorKind, StoreError, StoreResult};
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
+use std::time::Duration;
+
+/// Long enough for a 20 MiB pack at 1 Mbit/s (168 s), with room.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct S3Backend {
+    store: AmazonS3,
+    /// The key prefix (`PREFIX/`, or empty), with its trailing slash.
+    prefix: String,
+    url: String,
+    rt: tokio::runtime::Runtime,
+}
+
+/// Splits `s3://BUCKET[/PREFIX]` into the bucket and the prefix (without slashes at its ends).
+pub fn parse_url(url: &str) -> Result<(String, String)> {
+    let Some(rest) = url.strip_prefix("s3://") else { bail!("{url:?} is not an s3://BUCKET[/PREFIX] URL") };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid {
+        bail!("repository URL {url}: {bucket:?} is not a valid bucket name (3 to 63 lowercase letters, digits, '-' or '.')");
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|s| s.is_empty() || s == "." || s == "..") && !prefix.is_empty() {
+        bail!("repository URL {url}: the prefix {prefix:?} has an empty, '.' or '..' segment");
+    }
+    Ok((bucket.to_string(), prefix.to_string()))
+}
+
+impl S3Backend {
+    /// The bucket and prefix `url` names, configured from the environment. Makes no request.
+    pub fn open(url: &str, attempts: Option<u32>) -> Result<S3Backend> {
+        let mut builder = AmazonS3Builder::from_env();
+        if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+            builder = builder.with_region("us-east-1");
+        }
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).ok();
+        Self::open_with(url, attempts, builder, endpoint.as_deref())
+    }
+
+    /// `open` with the credentials and region of `builder`, at `endpoint` if given.
+    pub fn open_with(
+        url: &str,
+        attempts: Option<u32>,
+        builder: AmazonS3Builder,
+        endpoint: Option<&str>,
+    ) -> Result<S3Backend> {
+        let (bucket, prefix) = parse_url(url)?;
+        // reqwest is built without a default TLS crypto provider: ring, as everywhere in the crate.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // Client options first: setting them replaces any set before (allow_http included).
+        let options = ClientOptions::new().with_timeout(REQUEST_TIMEOUT).with_connect_timeout(CONNECT_TIMEOUT);
+        let mut builder = builder.with_client_options(options).with_bucket_name(&bucket);
+        if let Some(e) = endpoint {
+            // Self-hosted servers (MinIO, Ceph, Garage, ...): path-style, and http:// allowed.
+            builder = builder.with_endpoint(e).with_virtual_hosted_style_request(false).with_allow_http(true);
+        }
+        let retry = RetryConfig {
+            max_retries: attempts.map_or(usize::MAX, |n| n.saturating_sub(1) as usize),
+            retry_timeout: Duration::from_secs(if attempts.is_none() { u64::MAX / 4 } else { 180 }),
+            ..RetryConfig::default()
+        };
+        let store = builder
+            .with_retry(retry)
+            .build()
+            .map_err(|e| anyhow::anyhow!("repository {url}: {}", one_line(&e.to_string())))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the S3 client's runtime")?;
+        let prefix = if prefix.is_empty() { prefix } else { format!("{prefix}/") };
+        Ok(S3Backend { store, prefix, url: url.to_string(), rt })
+    }
+
+    fn path(&self, key: &str) -> Path {
+        Path::from(format!("{}{key}", self.prefix))
+    }
+
+    fn fail(&self, what: &str, key: &str, e: object_store::Error) -> StoreError {
+        let kind = match &e {
+            object_store::Error::NotFound { .. } => ErrorKind::NotFound,
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+                ErrorKind::Exists
+            }
+            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+                ErrorKind::Permanent
+            }
+            // object_store retried what it could: what is left is for the caller to report.
+            _ => kind_of_text(&e.to_string()),
+        };
+        StoreError::new(kind, format!("{what} {key} in {}: {}", self.url, one_line(&e.to_string())))
+    }
+
+    fn put_mode(&self, key: &str, data: &[u8], mode: PutMode, what: &str) -> StoreResult<()> {
+        let payload = PutPayload::from_bytes(Bytes::copy_from_slice(data));
+        let opts = PutOptions { mode, ..PutOptions::default() };
+        let r = self.rt.block_on(self.store.put_opts(&self.path(key), payload, opts));
+        r.map(|_| ()).map_err(|e| self.fail(what, key, e))
+    }
+}
+
+/// The kind an error object_store gave up on means, from its text (it carries the HTTP status
+/// and the S3 error code, not as types).
+fn kind_of_text(text: &str) -> ErrorKind {
+    if let Some(kind) = ["SlowDown", "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"]
+        .into_iter()
+        .find(|c| text.contains(c))
+        .and_then(super::kind_of_code)
+    {
+        return kind;
+    }
+    if text.contains("EntityTooLarge") || text.contains("QuotaExceeded") || text.contains("507") {
+        return ErrorKind::NoSpace;
+    }
+    let transient = ["timed out", "timeout", "connection", "error sending request", "503", "500", "502", "504"];
+    match transient.iter().any(|t| text.contains(t)) {
+        true => ErrorKind::Transient,
+        false => ErrorKind::Permanent,
+    }
+}
+
+/// `text` on one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Backend for S3Backend {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    fn put(&self, key: &str, data: &[u8]) -> StoreResult<()> {
+        self.put_mode(key, data, PutMode::Overwrite, "storing")
+    }
+
+    fn put_new(&self, key: &str, data: &[u8]) -> StoreResult<()> {
+        self.put_mode(key, data, PutMode::Create, "creating")
+    }
+
+    fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
+        let r = self.rt.block_on(async {
+            let got = self.store.get(&self.path(key)).await?;
+            got.bytes().await
+        });
+        r.map(|b| b.to_vec()).map_err(|e| self.fail("reading", key, e))
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> StoreResult<Vec<u8>> {
+        let Some(end) = offset.checked_add(len) else {
+            return Err(StoreError::new(ErrorKind::Permanent, format!("reading {key}: range past 2^64")));
+        };
+        if len == 0 {
+            // A zero-length range is no HTTP range: check the bounds by the size.
+            let size = self.size(key)?;
+            return match offset <= size {
+                true => Ok(Vec::new()),
+                false => Err(StoreError::new(ErrorKind::Permanent, format!("reading {key}: offset {offset} past its end"))),
+            };
+        }
+        let r = self.rt.block_on(self.store.get_range(&self.path(key), offset..end));
+        match r {
+            Ok(b) if b.len() as u64 == len => Ok(b.to_vec()),
+            Ok(b) => Err(StoreError::new(
+                ErrorKind::Permanent,
+                format!("reading {key}: {len} bytes at {offset} asked, {} returned (past its end)", b.len()),
+            )),
+            Err(e) => {
+                let mut err = self.fail("reading", key, e);
+                if err.kind == ErrorKind::Transient && err.msg.contains("416") {
+                    err.kind = ErrorKind::Permanent;
+                }
+                if err.msg.contains("InvalidRange") || err.msg.contains("Range") {
+                    err.kind = if err.kind == ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Permanent };
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        // object_store lists whole folders: list the folder `prefix` ends in, keep what matches.
+        let folder = match prefix.rfind('/') {
+            Some(i) => &prefix[..=i],
+            None => "",
+        };
+        let full = format!("{}{folder}", self.prefix);
+        let under = (!full.is_empty()).then(|| Path::from(full.trim_end_matches('/')));
+        let r = self.rt.block_on(self.store.list(under.as_ref()).try_collect::<Vec<_>>());
+        let metas = r.map_err(|e| self.fail("listing", prefix, e))?;
+        let mut keys: Vec<String> = metas
+            .into_iter()
+            .filter_map(|m| m.location.as_ref().strip_prefix(&self.prefix).map(String::from))
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn delete(&self, key: &str) -> StoreResult<()> {
+        match self.rt.block_on(self.store.delete(&self.path(key))) {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.fail("deleting", key, e)),
+        }
+    }
+
+    fn size(&self, key: &str) -> StoreResult<u64> {
+        let r = self.rt.block_on(self.store.head(&self.path(key)));
+        r.map(|m| m.size).map_err(|e| self.fail("reading the size of", key, e))
+    }
+
+    fn clean_partial(&self) -> StoreResult<()> {
+        Ok(()) // single PUTs only: nothing partial is ever visible
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_bucket_and_a_clean_prefix() {
+        assert_eq!(parse_url("s3://backups").unwrap(), ("backups".into(), "".into()));
+        assert_eq!(parse_url("s3://backups/host/a/").unwrap(), ("backups".into(), "host/a".into()));
+        for bad in ["s3://", "s3://A", "s3://ab", "s3://b_d", "s3://bucket/a//b", "s3://bucket/../x", "http://x/y"] {
+            let err = parse_url(bad).unwrap_err().to_string();
+            assert!(!err.contains('\n'), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn errors_object_store_gave_up_on_are_classified() {
+        assert_eq!(kind_of_text("Server returned 503 SlowDown"), ErrorKind::Transient);
+        assert_eq!(kind_of_text("error sending request"), ErrorKind::Transient);
+        assert_eq!(kind_of_text("NoSuchBucket: the bucket does not exist"), ErrorKind::Permanent);
+        assert_eq!(kind_of_text("something else"), ErrorKind::Permanent);
+    }
+}

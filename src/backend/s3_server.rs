@@ -1,0 +1,64 @@
+//! A real S3 server for the unit tests: moto's server (`moto_server`, from PyPI; `.ci/run`
+//! installs it), started on a free port of 127.0.0.1, in memory, with conditional writes
+//! (`If-None-Match: *`). Chosen for the conformance suite because it starts in a second and
+//! implements the conditional PUT the protocol relies on; it keeps nothing across a restart, so
+//! the restart tests need an on-disk server. Without `moto_server` the tests fail, unless
+//! `ARCHIVER_TEST_SKIP_UNAVAILABLE=1` says that is expected.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct MotoServer {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl MotoServer {
+    /// Starts a server, or says why it cannot (panicking unless skipping is allowed: `None`).
+    pub fn start() -> Option<MotoServer> {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let probe = Command::new("moto_server").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if let Err(e) = probe {
+            if std::env::var("ARCHIVER_TEST_SKIP_UNAVAILABLE").as_deref() == Ok("1") {
+                eprintln!("skipped: moto_server cannot run ({e})");
+                return None;
+            }
+            panic!("moto_server cannot run ({e}): `pip install 'moto[server]'` (ARCHIVER_TEST_SKIP_UNAVAILABLE=1 skips)");
+        }
+        // A watchdog shell ends the server when this test process ends, even if it is shared by
+        // a static that is never dropped.
+        let watch = "moto_server -H 127.0.0.1 -p \"$1\" >/dev/null 2>&1 & m=$!; \
+                     while kill -0 \"$2\" 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done; kill $m";
+        let child = Command::new("sh")
+            .args(["-c", watch, "sh", &port.to_string(), &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sh runs");
+        let server = MotoServer { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start listening within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(server)
+    }
+
+    /// Creates bucket `name` (moto takes an unsigned request).
+    pub fn bucket(&self, name: &str) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let r = reqwest::blocking::Client::new().put(format!("{}/{name}", self.endpoint)).send().expect("PUT bucket");
+        assert!(r.status().is_success(), "creating bucket {name}: {}", r.status());
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        // Killing the watchdog leaves the server; it sees this process end, or is found by port.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.endpoint.rsplit(':').next().unwrap_or_default();
+        let _ = Command::new("pkill").args(["-f", &format!("moto_server -H 127.0.0.1 -p {port}")]).status();
+    }
+}
