@@ -13,6 +13,7 @@ mod http_body;
 mod http_wire;
 mod lease;
 pub mod limits;
+pub mod lease_lock;
 pub mod lock;
 mod lost_decision;
 pub mod objects;
@@ -163,7 +164,17 @@ pub fn decode_pending(buf: &[u8]) -> Result<Vec<Pending>> {
 }
 
 /// Releases the repository lock when dropped.
-pub trait LockGuard: Send {}
+pub trait LockGuard: Send {
+    /// What taking the lock did that the user should hear of (a stale lock taken over).
+    fn notice(&self) -> Option<String> {
+        None
+    }
+    /// Whether the lock was found taken by another since (a lease broken while this holder was
+    /// paused): the holder should stop writing.
+    fn lost(&self) -> bool {
+        false
+    }
+}
 
 pub trait Repository: Send + Sync {
     fn describe(&self) -> String;

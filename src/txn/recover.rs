@@ -43,6 +43,9 @@ pub struct Writing {
 /// for as long as the command writes.
 pub fn lock(session: &Session, command: &str, progress: Progress, how: How) -> Result<Writing> {
     let lock = session.repo.lock(&crate::process::owner(command))?;
+    if let Some(notice) = lock.notice() {
+        progress(Event::Notice(notice));
+    }
     let recovered = recover_how(session, progress, how)?;
     Ok(Writing { _lock: lock, recovered })
 }
