@@ -18,6 +18,7 @@ mod conformance;
 pub mod faulty;
 pub mod local;
 pub mod memory;
+pub mod probe;
 pub mod retry;
 pub mod s3;
 #[cfg(test)]
