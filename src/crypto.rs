@@ -31,7 +31,7 @@ pub struct Keys {
     pub enc: [u8; 32],
     pub id: [u8; 32],
     pub chunk_seed: u64,
-        cipher: XChaCha20Poly1305,
+    cipher: XChaCha20Poly1305,
 }
 
 impl Keys {

@@ -168,7 +168,10 @@ mod tests {
         let k = KeyFile::generate().unwrap();
         write_new(&p, &k).unwrap();
         let back = read(&p).unwrap();
-        assert_eq!((back.keys.enc, back.keys.id, back.keys.chunk_seed), (k.keys.enc, k.keys.id, k.keys.chunk_seed));
+        assert_eq!(
+            (back.keys.enc, back.keys.id, back.keys.chunk_seed),
+            (k.keys.enc, k.keys.id, k.keys.chunk_seed)
+        );
         assert_eq!(back.access.verifiers(), k.access.verifiers());
         let w = dir.path().join("w");
         write_restricted(&w, &k, &[Perm::Write]).unwrap();

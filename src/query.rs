@@ -3,8 +3,8 @@
 
 use crate::archive::{Node, NodeKind};
 use crate::manifest::ArchiveRef;
-use crate::progress::Progress;
 use crate::process::random_id;
+use crate::progress::Progress;
 use crate::session::{config_bytes, Session, Settings};
 use crate::{keyfile, reader, repo};
 use anyhow::{bail, Result};

@@ -25,11 +25,11 @@
 mod proof;
 
 use crate::access::PERMS;
-use crate::keyfile::KeyFile;
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, ErrorKind};
 use crate::crypto::Keys;
 use crate::keycheck;
+use crate::keyfile::KeyFile;
 use crate::session::{Session, Settings};
 use anyhow::{bail, Context, Result};
 use std::path::Path;

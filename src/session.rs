@@ -249,4 +249,3 @@ fn holds_data(repo: &str) -> bool {
 fn marks_applied(cache: &Cache, m: &Manifest) -> Result<bool> {
     Ok(cache.marks_token()?.unwrap_or_else(|| "none".into()) == crate::damage::token(m))
 }
-

@@ -78,7 +78,10 @@ mod tests {
         create_if_absent_holds(&MemoryBackend::new(), "probe").unwrap();
         let careless = Careless(MemoryBackend::new());
         let err = format!("{:#}", create_if_absent_holds(&careless, "probe").unwrap_err());
-        assert!(err.contains("careless gateway") && err.contains("If-None-Match") && !err.contains('\n'), "{err}");
+        assert!(
+            err.contains("careless gateway") && err.contains("If-None-Match") && !err.contains('\n'),
+            "{err}"
+        );
         assert!(careless.list("").unwrap().is_empty(), "the probe is removed");
     }
 

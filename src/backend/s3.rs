@@ -24,7 +24,9 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
+use object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 use std::time::Duration;
 
 /// Long enough for a 20 MiB pack at 1 Mbit/s (168 s), with room.
@@ -77,7 +79,8 @@ impl S3Backend {
         // reqwest is built without a default TLS crypto provider: ring, as everywhere in the crate.
         let _ = rustls::crypto::ring::default_provider().install_default();
         // Client options first: setting them replaces any set before (allow_http included).
-        let options = ClientOptions::new().with_timeout(REQUEST_TIMEOUT).with_connect_timeout(CONNECT_TIMEOUT);
+        let options =
+            ClientOptions::new().with_timeout(REQUEST_TIMEOUT).with_connect_timeout(CONNECT_TIMEOUT);
         let mut builder = builder.with_client_options(options).with_bucket_name(&bucket);
         if let Some(e) = endpoint {
             // Self-hosted servers (MinIO, Ceph, Garage, ...): path-style, and http:// allowed.
@@ -131,17 +134,19 @@ impl S3Backend {
 /// The kind an error object_store gave up on means, from its text (it carries the HTTP status
 /// and the S3 error code, not as types).
 fn kind_of_text(text: &str) -> ErrorKind {
-    if let Some(kind) = ["SlowDown", "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"]
-        .into_iter()
-        .find(|c| text.contains(c))
-        .and_then(super::kind_of_code)
+    if let Some(kind) =
+        ["SlowDown", "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"]
+            .into_iter()
+            .find(|c| text.contains(c))
+            .and_then(super::kind_of_code)
     {
         return kind;
     }
     if text.contains("EntityTooLarge") || text.contains("QuotaExceeded") || text.contains("507") {
         return ErrorKind::NoSpace;
     }
-    let transient = ["timed out", "timeout", "connection", "error sending request", "503", "500", "502", "504"];
+    let transient =
+        ["timed out", "timeout", "connection", "error sending request", "503", "500", "502", "504"];
     match transient.iter().any(|t| text.contains(t)) {
         true => ErrorKind::Transient,
         false => ErrorKind::Permanent,
@@ -183,7 +188,10 @@ impl Backend for S3Backend {
             let size = self.size(key)?;
             return match offset <= size {
                 true => Ok(Vec::new()),
-                false => Err(StoreError::new(ErrorKind::Permanent, format!("reading {key}: offset {offset} past its end"))),
+                false => Err(StoreError::new(
+                    ErrorKind::Permanent,
+                    format!("reading {key}: offset {offset} past its end"),
+                )),
             };
         }
         let r = self.rt.block_on(self.store.get_range(&self.path(key), offset..end));
@@ -199,7 +207,11 @@ impl Backend for S3Backend {
                     err.kind = ErrorKind::Permanent;
                 }
                 if err.msg.contains("InvalidRange") || err.msg.contains("Range") {
-                    err.kind = if err.kind == ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Permanent };
+                    err.kind = if err.kind == ErrorKind::NotFound {
+                        ErrorKind::NotFound
+                    } else {
+                        ErrorKind::Permanent
+                    };
                 }
                 Err(err)
             }
@@ -251,7 +263,9 @@ mod tests {
     fn urls_name_a_bucket_and_a_clean_prefix() {
         assert_eq!(parse_url("s3://backups").unwrap(), ("backups".into(), "".into()));
         assert_eq!(parse_url("s3://backups/host/a/").unwrap(), ("backups".into(), "host/a".into()));
-        for bad in ["s3://", "s3://A", "s3://ab", "s3://b_d", "s3://bucket/a//b", "s3://bucket/../x", "http://x/y"] {
+        for bad in
+            ["s3://", "s3://A", "s3://ab", "s3://b_d", "s3://bucket/a//b", "s3://bucket/../x", "http://x/y"]
+        {
             let err = parse_url(bad).unwrap_err().to_string();
             assert!(!err.contains('\n'), "{bad}: {err}");
         }

@@ -18,7 +18,8 @@ impl MotoServer {
     /// Starts a server, or says why it cannot (panicking unless skipping is allowed: `None`).
     pub fn start() -> Option<MotoServer> {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let probe = Command::new("moto_server").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let probe =
+            Command::new("moto_server").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status();
         if let Err(e) = probe {
             if std::env::var("ARCHIVER_TEST_SKIP_UNAVAILABLE").as_deref() == Ok("1") {
                 eprintln!("skipped: moto_server cannot run ({e})");
@@ -48,7 +49,10 @@ impl MotoServer {
     /// Creates bucket `name` (moto takes an unsigned request).
     pub fn bucket(&self, name: &str) {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let r = reqwest::blocking::Client::new().put(format!("{}/{name}", self.endpoint)).send().expect("PUT bucket");
+        let r = reqwest::blocking::Client::new()
+            .put(format!("{}/{name}", self.endpoint))
+            .send()
+            .expect("PUT bucket");
         assert!(r.status().is_success(), "creating bucket {name}: {}", r.status());
     }
 }

@@ -17,9 +17,9 @@
 use crate::backend::Backend;
 use crate::chunker::{Chunker, MAX};
 use crate::crypto::BlockId;
+use crate::layout;
 use crate::manifest::{Checkpoint, Manifest};
 use crate::pack::Entry;
-use crate::layout;
 use crate::repo::CommitRequest;
 use crate::session::Session;
 use anyhow::{bail, Result};

@@ -7,8 +7,8 @@
 //! it.
 
 use super::objects::ObjectRepo;
-use crate::layout::{self, Record};
 use crate::backend::StoreResult;
+use crate::layout::{self, Record};
 use std::collections::HashSet;
 
 impl ObjectRepo {

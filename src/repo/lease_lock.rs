@@ -41,7 +41,11 @@ fn holder(text: &[u8]) -> String {
     let text = String::from_utf8_lossy(text);
     let first = text.lines().next().unwrap_or("").trim();
     let first: String = first.chars().filter(|c| !c.is_control()).take(300).collect();
-    if first.is_empty() { "holder unknown".into() } else { first }
+    if first.is_empty() {
+        "holder unknown".into()
+    } else {
+        first
+    }
 }
 
 impl Locker for LeaseLock {
@@ -92,7 +96,8 @@ impl Locker for LeaseLock {
 
 impl LeaseLock {
     fn hold(&self, token: String, text: String, notice: Option<String>) -> LeaseGuard {
-        let state = Arc::new(Renewal { stop: Mutex::new(false), cv: Condvar::new(), lost: AtomicBool::new(false) });
+        let state =
+            Arc::new(Renewal { stop: Mutex::new(false), cv: Condvar::new(), lost: AtomicBool::new(false) });
         let (backend, key, every) = (self.backend.clone(), self.key.clone(), self.ttl / 3);
         let s = state.clone();
         let renewer = std::thread::spawn(move || renew(&*backend, &key, &token, text, every, &s));
@@ -112,7 +117,8 @@ fn renew(backend: &dyn Backend, key: &str, token: &str, mut text: String, every:
     let mut beat = 0u64;
     loop {
         let stop = s.stop.lock().unwrap_or_else(|p| p.into_inner());
-        let (stop, _) = s.cv.wait_timeout_while(stop, every, |stop| !*stop).unwrap_or_else(|p| p.into_inner());
+        let (stop, _) =
+            s.cv.wait_timeout_while(stop, every, |stop| !*stop).unwrap_or_else(|p| p.into_inner());
         let released = *stop;
         drop(stop);
         let still_ours = match backend.get(key) {

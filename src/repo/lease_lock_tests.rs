@@ -32,7 +32,12 @@ fn checks(backend: Arc<dyn Backend>) {
     assert!(next.notice().is_none());
     drop(next);
     // A lease left by a dead holder (written, never renewed) is taken over after the TTL.
-    backend.put_new(crate::layout::LOCK, b"archiver create, pid 9 on host dead, since unix time 5\ntoken x\nbeat 0\n").unwrap();
+    backend
+        .put_new(
+            crate::layout::LOCK,
+            b"archiver create, pid 9 on host dead, since unix time 5\ntoken x\nbeat 0\n",
+        )
+        .unwrap();
     let started = Instant::now();
     let taken = l.lock("archiver create, pid 4 on host d").unwrap();
     assert!(started.elapsed() >= TTL, "a lease is broken only after a whole TTL unchanged");

@@ -18,8 +18,8 @@
 
 use super::objects::ObjectRepo;
 use super::CommitRequest;
-use crate::layout;
 use crate::backend::{ErrorKind, StoreError, StoreResult};
+use crate::layout;
 use std::collections::HashSet;
 
 impl ObjectRepo {

@@ -21,10 +21,10 @@
 //! for the next generation; an abort never touches a decided transaction, and deletes uploads
 //! only of a transaction that is still begun.
 
-use crate::layout::{self, Record};
 use super::{CommitRequest, LockGuard, Pending, Repository};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, ErrorKind, StoreError, StoreResult};
+use crate::layout::{self, Record};
 use anyhow::Result;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -156,7 +156,8 @@ impl ObjectRepo {
     /// abort still finds the transaction).
     fn delete_records(&self, txn: &str) -> StoreResult<()> {
         let (begin, commit) = (layout::begin(txn), layout::commit(txn));
-        let rest = self.backend.list(&layout::records_of(txn))?.into_iter().filter(|k| *k != begin && *k != commit);
+        let rest =
+            self.backend.list(&layout::records_of(txn))?.into_iter().filter(|k| *k != begin && *k != commit);
         self.delete_all(rest)?;
         // Then begin, then commit: a finish interrupted in between still finds its decision.
         self.backend.delete(&begin)?;
@@ -285,7 +286,9 @@ impl Repository for ObjectRepo {
             // No records at all: the cleanup already ran to its end (it deletes the commit record
             // last), so a retried finish is done. A transaction with records but no commit
             // record was never decided: NotFound.
-            Err(e) if e.is_not_found() && self.backend.list(&layout::records_of(txn))?.is_empty() => return Ok(()),
+            Err(e) if e.is_not_found() && self.backend.list(&layout::records_of(txn))?.is_empty() => {
+                return Ok(())
+            }
             Err(e) => return Err(e),
         };
         let Ok(req) = CommitRequest::decode(&rec) else {
@@ -319,9 +322,7 @@ impl Repository for ObjectRepo {
         self.delete_all(req.delete_indexes.iter().map(|i| layout::segment_key(i)))?;
         if !req.keep_history {
             let old = self.backend.list(layout::MANIFESTS)?;
-            self.delete_all(
-                old.into_iter().filter(|k| layout::gen_of(k).is_some_and(|g| g < req.gen)),
-            )?;
+            self.delete_all(old.into_iter().filter(|k| layout::gen_of(k).is_some_and(|g| g < req.gen)))?;
         }
         crate::failpoint::hit("commit-cleaned");
         self.delete_records(txn)

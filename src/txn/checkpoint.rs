@@ -51,7 +51,8 @@ impl Txn {
         }
         let pack_seq = CHECKPOINT_PACK | k;
         let (bytes, entries) = builder.finish(&self.keys, &layout::pack_name(&self.id, pack_seq));
-        let pack = self.repo.put_pack(&self.id, pack_seq, bytes.into()).context("cannot store a checkpoint")?;
+        let pack =
+            self.repo.put_pack(&self.id, pack_seq, bytes.into()).context("cannot store a checkpoint")?;
         let seg = Segment { packs: vec![(pack.clone(), entries)] };
         let seg_seq = CHECKPOINT_INDEX | k;
         let seg_bytes = seg.seal(&self.keys, &layout::segment_name(&self.id, seg_seq));

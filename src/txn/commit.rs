@@ -32,7 +32,13 @@ pub(super) struct Objects {
 /// The commit request making `manifest` (sealed, of generation `gen`) current. Of the
 /// transaction's own objects the repository keeps exactly `keep`; `delete` names older objects
 /// the new manifest no longer needs. `keep_history`: older manifest generations stay.
-pub(super) fn request(gen: u64, manifest: Vec<u8>, keep: Objects, delete: Objects, keep_history: bool) -> CommitRequest {
+pub(super) fn request(
+    gen: u64,
+    manifest: Vec<u8>,
+    keep: Objects,
+    delete: Objects,
+    keep_history: bool,
+) -> CommitRequest {
     CommitRequest {
         gen,
         manifest,

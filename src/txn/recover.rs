@@ -21,12 +21,12 @@
 //!
 //! Partial uploads (objects a killed writer was in the middle of storing) are removed first.
 
+use super::commit::{request, Objects};
+use super::Txn;
 use super::PART;
 use crate::access::Perm;
 use crate::manifest::{Checkpoint, Manifest};
 use crate::progress::{Event, Progress};
-use super::commit::{request, Objects};
-use super::Txn;
 use crate::repo::{LockGuard, Pending};
 use crate::session::Session;
 use anyhow::{Context, Result};
@@ -199,7 +199,9 @@ fn visible(session: &Session, p: &Pending) -> Option<(u64, Vec<u8>)> {
 /// Decides again the visible commit of `p` (generation `gen`, its manifest `manifest`) whose
 /// record was lost, keeping everything it stored (`repo::lost_decision`).
 fn redecide(session: &Session, p: &Pending, gen: u64, manifest: Vec<u8>) -> Result<()> {
-    let own = |names: Vec<String>, of: fn(&str, &str) -> bool| names.into_iter().filter(|n| of(n, &p.txn)).collect();
+    let own = |names: Vec<String>, of: fn(&str, &str) -> bool| {
+        names.into_iter().filter(|n| of(n, &p.txn)).collect()
+    };
     let keep = Objects {
         packs: own(session.repo.list_packs()?, crate::layout::is_pack_of),
         indexes: own(session.repo.list_indexes()?, crate::layout::is_segment_of),

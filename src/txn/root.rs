@@ -53,7 +53,8 @@ mod tests {
     #[test]
     fn a_checkpoint_root_is_the_part_of_the_same_archive() {
         let keys = Keys::new([1; 32], [2; 32], 3);
-        let draft = || Draft { name: "n".into(), time: 7, meta: vec![([9; 32], 10)], stats: Stats::default() };
+        let draft =
+            || Draft { name: "n".into(), time: 7, meta: vec![([9; 32], 10)], stats: Stats::default() };
         let (whole, a) = draft().build(&keys, true).unwrap();
         let (part, p) = draft().build(&keys, false).unwrap();
         assert_eq!((a.name.as_str(), a.partial), ("n", false));
