@@ -8,10 +8,8 @@
 use super::faulty::{Fault, FaultyBackend, Op};
 use super::local::LocalBackend;
 use super::memory::MemoryBackend;
-use super::s3::S3Backend;
 use super::s3_server::MotoServer;
 use super::{Backend, ErrorKind};
-use object_store::aws::AmazonS3Builder;
 use std::sync::Arc;
 
 fn every_backend(dir: &std::path::Path, s3: Option<&MotoServer>) -> Vec<Arc<dyn Backend>> {
@@ -24,14 +22,7 @@ fn every_backend(dir: &std::path::Path, s3: Option<&MotoServer>) -> Vec<Arc<dyn 
         // A fresh prefix per check: each starts from an empty repository.
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let creds = AmazonS3Builder::new()
-            .with_access_key_id("test")
-            .with_secret_access_key("test")
-            .with_region("us-east-1");
-        let url = format!("s3://conformance/check-{n}");
-        all.push(Arc::new(
-            S3Backend::open_with(&url, Some(3), creds, Some(&server.endpoint)).expect("S3 backend"),
-        ));
+        all.push(Arc::new(server.backend(&format!("s3://conformance/check-{n}"))));
     }
     all
 }

@@ -35,7 +35,6 @@ pub fn create_if_absent_holds(backend: &dyn Backend, key: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::backend::memory::MemoryBackend;
-    use crate::backend::s3::S3Backend;
     use crate::backend::s3_server::MotoServer;
     use crate::backend::StoreResult;
 
@@ -89,11 +88,7 @@ mod tests {
     fn a_real_s3_server_with_conditional_writes_passes() {
         let Some(server) = MotoServer::start() else { return };
         server.bucket("probe");
-        let creds = object_store::aws::AmazonS3Builder::new()
-            .with_access_key_id("test")
-            .with_secret_access_key("test")
-            .with_region("us-east-1");
-        let s3 = S3Backend::open_with("s3://probe/r", Some(3), creds, Some(&server.endpoint)).unwrap();
+        let s3 = server.backend("s3://probe/r");
         create_if_absent_holds(&s3, "probe-object").unwrap();
         assert!(s3.list("").unwrap().is_empty(), "the probe is removed");
     }

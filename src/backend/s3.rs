@@ -131,25 +131,30 @@ impl S3Backend {
     }
 }
 
-/// The kind an error object_store gave up on means, from its text (it carries the HTTP status
-/// and the S3 error code, not as types).
+/// The kind an error object_store gave up on means, from its text (it carries the S3 error code
+/// and the HTTP status as text, not as types): the code's kind (`kind_of_code`) if it names one,
+/// else by status (5xx other than 501, 408 and 429 are worth retrying), else a failure to
+/// connect or a timeout is transient and anything else permanent.
 fn kind_of_text(text: &str) -> ErrorKind {
-    if let Some(kind) =
-        ["SlowDown", "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"]
-            .into_iter()
-            .find(|c| text.contains(c))
-            .and_then(super::kind_of_code)
-    {
+    let code = text.split_once("<Code>").and_then(|(_, rest)| rest.split_once("</Code>")).map(|(c, _)| c);
+    if let Some(kind) = code.and_then(super::kind_of_code) {
         return kind;
     }
-    if text.contains("EntityTooLarge") || text.contains("QuotaExceeded") || text.contains("507") {
+    if code == Some("QuotaExceeded") {
         return ErrorKind::NoSpace;
     }
-    let transient =
-        ["timed out", "timeout", "connection", "error sending request", "503", "500", "502", "504"];
-    match transient.iter().any(|t| text.contains(t)) {
-        true => ErrorKind::Transient,
-        false => ErrorKind::Permanent,
+    let status = text.split_once("status code: ").and_then(|(_, rest)| rest.get(..3)?.parse::<u16>().ok());
+    match status {
+        Some(501) => ErrorKind::Permanent,
+        Some(408 | 429 | 500..=599) => ErrorKind::Transient,
+        Some(_) => ErrorKind::Permanent,
+        None if ["timed out", "timeout", "connection", "error sending request"]
+            .iter()
+            .any(|t| text.contains(t)) =>
+        {
+            ErrorKind::Transient
+        }
+        None => ErrorKind::Permanent,
     }
 }
 
@@ -201,20 +206,7 @@ impl Backend for S3Backend {
                 ErrorKind::Permanent,
                 format!("reading {key}: {len} bytes at {offset} asked, {} returned (past its end)", b.len()),
             )),
-            Err(e) => {
-                let mut err = self.fail("reading", key, e);
-                if err.kind == ErrorKind::Transient && err.msg.contains("416") {
-                    err.kind = ErrorKind::Permanent;
-                }
-                if err.msg.contains("InvalidRange") || err.msg.contains("Range") {
-                    err.kind = if err.kind == ErrorKind::NotFound {
-                        ErrorKind::NotFound
-                    } else {
-                        ErrorKind::Permanent
-                    };
-                }
-                Err(err)
-            }
+            Err(e) => Err(self.fail("reading", key, e)),
         }
     }
 
@@ -273,9 +265,23 @@ mod tests {
 
     #[test]
     fn errors_object_store_gave_up_on_are_classified() {
-        assert_eq!(kind_of_text("Server returned 503 SlowDown"), ErrorKind::Transient);
+        let answer = |status: &str, code: &str| {
+            format!("Server returned non-2xx status code: {status}: <Error><Code>{code}</Code></Error>")
+        };
+        assert_eq!(kind_of_text(&answer("503 Service Unavailable", "SlowDown")), ErrorKind::Transient);
+        assert_eq!(kind_of_text(&answer("404 Not Found", "NoSuchBucket")), ErrorKind::Permanent);
+        assert_eq!(kind_of_text(&answer("403 Forbidden", "QuotaExceeded")), ErrorKind::NoSpace);
+        assert_eq!(kind_of_text(&answer("502 Bad Gateway", "Other")), ErrorKind::Transient);
+        assert_eq!(kind_of_text(&answer("416 Range Not Satisfiable", "InvalidRange")), ErrorKind::Permanent);
+        assert_eq!(
+            kind_of_text("Server returned non-2xx status code: 400 Bad Request: "),
+            ErrorKind::Permanent
+        );
         assert_eq!(kind_of_text("error sending request"), ErrorKind::Transient);
-        assert_eq!(kind_of_text("NoSuchBucket: the bucket does not exist"), ErrorKind::Permanent);
-        assert_eq!(kind_of_text("something else"), ErrorKind::Permanent);
+        // Numbers in a message are not statuses.
+        assert_eq!(
+            kind_of_text("Wanted range starting at 5000, but object was only 500 bytes long"),
+            ErrorKind::Permanent
+        );
     }
 }

@@ -57,6 +57,18 @@ impl MotoServer {
     }
 }
 
+impl MotoServer {
+    /// A client of `s3://BUCKET/PREFIX` (`url`) on this server, with moto's test credentials.
+    pub fn backend(&self, url: &str) -> super::s3::S3Backend {
+        let creds = object_store::aws::AmazonS3Builder::new()
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .with_region("us-east-1");
+        super::s3::S3Backend::open_with(url, Some(3), creds, Some(&self.endpoint))
+            .unwrap_or_else(|e| panic!("S3 backend for {url}: {e:#}"))
+    }
+}
+
 impl Drop for MotoServer {
     fn drop(&mut self) {
         // Killing the watchdog leaves the server; it sees this process end, or is found by port.

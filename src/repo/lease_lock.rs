@@ -31,9 +31,10 @@ pub struct LeaseLock {
     pub ttl: Duration,
 }
 
-/// The lease text: who holds it, and the heartbeat that proves it alive.
-fn lease_text(owner: &str, token: &str, since: u64, beat: u64) -> String {
-    format!("{owner}, since unix time {since}\ntoken {token}\nbeat {beat}\n")
+/// The lease text: who holds it (`holder`: owner and since when), its token, and the heartbeat
+/// that proves it alive.
+fn lease_text(holder: &str, token: &str, beat: u64) -> String {
+    format!("{holder}\ntoken {token}\nbeat {beat}\n")
 }
 
 /// The holder a lease text names (its first line), for messages.
@@ -52,12 +53,13 @@ impl Locker for LeaseLock {
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>> {
         let token = crate::process::random_id()?;
         let since = crate::process::now_ns() / 1_000_000_000;
-        let first = lease_text(owner, &token, since as u64, 0);
+        let who = format!("{owner}, since unix time {since}");
+        let first = lease_text(&who, &token, 0);
         let mut broke = None;
         // Each round: try to create the lease; if taken, watch it for one TTL.
         for _ in 0..3 {
             match self.backend.put_new(&self.key, first.as_bytes()) {
-                Ok(()) => return Ok(Box::new(self.hold(token, first, broke))),
+                Ok(()) => return Ok(Box::new(self.hold(token, who, broke))),
                 Err(e) if e.kind == ErrorKind::Exists => {}
                 Err(e) => return Err(e).context("cannot take the repository's lock"),
             }
@@ -95,12 +97,12 @@ impl Locker for LeaseLock {
 }
 
 impl LeaseLock {
-    fn hold(&self, token: String, text: String, notice: Option<String>) -> LeaseGuard {
+    fn hold(&self, token: String, who: String, notice: Option<String>) -> LeaseGuard {
         let state =
             Arc::new(Renewal { stop: Mutex::new(false), cv: Condvar::new(), lost: AtomicBool::new(false) });
         let (backend, key, every) = (self.backend.clone(), self.key.clone(), self.ttl / 3);
         let s = state.clone();
-        let renewer = std::thread::spawn(move || renew(&*backend, &key, &token, text, every, &s));
+        let renewer = std::thread::spawn(move || renew(&*backend, &key, &token, &who, every, &s));
         LeaseGuard { state, renewer: Some(renewer), notice }
     }
 }
@@ -112,7 +114,7 @@ struct Renewal {
 }
 
 /// Advances the heartbeat every `every` while the lease is still ours; on release, deletes it.
-fn renew(backend: &dyn Backend, key: &str, token: &str, mut text: String, every: Duration, s: &Renewal) {
+fn renew(backend: &dyn Backend, key: &str, token: &str, who: &str, every: Duration, s: &Renewal) {
     let ours = |t: &[u8]| String::from_utf8_lossy(t).lines().any(|l| l == format!("token {token}"));
     let mut beat = 0u64;
     loop {
@@ -137,10 +139,8 @@ fn renew(backend: &dyn Backend, key: &str, token: &str, mut text: String, every:
             return;
         }
         beat += 1;
-        let first = text.lines().next().unwrap_or("").to_string();
-        text = format!("{first}\ntoken {token}\nbeat {beat}\n");
         // A failed renewal is retried at the next beat; two missed in a row let the lease lapse.
-        let _ = backend.put(key, text.as_bytes());
+        let _ = backend.put(key, lease_text(who, token, beat).as_bytes());
     }
 }
 

@@ -5,7 +5,6 @@
 
 use super::*;
 use crate::backend::memory::MemoryBackend;
-use crate::backend::s3::S3Backend;
 use crate::backend::s3_server::MotoServer;
 
 const TTL: Duration = Duration::from_millis(600);
@@ -74,10 +73,5 @@ fn a_holder_whose_lease_was_taken_over_knows_it() {
 fn a_lease_admits_one_live_holder_and_frees_itself_after_its_holder_dies_on_s3() {
     let Some(server) = MotoServer::start() else { return };
     server.bucket("leases");
-    let creds = object_store::aws::AmazonS3Builder::new()
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .with_region("us-east-1");
-    let s3 = S3Backend::open_with("s3://leases/repo", Some(3), creds, Some(&server.endpoint)).unwrap();
-    checks(Arc::new(s3));
+    checks(Arc::new(server.backend("s3://leases/repo")));
 }
