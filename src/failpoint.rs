@@ -14,11 +14,13 @@ pub const POINTS: &[&str] = &[
     "checkpoint-cache-committed",
     "commit-flushed",
     "commit-indexed",
+    "commit-recorded",
     "commit-decided",
     "commit-manifest-written",
     "commit-cleaned",
     "commit-done",
     "recover-promoting",
+    "abort-decided",
 ];
 
 #[cfg(feature = "failpoints")]

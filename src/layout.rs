@@ -16,12 +16,17 @@
 //! txn/<txn>/checkpoint-<8 hex>    checkpoint records, numbered, each create-if-absent
 //! txn/<txn>/covers-<8 hex>        what the transaction had stored when that checkpoint was
 //!                                 recorded (written by `archiver serve`, plain)
-//! txn/<txn>/commit                the commit decision
+//! txn/<txn>/commit                the commit record: what the commit changes (its manifest, what
+//!                                 it keeps and deletes), stored before the decision
+//! decided/<txn>                   the decision, create-if-absent: `commit` or `abort`, whoever
+//!                                 creates it first wins; kept for good (a tombstone), so a
+//!                                 writer paused past its lease cannot commit what a recovery
+//!                                 discarded (`repo::decision`)
 //! ```
 //!
 //! Invariants: every object a transaction uploads carries its id in the name, so recovery finds
 //! what a dead transaction left by listing its own prefixes (`packs_of`, `segments_of`, `records_of`),
-//! never by scanning the repository. No record is ever overwritten. Numbered checkpoints replace
+//! never by scanning the repository. No record is ever overwritten, and a decision is never deleted. Numbered checkpoints replace
 //! the single `txn/<txn>/checkpoint` of format 1, which a writer could overwrite; it is still read
 //! (as the oldest checkpoint) so a transaction interrupted by an older archiver is recovered.
 //! This module is a leaf: it uses no other module of the crate.
@@ -35,6 +40,7 @@ pub const MANIFESTS: &str = "manifest/";
 pub const PACKS: &str = "packs/";
 pub const INDEXES: &str = "index/";
 pub const TXNS: &str = "txn/";
+pub const DECISIONS: &str = "decided/";
 
 /// `manifest/<gen>`: the sealed manifest of generation `gen`.
 pub fn manifest(gen: u64) -> String {
@@ -128,6 +134,12 @@ pub fn owner(txn: &str) -> String {
 
 pub fn commit(txn: &str) -> String {
     format!("txn/{txn}/commit")
+}
+
+/// `decided/<txn>`: the transaction's decision, outside `txn/` so that listing pending
+/// transactions never lists the tombstones of finished ones.
+pub fn decision(txn: &str) -> String {
+    format!("{DECISIONS}{txn}")
 }
 
 pub fn checkpoint(txn: &str, seq: u32) -> String {

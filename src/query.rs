@@ -28,6 +28,12 @@ pub fn keygen(settings: &Settings) -> Result<String> {
         }
     }
     keyfile::write_new(&settings.keyfile, &keys)?;
+    // Before the repository is made: a store whose create-if-absent does not hold is refused
+    // (and the key file made for it removed).
+    if let Err(e) = r.check_store() {
+        let _ = std::fs::remove_file(&settings.keyfile);
+        return Err(e);
+    }
     let id = random_id()?;
     if let Err(e) = r.init(&config_bytes(&keys, &id)) {
         let _ = std::fs::remove_file(&settings.keyfile);

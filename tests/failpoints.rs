@@ -56,13 +56,17 @@ const TABLE: &[Row] = &[
     // The run checkpointed before it reached its commit.
     row("commit-flushed", ONCE, [true, true], false, false),
     row("commit-indexed", ONCE, [true, true], false, false),
-    // Decided once the commit record is stored; readers see night once its manifest is written.
+    // Recovery rolls a stored commit record forward (it decides `commit` if nobody decided);
+    // readers see night once its manifest is written.
+    row("commit-recorded", ONCE, [false, false], true, false),
     row("commit-decided", ONCE, [false, false], true, false),
     row("commit-manifest-written", ONCE, [false, false], true, true),
     row("commit-cleaned", ONCE, [false, false], true, true),
     row("commit-done", ONCE, [false, false], true, true),
     // Killed while recovery commits a checkpoint: see its own test below.
     row("recover-promoting", &[], [true, true], false, false),
+    // Killed while recovery discards a run that has no checkpoint, after deciding `abort`.
+    row("abort-decided", &[], [false, false], false, false),
 ];
 
 /// Every failpoint name `src/` reaches through `failpoint::hit("NAME")`, with where.
@@ -156,7 +160,11 @@ fn the_table_names_every_failpoint_in_src_in_protocol_order() {
         assert!(!r.listed || r.whole, "{}: listed before recovery, but not decided", r.point);
     }
     let untested: Vec<&str> = TABLE.iter().filter(|r| r.hits.is_empty()).map(|r| r.point).collect();
-    assert_eq!(untested, ["recover-promoting"], "each failpoint without hits needs a test of its own");
+    assert_eq!(
+        untested,
+        ["recover-promoting", "abort-decided"],
+        "each failpoint without hits needs a test of its own"
+    );
 }
 
 fn run_case(world: &Env, base: &BTreeMap<String, String>, i: usize, r: &Row, k: u32) {
@@ -268,6 +276,37 @@ fn without_checkpoints_a_crash_before_the_commit_discards_the_whole_run() {
         env.ok(["recover"]).assert_stderr_contains("discarded");
         let e = Expect { committed: &committed, name: "night", src: "data", part: false, whole: false };
         check_invariant(&env, &e, &format!("no checkpoints, crash at {point}"));
+        env.remove_fork();
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+fn a_crash_while_recovery_discards_a_run_is_finished_by_the_next_command() {
+    let (world, committed) = committed_world(checkpointed_tree);
+    let r = TABLE.iter().find(|r| r.point == "abort-decided").unwrap();
+    // The next command: `recover`, then a `create` without the cache (see `next_command`).
+    for i in 0..2 {
+        let when = format!("crash while discarding, then next command {i}");
+        let env = world.fork_fresh("discard");
+        assert_eq!(env.run_at("commit-indexed", &["create", "night", "data"]).code, KILLED, "{when}: create");
+        let out = env.run_at(r.point, &["recover"]);
+        assert_eq!(out.code, KILLED, "{when}: recovery was not killed: {}", out.stderr);
+        // Decided `abort`, nothing deleted yet: the records stay, and the decision with them.
+        let decisions: Vec<String> =
+            env.repo_files().into_keys().filter(|k| k.starts_with("decided/")).collect();
+        assert!(!env.txn_records().is_empty(), "{when}: the records went before the uploads");
+        let aborted = decisions.iter().filter(|k| std::fs::read(env.repo.join(k)).unwrap() == b"abort\n").count();
+        assert_eq!(aborted, 1, "{when}: no abort decision among {decisions:?}");
+        assert_eq!(decided(&env, "night"), (r.part[0], r.whole), "{when}: records say otherwise");
+        assert_readers_see_last_commit(&env, &committed, r.listed, &when);
+        if i == 1 {
+            env.drop_cache();
+        }
+        let mut committed = committed.clone();
+        next_command(&env, i, &mut committed, &when).assert_stderr_contains("discarded an interrupted");
+        let e = Expect { committed: &committed, name: "night", src: "data", part: false, whole: false };
+        check_invariant(&env, &e, &when);
         env.remove_fork();
     }
 }

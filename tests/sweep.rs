@@ -148,17 +148,19 @@ const TABLE: [Row; 27] = [
     Row { object: DecidedCommit, damage: Truncate, outcome: "recovery names it and keeps what the commit stored; fsck lists three again from its root; all restore",
         list: CLEAN, fsck: Expect(1, &["commit record of an interrupted `create three` (transaction {obj}) cannot be read", "listed archive three again"]), repair: None,
         verify: CLEAN, healed: CLEAN, lost: &[], restore: &["one", "two", "three"] },
-    Row { object: DecidedCommit, damage: Delete, outcome: "the commit looks undecided (its manifest was not written): recovery discards three, naming it; one and two restore",
-        list: CLEAN, fsck: Expect(0, &["discarded an interrupted `create three`"]), repair: None,
-        verify: CLEAN, healed: CLEAN, lost: &[], restore: ONE_TWO },
+    // Deleted after the decision (`decided/<txn>` says commit): nothing to carry out, nothing
+    // may be discarded (before decisions existed, recovery discarded three).
+    Row { object: DecidedCommit, damage: Delete, outcome: "the decision stands: recovery names it and keeps what the commit stored; fsck lists three again from its root; all restore",
+        list: CLEAN, fsck: Expect(1, &["commit record of an interrupted `create three` (transaction {obj}) cannot be read", "listed archive three again"]), repair: None,
+        verify: CLEAN, healed: CLEAN, lost: &[], restore: &["one", "two", "three"] },
     Row { object: VisibleCommit, damage: Flip, outcome: "recovery finishes the visible commit keeping what it stored; all restore",
         list: CLEAN, fsck: Expect(0, &["finished the commit of an interrupted `create three`"]), repair: None,
         verify: CLEAN, healed: CLEAN, lost: &[], restore: &["one", "two", "three"] },
     Row { object: VisibleCommit, damage: Truncate, outcome: "recovery finishes the visible commit keeping what it stored; all restore",
         list: CLEAN, fsck: Expect(0, &["finished the commit of an interrupted `create three`"]), repair: None,
         verify: CLEAN, healed: CLEAN, lost: &[], restore: &["one", "two", "three"] },
-    Row { object: VisibleCommit, damage: Delete, outcome: "recovery finishes the visible commit (decided again, keeping what it stored); all restore",
-        list: CLEAN, fsck: Expect(0, &["finished the commit of an interrupted `create three` (generation 3), whose commit record was lost"]), repair: None,
+    Row { object: VisibleCommit, damage: Delete, outcome: "recovery finishes the visible commit (by its decision, keeping what it stored); all restore",
+        list: CLEAN, fsck: Expect(0, &["finished the commit of an interrupted `create three`"]), repair: None,
         verify: CLEAN, healed: CLEAN, lost: &[], restore: &["one", "two", "three"] },
     // Checkpoint records: recovery falls back to the previous checkpoint, naming the damaged
     // one; with none readable the transaction is left alone, named by fsck, until `recover

@@ -13,11 +13,13 @@
 //! decorator `retry::Retrying` (or `repo::retrying` one layer up) retries it with backoff.
 //! `kind_of_code` reads the error codes object stores send (S3's `SlowDown`, ...).
 
+pub mod aws_profile;
 #[cfg(test)]
 mod conformance;
 pub mod faulty;
 pub mod local;
 pub mod memory;
+pub mod prefixed;
 pub mod probe;
 pub mod retry;
 pub mod s3;
@@ -115,6 +117,37 @@ pub trait Backend: Send + Sync {
     /// Removes leftovers of puts that never completed (a writer killed mid-upload). Call only
     /// under the repository's write lock, when no put of ours is under way.
     fn clean_partial(&self) -> StoreResult<()>;
+}
+
+/// A backend shared (the repository and its lease lock use one S3 client).
+impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn put(&self, key: &str, data: &[u8]) -> StoreResult<()> {
+        (**self).put(key, data)
+    }
+    fn put_new(&self, key: &str, data: &[u8]) -> StoreResult<()> {
+        (**self).put_new(key, data)
+    }
+    fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
+        (**self).get(key)
+    }
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> StoreResult<Vec<u8>> {
+        (**self).get_range(key, offset, len)
+    }
+    fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        (**self).list(prefix)
+    }
+    fn delete(&self, key: &str) -> StoreResult<()> {
+        (**self).delete(key)
+    }
+    fn size(&self, key: &str) -> StoreResult<u64> {
+        (**self).size(key)
+    }
+    fn clean_partial(&self) -> StoreResult<()> {
+        (**self).clean_partial()
+    }
 }
 
 #[cfg(test)]

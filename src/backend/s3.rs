@@ -1,8 +1,9 @@
 //! S3-compatible object storage as a `Backend` (issue 14), through Apache Arrow's `object_store`
 //! (SigV4 signing, conditional puts). `s3://BUCKET[/PREFIX]` names the bucket and the prefix
 //! every key lives under; credentials, region and endpoint come from the standard `AWS_*`
-//! variables (`AWS_ENDPOINT_URL` for self-hosted servers, which are then addressed path-style and
-//! may use `http://`).
+//! variables and the shared files' profile (`aws_profile`), with `AWS_ENDPOINT_URL` (or a
+//! profile's `endpoint_url`) for self-hosted servers, which are then addressed path-style and may
+//! use `http://`.
 //!
 //! Contract, as every backend: `put` is one PUT (atomic in S3: readers see the old object or the
 //! new one); `put_new` is a conditional PUT (`If-None-Match: *`), refused with `Exists` when the key
@@ -58,13 +59,28 @@ pub fn parse_url(url: &str) -> Result<(String, String)> {
 }
 
 impl S3Backend {
-    /// The bucket and prefix `url` names, configured from the environment. Makes no request.
+    /// The bucket and prefix `url` names, configured from the `AWS_*` variables and the shared
+    /// files' profile (`aws_profile`: variables win). Makes no request.
     pub fn open(url: &str, attempts: Option<u32>) -> Result<S3Backend> {
+        let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
         let mut builder = AmazonS3Builder::from_env();
-        if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
-            builder = builder.with_region("us-east-1");
+        let profile = super::aws_profile::load()?.unwrap_or_default();
+        if !set("AWS_ACCESS_KEY_ID") {
+            if let (Some(id), Some(secret)) = (&profile.access_key_id, &profile.secret_access_key) {
+                builder = builder.with_access_key_id(id).with_secret_access_key(secret);
+                if let Some(token) = &profile.session_token {
+                    builder = builder.with_token(token);
+                }
+            }
         }
-        let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).ok();
+        if !set("AWS_REGION") && !set("AWS_DEFAULT_REGION") {
+            builder = builder.with_region(profile.region.as_deref().unwrap_or("us-east-1"));
+        }
+        let endpoint = std::env::var("AWS_ENDPOINT_URL")
+            .or_else(|_| std::env::var("AWS_ENDPOINT"))
+            .ok()
+            .filter(|e| !e.is_empty())
+            .or(profile.endpoint_url);
         Self::open_with(url, attempts, builder, endpoint.as_deref())
     }
 

@@ -121,13 +121,14 @@ pub enum Cmd {
         /// The generation to go back to (`archiver generations` lists them)
         generation: u64,
     },
-    /// Serve repositories under DIR over HTTP (`--repo http://HOST:PORT/NAME` reaches them)
+    /// Serve repositories under DIR or in a bucket over HTTP (`--repo http://HOST:PORT/NAME` reaches them)
     Serve {
         /// Address to listen on, e.g. 127.0.0.1:8080 (port 0: any free port)
         #[arg(long, value_name = "ADDR")]
         listen: String,
-        /// Directory holding one repository per NAME
-        #[arg(long, value_name = "DIR")]
+        /// Directory holding one repository per NAME, or s3://BUCKET[/PREFIX] (each NAME under
+        /// PREFIX/NAME/; several servers may front one bucket)
+        #[arg(long, value_name = "DIR|S3-URL")]
         store: PathBuf,
         /// Seconds a client's lock lasts without renewal (a killed client's lock frees after this)
         #[arg(long, value_name = "SECS", default_value_t = 15)]

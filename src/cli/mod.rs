@@ -213,7 +213,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             }
         }
         Cmd::Serve { listen, store, lock_ttl, tls_cert, tls_key, allow_create, body_timeout } => {
-            let repos = archiver::serve::LocalDirs::new(store)?;
+            let repos: Box<dyn archiver::serve::RepoFactory> = match store.to_str() {
+                Some(url) if url.starts_with("s3://") => Box::new(archiver::serve::S3Repos::new(url)?),
+                _ => Box::new(archiver::serve::LocalDirs::new(store)?),
+            };
             let opts = archiver::serve::ServeOptions {
                 listen: listen.clone(),
                 lock_ttl: std::time::Duration::from_secs((*lock_ttl).max(1)),
@@ -236,7 +239,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                     "archiver: warning: one request failed with an internal error ({what}{at}); it was answered 500 and the server goes on"
                 ));
             }));
-            archiver::serve::serve(&opts, Box::new(repos), &progress)?;
+            archiver::serve::serve(&opts, repos, &progress)?;
         }
         Cmd::Fsck { rebuild_config: true, .. } => {
             for line in archiver::rebuild::rebuild_config(&settings)? {

@@ -4,10 +4,12 @@
 //!
 //! Life cycle of a write: `lock` → `begin` → `put_pack`/`put_index`* → `checkpoint`* → `commit`
 //! (or `abort`). `commit` first stores a commit record holding the new manifest and everything to
-//! clean up; from that moment the commit is decided and `finish` rolls it forward after a crash.
+//! clean up, then decides (`decision`: created only if absent, so a commit and a recovery's abort
+//! cannot both win); from then on `finish` rolls it forward after a crash.
 //! The visible commit point is the create-if-absent write of `manifest/<gen>`.
 
 mod covers;
+pub mod decision;
 pub mod http;
 mod http_body;
 mod http_wire;
@@ -17,6 +19,7 @@ pub mod limits;
 pub mod lock;
 mod lost_decision;
 pub mod objects;
+mod pending;
 #[cfg(test)]
 mod over_memory;
 pub mod protocol;
@@ -35,7 +38,7 @@ pub struct Pending {
     pub checkpoint: Option<Vec<u8>>,
     /// The numbers of all its checkpoint records, ascending (older ones: `checkpoint_record`).
     pub checkpoint_seqs: Vec<u32>,
-    /// A commit record exists: the commit is decided and must be finished.
+    /// A commit record or a `commit` decision exists: `finish` carries it out.
     pub committing: bool,
 }
 
@@ -210,13 +213,15 @@ pub trait Repository: Send + Sync {
     /// whose manifest is already stored there (a visible commit that lost its record) is decided
     /// again only keeping everything the transaction stored (`lost_decision`).
     fn commit(&self, txn: &str, req: &CommitRequest) -> StoreResult<()>;
-    /// Rolls forward a transaction whose commit record exists; a transaction that left no
-    /// records (finished already) is success, one without a commit record is `NotFound`. A
+    /// Decides (`decision`) and rolls forward a transaction whose commit record exists; a
+    /// transaction that left no records (finished already) is success, one without a commit
+    /// record is `NotFound`, one decided `abort` meanwhile is an error and stays discarded. A
     /// commit record that cannot be read is not obeyed: only the transaction's records are
     /// removed, every object it stored is kept (`lost_decision`).
     fn finish(&self, txn: &str) -> StoreResult<()>;
-    /// Deletes everything a transaction uploaded, then the transaction itself. `Exists` if its
-    /// commit is decided; a transaction that is no longer begun loses only its records.
+    /// Decides `abort` (`decision`), then deletes everything the transaction uploaded and the
+    /// transaction itself. `Exists` if its commit is recorded or decided; a transaction that is
+    /// no longer begun loses only its records.
     fn abort(&self, txn: &str) -> StoreResult<()>;
     fn pending(&self) -> StoreResult<Vec<Pending>>;
     /// Removes leftovers of uploads that never completed. Call under the lock, before recovery.
@@ -232,6 +237,12 @@ pub trait Repository: Send + Sync {
     fn uploads_in_flight(&self) -> usize {
         1
     }
+    /// Before a repository is made here: checks that the store keeps what the protocol rests on
+    /// (create-if-absent really refuses a second create: `backend::probe`). Stores that cannot
+    /// fail it (a directory, a server that checked its own store) need not check.
+    fn check_store(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What a client needs to reach a repository besides its address.
@@ -245,7 +256,7 @@ pub struct Connect {
 
 /// Opens the repository a `--repo` value names: `http://HOST:PORT/NAME` or `https://…` for
 /// `archiver serve` (one attempt per request, retried by `retrying` under `ARCHIVER_RETRIES`),
-/// otherwise a local directory.
+/// `s3://BUCKET[/PREFIX]` for S3-compatible storage (`s3`), otherwise a local directory.
 pub fn open(spec: &str, conn: &Connect) -> Result<std::sync::Arc<dyn Repository>> {
     if spec.starts_with("http://") || spec.starts_with("https://") {
         let policy = crate::backend::retry::Policy::from_env()?;
@@ -253,9 +264,41 @@ pub fn open(spec: &str, conn: &Connect) -> Result<std::sync::Arc<dyn Repository>
         return Ok(std::sync::Arc::new(retrying::RetryingRepo::new(std::sync::Arc::new(client), policy)));
     }
     if spec.starts_with("s3://") {
-        anyhow::bail!("repository {spec}: s3:// repositories are not supported yet; use http://, https:// or a local directory");
+        return Ok(std::sync::Arc::new(s3(spec)?));
+    }
+    // A mistyped URL must not quietly become a local directory named like one.
+    let lower = spec.to_ascii_lowercase();
+    if ["s3:", "http:", "https:"].iter().any(|s| lower.starts_with(s)) {
+        anyhow::bail!(
+            "repository {spec:?} looks like a mistyped URL: write s3://BUCKET[/PREFIX], http://HOST:PORT/NAME or https://..., or ./{spec} for a local directory"
+        );
     }
     Ok(std::sync::Arc::new(objects::ObjectRepo::local(spec)))
+}
+
+/// How long a lease lock on shared storage lives without a heartbeat (`ARCHIVER_LOCK_TTL`,
+/// seconds): a lock left by a dead client frees itself after this long.
+pub fn lease_ttl() -> Result<std::time::Duration> {
+    match std::env::var("ARCHIVER_LOCK_TTL").ok().filter(|v| !v.is_empty()) {
+        None => Ok(std::time::Duration::from_secs(DEFAULT_LEASE_TTL_SECS)),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (1..=86_400).contains(&n) => Ok(std::time::Duration::from_secs(n)),
+            _ => anyhow::bail!("ARCHIVER_LOCK_TTL={v}: give a number of seconds from 1 to 86400"),
+        },
+    }
+}
+
+/// The default lease TTL: renewed every 20 s, a dead client's lock is free after a minute.
+pub const DEFAULT_LEASE_TTL_SECS: u64 = 60;
+
+/// A repository in S3-compatible storage (`s3://BUCKET[/PREFIX]`): the transactional protocol
+/// over the S3 backend (retried by object_store alone, under `ARCHIVER_RETRIES`), kept to one
+/// writer by a lease object in the bucket.
+pub fn s3(spec: &str) -> Result<objects::ObjectRepo> {
+    let policy = crate::backend::retry::Policy::from_env()?;
+    let backend = std::sync::Arc::new(crate::backend::s3::S3Backend::open(spec, policy.attempts)?);
+    let lock = lease_lock::LeaseLock { backend: backend.clone(), key: crate::layout::LOCK.into(), ttl: lease_ttl()? };
+    Ok(objects::ObjectRepo::new(Box::new(backend), Box::new(lock)).with_uploads_in_flight(4))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! index/<txn>-<seq, 6 hex>    sealed index segments
 //! txn/<txn>/...               the transaction's records (`records`): begin, numbered
 //!                             checkpoints, commit
+//! decided/<txn>               its decision, `commit` or `abort` (`decision`), kept for good
 //! ```
 //!
 //! Because every object a transaction uploads carries its id in the name, recovery finds what a
@@ -18,26 +19,35 @@
 //! anything, so a committed transaction can never be "begun" again and aborted); packs, index
 //! segments and records are create-if-absent (the same bytes again is success, a retry);
 //! uploads go only into a transaction that is begun and not yet decided; a commit is decided only
-//! for the next generation; an abort never touches a decided transaction, and deletes uploads
-//! only of a transaction that is still begun.
+//! for the next generation; a manifest is written only for a transaction decided `commit`, and
+//! uploads are deleted by an abort only once it is decided `abort` (`decision`: of a commit and
+//! an abort racing, the first to create the decision wins), and only of a transaction that is
+//! still begun.
 
+use super::decision::{discarded, Decision};
 use super::{CommitRequest, LockGuard, Pending, Repository};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, ErrorKind, StoreError, StoreResult};
-use crate::layout::{self, Record};
+use crate::layout;
 use anyhow::Result;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 pub struct ObjectRepo {
     pub(super) backend: Box<dyn Backend>,
     locker: Box<dyn super::lock::Locker>,
+    in_flight: usize,
 }
 
 impl ObjectRepo {
     /// The repository protocol over any backend, kept to one writer by `locker`.
     pub fn new(backend: Box<dyn Backend>, locker: Box<dyn super::lock::Locker>) -> Self {
-        ObjectRepo { backend, locker }
+        ObjectRepo { backend, locker, in_flight: 2 }
+    }
+
+    /// How many pack uploads may be in flight at once (2 unless set: see `uploads_in_flight`).
+    pub fn with_uploads_in_flight(self, n: usize) -> Self {
+        ObjectRepo { in_flight: n.max(1), ..self }
     }
 
     /// A repository in a local directory: files, and `flock` on its `lock` file.
@@ -71,7 +81,7 @@ impl ObjectRepo {
     }
 
     /// Deletes what transaction `txn` uploaded that `keep` does not name.
-    fn delete_unkept(&self, txn: &str, keep_packs: &[String], keep_idx: &[String]) -> StoreResult<()> {
+    pub(super) fn delete_unkept(&self, txn: &str, keep_packs: &[String], keep_idx: &[String]) -> StoreResult<()> {
         let kp: HashSet<String> = keep_packs.iter().map(|p| layout::pack_key(p)).collect();
         let packs = self.backend.list(&layout::packs_of(txn))?;
         self.delete_all(packs.into_iter().filter(|k| !kp.contains(k)))?;
@@ -80,7 +90,7 @@ impl ObjectRepo {
         self.delete_all(idx.into_iter().filter(|k| !ki.contains(k)))
     }
 
-    fn exists(&self, key: &str) -> StoreResult<bool> {
+    pub(super) fn exists(&self, key: &str) -> StoreResult<bool> {
         match self.backend.size(key) {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
@@ -96,7 +106,7 @@ impl ObjectRepo {
                 format!("no transaction {txn} is under way (it was never begun, or it ended)"),
             ));
         }
-        if self.exists(&layout::commit(txn))? {
+        if self.exists(&layout::decision(txn))? {
             return Err(StoreError::new(
                 ErrorKind::Exists,
                 format!("transaction {txn} is already decided; nothing more may be stored in it"),
@@ -124,7 +134,8 @@ impl ObjectRepo {
             // A transaction id is used once: whatever it stored may be committed data now.
             let used = !self.backend.list(&layout::packs_of(txn))?.is_empty()
                 || !self.backend.list(&layout::segments_of(txn))?.is_empty()
-                || self.backend.list(&layout::records_of(txn))?.iter().any(|k| *k != layout::owner(txn));
+                || self.backend.list(&layout::records_of(txn))?.iter().any(|k| *k != layout::owner(txn))
+                || self.exists(&layout::decision(txn))?;
             if used {
                 return Err(StoreError::new(
                     ErrorKind::Exists,
@@ -154,7 +165,7 @@ impl ObjectRepo {
 
     /// Deletes the transaction's records, the begin record last (while it stands, a retried
     /// abort still finds the transaction).
-    fn delete_records(&self, txn: &str) -> StoreResult<()> {
+    pub(super) fn delete_records(&self, txn: &str) -> StoreResult<()> {
         let (begin, commit) = (layout::begin(txn), layout::commit(txn));
         let rest =
             self.backend.list(&layout::records_of(txn))?.into_iter().filter(|k| *k != begin && *k != commit);
@@ -274,9 +285,9 @@ impl Repository for ObjectRepo {
                 ),
             ));
         }
-        // The commit record is the decision: once it is durable, `finish` completes the commit.
-        self.backend.put_new(&layout::commit(txn), &record)?;
-        crate::failpoint::hit("commit-decided");
+        // The commit record first (what the commit changes), then `finish` decides and completes.
+        self.put_new_same(&layout::commit(txn), &record)?;
+        crate::failpoint::hit("commit-recorded");
         self.finish(txn)
     }
 
@@ -286,11 +297,27 @@ impl Repository for ObjectRepo {
             // No records at all: the cleanup already ran to its end (it deletes the commit record
             // last), so a retried finish is done. A transaction with records but no commit
             // record was never decided: NotFound.
-            Err(e) if e.is_not_found() && self.backend.list(&layout::records_of(txn))?.is_empty() => {
-                return Ok(())
+            Err(e) if e.is_not_found() => {
+                let records = self.backend.list(&layout::records_of(txn))?;
+                return match self.decision(txn)? {
+                    Some(Decision::Abort) => Err(discarded(txn)),
+                    _ if records.is_empty() => Ok(()),
+                    // Decided, its record lost (damaged storage): nothing to carry out and
+                    // nothing may be discarded; keep every object, remove the records.
+                    Some(Decision::Commit) => self.delete_records(txn),
+                    _ => Err(e),
+                };
             }
             Err(e) => return Err(e),
         };
+        // The decision: from here on the commit is carried out, by us or by recovery. A
+        // transaction discarded first (we were paused past our lease) stays discarded.
+        match self.decide(txn, Decision::Commit)? {
+            Decision::Commit => {}
+            Decision::Abort => return Err(discarded(txn)),
+            Decision::Unreadable => return self.drop_undecidable(txn),
+        }
+        crate::failpoint::hit("commit-decided");
         let Ok(req) = CommitRequest::decode(&rec) else {
             // A decision that cannot be read cannot be carried out: keep every object, remove
             // only the records (`lost_decision`).
@@ -308,8 +335,10 @@ impl Repository for ObjectRepo {
         }
         let stored = self.backend.get(&layout::manifest(req.gen));
         if !matches!(&stored, Ok(m) if *m == req.manifest) {
-            // Another commit took this generation (impossible under the lock): undo the decision
-            // and leave the transaction to recovery, as `commit` does.
+            // Another commit took this generation (under a lease: a writer woken after a recovery
+            // committed its checkpoint). Its record goes; its decision stays `commit`, so nothing
+            // it stored is discarded: recovery promotes its checkpoint, or keeps what it stored
+            // for `fsck` to report.
             self.backend.delete(&layout::commit(txn))?;
             return Err(StoreError::new(
                 ErrorKind::Permanent,
@@ -329,49 +358,11 @@ impl Repository for ObjectRepo {
     }
 
     fn abort(&self, txn: &str) -> StoreResult<()> {
-        if self.exists(&layout::commit(txn))? {
-            return Err(StoreError::new(
-                ErrorKind::Exists,
-                format!("transaction {txn} is decided: it is finished, not discarded"),
-            ));
-        }
-        // Only a transaction still begun has uploads to discard: without its begin record it
-        // ended (its objects may be committed data) or never started.
-        if self.exists(&layout::begin(txn))? {
-            self.delete_unkept(txn, &[], &[])?;
-        }
-        self.delete_records(txn)
+        self.discard(txn)
     }
 
     fn pending(&self) -> StoreResult<Vec<Pending>> {
-        let mut by_txn: BTreeMap<String, (Pending, Option<Option<u32>>)> = BTreeMap::new();
-        for key in self.backend.list(layout::TXNS)? {
-            let Some((txn, what)) = layout::parse(&key) else { continue };
-            let (p, newest) = by_txn.entry(txn.to_string()).or_insert_with(|| (Pending::new(txn), None));
-            match what {
-                Record::Begin => p.intent = Some(self.backend.get(&key)?),
-                Record::Commit => p.committing = true,
-                Record::Checkpoint(seq) => {
-                    p.checkpoint_seqs.extend(seq);
-                    // `None` (format 1) sorts before every numbered record.
-                    if newest.is_none_or(|n| seq > n) {
-                        *newest = Some(seq);
-                    }
-                }
-                _ => {}
-            }
-        }
-        let mut out = Vec::with_capacity(by_txn.len());
-        for (txn, (mut p, newest)) in by_txn {
-            p.checkpoint_seqs.sort_unstable();
-            p.checkpoint = match newest {
-                Some(Some(seq)) => Some(self.backend.get(&layout::checkpoint(&txn, seq))?),
-                Some(None) => Some(self.backend.get(&layout::legacy_checkpoint(&txn))?),
-                None => None,
-            };
-            out.push(p);
-        }
-        Ok(out)
+        self.list_pending()
     }
 
     fn clean_partial(&self) -> StoreResult<()> {
@@ -394,9 +385,15 @@ impl Repository for ObjectRepo {
         self.names(layout::PACKS)
     }
 
-    /// Two: one pack's write and fsync overlap the next one's (temporary names are unique).
+    fn check_store(&self) -> Result<()> {
+        let key = format!("probe-{}", crate::process::random_id()?);
+        crate::backend::probe::create_if_absent_holds(&*self.backend, &key)
+    }
+
+    /// Two for a directory (one pack's write and fsync overlap the next one's; temporary names
+    /// are unique); more over a network, where each upload waits on round trips.
     fn uploads_in_flight(&self) -> usize {
-        2
+        self.in_flight
     }
 
     fn list_indexes(&self) -> StoreResult<Vec<String>> {

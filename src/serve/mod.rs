@@ -28,9 +28,11 @@ mod factory;
 mod guard;
 mod lock;
 mod net;
+mod s3_store;
 
 pub use admit::parse_request;
 pub use factory::{LocalDirs, RepoFactory};
+pub use s3_store::S3Repos;
 
 use crate::access::{Perm, Signed, Verifiers};
 use crate::backend::StoreError;

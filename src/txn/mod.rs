@@ -23,11 +23,13 @@
 //! | checkpoint 5, the cache commits | cache | invariant 1: the cache says stored only what a durable record keeps | `checkpoint-cache-committed` |
 //! | commit 1, flush | every block | as checkpoint 1 | `commit-flushed` |
 //! | commit 2, index | the last segment | as checkpoint 2 | `commit-indexed` |
-//! | commit 3, commit record `txn/<t>/commit` (`repo.commit`; the request is built by `commit::request`, the only builder) | **the commit is decided**: recovery rolls it forward | a decided commit owns generation `gen + 1` | `commit-decided` |
+//! | commit 3, commit record `txn/<t>/commit` (`repo.commit`; the request is built by `commit::request`, the only builder) | what the commit changes: recovery rolls it forward | create-if-absent: of two commits of one transaction the first record wins | `commit-recorded` |
+//! | commit 3b, decision `decided/<t>` = commit (`repo::decision`, create-if-absent, never deleted) | **the commit is decided** | a decided commit owns generation `gen + 1`; a transaction decided `abort` first is never committed | `commit-decided` |
 //! | commit 4, `manifest/<gen+1>` (create-if-absent) | the archive is visible | the visible commit point; a lost record is decided again (`repo::lost_decision`) | `commit-manifest-written` |
 //! | commit 5, cleanup: objects not kept, older manifests (without kept history), the records | | idempotent: recovery repeats it | `commit-cleaned` |
 //! | commit 6, the cache commits | cache | invariant 1 | `commit-done` |
 //! | recovery: a checkpoint becomes `NAME.part` (`recover::promote`, through the same commit steps 3 to 5) | `NAME.part` visible | never over an existing archive; everything after the checkpoint is deleted | `recover-promoting` |
+//! | recovery or a failed run discards a transaction: decision `decided/<t>` = abort, then its uploads, then its records | the transaction is discarded | nothing is deleted before `abort` is decided; a transaction decided `commit` is never discarded | `abort-decided` |
 //!
 //! A transaction dropped before its commit and without a checkpoint is aborted: everything it
 //! uploaded is deleted (best effort; what is left, the next write command's recovery discards).

@@ -43,6 +43,11 @@ impl Env {
 
     /// Removes a fork's repository and cache (never the shared working directory).
     pub fn remove_fork(self) {
+        if super::s3::backend_of(&self).is_some() {
+            super::s3::remove(&self);
+            let _ = fs::remove_dir_all(&self.cache);
+            return;
+        }
         let dir = self.repo.parent().expect("parent").to_path_buf();
         if dir != self.root {
             fs::remove_dir_all(dir).expect("remove fork");

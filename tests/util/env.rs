@@ -77,6 +77,8 @@ pub struct Env {
     pub repo: PathBuf,
     pub key: PathBuf,
     pub cache: PathBuf,
+    /// Variables every command gets (an S3 repository's `AWS_*`: `util::s3`).
+    pub vars: Vec<(String, String)>,
 }
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -90,6 +92,7 @@ impl Env {
             repo: root.join("repo"),
             key: root.join("archiver.key"),
             cache: root.join("cache"),
+            vars: Vec::new(),
             root,
             _tmp: Arc::new(tmp),
         }
@@ -111,6 +114,7 @@ impl Env {
             repo: self.repo.clone(),
             key: self.key.clone(),
             cache: self.cache.clone(),
+            vars: self.vars.clone(),
         }
     }
 
@@ -118,6 +122,13 @@ impl Env {
     /// directory), for damaging one copy without touching the original.
     pub fn fork(&self, tag: &str) -> Env {
         let base = self.root.join(tag);
+        if super::s3::backend_of(self).is_some() {
+            let env = Env { repo: super::s3::fork(self, tag), cache: base.join("cache"), ..self.view() };
+            if self.cache.exists() {
+                copy_dir(&self.cache, &env.cache);
+            }
+            return env;
+        }
         let env = Env { repo: base.join("repo"), cache: base.join("cache"), ..self.view() };
         copy_dir(&self.repo, &env.repo);
         if self.cache.exists() {
@@ -154,6 +165,9 @@ impl Env {
             .env("XDG_DATA_HOME", self.root.join("xdg-data"))
             .env("XDG_CONFIG_HOME", self.root.join("xdg-config"))
             .env("XDG_CACHE_HOME", self.root.join("xdg-cache"));
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
         c
     }
 
@@ -236,6 +250,9 @@ impl Env {
     /// Every file in the repository and its size, except the informational `lock` file (whose
     /// text names the last command that took the lock).
     pub fn repo_files(&self) -> BTreeMap<String, u64> {
+        if let Some(b) = super::s3::backend_of(self) {
+            return super::s3::files(&b);
+        }
         let mut out = BTreeMap::new();
         if self.repo.exists() {
             walk_files(&self.repo, &self.repo, &mut out);
@@ -251,6 +268,10 @@ impl Env {
 
     /// Names of the folders under `packs/` (one per transaction that stored packs).
     pub fn pack_folders(&self) -> BTreeSet<String> {
+        if super::s3::backend_of(self).is_some() {
+            let keys = self.repo_files().into_keys();
+            return keys.filter_map(|k| Some(k.strip_prefix("packs/")?.split_once('/')?.0.to_string())).collect();
+        }
         subdirs(&self.repo.join("packs"))
     }
 

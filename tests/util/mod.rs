@@ -3,7 +3,7 @@
 //! directory), `data` (deterministic test data), `files` (building, walking and damaging trees
 //! on disk), `tree` (snapshots that compare content, mode bits, nanosecond mtimes and symlink
 //! targets), `crash` (crash, checkpoint and signal tests: failpoints, transaction records,
-//! invariant 3), and the HTTP helpers `server`, `proxy` and `hostile`, `craft` (repository
+//! invariant 3), `s3` (a real S3 server, moto), and the HTTP helpers `server`, `proxy` and `hostile`, `craft` (repository
 //! content made through the library) and `mem` (memory-measured runs).
 #![allow(dead_code)]
 
@@ -15,6 +15,7 @@ mod files;
 pub mod hostile;
 pub mod mem;
 pub mod proxy;
+pub mod s3;
 pub mod server;
 mod tree;
 

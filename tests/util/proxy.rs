@@ -30,6 +30,8 @@ pub struct Policy {
     /// Swallow the answer to the first request whose request line contains this, and close its
     /// connection: the server acted, the client never hears of it.
     pub lose_reply: Option<String>,
+    /// Remove this header (lowercase name) from every request, as a careless gateway would.
+    pub drop_header: Option<String>,
 }
 
 /// What the relay saw.
@@ -47,6 +49,11 @@ pub struct Tally {
     pub bytes_down: u64,
     /// Each cut: direction, offset in the connection, the request it interrupted.
     pub log: Vec<String>,
+    /// Requests forwarded, by method (`GET`, `PUT`, ...), and by method and the query of the
+    /// request line when it has one (`GET ?list-type=2...`: an S3 listing).
+    pub requests: std::collections::BTreeMap<String, u64>,
+    /// The request lines of listings (`GET` with `list-type=`), for what they list.
+    pub listings: Vec<String>,
 }
 
 impl Tally {
@@ -199,8 +206,9 @@ fn pump(
         if cutting {
             n = (limit.unwrap() - sent) as usize;
         }
+        let mut out = None;
         if up {
-            parser.feed(&buf[..n], current);
+            out = Some(parser.feed(&buf[..n], current, sh));
         } else if let Some(pat) = &sh.policy.lose_reply {
             let what = current.lock().unwrap().clone();
             if what.contains(pat.as_str()) && !sh.lost.swap(true, Ordering::SeqCst) {
@@ -208,8 +216,9 @@ fn pump(
                 break;
             }
         }
-        throttle(sh, n as u64);
-        if to.write_all(&buf[..n]).is_err() {
+        let bytes = out.as_deref().unwrap_or(&buf[..n]);
+        throttle(sh, bytes.len() as u64);
+        if to.write_all(bytes).is_err() {
             break;
         }
         sent += n as u64;
@@ -288,7 +297,9 @@ fn throttle(sh: &Shared, n: u64) {
 }
 
 /// Follows the requests in the client → server byte stream: headers up to the blank line, then
-/// `Content-Length` bytes of body.
+/// `Content-Length` bytes of body. Returns the bytes to forward: the same, except that a request's
+/// head is held until it is complete, then forwarded without the header `drop_header` names;
+/// counts each request in the tally.
 #[derive(Default)]
 struct RequestParser {
     head: Vec<u8>,
@@ -296,11 +307,13 @@ struct RequestParser {
 }
 
 impl RequestParser {
-    fn feed(&mut self, mut data: &[u8], current: &Mutex<String>) {
+    fn feed(&mut self, mut data: &[u8], current: &Mutex<String>, sh: &Shared) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len());
         while !data.is_empty() {
             if self.body_left > 0 {
                 let k = (self.body_left as usize).min(data.len());
                 self.body_left -= k as u64;
+                out.extend_from_slice(&data[..k]);
                 data = &data[k..];
                 continue;
             }
@@ -308,19 +321,40 @@ impl RequestParser {
             data = &data[1..];
             if self.head.len() == 1 || !self.head.ends_with(b"\r\n\r\n") {
                 if self.head.len() > 64 * 1024 {
-                    self.head.clear(); // not HTTP as we know it: stop making sense of it
+                    out.append(&mut self.head); // not HTTP as we know it: stop making sense of it
                 }
                 continue;
             }
             let text = String::from_utf8_lossy(&self.head).into_owned();
+            match &sh.policy.drop_header {
+                Some(h) => {
+                    for line in text.split_inclusive("\r\n") {
+                        let name = line.split_once(':').map(|(k, _)| k.trim().to_ascii_lowercase());
+                        if name.as_deref() != Some(h.as_str()) {
+                            out.extend_from_slice(line.as_bytes());
+                        }
+                    }
+                }
+                None => out.extend_from_slice(&self.head),
+            }
             self.head.clear();
             let mut lines = text.lines();
-            *current.lock().unwrap() = lines.next().unwrap_or("").to_string();
+            let request_line = lines.next().unwrap_or("").to_string();
+            {
+                let mut t = sh.tally.lock().unwrap();
+                let method = request_line.split(' ').next().unwrap_or("").to_string();
+                *t.requests.entry(method.clone()).or_default() += 1;
+                if method == "GET" && request_line.contains("list-type=") {
+                    t.listings.push(request_line.clone());
+                }
+            }
+            *current.lock().unwrap() = request_line;
             self.body_left = lines
                 .filter_map(|l| l.split_once(':'))
                 .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
                 .and_then(|(_, v)| v.trim().parse().ok())
                 .unwrap_or(0);
         }
+        out
     }
 }

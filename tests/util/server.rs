@@ -73,6 +73,24 @@ impl Server {
         s
     }
 
+    /// A server fronting the bucket prefix `url` (`s3://...`), its process given `vars` (the
+    /// `AWS_*` of `util::s3`), with `--allow-create`.
+    pub fn start_s3(url: &str, vars: &[(String, String)]) -> Server {
+        let mut s = Server {
+            child: None,
+            addr: String::new(),
+            store: PathBuf::from(url),
+            lock_ttl: 2,
+            vars: vars.to_vec(),
+            args: vec!["--allow-create".into()],
+            nofile: None,
+            scheme: "http",
+            log: Arc::new(Mutex::new(String::new())),
+        };
+        s.spawn("127.0.0.1:0").unwrap_or_else(|e| panic!("cannot start archiver serve: {e}"));
+        s
+    }
+
     /// Starts the process listening on `listen`; Err with what it said if it could not listen.
     fn spawn(&mut self, listen: &str) -> Result<(), String> {
         let mut cmd = Command::new(BIN);
