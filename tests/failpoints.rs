@@ -296,7 +296,8 @@ fn a_crash_while_recovery_discards_a_run_is_finished_by_the_next_command() {
         let decisions: Vec<String> =
             env.repo_files().into_keys().filter(|k| k.starts_with("decided/")).collect();
         assert!(!env.txn_records().is_empty(), "{when}: the records went before the uploads");
-        let aborted = decisions.iter().filter(|k| std::fs::read(env.repo.join(k)).unwrap() == b"abort\n").count();
+        let aborted =
+            decisions.iter().filter(|k| std::fs::read(env.repo.join(k)).unwrap() == b"abort\n").count();
         assert_eq!(aborted, 1, "{when}: no abort decision among {decisions:?}");
         assert_eq!(decided(&env, "night"), (r.part[0], r.whole), "{when}: records say otherwise");
         assert_readers_see_last_commit(&env, &committed, r.listed, &when);

@@ -62,7 +62,7 @@ fn kill_9_mid_create_on_s3_then_the_next_command_recovers_from_the_bucket_alone(
         let env = world.fork_fresh("run");
         // Kill after the k-th new pack: k spread over the run (about a dozen packs with the
         // checkpoints' own), and sometimes right after the last.
-        let k = 1 + (i * 5) % 13;
+        let k = 1 + (i * 5) % 17;
         let when = format!("run {i}: kill -9 after pack {k}");
         let mut child = env.spawn_piped(&["create", "--checkpoint-bytes", "2M", "night", "data"]);
         let deadline = Instant::now() + LIMIT;
@@ -110,17 +110,25 @@ fn a_client_paused_past_its_lease_cannot_commit_what_another_recovered() {
         if checkpoints {
             args.splice(1..1, ["--checkpoint-bytes", "2M"]);
         }
-        let before = env.txn_records();
-        let mut child = env.spawn_piped(&args);
+        // The writer goes through a relay limited to 4 MB/s, so that it is still running when
+        // it is paused; the other client reaches the server directly.
+        let slow = proxy::Proxy::start(
+            s3.endpoint.trim_start_matches("http://"),
+            proxy::Policy { rate: Some(4 << 20), ..Default::default() },
+        );
+        let mut writer = s3.env_at(&env, env.repo.to_str().unwrap(), slow.url("").trim_end_matches('/'));
+        writer.vars.push(("ARCHIVER_LOCK_TTL".into(), "3".into()));
+        let bucket = backend_of(&env).expect("S3");
+        let start = packs(&env);
+        let mut child = writer.spawn_piped(&args);
         let deadline = Instant::now() + LIMIT;
-        // Paused once it has a checkpoint (or, without, a few packs).
+        // Paused once it has a checkpoint (or, without, a pack: there are only two).
         loop {
-            let recs = env.txn_records();
             let ready = match checkpoints {
-                true => recs.values().any(|r| r.contains("checkpoint")),
-                false => packs(&env) >= packs(&world) + 3,
+                true => bucket.list("txn/").unwrap().iter().any(|k| k.contains("/checkpoint-")),
+                false => packs(&env) > start,
             };
-            if ready && recs.len() > before.len() {
+            if ready {
                 break;
             }
             assert!(child.try_wait().unwrap().is_none(), "{when}: create ended before it was paused");
@@ -138,6 +146,7 @@ fn a_client_paused_past_its_lease_cannot_commit_what_another_recovered() {
         signal(&child, libc::SIGCONT);
         let out = wait_out(child);
         out.assert_no_panic();
+        eprintln!("{when}: the resumed client said: {}", out.stderr.trim());
         assert_ne!(out.code, 0, "{when}: the paused client went on as if nothing happened");
         assert_eq!(out.stderr.lines().count(), 1, "{when}: more than one line:\n{}", out.stderr);
         let mut committed = base.clone();
@@ -146,10 +155,7 @@ fn a_client_paused_past_its_lease_cannot_commit_what_another_recovered() {
         check_invariant(&env, &e, &when);
         let now = env.repo_files();
         let added: Vec<&String> = now.keys().filter(|k| !after_recovery.contains_key(*k)).collect();
-        assert!(
-            added.is_empty(),
-            "{when}: the resumed client stored {added:?}"
-        );
+        assert!(added.is_empty(), "{when}: the resumed client stored {added:?}");
         env.ok(["create", "night", "data"]);
         committed.insert("night".into(), "data".into());
         let e = Expect { committed: &committed, name: "night", src: "data", part: false, whole: false };

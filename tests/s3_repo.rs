@@ -33,13 +33,13 @@ fn every_command_works_on_s3() {
     // Only the repository's own objects, under its prefix; no records left; each transaction
     // has its decision.
     let files = env.repo_files();
-    let kinds: std::collections::BTreeSet<&str> = files.keys().map(|k| k.split('/').next().unwrap()).collect();
-    assert_eq!(
-        kinds,
-        ["config", "decided", "index", "manifest", "packs"].into_iter().collect(),
-        "{files:?}"
-    );
-    assert!(s3.objects(&format!("s3://{bucket}")).keys().all(|k| k.starts_with("host/a/") || k == "host/a/lock"));
+    let kinds: std::collections::BTreeSet<&str> =
+        files.keys().map(|k| k.split('/').next().unwrap()).collect();
+    assert_eq!(kinds, ["config", "decided", "index", "manifest", "packs"].into_iter().collect(), "{files:?}");
+    assert!(s3
+        .objects(&format!("s3://{bucket}"))
+        .keys()
+        .all(|k| k.starts_with("host/a/") || k == "host/a/lock"));
 
     // Unchanged re-backup, a changed one, delete, history, verify, resume.
     env.ok(["create", "two", "small", "big"]);
@@ -93,7 +93,11 @@ fn bad_input_on_s3_is_one_line_and_writes_nothing() {
         let e = with(typo, &[]);
         e.run(["keygen"]).assert_one_line_error(1);
         assert!(!e.key.exists(), "{typo}: a key file was made");
-        assert!(std::fs::read_dir(&e.root).unwrap().all(|d| !d.unwrap().file_name().to_string_lossy().starts_with("s3")));
+        assert!(std::fs::read_dir(&e.root).unwrap().all(|d| !d
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("s3")));
     }
     // An unknown AWS_PROFILE is named, not silently replaced by other credentials.
     let e = with(&format!("s3://{bucket}/r"), &[("AWS_PROFILE", "nightly")]);
@@ -108,7 +112,11 @@ fn bad_input_on_s3_is_one_line_and_writes_nothing() {
             let mut buf = [0u8; 65536];
             let _ = s.read(&mut buf);
             let body = "<html>hello</html>";
-            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
         }
     });
     let e = with(&format!("s3://{bucket}/r"), &[("AWS_ENDPOINT_URL", &web_url), ("ARCHIVER_RETRIES", "2")]);
@@ -117,7 +125,10 @@ fn bad_input_on_s3_is_one_line_and_writes_nothing() {
     assert!(!e.key.exists());
     // Nothing listening at all.
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let e = with(&format!("s3://{bucket}/r"), &[("AWS_ENDPOINT_URL", &format!("http://{closed}")), ("ARCHIVER_RETRIES", "2")]);
+    let e = with(
+        &format!("s3://{bucket}/r"),
+        &[("AWS_ENDPOINT_URL", &format!("http://{closed}")), ("ARCHIVER_RETRIES", "2")],
+    );
     e.run(["keygen"]).assert_one_line_error(1);
 
     // A repository that does not exist yet: every command says so.
@@ -133,7 +144,7 @@ fn a_store_that_ignores_conditional_writes_is_refused_by_keygen() {
     let bucket = s3.bucket();
     // A relay that drops `If-None-Match` from every request, as some gateways do.
     let proxy = proxy::Proxy::start(
-        &s3.endpoint.trim_start_matches("http://"),
+        s3.endpoint.trim_start_matches("http://"),
         proxy::Policy { drop_header: Some("if-none-match".into()), ..Default::default() },
     );
     let endpoint = proxy.url("").trim_end_matches('/').to_string();
@@ -153,7 +164,14 @@ fn two_clients_at_once_one_works_the_other_is_told_who_holds_the_lock() {
     env.ok(["keygen"]);
     write_data(&env.path("big/a.bin"), 3, 48 * MIB);
     small_tree(&env.path("small"), 4, 10, 10_000);
-    let first = env.spawn_piped(&["create", "first", "big"]);
+    // The first runs through a relay limited to 8 MB/s: it holds the lock for seconds.
+    let slow = proxy::Proxy::start(
+        s3.endpoint.trim_start_matches("http://"),
+        proxy::Policy { rate: Some(8 << 20), ..Default::default() },
+    );
+    let mut slow_env = s3.env_at(&env, &format!("s3://{bucket}/r"), slow.url("").trim_end_matches('/'));
+    slow_env.vars.push(("ARCHIVER_LOCK_TTL".into(), "3".into()));
+    let first = slow_env.spawn_piped(&["create", "first", "big"]);
     // Wait until the first holds the lock (its lease object exists).
     let lease = s3.backend(&format!("s3://{bucket}/r"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

@@ -37,7 +37,12 @@ fn two_servers_front_one_bucket() {
     std::fs::remove_dir_all(out).unwrap();
 
     // Two writers, one through each server: one works, the other is told the lock is taken.
-    let writer = a.spawn_piped(&["create", "big", "big"]);
+    // The first writes through a relay limited to 8 MB/s: it holds the lock for seconds.
+    let slow = util::proxy::Proxy::start(
+        &one.addr,
+        util::proxy::Policy { rate: Some(8 << 20), ..Default::default() },
+    );
+    let writer = util::server::client_env(&a, &slow.url("r")).spawn_piped(&["create", "big", "big"]);
     let lease = s3.backend(&format!("s3://{bucket}/srv/r"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while archiver::backend::Backend::size(&lease, "lock").is_err() {
@@ -47,7 +52,9 @@ fn two_servers_front_one_bucket() {
     let second = b.run(["create", "second", "small"]);
     let first = wait_out(writer);
     assert_eq!(first.code, 0, "{}", first.stderr);
-    second.assert_failed().assert_stderr_contains("lock");
+    eprintln!("the second writer was told: {}", second.stderr);
+    second.assert_one_line_error(1).assert_stderr_contains("locked by another archiver");
+    assert_eq!(second.stderr.matches("locked by another").count(), 1, "said twice: {}", second.stderr);
     assert_eq!(b.list(), ["big", "first"]);
     b.ok(["create", "second", "small"]);
     a.ok(["fsck", "--verify-data"]);

@@ -43,7 +43,9 @@ fn sections(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
         } else if let (Some(section), Some((k, v))) = (&current, line.split_once('=')) {
             // Nested settings (`s3 =` followed by indented lines) are not read: their keys are
             // not ours, and the indented lines have no section of their own.
-            out.entry(section.clone()).or_default().insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            out.entry(section.clone())
+                .or_default()
+                .insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
     out

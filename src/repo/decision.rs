@@ -80,9 +80,7 @@ impl ObjectRepo {
         match self.backend.put_new(&layout::decision(txn), want.encode()) {
             Ok(()) => Ok(want),
             // Taken (possibly by our own earlier attempt whose answer was lost): read who won.
-            Err(e) if e.kind == ErrorKind::Exists => {
-                Ok(self.decision(txn)?.unwrap_or(Decision::Unreadable))
-            }
+            Err(e) if e.kind == ErrorKind::Exists => Ok(self.decision(txn)?.unwrap_or(Decision::Unreadable)),
             Err(e) => Err(e),
         }
     }
@@ -91,7 +89,10 @@ impl ObjectRepo {
     /// uploads (only while it is begun) and its records.
     pub(super) fn discard(&self, txn: &str) -> StoreResult<()> {
         let finished = || {
-            StoreError::new(ErrorKind::Exists, format!("transaction {txn} is decided: it is finished, not discarded"))
+            StoreError::new(
+                ErrorKind::Exists,
+                format!("transaction {txn} is decided: it is finished, not discarded"),
+            )
         };
         match self.decision(txn)? {
             Some(Decision::Abort) => {}
@@ -150,12 +151,7 @@ mod tests {
     }
 
     fn request(gen: u64, manifest: &[u8], packs: &[String]) -> CommitRequest {
-        CommitRequest {
-            gen,
-            manifest: manifest.to_vec(),
-            keep_packs: packs.to_vec(),
-            ..Default::default()
-        }
+        CommitRequest { gen, manifest: manifest.to_vec(), keep_packs: packs.to_vec(), ..Default::default() }
     }
 
     /// The paused writer: its transaction was discarded by another client's recovery (its lease
@@ -196,7 +192,9 @@ mod tests {
         let txn = "cd".repeat(16);
         r.begin(&txn, b"intent").unwrap();
         let pack = r.put_pack(&txn, 0, vec![1; 100].into()).unwrap();
-        r.backend.put_new(&layout::commit(&txn), &request(1, b"m1", std::slice::from_ref(&pack)).encode()).unwrap();
+        r.backend
+            .put_new(&layout::commit(&txn), &request(1, b"m1", std::slice::from_ref(&pack)).encode())
+            .unwrap();
         assert_eq!(r.decide(&txn, Decision::Commit).unwrap(), Decision::Commit);
         let err = r.abort(&txn).unwrap_err();
         assert!(err.msg.contains("finished, not discarded"), "{err}");
@@ -224,6 +222,67 @@ mod tests {
         r.abort(&txn).unwrap();
         assert!(r.pending().unwrap().is_empty());
         assert!(r.begin(&txn, b"intent").is_err(), "an aborted id was begun again");
+    }
+
+    /// A store on which another client's recovery runs exactly between a writer's check that its
+    /// transaction is open and its put (the writer was paused there past its lease).
+    struct Interleaved {
+        inner: crate::backend::memory::MemoryBackend,
+        on_put: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+
+    impl crate::backend::Backend for Interleaved {
+        fn describe(&self) -> String {
+            "interleaved".into()
+        }
+        fn put(&self, key: &str, data: &[u8]) -> StoreResult<()> {
+            self.inner.put(key, data)
+        }
+        fn put_new(&self, key: &str, data: &[u8]) -> StoreResult<()> {
+            if let Some(f) = self.on_put.lock().unwrap().take_if(|_| key.starts_with("packs/")) {
+                f();
+            }
+            self.inner.put_new(key, data)
+        }
+        fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
+            self.inner.get(key)
+        }
+        fn get_range(&self, key: &str, offset: u64, len: u64) -> StoreResult<Vec<u8>> {
+            self.inner.get_range(key, offset, len)
+        }
+        fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &str) -> StoreResult<()> {
+            self.inner.delete(key)
+        }
+        fn size(&self, key: &str) -> StoreResult<u64> {
+            self.inner.size(key)
+        }
+        fn clean_partial(&self) -> StoreResult<()> {
+            Ok(())
+        }
+    }
+
+    /// Regression (seen in tests/s3_crash.rs): the paused writer's pack landed after the
+    /// recovery's cleanup and stayed as an orphan.
+    #[test]
+    fn an_upload_that_lands_after_a_recovery_ended_its_transaction_is_taken_back() {
+        let store = crate::backend::memory::MemoryBackend::new();
+        let lock = || Box::new(crate::repo::lock::ProcessLock::default());
+        let other = ObjectRepo::new(Box::new(store.clone()), lock());
+        let txn = "0a".repeat(16);
+        let t = txn.clone();
+        let recovery: Box<dyn FnOnce() + Send> = Box::new(move || other.abort(&t).unwrap());
+        let writer = ObjectRepo::new(
+            Box::new(Interleaved { inner: store.clone(), on_put: std::sync::Mutex::new(Some(recovery)) }),
+            lock(),
+        );
+        writer.begin(&txn, b"intent").unwrap();
+        let err = writer.put_pack(&txn, 0, vec![1; 10].into()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+        let left: Vec<String> = crate::backend::Backend::list(&store, "").unwrap();
+        assert_eq!(left, [layout::decision(&txn)], "the late upload stayed");
     }
 
     #[test]

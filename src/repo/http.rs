@@ -234,8 +234,13 @@ impl Repository for HttpRepo {
             // Taken. A lease whose holder died runs out: wait for it once (if it runs out soon
             // enough to be worth waiting for), then give up.
             let holder: String =
-                String::from_utf8_lossy(&a.body).chars().filter(|c| !c.is_control()).take(200).collect();
+                String::from_utf8_lossy(&a.body).chars().filter(|c| !c.is_control()).take(400).collect();
             let left = a.header_u64("X-Archiver-Lock-Remaining-Ms").map(Duration::from_millis);
+            if left.is_none() && holder.starts_with("repository is locked") {
+                // The store's own lock (a local archiver's flock, another server's lease in a
+                // shared bucket) refused the server: its message says it all.
+                bail!("{holder}");
+            }
             match left {
                 Some(left) if !waited && left <= MAX_LOCK_WAIT => {
                     waited = true;

@@ -19,9 +19,9 @@ pub mod limits;
 pub mod lock;
 mod lost_decision;
 pub mod objects;
-mod pending;
 #[cfg(test)]
 mod over_memory;
+mod pending;
 pub mod protocol;
 pub mod retrying;
 
@@ -297,7 +297,11 @@ pub const DEFAULT_LEASE_TTL_SECS: u64 = 60;
 pub fn s3(spec: &str) -> Result<objects::ObjectRepo> {
     let policy = crate::backend::retry::Policy::from_env()?;
     let backend = std::sync::Arc::new(crate::backend::s3::S3Backend::open(spec, policy.attempts)?);
-    let lock = lease_lock::LeaseLock { backend: backend.clone(), key: crate::layout::LOCK.into(), ttl: lease_ttl()? };
+    let lock = lease_lock::LeaseLock {
+        backend: backend.clone(),
+        key: crate::layout::LOCK.into(),
+        ttl: lease_ttl()?,
+    };
     Ok(objects::ObjectRepo::new(Box::new(backend), Box::new(lock)).with_uploads_in_flight(4))
 }
 

@@ -81,7 +81,12 @@ impl ObjectRepo {
     }
 
     /// Deletes what transaction `txn` uploaded that `keep` does not name.
-    pub(super) fn delete_unkept(&self, txn: &str, keep_packs: &[String], keep_idx: &[String]) -> StoreResult<()> {
+    pub(super) fn delete_unkept(
+        &self,
+        txn: &str,
+        keep_packs: &[String],
+        keep_idx: &[String],
+    ) -> StoreResult<()> {
         let kp: HashSet<String> = keep_packs.iter().map(|p| layout::pack_key(p)).collect();
         let packs = self.backend.list(&layout::packs_of(txn))?;
         self.delete_all(packs.into_iter().filter(|k| !kp.contains(k)))?;
@@ -96,6 +101,27 @@ impl ObjectRepo {
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Stores `key` of transaction `txn` (create-if-absent; the same bytes again is success), only
+    /// while the transaction is open (`open_for_upload`), checked again afterwards: a writer
+    /// paused between its check and its put (past its lease, on shared storage) can land the put
+    /// after another client's recovery ended the transaction, and then takes back what it just
+    /// created (never an object that was there before it: that one may be committed data).
+    fn put_upload(&self, txn: &str, key: &str, data: &[u8]) -> StoreResult<()> {
+        self.open_for_upload(txn)?;
+        match self.backend.put_new(key, data) {
+            Ok(()) => {}
+            Err(e) if e.kind == ErrorKind::Exists && self.backend.get(key).is_ok_and(|b| b == data) => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = self.open_for_upload(txn) {
+            let _ = self.backend.delete(key);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Uploads go only into a transaction that is begun and not decided.
@@ -221,22 +247,19 @@ impl Repository for ObjectRepo {
     }
 
     fn put_pack(&self, txn: &str, seq: u32, data: bytes::Bytes) -> StoreResult<String> {
-        self.open_for_upload(txn)?;
         let name = layout::pack_name(txn, seq);
-        self.put_new_same(&layout::pack_key(&name), &data)?;
+        self.put_upload(txn, &layout::pack_key(&name), &data)?;
         Ok(name)
     }
 
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
-        self.open_for_upload(txn)?;
         let name = layout::segment_name(txn, seq);
-        self.put_new_same(&layout::segment_key(&name), data)?;
+        self.put_upload(txn, &layout::segment_key(&name), data)?;
         Ok(name)
     }
 
     fn checkpoint(&self, txn: &str, seq: u32, record: &[u8]) -> StoreResult<()> {
-        self.open_for_upload(txn)?;
-        self.put_new_same(&layout::checkpoint(txn, seq), record)
+        self.put_upload(txn, &layout::checkpoint(txn, seq), record)
     }
 
     fn checkpoint_record(&self, txn: &str, seq: u32) -> StoreResult<Vec<u8>> {

@@ -270,7 +270,9 @@ impl Env {
     pub fn pack_folders(&self) -> BTreeSet<String> {
         if super::s3::backend_of(self).is_some() {
             let keys = self.repo_files().into_keys();
-            return keys.filter_map(|k| Some(k.strip_prefix("packs/")?.split_once('/')?.0.to_string())).collect();
+            return keys
+                .filter_map(|k| Some(k.strip_prefix("packs/")?.split_once('/')?.0.to_string()))
+                .collect();
         }
         subdirs(&self.repo.join("packs"))
     }

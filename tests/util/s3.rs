@@ -29,7 +29,8 @@ static BUCKETS: AtomicUsize = AtomicUsize::new(0);
 impl S3 {
     /// Starts a server; `None` (with a SKIPPED line) only if it cannot run and skipping is allowed.
     pub fn start() -> Option<S3> {
-        let probe = Command::new("moto_server").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let probe =
+            Command::new("moto_server").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status();
         if let Err(e) = probe {
             super::unavailable(&format!("moto_server cannot run ({e}): `pip install 'moto[server]'`"));
             return None;
@@ -62,7 +63,10 @@ impl S3 {
 
     pub fn create_bucket(&self, name: &str) {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let r = reqwest::blocking::Client::new().put(format!("{}/{name}", self.endpoint)).send().expect("PUT bucket");
+        let r = reqwest::blocking::Client::new()
+            .put(format!("{}/{name}", self.endpoint))
+            .send()
+            .expect("PUT bucket");
         assert!(r.status().is_success(), "creating bucket {name}: {}", r.status());
     }
 
@@ -116,7 +120,9 @@ impl Drop for S3 {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = Command::new("pkill").args(["-f", &format!("moto_server -H 127.0.0.1 -p {}", self.port)]).status();
+        let _ = Command::new("pkill")
+            .args(["-f", &format!("moto_server -H 127.0.0.1 -p {}", self.port)])
+            .status();
     }
 }
 
