@@ -9,7 +9,7 @@
 //! new one); `put_new` is a conditional PUT (`If-None-Match: *`), refused with `Exists` when the key
 //! is taken, which is what manifests, records and locks rely on (a store that ignores the
 //! condition must be refused before use: `keygen` probes it); `list` is by string prefix, sorted
-//! (S3 lists by key order; a prefix that ends inside a name lists its folder and filters);
+//! (a raw S3 prefix listing, page by page, so `index/<txn>-` costs what that transaction stored);
 //! `delete` of a missing key succeeds (S3's DELETE does). There are no partial uploads to clean:
 //! packs are single PUTs, never multipart.
 //!
@@ -22,8 +22,8 @@
 use super::{Backend, ErrorKind, StoreError, StoreResult};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::{
     ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
@@ -227,20 +227,27 @@ impl Backend for S3Backend {
     }
 
     fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
-        // object_store lists whole folders: list the folder `prefix` ends in, keep what matches.
-        let folder = match prefix.rfind('/') {
-            Some(i) => &prefix[..=i],
-            None => "",
-        };
-        let full = format!("{}{folder}", self.prefix);
-        let under = (!full.is_empty()).then(|| Path::from(full.trim_end_matches('/')));
-        let r = self.rt.block_on(self.store.list(under.as_ref()).try_collect::<Vec<_>>());
-        let metas = r.map_err(|e| self.fail("listing", prefix, e))?;
-        let mut keys: Vec<String> = metas
-            .into_iter()
-            .filter_map(|m| m.location.as_ref().strip_prefix(&self.prefix).map(String::from))
-            .filter(|k| k.starts_with(prefix))
-            .collect();
+        // S3 lists by string prefix: `index/<txn>-` lists that transaction's segments, not the
+        // whole index/ folder (object_store's `list` would, by path segments). One request per
+        // thousand keys.
+        let full = format!("{}{prefix}", self.prefix);
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let opts = PaginatedListOptions { page_token: token.take(), ..Default::default() };
+            let r =
+                self.rt.block_on(self.store.list_paginated((!full.is_empty()).then_some(&full[..]), opts));
+            let page = r.map_err(|e| self.fail("listing", prefix, e))?;
+            keys.extend(
+                (page.result.objects.into_iter())
+                    .filter_map(|m| m.location.as_ref().strip_prefix(&self.prefix).map(String::from))
+                    .filter(|k| k.starts_with(prefix)),
+            );
+            match page.page_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
         keys.sort();
         Ok(keys)
     }

@@ -10,6 +10,7 @@
 
 mod covers;
 pub mod decision;
+mod finish;
 pub mod http;
 mod http_body;
 mod http_wire;

@@ -25,6 +25,7 @@
 //! still begun.
 
 use super::decision::{discarded, Decision};
+use super::finish::current;
 use super::{CommitRequest, LockGuard, Pending, Repository};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, ErrorKind, StoreError, StoreResult};
@@ -64,7 +65,7 @@ impl ObjectRepo {
         Ok(keys.iter().filter_map(|k| layout::name_of(prefix, k)).map(String::from).collect())
     }
 
-    fn delete_all(&self, keys: impl IntoIterator<Item = String>) -> StoreResult<()> {
+    pub(super) fn delete_all(&self, keys: impl IntoIterator<Item = String>) -> StoreResult<()> {
         for k in keys {
             self.backend.delete(&k)?;
         }
@@ -104,12 +105,13 @@ impl ObjectRepo {
     }
 
     /// Stores `key` of transaction `txn` (create-if-absent; the same bytes again is success), only
-    /// while the transaction is open (`open_for_upload`), checked again afterwards: a writer
+    /// while the transaction is open (`open_for_upload`), checked after the put: a writer
     /// paused between its check and its put (past its lease, on shared storage) can land the put
     /// after another client's recovery ended the transaction, and then takes back what it just
     /// created (never an object that was there before it: that one may be committed data).
     fn put_upload(&self, txn: &str, key: &str, data: &[u8]) -> StoreResult<()> {
-        self.open_for_upload(txn)?;
+        // Checked after the put only: the check before it would add two requests per upload and
+        // prove nothing the check after does not.
         match self.backend.put_new(key, data) {
             Ok(()) => {}
             Err(e) if e.kind == ErrorKind::Exists && self.backend.get(key).is_ok_and(|b| b == data) => {
@@ -157,11 +159,20 @@ impl ObjectRepo {
             Err(e) => return Err(e),
         };
         if !same_begin {
-            // A transaction id is used once: whatever it stored may be committed data now.
-            let used = !self.backend.list(&layout::packs_of(txn))?.is_empty()
-                || !self.backend.list(&layout::segments_of(txn))?.is_empty()
-                || self.backend.list(&layout::records_of(txn))?.iter().any(|k| *k != layout::owner(txn))
-                || self.exists(&layout::decision(txn))?;
+            // A transaction id is used once: whatever it stored may be committed data now. A
+            // decision says so in one request; for a server's clients (`owner`: they may be
+            // hostile, and transactions of older archivers have no decision) everything is looked
+            // at. A client with direct access chose its id at random and could delete anything
+            // anyway.
+            let used = self.exists(&layout::decision(txn))?
+                || owner.is_some()
+                    && (!self.backend.list(&layout::packs_of(txn))?.is_empty()
+                        || !self.backend.list(&layout::segments_of(txn))?.is_empty()
+                        || self
+                            .backend
+                            .list(&layout::records_of(txn))?
+                            .iter()
+                            .any(|k| *k != layout::owner(txn)));
             if used {
                 return Err(StoreError::new(
                     ErrorKind::Exists,
@@ -290,7 +301,8 @@ impl Repository for ObjectRepo {
                 )),
             };
         }
-        let (gen, _) = self.head()?;
+        let manifests = self.backend.list(layout::MANIFESTS)?;
+        let gen = current(&manifests);
         if req.gen == gen {
             // Its manifest may be current already, its record lost (`lost_decision`).
             if let Some(done) = self.redecide(txn, req, &record) {
@@ -311,7 +323,7 @@ impl Repository for ObjectRepo {
         // The commit record first (what the commit changes), then `finish` decides and completes.
         self.put_new_same(&layout::commit(txn), &record)?;
         crate::failpoint::hit("commit-recorded");
-        self.finish(txn)
+        self.finish_record(txn, record, Some(manifests))
     }
 
     fn finish(&self, txn: &str) -> StoreResult<()> {
@@ -333,51 +345,7 @@ impl Repository for ObjectRepo {
             }
             Err(e) => return Err(e),
         };
-        // The decision: from here on the commit is carried out, by us or by recovery. A
-        // transaction discarded first (we were paused past our lease) stays discarded.
-        match self.decide(txn, Decision::Commit)? {
-            Decision::Commit => {}
-            Decision::Abort => return Err(discarded(txn)),
-            Decision::Unreadable => return self.drop_undecidable(txn),
-        }
-        crate::failpoint::hit("commit-decided");
-        let Ok(req) = CommitRequest::decode(&rec) else {
-            // A decision that cannot be read cannot be carried out: keep every object, remove
-            // only the records (`lost_decision`).
-            return self.delete_records(txn);
-        };
-        let (gen, _) = self.head()?;
-        if gen + 1 == req.gen {
-            // The commit point: generation req.gen becomes visible.
-            match self.backend.put_new(&layout::manifest(req.gen), &req.manifest) {
-                Ok(()) => {}
-                Err(e) if e.kind == ErrorKind::Exists => {}
-                Err(e) => return Err(e),
-            }
-            crate::failpoint::hit("commit-manifest-written");
-        }
-        let stored = self.backend.get(&layout::manifest(req.gen));
-        if !matches!(&stored, Ok(m) if *m == req.manifest) {
-            // Another commit took this generation (under a lease: a writer woken after a recovery
-            // committed its checkpoint). Its record goes; its decision stays `commit`, so nothing
-            // it stored is discarded: recovery promotes its checkpoint, or keeps what it stored
-            // for `fsck` to report.
-            self.backend.delete(&layout::commit(txn))?;
-            return Err(StoreError::new(
-                ErrorKind::Permanent,
-                format!("transaction {txn} lost a race for generation {}; nothing was committed", req.gen),
-            ));
-        }
-        // Cleanup after the commit point; every step is idempotent.
-        self.delete_unkept(txn, &req.keep_packs, &req.keep_indexes)?;
-        self.delete_all(req.delete_packs.iter().map(|p| layout::pack_key(p)))?;
-        self.delete_all(req.delete_indexes.iter().map(|i| layout::segment_key(i)))?;
-        if !req.keep_history {
-            let old = self.backend.list(layout::MANIFESTS)?;
-            self.delete_all(old.into_iter().filter(|k| layout::gen_of(k).is_some_and(|g| g < req.gen)))?;
-        }
-        crate::failpoint::hit("commit-cleaned");
-        self.delete_records(txn)
+        self.finish_record(txn, rec, None)
     }
 
     fn abort(&self, txn: &str) -> StoreResult<()> {
@@ -391,7 +359,6 @@ impl Repository for ObjectRepo {
     fn clean_partial(&self) -> StoreResult<()> {
         self.backend.clean_partial()
     }
-
     fn read_pack(&self, pack: &str, offset: u64, len: u64) -> StoreResult<Vec<u8>> {
         self.backend.get_range(&layout::pack_key(pack), offset, len)
     }

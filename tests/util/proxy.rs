@@ -54,6 +54,8 @@ pub struct Tally {
     pub requests: std::collections::BTreeMap<String, u64>,
     /// The request lines of listings (`GET` with `list-type=`), for what they list.
     pub listings: Vec<String>,
+    /// Every request line forwarded, in order.
+    pub lines: Vec<String>,
 }
 
 impl Tally {
@@ -347,6 +349,7 @@ impl RequestParser {
                 if method == "GET" && request_line.contains("list-type=") {
                     t.listings.push(request_line.clone());
                 }
+                t.lines.push(request_line.clone());
             }
             *current.lock().unwrap() = request_line;
             self.body_left = lines
