@@ -55,7 +55,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     let operands = crate::operands::plan(&opts.paths, progress)?;
     session.require(&[Perm::Write], "create archives")?;
     // The lock is held until this function returns, across every transaction it runs.
-    let _writing = crate::txn::lock(session, "create", progress, Default::default())?;
+    let writing = crate::txn::lock(session, "create", progress, Default::default())?;
     let head = session.head()?;
     if head.0.find(&opts.name).is_some() {
         bail!("an archive named {:?} already exists: choose another name, or delete it first", opts.name);
@@ -85,6 +85,10 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     };
     let walked = operands.iter().try_for_each(|o| w.visit(&o.path, o.stored.clone()));
     if let Err(e) = walked {
+        if !writing.still_held() {
+            // Recovering now could touch the new holder's transaction: leave it all to it.
+            return Err(e.context(RepositoryChanged(crate::txn::recover::LOCK_LOST.into())));
+        }
         let warnings = w.warnings;
         let checkpointed = w.txn.checkpoints() > 0;
         if !checkpointed {
@@ -120,6 +124,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         txn.commit_archive(Draft { name: opts.name.clone(), time, meta: meta.blocks, stats })
     })();
     let m = finished.map_err(|e| match checkpointed && e.downcast_ref::<RepositoryChanged>().is_none() {
+        _ if !writing.still_held() => e.context(RepositoryChanged(crate::txn::recover::LOCK_LOST.into())),
         true => e.context(RepositoryChanged(format!(
             "the last checkpoint is kept: the next write command commits it as {part_name:?}"
         ))),

@@ -256,7 +256,8 @@ fn a_visible_commit_that_lost_its_record_keeps_its_data() {
         w.env.command(["recover"]).env("ARCHIVER_KEYFILE", w.env.path("w.key")).output().unwrap(),
     );
     assert_eq!(writer.code, 0, "{}", writer.stderr);
-    writer.assert_stderr_contains("whose commit record was lost");
+    // Its decision (decided/<txn>: commit) stands: finished, keeping everything it stored.
+    writer.assert_stderr_contains("finished the commit of an interrupted `create three`");
     assert_eq!(w.env.list(), ["important", "other", "three"]);
     assert_same_tree(&w.env.path("three"), &w.env.extract("three", &[]).join("three"));
     w.intact("after recovering the visible commit");

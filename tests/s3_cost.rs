@@ -12,13 +12,15 @@ use util::proxy::{Policy, Proxy, Tally};
 use util::s3::S3;
 use util::*;
 
-/// Requests by method since `before`.
+/// Requests since `before`, by the kind S3 prices them by: `LIST` (a GET with `list-type=`),
+/// `POST` (DeleteObjects), and the other methods.
 fn since(before: &Tally, now: &Tally) -> BTreeMap<String, u64> {
-    let mut out = now.requests.clone();
-    for (m, n) in &before.requests {
-        *out.entry(m.clone()).or_default() -= n;
+    let mut out = BTreeMap::new();
+    for l in &now.lines[before.lines.len()..] {
+        let method = l.split(' ').next().unwrap_or("");
+        let kind = if method == "GET" && l.contains("list-type=") { "LIST" } else { method };
+        *out.entry(kind.to_string()).or_default() += 1;
     }
-    out.retain(|_, n| *n > 0);
     out
 }
 

@@ -149,6 +149,7 @@ fn a_client_paused_past_its_lease_cannot_commit_what_another_recovered() {
         eprintln!("{when}: the resumed client said: {}", out.stderr.trim());
         assert_ne!(out.code, 0, "{when}: the paused client went on as if nothing happened");
         assert_eq!(out.stderr.lines().count(), 1, "{when}: more than one line:\n{}", out.stderr);
+        out.assert_stderr_contains("lost the repository's lock");
         let mut committed = base.clone();
         // The resumed client added nothing an archive references, and left nothing behind.
         let e = Expect { committed: &committed, name: "night", src: "data", part: checkpoints, whole: false };

@@ -13,9 +13,13 @@
 //! `delete` of a missing key succeeds (S3's DELETE does). There are no partial uploads to clean:
 //! packs are single PUTs, never multipart.
 //!
-//! Retries live in one layer: object_store's own (exponential backoff with jitter, bounded by
-//! `ARCHIVER_RETRIES` attempts), so this backend is not wrapped in `retry::Retrying` and attempts
-//! do not multiply. The request timeout lets a 16 MiB PUT finish at 1 Mbit/s. Secrets never reach
+//! Retries live in one layer. Repositories open this backend with one attempt per request
+//! (`attempts: Some(1)`: object_store's own retries off) and wrap it in `retry::Retrying`
+//! (`ARCHIVER_RETRIES`, exponential backoff with jitter, `Retry-After`), so attempts do not
+//! multiply. Not object_store's layer: it does not retry a conditional PUT whose request failed
+//! to send (it cannot tell whether it landed), which a cut connection mid-pack makes common; ours
+//! can, because a retried create that finds its own bytes is success (`Retrying::put_new`).
+//! Errors are classified for it: 5xx, SlowDown, timeouts and failed connections are `Transient`. The request timeout lets a 16 MiB PUT finish at 1 Mbit/s. Secrets never reach
 //! a message: errors name the operation and key, and object_store's error text, which carries
 //! no credentials.
 
@@ -164,9 +168,21 @@ fn kind_of_text(text: &str) -> ErrorKind {
         Some(501) => ErrorKind::Permanent,
         Some(408 | 429 | 500..=599) => ErrorKind::Transient,
         Some(_) => ErrorKind::Permanent,
-        None if ["timed out", "timeout", "connection", "error sending request"]
-            .iter()
-            .any(|t| text.contains(t)) =>
+        // What reqwest and hyper say of a connection cut or reset mid-request or mid-answer.
+        None if [
+            "timed out",
+            "timeout",
+            "connection",
+            "error sending request",
+            "body error",
+            "error decoding response body",
+            "reset by peer",
+            "broken pipe",
+            "incomplete message",
+            "unexpected eof",
+        ]
+        .iter()
+        .any(|t| text.to_ascii_lowercase().contains(t)) =>
         {
             ErrorKind::Transient
         }
@@ -301,6 +317,7 @@ mod tests {
             ErrorKind::Permanent
         );
         assert_eq!(kind_of_text("error sending request"), ErrorKind::Transient);
+        assert_eq!(kind_of_text("HTTP error: request or response body error"), ErrorKind::Transient);
         // Numbers in a message are not statuses.
         assert_eq!(
             kind_of_text("Wanted range starting at 5000, but object was only 500 bytes long"),

@@ -102,8 +102,10 @@ impl LeaseLock {
             Arc::new(Renewal { stop: Mutex::new(false), cv: Condvar::new(), lost: AtomicBool::new(false) });
         let (backend, key, every) = (self.backend.clone(), self.key.clone(), self.ttl / 3);
         let s = state.clone();
-        let renewer = std::thread::spawn(move || renew(&*backend, &key, &token, &who, every, &s));
-        LeaseGuard { state, renewer: Some(renewer), notice }
+        let t = token.clone();
+        let renewer = std::thread::spawn(move || renew(&*backend, &key, &t, &who, every, &s));
+        let check = (self.backend.clone(), self.key.clone(), token);
+        LeaseGuard { state, renewer: Some(renewer), notice, check }
     }
 }
 
@@ -149,6 +151,8 @@ pub struct LeaseGuard {
     state: Arc<Renewal>,
     renewer: Option<JoinHandle<()>>,
     notice: Option<String>,
+    /// Where the lease is and its token, to check it is still ours (`still_held`).
+    check: (Arc<dyn Backend>, String, String),
 }
 
 impl LockGuard for LeaseGuard {
@@ -159,6 +163,18 @@ impl LockGuard for LeaseGuard {
     /// Whether the lease was found held by another (this holder was presumed dead).
     fn lost(&self) -> bool {
         self.state.lost.load(Ordering::SeqCst)
+    }
+
+    /// Reads the lease now: not ours once it is gone or carries another token. A lease that
+    /// cannot be read (the store is unreachable) is not known to be lost.
+    fn still_held(&self) -> bool {
+        let (backend, key, token) = &self.check;
+        let ours = |t: &[u8]| String::from_utf8_lossy(t).lines().any(|l| l == format!("token {token}"));
+        !self.lost()
+            && match backend.get(key) {
+                Ok(t) => ours(&t),
+                Err(e) => !e.is_not_found(),
+            }
     }
 }
 

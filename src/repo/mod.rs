@@ -178,6 +178,12 @@ pub trait LockGuard: Send {
     fn lost(&self) -> bool {
         false
     }
+    /// Whether the lock is still this holder's, checked now (for a lease: read from the store).
+    /// A holder that finds it is not must not recover anything: another client holds the lock
+    /// and may be writing.
+    fn still_held(&self) -> bool {
+        !self.lost()
+    }
 }
 
 pub trait Repository: Send + Sync {
@@ -289,15 +295,21 @@ pub fn lease_ttl() -> Result<std::time::Duration> {
     }
 }
 
+/// The S3 backend of `spec`, retried in one layer (see `backend::s3`).
+pub fn s3_backend(spec: &str) -> Result<crate::backend::retry::Retrying<crate::backend::s3::S3Backend>> {
+    let policy = crate::backend::retry::Policy::from_env()?;
+    let s3 = crate::backend::s3::S3Backend::open(spec, Some(1))?;
+    Ok(crate::backend::retry::Retrying::new(s3, policy))
+}
+
 /// The default lease TTL: renewed every 20 s, a dead client's lock is free after a minute.
 pub const DEFAULT_LEASE_TTL_SECS: u64 = 60;
 
 /// A repository in S3-compatible storage (`s3://BUCKET[/PREFIX]`): the transactional protocol
-/// over the S3 backend (retried by object_store alone, under `ARCHIVER_RETRIES`), kept to one
-/// writer by a lease object in the bucket.
+/// over the S3 backend (one attempt per request, retried by `Retrying` alone under
+/// `ARCHIVER_RETRIES`: see `backend::s3`), kept to one writer by a lease object in the bucket.
 pub fn s3(spec: &str) -> Result<objects::ObjectRepo> {
-    let policy = crate::backend::retry::Policy::from_env()?;
-    let backend = std::sync::Arc::new(crate::backend::s3::S3Backend::open(spec, policy.attempts)?);
+    let backend = std::sync::Arc::new(s3_backend(spec)?);
     let lock = lease_lock::LeaseLock {
         backend: backend.clone(),
         key: crate::layout::LOCK.into(),

@@ -10,7 +10,6 @@
 
 use super::factory::RepoFactory;
 use crate::backend::prefixed::Prefixed;
-use crate::backend::s3::S3Backend;
 use crate::backend::{Backend, StoreResult};
 use crate::repo::lease_lock::LeaseLock;
 use crate::repo::objects::ObjectRepo;
@@ -27,8 +26,7 @@ pub struct S3Repos {
 impl S3Repos {
     /// The repositories under `url`, after checking that the bucket keeps conditional writes.
     pub fn new(url: &str) -> Result<S3Repos> {
-        let policy = crate::backend::retry::Policy::from_env()?;
-        let root: Arc<dyn Backend> = Arc::new(S3Backend::open(url, policy.attempts)?);
+        let root: Arc<dyn Backend> = Arc::new(crate::repo::s3_backend(url)?);
         let probe = format!("probe-{}", crate::process::random_id()?);
         crate::backend::probe::create_if_absent_holds(&*root, &probe)?;
         let url = url.trim_end_matches('/').to_string();

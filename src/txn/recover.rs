@@ -38,6 +38,17 @@ pub struct Writing {
     pub recovered: Recovered,
 }
 
+impl Writing {
+    /// Whether the lock is still ours (`LockGuard::still_held`): a run stopped longer than a
+    /// lease's TTL finds another client holding it, and must then leave everything to it.
+    pub fn still_held(&self) -> bool {
+        self._lock.still_held()
+    }
+}
+
+/// Why a run that lost its lock stopped (see `Writing::still_held`).
+pub const LOCK_LOST: &str = "this run lost the repository's lock (it was stopped longer than the lock's TTL, ARCHIVER_LOCK_TTL, and another client took the lock over): what it stored is that client's to finish or discard, and nothing more was stored";
+
 /// Takes the repository's write lock for `command` (named to whoever finds it taken) and
 /// recovers every interrupted transaction: the preamble of every write command. Hold the result
 /// for as long as the command writes.
