@@ -6,7 +6,8 @@
 # once into a bucket of a real S3 server on 127.0.0.1 (moto_server, `pip install 'moto[server]'`;
 # in memory), in the same run, alternating which goes first. Prints each run (wall seconds, the
 # client's peak RSS, the S3 server's CPU seconds: on 2 cores it competes with the client), then
-# medians, MB/s, and S3 ÷ local throughput.
+# medians, MB/s, and S3 ÷ local throughput; and the floor of reading from that server: every pack
+# fetched whole with curl, 8 at a time, and extract's throughput against it.
 #
 # Usage: benches/s3_loopback.sh              (build first: cargo build --release)
 # Env:   ARCHIVER  binary (default target/release/archiver)
@@ -52,8 +53,8 @@ timed() {
 one() {
   local kind=$1 r=$2 repo cpu0
   if [ "$kind" = local ]; then repo=$WORK/local$r; else
-    curl -sf -X PUT "$ADDR/b$r" >/dev/null || { echo "cannot create bucket b$r" >&2; exit 1; }
-    repo=s3://b$r/repo
+    curl -sf -X PUT "$ADDR/bench$r" >/dev/null || { echo "cannot create bucket bench$r" >&2; exit 1; }
+    repo=s3://bench$r/repo
   fi
   export ARCHIVER_REPO=$repo ARCHIVER_KEYFILE=$WORK/$kind$r.key ARCHIVER_CACHEDIR=$WORK/$kind$r.cache
   "$ARCHIVER" keygen >/dev/null 2>&1
@@ -63,19 +64,27 @@ one() {
   timed "$ARCHIVER" -q extract big -C "$WORK/out"
   if [ "$r" = 1 ]; then diff -r "$DATA" "$WORK/out$DATA" >/dev/null || { echo "$kind: restored tree differs" >&2; exit 1; }; fi
   rm -rf "$WORK/out" "$WORK/$kind$r.cache" "$WORK/local$r"
-  [ "$kind" = local ] || "$ARCHIVER" -q delete big >/dev/null 2>&1 || true # frees the server's memory
-  cat "$WORK/t"; awk -v a="$cpu0" -v b="$(server_cpu)" 'BEGIN {printf "%.1f\n", b - a}'
+  local cpu1 floor=0; cpu1=$(server_cpu)
+  if [ "$kind" = s3 ]; then
+    # The floor: the server alone sending every pack whole, 8 requests at a time (as extract).
+    curl -s "$ADDR/bench$r?list-type=2&prefix=repo/packs/" | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g' >"$WORK/keys"
+    local t0; t0=$(date +%s.%N)
+    xargs -P8 -I{} curl -sf -o /dev/null --aws-sigv4 aws:amz:us-east-1:s3 --user test:test "$ADDR/bench$r/{}" <"$WORK/keys"
+    floor=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
+    "$ARCHIVER" -q delete big >/dev/null 2>&1 || true # frees the server's memory
+  fi
+  cat "$WORK/t"; awk -v a="$cpu0" -v b="$cpu1" -v f="$floor" 'BEGIN {printf "%.1f %s\n", b - a, f}'
 }
 
 echo "data: $DATA ($files files, $((bytes / 1000000)) MB); $(nproc) cores; S3 server $ADDR (moto); $RUNS runs"
-declare -a lc le hc he
+declare -a lc le hc he fl_all
 for r in $(seq 1 "$RUNS"); do
   if [ $((r % 2)) = 1 ]; then order="local s3"; else order="s3 local"; fi
   for kind in $order; do
-    read -r c cm e em cpu < <(one "$kind" "$r") || true
+    read -r c cm e em cpu fl < <(one "$kind" "$r") || true
     [ -n "${em:-}" ] || { echo "run $r $kind failed" >&2; exit 1; }
-    printf 'run %d %-5s create %6.2f s %4d MB   extract %6.2f s %4d MB   S3 server CPU %5.1f s\n' "$r" "$kind" "$c" "$cm" "$e" "$em" "$cpu"
-    if [ "$kind" = local ]; then lc+=("$c"); le+=("$e"); else hc+=("$c"); he+=("$e"); fi
+    printf 'run %d %-5s create %6.2f s %4d MB   extract %6.2f s %4d MB   S3 server CPU %5.1f s   server read floor %5.2f s\n' "$r" "$kind" "$c" "$cm" "$e" "$em" "$cpu" "$fl"
+    if [ "$kind" = local ]; then lc+=("$c"); le+=("$e"); else hc+=("$c"); he+=("$e"); fl_all+=("$fl"); fi
   done
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
@@ -88,3 +97,6 @@ report() { # label local... -- s3...
 echo "medians of $RUNS runs:"
 report create "${lc[@]}" "${hc[@]}"
 report extract "${le[@]}" "${he[@]}"
+f=$(median "${fl_all[@]}"); e=$(median "${he[@]}")
+awk -v f="$f" -v e="$e" -v b="$bytes" 'BEGIN {
+  printf "server read floor %.2f s (%.1f MB/s: every pack whole, 8 at a time); s3 extract / floor throughput %.2f\n", f, b / 1e6 / f, f / e }'
