@@ -32,6 +32,9 @@ pub struct Policy {
     pub lose_reply: Option<String>,
     /// Remove this header (lowercase name) from every request, as a careless gateway would.
     pub drop_header: Option<String>,
+    /// Answer every N-th request (over all connections) with `503 SlowDown` itself, without
+    /// forwarding it, as an overloaded S3 endpoint does (0: never).
+    pub slow_down_every: u64,
 }
 
 /// What the relay saw.
@@ -56,6 +59,8 @@ pub struct Tally {
     pub listings: Vec<String>,
     /// Every request line forwarded, in order.
     pub lines: Vec<String>,
+    /// Requests answered `503 SlowDown` by the relay itself (once their body is in).
+    pub slowed: u64,
 }
 
 impl Tally {
@@ -210,7 +215,16 @@ fn pump(
         }
         let mut out = None;
         if up {
-            out = Some(parser.feed(&buf[..n], current, sh));
+            let fed = parser.feed(&buf[..n], current, sh);
+            for _ in 0..std::mem::take(&mut parser.answer_503) {
+                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                let reply = format!(
+                    "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = from.write_all(reply.as_bytes());
+            }
+            out = Some(fed);
         } else if let Some(pat) = &sh.policy.lose_reply {
             let what = current.lock().unwrap().clone();
             if what.contains(pat.as_str()) && !sh.lost.swap(true, Ordering::SeqCst) {
@@ -306,6 +320,10 @@ fn throttle(sh: &Shared, n: u64) {
 struct RequestParser {
     head: Vec<u8>,
     body_left: u64,
+    /// The current request's body is swallowed, not forwarded (it was answered 503).
+    swallow: bool,
+    /// Requests completed in the last `feed` that the relay must answer 503 itself.
+    answer_503: usize,
 }
 
 impl RequestParser {
@@ -315,7 +333,11 @@ impl RequestParser {
             if self.body_left > 0 {
                 let k = (self.body_left as usize).min(data.len());
                 self.body_left -= k as u64;
-                out.extend_from_slice(&data[..k]);
+                if !self.swallow {
+                    out.extend_from_slice(&data[..k]);
+                } else if self.body_left == 0 {
+                    self.answer_503 += 1; // swallowed whole: now answer it
+                }
                 data = &data[k..];
                 continue;
             }
@@ -328,6 +350,31 @@ impl RequestParser {
                 continue;
             }
             let text = String::from_utf8_lossy(&self.head).into_owned();
+            let nth = {
+                let mut t = sh.tally.lock().unwrap();
+                let every = sh.policy.slow_down_every;
+                let n = t.lines.len() as u64 + t.slowed + 1;
+                let hit = every > 0 && n.is_multiple_of(every);
+                if hit {
+                    t.slowed += 1;
+                }
+                hit
+            };
+            self.swallow = nth;
+            if nth {
+                // Not forwarded: its body is swallowed, and the relay answers (after `feed`).
+                self.head.clear();
+                self.body_left = text
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if self.body_left == 0 {
+                    self.answer_503 += 1;
+                }
+                continue;
+            }
             match &sh.policy.drop_header {
                 Some(h) => {
                     for line in text.split_inclusive("\r\n") {
