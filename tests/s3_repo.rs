@@ -173,12 +173,7 @@ fn two_clients_at_once_one_works_the_other_is_told_who_holds_the_lock() {
     slow_env.vars.push(("ARCHIVER_LOCK_TTL".into(), "3".into()));
     let first = slow_env.spawn_piped(&["create", "first", "big"]);
     // Wait until the first holds the lock (its lease object exists).
-    let lease = s3.backend(&format!("s3://{bucket}/r"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while archiver::backend::Backend::size(&lease, "lock").is_err() {
-        assert!(std::time::Instant::now() < deadline, "the first client never took the lock");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    s3.wait_for_lease(&format!("s3://{bucket}/r"));
     let second = env.run(["create", "second", "small"]);
     let first = crash::wait_out(first);
     assert_eq!(first.code, 0, "{}", first.stderr);

@@ -43,12 +43,7 @@ fn two_servers_front_one_bucket() {
         util::proxy::Policy { rate: Some(8 << 20), ..Default::default() },
     );
     let writer = util::server::client_env(&a, &slow.url("r")).spawn_piped(&["create", "big", "big"]);
-    let lease = s3.backend(&format!("s3://{bucket}/srv/r"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while archiver::backend::Backend::size(&lease, "lock").is_err() {
-        assert!(std::time::Instant::now() < deadline, "the first writer never took the lock");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    s3.wait_for_lease(&format!("s3://{bucket}/srv/r"));
     let second = b.run(["create", "second", "small"]);
     let first = wait_out(writer);
     assert_eq!(first.code, 0, "{}", first.stderr);

@@ -102,6 +102,16 @@ impl S3 {
         S3Backend::open_with(url, Some(3), creds, Some(&self.endpoint)).expect("S3 backend")
     }
 
+    /// Waits (up to a minute) until a client holds the lease of the repository at `url`.
+    pub fn wait_for_lease(&self, url: &str) {
+        let b = self.backend(url);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while b.size("lock").is_err() {
+            assert!(Instant::now() < deadline, "no client took the lock of {url} within a minute");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Every object of the repository at `url` and its size, except the lease `lock`.
     pub fn objects(&self, url: &str) -> BTreeMap<String, u64> {
         let b = self.backend(url);
