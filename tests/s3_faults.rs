@@ -60,6 +60,47 @@ fn slow_down_answers_are_retried() {
     assert!(t.slowed >= 10, "too few 503s to mean anything: {}", t.slowed);
 }
 
+/// A bucket that refuses writes: read-only (403 AccessDenied) or over its quota (403
+/// QuotaExceeded). `create` stops in one line, exit 1, naming what the bucket said (a full one:
+/// free space, then rerun), and nothing it started stays; once writes are allowed again the
+/// backup completes.
+#[test]
+fn a_read_only_or_full_bucket_is_one_line_and_recoverable() {
+    let Some(s3) = S3::start() else { return };
+    let bucket = s3.bucket();
+    let url = format!("s3://{bucket}/r");
+    let mut env = s3.env(&Env::bare(), &url);
+    env.vars.push(("ARCHIVER_LOCK_TTL".into(), "3".into()));
+    env.ok(["keygen"]);
+    small_tree(&env.path("data"), 3, 20, 100_000);
+    env.ok(["create", "one", "data"]);
+    write_data(&env.path("data/new.bin"), 4, 4 * MIB);
+    for (status, code, says) in
+        [(403, "AccessDenied", "AccessDenied"), (403, "QuotaExceeded", "storage is full")]
+    {
+        let relay = Proxy::start(
+            s3.endpoint.trim_start_matches("http://"),
+            Policy { refuse_writes: Some((status, code)), ..Default::default() },
+        );
+        let mut refusing = s3.env_at(&env, &url, relay.url("").trim_end_matches('/'));
+        refusing.vars.push(("ARCHIVER_LOCK_TTL".into(), "3".into()));
+        let before = s3.objects(&format!("s3://{bucket}"));
+        let out = refusing.run(["create", "two", "data"]);
+        out.assert_one_line_error(1).assert_stderr_contains(says);
+        assert_eq!(
+            s3.objects(&format!("s3://{bucket}")),
+            before,
+            "{code}: the refused create changed the bucket"
+        );
+        assert!(relay.tally().slowed > 0);
+    }
+    env.ok(["create", "two", "data"]);
+    assert_eq!(env.list(), ["one", "two"]);
+    let out = env.extract("two", &[]);
+    assert_same_tree(&env.path("data"), &out.join("data"));
+    env.ok(["fsck"]);
+}
+
 #[test]
 fn an_s3_server_that_goes_away_mid_create_leaves_a_run_the_next_command_recovers() {
     let Some(s3) = S3::start() else { return };

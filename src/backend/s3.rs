@@ -129,18 +129,26 @@ impl S3Backend {
     }
 
     fn fail(&self, what: &str, key: &str, e: object_store::Error) -> StoreError {
-        let kind = match &e {
-            object_store::Error::NotFound { .. } => ErrorKind::NotFound,
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+        let text = e.to_string();
+        // The service's own error code first: a 403 may mean a full bucket (QuotaExceeded).
+        let by_code = code_of(&text).and_then(|c| match c {
+            "QuotaExceeded" => Some(ErrorKind::NoSpace),
+            c => super::kind_of_code(c),
+        });
+        let kind = match (&e, by_code) {
+            (_, Some(kind)) => kind,
+            (object_store::Error::NotFound { .. }, _) => ErrorKind::NotFound,
+            (object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }, _) => {
                 ErrorKind::Exists
             }
-            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-                ErrorKind::Permanent
-            }
-            // object_store retried what it could: what is left is for the caller to report.
-            _ => kind_of_text(&e.to_string()),
+            (
+                object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. },
+                _,
+            ) => ErrorKind::Permanent,
+            // One attempt was made (see above): `Retrying` retries what is transient.
+            _ => kind_of_text(&text),
         };
-        StoreError::new(kind, format!("{what} {key} in {}: {}", self.url, one_line(&e.to_string())))
+        StoreError::new(kind, format!("{what} {key} in {}: {}", self.url, one_line(&text)))
     }
 
     fn put_mode(&self, key: &str, data: &[u8], mode: PutMode, what: &str) -> StoreResult<()> {
@@ -155,8 +163,13 @@ impl S3Backend {
 /// and the HTTP status as text, not as types): the code's kind (`kind_of_code`) if it names one,
 /// else by status (5xx other than 501, 408 and 429 are worth retrying), else a failure to
 /// connect or a timeout is transient and anything else permanent.
+/// The `<Code>` of an S3 error answer quoted in `text`, if any.
+fn code_of(text: &str) -> Option<&str> {
+    text.split_once("<Code>").and_then(|(_, rest)| rest.split_once("</Code>")).map(|(c, _)| c)
+}
+
 fn kind_of_text(text: &str) -> ErrorKind {
-    let code = text.split_once("<Code>").and_then(|(_, rest)| rest.split_once("</Code>")).map(|(c, _)| c);
+    let code = code_of(text);
     if let Some(kind) = code.and_then(super::kind_of_code) {
         return kind;
     }

@@ -35,6 +35,9 @@ pub struct Policy {
     /// Answer every N-th request (over all connections) with `503 SlowDown` itself, without
     /// forwarding it, as an overloaded S3 endpoint does (0: never).
     pub slow_down_every: u64,
+    /// Answer every write (PUT, POST, DELETE) itself with this status and S3 error code, without
+    /// forwarding it: a read-only bucket (403 AccessDenied), a full one (403 QuotaExceeded).
+    pub refuse_writes: Option<(u16, &'static str)>,
 }
 
 /// What the relay saw.
@@ -59,7 +62,8 @@ pub struct Tally {
     pub listings: Vec<String>,
     /// Every request line forwarded, in order.
     pub lines: Vec<String>,
-    /// Requests answered `503 SlowDown` by the relay itself (once their body is in).
+    /// Requests answered by the relay itself (`slow_down_every`, `refuse_writes`), once their
+    /// body is in.
     pub slowed: u64,
 }
 
@@ -216,10 +220,12 @@ fn pump(
         let mut out = None;
         if up {
             let fed = parser.feed(&buf[..n], current, sh);
-            for _ in 0..std::mem::take(&mut parser.answer_503) {
-                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+            for (status, code) in std::mem::take(&mut parser.answers) {
+                let body = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{code} (from the test relay)</Message></Error>"
+                );
                 let reply = format!(
-                    "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                    "HTTP/1.1 {status} {code}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = from.write_all(reply.as_bytes());
@@ -320,10 +326,10 @@ fn throttle(sh: &Shared, n: u64) {
 struct RequestParser {
     head: Vec<u8>,
     body_left: u64,
-    /// The current request's body is swallowed, not forwarded (it was answered 503).
-    swallow: bool,
-    /// Requests completed in the last `feed` that the relay must answer 503 itself.
-    answer_503: usize,
+    /// The current request's body is swallowed, not forwarded (the relay answers it).
+    swallow: Option<(u16, &'static str)>,
+    /// Requests swallowed whole in the last `feed`, which the relay must answer itself.
+    answers: Vec<(u16, &'static str)>,
 }
 
 impl RequestParser {
@@ -333,10 +339,10 @@ impl RequestParser {
             if self.body_left > 0 {
                 let k = (self.body_left as usize).min(data.len());
                 self.body_left -= k as u64;
-                if !self.swallow {
-                    out.extend_from_slice(&data[..k]);
-                } else if self.body_left == 0 {
-                    self.answer_503 += 1; // swallowed whole: now answer it
+                match self.swallow {
+                    None => out.extend_from_slice(&data[..k]),
+                    Some(a) if self.body_left == 0 => self.answers.push(a), // swallowed whole
+                    Some(_) => {}
                 }
                 data = &data[k..];
                 continue;
@@ -350,18 +356,23 @@ impl RequestParser {
                 continue;
             }
             let text = String::from_utf8_lossy(&self.head).into_owned();
-            let nth = {
+            let refused = {
                 let mut t = sh.tally.lock().unwrap();
                 let every = sh.policy.slow_down_every;
                 let n = t.lines.len() as u64 + t.slowed + 1;
-                let hit = every > 0 && n.is_multiple_of(every);
-                if hit {
+                let write = ["PUT ", "POST ", "DELETE "].iter().any(|m| text.starts_with(m));
+                if every > 0 && n.is_multiple_of(every) {
                     t.slowed += 1;
+                    Some((503, "SlowDown"))
+                } else if write && sh.policy.refuse_writes.is_some() {
+                    t.slowed += 1;
+                    sh.policy.refuse_writes
+                } else {
+                    None
                 }
-                hit
             };
-            self.swallow = nth;
-            if nth {
+            self.swallow = refused;
+            if let Some(answer) = refused {
                 // Not forwarded: its body is swallowed, and the relay answers (after `feed`).
                 self.head.clear();
                 self.body_left = text
@@ -371,7 +382,7 @@ impl RequestParser {
                     .and_then(|(_, v)| v.trim().parse().ok())
                     .unwrap_or(0);
                 if self.body_left == 0 {
-                    self.answer_503 += 1;
+                    self.answers.push(answer);
                 }
                 continue;
             }
