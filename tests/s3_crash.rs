@@ -29,21 +29,14 @@ fn tree(dir: &std::path::Path) {
 }
 
 /// A keyed repository at `s3://BUCKET/world` holding `base` (of `small`) and `older` (of
-/// `small2`), with `data` (`tree`) and `small3` to back up.
+/// `small2`), with `data` (`tree`) and `small3` to back up (`committed_world_in`).
 fn world(s3: &S3) -> (Env, BTreeMap<String, String>) {
     let bucket = s3.bucket();
     let mut env = s3.env(&Env::bare(), &format!("s3://{bucket}/world"));
     // A killed client's lease frees after 3 s (the default minute, 20 times, is too long).
     env.vars.push(("ARCHIVER_LOCK_TTL".into(), "3".into()));
     env.ok(["keygen"]);
-    small_tree(&env.path("small"), 1, 10, 100_000);
-    small_tree(&env.path("small2"), 2, 8, 100_000);
-    small_tree(&env.path("small3"), 3, 8, 100_000);
-    tree(&env.path("data"));
-    env.create("base", &["small"]);
-    env.create("older", &["small2"]);
-    let committed = [("base", "small"), ("older", "small2")].map(|(a, b)| (a.to_string(), b.to_string()));
-    (env, committed.into_iter().collect())
+    committed_world_in(env, tree)
 }
 
 /// The packs in the bucket (one listing).

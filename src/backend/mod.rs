@@ -23,8 +23,9 @@ pub mod prefixed;
 pub mod probe;
 pub mod retry;
 pub mod s3;
-#[cfg(test)]
-pub(crate) mod s3_server;
+/// Test support (moto), for the unit and integration tests; not used by the binary.
+#[doc(hidden)]
+pub mod s3_server;
 
 use std::fmt;
 use std::time::Duration;

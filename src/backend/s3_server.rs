@@ -1,4 +1,5 @@
-//! A real S3 server for the unit tests: moto's server (`moto_server`, from PyPI; `.ci/run`
+//! A real S3 server for the tests (the unit tests here, and the integration tests through
+//! `tests/util/s3.rs`): moto's server (`moto_server`, from PyPI; `.ci/run`
 //! installs it), started on a free port of 127.0.0.1, in memory, with conditional writes
 //! (`If-None-Match: *`). Chosen for the conformance suite because it starts in a second and
 //! implements the conditional PUT the protocol relies on; it keeps nothing across a restart, so
@@ -22,7 +23,7 @@ impl MotoServer {
             Command::new("moto_server").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status();
         if let Err(e) = probe {
             if std::env::var("ARCHIVER_TEST_SKIP_UNAVAILABLE").as_deref() == Ok("1") {
-                eprintln!("skipped: moto_server cannot run ({e})");
+                eprintln!("SKIPPED: moto_server cannot run ({e})");
                 return None;
             }
             panic!("moto_server cannot run ({e}): `pip install 'moto[server]'` (ARCHIVER_TEST_SKIP_UNAVAILABLE=1 skips)");
@@ -60,14 +61,22 @@ impl MotoServer {
 impl MotoServer {
     /// A client of `s3://BUCKET/PREFIX` (`url`) on this server, with moto's test credentials.
     pub fn backend(&self, url: &str) -> super::s3::S3Backend {
-        let creds = object_store::aws::AmazonS3Builder::new()
-            .with_access_key_id("test")
-            .with_secret_access_key("test")
-            .with_region("us-east-1");
-        super::s3::S3Backend::open_with(url, Some(3), creds, Some(&self.endpoint))
-            .unwrap_or_else(|e| panic!("S3 backend for {url}: {e:#}"))
+        client(url, &self.endpoint)
     }
 }
+
+/// A client of `url` at `endpoint` (this server, or a relay in front of it) with moto's test
+/// credentials.
+pub fn client(url: &str, endpoint: &str) -> super::s3::S3Backend {
+    let creds = object_store::aws::AmazonS3Builder::new()
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_region("us-east-1");
+    super::s3::S3Backend::open_with(url, Some(3), creds, Some(endpoint))
+        .unwrap_or_else(|e| panic!("S3 backend for {url}: {e:#}"))
+}
+
+impl MotoServer {}
 
 impl Drop for MotoServer {
     fn drop(&mut self) {

@@ -236,12 +236,11 @@ impl Repository for HttpRepo {
             let holder: String =
                 String::from_utf8_lossy(&a.body).chars().filter(|c| !c.is_control()).take(400).collect();
             let left = a.header_u64("X-Archiver-Lock-Remaining-Ms").map(Duration::from_millis);
-            if left.is_none() && holder.starts_with("repository is locked") {
-                // The store's own lock (a local archiver's flock, another server's lease in a
-                // shared bucket) refused the server: its message says it all.
-                bail!("{holder}");
-            }
             match left {
+                // Without a lease's remaining time, the refusal is the server's own store lock (a
+                // local archiver's flock, another server's lease in a shared bucket, a store it
+                // cannot reach): its text says it all.
+                None => bail!("{holder}"),
                 Some(left) if !waited && left <= MAX_LOCK_WAIT => {
                     waited = true;
                     std::thread::sleep(left + Duration::from_millis(100));

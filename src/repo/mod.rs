@@ -309,13 +309,17 @@ pub const DEFAULT_LEASE_TTL_SECS: u64 = 60;
 /// over the S3 backend (one attempt per request, retried by `Retrying` alone under
 /// `ARCHIVER_RETRIES`: see `backend::s3`), kept to one writer by a lease object in the bucket.
 pub fn s3(spec: &str) -> Result<objects::ObjectRepo> {
-    let backend = std::sync::Arc::new(s3_backend(spec)?);
-    let lock = lease_lock::LeaseLock {
-        backend: backend.clone(),
-        key: crate::layout::LOCK.into(),
-        ttl: lease_ttl()?,
-    };
-    Ok(objects::ObjectRepo::new(Box::new(backend), Box::new(lock)).with_uploads_in_flight(4))
+    Ok(shared_store(std::sync::Arc::new(s3_backend(spec)?), lease_ttl()?))
+}
+
+/// The repository protocol over a store shared between machines (a bucket, or one repository's
+/// prefix in it): the lock is a lease on its `lock` object, four uploads in flight.
+pub fn shared_store(
+    backend: std::sync::Arc<dyn crate::backend::Backend>,
+    ttl: std::time::Duration,
+) -> objects::ObjectRepo {
+    let lock = lease_lock::LeaseLock { backend: backend.clone(), key: crate::layout::LOCK.into(), ttl };
+    objects::ObjectRepo::new(Box::new(backend), Box::new(lock)).with_uploads_in_flight(4)
 }
 
 #[cfg(test)]

@@ -75,9 +75,17 @@ impl ObjectRepo {
     /// `put_new`, except that finding the same bytes already stored is success: a client that
     /// retries after a lost response must not be told that its own object exists.
     pub(super) fn put_new_same(&self, key: &str, data: &[u8]) -> StoreResult<()> {
+        self.put_new_created(key, data).map(|_| ())
+    }
+
+    /// `put_new_same`, saying whether this call created the object (false: it was there).
+    fn put_new_created(&self, key: &str, data: &[u8]) -> StoreResult<bool> {
         match self.backend.put_new(key, data) {
-            Err(e) if e.kind == ErrorKind::Exists && self.backend.get(key).is_ok_and(|b| b == data) => Ok(()),
-            r => r,
+            Ok(()) => Ok(true),
+            Err(e) if e.kind == ErrorKind::Exists && self.backend.get(key).is_ok_and(|b| b == data) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -112,12 +120,8 @@ impl ObjectRepo {
     fn put_upload(&self, txn: &str, key: &str, data: &[u8]) -> StoreResult<()> {
         // Checked after the put only: the check before it would add two requests per upload and
         // prove nothing the check after does not.
-        match self.backend.put_new(key, data) {
-            Ok(()) => {}
-            Err(e) if e.kind == ErrorKind::Exists && self.backend.get(key).is_ok_and(|b| b == data) => {
-                return Ok(())
-            }
-            Err(e) => return Err(e),
+        if !self.put_new_created(key, data)? {
+            return Ok(());
         }
         if let Err(e) = self.open_for_upload(txn) {
             let _ = self.backend.delete(key);

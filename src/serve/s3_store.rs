@@ -11,7 +11,6 @@
 use super::factory::RepoFactory;
 use crate::backend::prefixed::Prefixed;
 use crate::backend::{Backend, StoreResult};
-use crate::repo::lease_lock::LeaseLock;
 use crate::repo::objects::ObjectRepo;
 use anyhow::Result;
 use std::sync::Arc;
@@ -41,8 +40,7 @@ impl RepoFactory for S3Repos {
 
     fn open(&self, name: &str) -> StoreResult<Arc<ObjectRepo>> {
         let backend = Arc::new(Prefixed::new(self.root.clone(), name));
-        let lock = LeaseLock { backend: backend.clone(), key: crate::layout::LOCK.into(), ttl: self.ttl };
-        Ok(Arc::new(ObjectRepo::new(Box::new(backend), Box::new(lock)).with_uploads_in_flight(4)))
+        Ok(Arc::new(crate::repo::shared_store(backend, self.ttl)))
     }
 
     fn holds_data(&self, name: &str) -> bool {

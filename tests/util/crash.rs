@@ -95,7 +95,11 @@ pub const LIMIT: Duration = Duration::from_secs(60);
 /// `small2`, so that one can be deleted while the other is checked. Returns the environment and
 /// the committed archives (name → source).
 pub fn committed_world(data_tree: impl FnOnce(&Path)) -> (Env, BTreeMap<String, String>) {
-    let env = Env::new();
+    committed_world_in(Env::new(), data_tree)
+}
+
+/// `committed_world` in `env`, a keyed, empty repository (an S3 one, say).
+pub fn committed_world_in(env: Env, data_tree: impl FnOnce(&Path)) -> (Env, BTreeMap<String, String>) {
     small_tree(&env.path("small"), 1, 10, 100_000);
     small_tree(&env.path("small2"), 2, 8, 100_000);
     small_tree(&env.path("small3"), 3, 8, 100_000);

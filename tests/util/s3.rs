@@ -10,64 +10,33 @@
 
 use super::Env;
 use archiver::backend::s3::S3Backend;
+use archiver::backend::s3_server::{client, MotoServer};
 use archiver::backend::Backend;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// The server (the library's `MotoServer`, which also serves its unit tests), and its endpoint.
 pub struct S3 {
-    child: Child,
-    pub port: u16,
+    server: MotoServer,
     pub endpoint: String,
 }
 
 static BUCKETS: AtomicUsize = AtomicUsize::new(0);
 
 impl S3 {
-    /// Starts a server; `None` (with a SKIPPED line) only if it cannot run and skipping is allowed.
+    /// Starts a server; `None` only if it cannot run and skipping is allowed.
     pub fn start() -> Option<S3> {
-        let probe =
-            Command::new("moto_server").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status();
-        if let Err(e) = probe {
-            super::unavailable(&format!("moto_server cannot run ({e}): `pip install 'moto[server]'`"));
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        // A watchdog shell ends the server when this test process ends.
-        let watch = "moto_server -H 127.0.0.1 -p \"$1\" >/dev/null 2>&1 & m=$!; \
-                     while kill -0 \"$2\" 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done; kill $m";
-        let child = Command::new("sh")
-            .args(["-c", watch, "sh", &port.to_string(), &std::process::id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sh runs");
-        let s3 = S3 { child, port, endpoint: format!("http://127.0.0.1:{port}") };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start listening within 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(s3)
+        let server = MotoServer::start()?;
+        Some(S3 { endpoint: server.endpoint.clone(), server })
     }
 
-    /// Creates a new bucket (moto takes an unsigned request) and returns its name.
+    /// Creates a new bucket and returns its name.
     pub fn bucket(&self) -> String {
         let name = format!("bucket-{}-{}", std::process::id(), BUCKETS.fetch_add(1, Ordering::Relaxed));
-        self.create_bucket(&name);
+        self.server.bucket(&name);
         name
-    }
-
-    pub fn create_bucket(&self, name: &str) {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let r = reqwest::blocking::Client::new()
-            .put(format!("{}/{name}", self.endpoint))
-            .send()
-            .expect("PUT bucket");
-        assert!(r.status().is_success(), "creating bucket {name}: {}", r.status());
     }
 
     /// The variables a client of this server needs (moto's test credentials).
@@ -95,11 +64,7 @@ impl S3 {
 
     /// The repository at `url`, read directly.
     pub fn backend(&self, url: &str) -> S3Backend {
-        let creds = object_store::aws::AmazonS3Builder::new()
-            .with_access_key_id("test")
-            .with_secret_access_key("test")
-            .with_region("us-east-1");
-        S3Backend::open_with(url, Some(3), creds, Some(&self.endpoint)).expect("S3 backend")
+        self.server.backend(url)
     }
 
     /// Waits (up to a minute) until a client holds the lease of the repository at `url`.
@@ -126,26 +91,12 @@ impl S3 {
     }
 }
 
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new("pkill")
-            .args(["-f", &format!("moto_server -H 127.0.0.1 -p {}", self.port)])
-            .status();
-    }
-}
-
 /// The repository of `env` read directly, if it is on S3 (`s3://...`, reached at the endpoint its
 /// `AWS_ENDPOINT_URL` names, with moto's test credentials).
 pub fn backend_of(env: &Env) -> Option<S3Backend> {
     let url = env.repo.to_str()?.strip_prefix("s3://").map(|r| format!("s3://{r}"))?;
     let endpoint = env.vars.iter().find(|(k, _)| k == "AWS_ENDPOINT_URL").map(|(_, v)| v.clone())?;
-    let creds = object_store::aws::AmazonS3Builder::new()
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .with_region("us-east-1");
-    Some(S3Backend::open_with(&url, Some(3), creds, Some(&endpoint)).expect("S3 backend"))
+    Some(client(&url, &endpoint))
 }
 
 /// Every object of `b` and its size, except the lease `lock` (as `Env::repo_files`).
