@@ -115,9 +115,21 @@ struct Renewal {
     lost: AtomicBool,
 }
 
-/// Advances the heartbeat every `every` while the lease is still ours; on release, deletes it.
+/// Advances the heartbeat every `every` (a third of the TTL) while the lease is still ours; on
+/// release, deletes it. Renewals overwrite the lease, so a check that it is ours and the write
+/// that follows are not atomic: a holder stopped between them for longer than the TTL (SIGSTOP,
+/// a suspended laptop) would write its lease over the new holder's. So a renewal, or the delete of
+/// a release, is made only while less than a TTL has passed since the last write that kept the
+/// lease alive, counted on the boot clock (which counts a suspend, unlike `Instant`); after that
+/// the lease is given up as lost (an observer may have broken it), never written. A stop inside
+/// the write itself cannot be told from a slow one: a renewal that completes a TTL or more after
+/// the last one also gives the lease up (the holder it may have overwritten then finds our token
+/// and gives up too: neither goes on, and the lease frees itself after the TTL). The commit's
+/// safety does not rest on the lease but on the decision object (`repo::decision`).
 fn renew(backend: &dyn Backend, key: &str, token: &str, who: &str, every: Duration, s: &Renewal) {
     let ours = |t: &[u8]| String::from_utf8_lossy(t).lines().any(|l| l == format!("token {token}"));
+    let ttl = every * 3;
+    let mut kept_alive = boot_clock();
     let mut beat = 0u64;
     loop {
         let stop = s.stop.lock().unwrap_or_else(|p| p.into_inner());
@@ -132,7 +144,7 @@ fn renew(backend: &dyn Backend, key: &str, token: &str, who: &str, every: Durati
             Err(_) if released => return,
             Err(_) => continue,
         };
-        if !still_ours {
+        if !still_ours || boot_clock().saturating_sub(kept_alive) >= ttl {
             s.lost.store(true, Ordering::SeqCst);
             return;
         }
@@ -142,8 +154,26 @@ fn renew(backend: &dyn Backend, key: &str, token: &str, who: &str, every: Durati
         }
         beat += 1;
         // A failed renewal is retried at the next beat; two missed in a row let the lease lapse.
-        let _ = backend.put(key, lease_text(who, token, beat).as_bytes());
+        let before = boot_clock();
+        let written = backend.put(key, lease_text(who, token, beat).as_bytes()).is_ok();
+        if boot_clock().saturating_sub(kept_alive) >= ttl {
+            s.lost.store(true, Ordering::SeqCst);
+            return;
+        }
+        if written {
+            kept_alive = before;
+        }
     }
+}
+
+/// Time since boot, suspends included (CLOCK_BOOTTIME).
+fn boot_clock() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into the valid pointer it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return Duration::ZERO; // not expected on Linux; then no lease is ever given up early
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Holds the lease while it lives.

@@ -75,3 +75,107 @@ fn a_lease_admits_one_live_holder_and_frees_itself_after_its_holder_dies_on_s3()
     server.bucket("leases");
     checks(Arc::new(server.backend("s3://leases/repo")));
 }
+
+/// What another client does while a holder is stopped.
+type Meanwhile = Box<dyn FnOnce(&MemoryBackend) + Send>;
+
+/// A store whose reads (or writes) of the lease stall once, for longer than the TTL, after `after`
+/// of them: a holder stopped between its check that the lease is ours and its renewal (or while
+/// its renewal is on its way).
+struct Stalling {
+    inner: MemoryBackend,
+    reads: std::sync::atomic::AtomicU32,
+    after: u32,
+    writes: bool,
+    /// What another client does while the holder is stopped (it broke the lease and took it).
+    meanwhile: Mutex<Option<Meanwhile>>,
+}
+
+impl Stalling {
+    fn stall_at(&self, write: bool) {
+        if write == self.writes && self.reads.fetch_add(1, Ordering::SeqCst) + 1 == self.after {
+            std::thread::sleep(TTL + TTL / 2);
+            if let Some(f) = self.meanwhile.lock().unwrap().take() {
+                f(&self.inner);
+            }
+        }
+    }
+}
+
+impl Backend for Stalling {
+    fn describe(&self) -> String {
+        "stalling".into()
+    }
+    fn put(&self, key: &str, data: &[u8]) -> crate::backend::StoreResult<()> {
+        self.stall_at(true);
+        self.inner.put(key, data)
+    }
+    fn put_new(&self, key: &str, data: &[u8]) -> crate::backend::StoreResult<()> {
+        self.inner.put_new(key, data)
+    }
+    fn get(&self, key: &str) -> crate::backend::StoreResult<Vec<u8>> {
+        let got = self.inner.get(key);
+        self.stall_at(false);
+        got
+    }
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> crate::backend::StoreResult<Vec<u8>> {
+        self.inner.get_range(key, offset, len)
+    }
+    fn list(&self, prefix: &str) -> crate::backend::StoreResult<Vec<String>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> crate::backend::StoreResult<()> {
+        self.inner.delete(key)
+    }
+    fn size(&self, key: &str) -> crate::backend::StoreResult<u64> {
+        self.inner.size(key)
+    }
+    fn clean_partial(&self) -> crate::backend::StoreResult<()> {
+        Ok(())
+    }
+}
+
+fn another_client_takes_the_lock() -> Meanwhile {
+    Box::new(|b| b.put(crate::layout::LOCK, b"second, since unix time 7\ntoken other\nbeat 0\n").unwrap())
+}
+
+/// Regression (seen in tests/s3_crash.rs, 1 run in 6): a holder stopped after reading its own
+/// lease and before renewing it woke after another client took the lock, overwrote that
+/// client's lease with its own, and then believed it still held the lock.
+#[test]
+fn a_holder_stopped_between_check_and_renewal_gives_the_lease_up() {
+    let inner = MemoryBackend::new();
+    let stalling = Stalling {
+        inner: inner.clone(),
+        reads: Default::default(),
+        after: 1,
+        writes: false,
+        meanwhile: Mutex::new(Some(another_client_takes_the_lock())),
+    };
+    let l = lock_on(Arc::new(stalling));
+    let guard = l.lock("first").unwrap();
+    std::thread::sleep(TTL * 3);
+    assert!(guard.lost() && !guard.still_held(), "the stopped holder still believes it holds the lock");
+    drop(guard);
+    let text = inner.get(crate::layout::LOCK).unwrap();
+    assert!(String::from_utf8_lossy(&text).starts_with("second"), "the new holder's lease was overwritten");
+}
+
+/// A renewal stalled on its way for longer than the TTL lands over the new holder's lease: the
+/// stalled holder must not go on as if it held the lock.
+#[test]
+fn a_holder_whose_renewal_lands_after_the_ttl_gives_the_lease_up() {
+    let inner = MemoryBackend::new();
+    let stalling = Stalling {
+        inner: inner.clone(),
+        reads: Default::default(),
+        // The lease is created with put_new: the first put is the first renewal.
+        after: 1,
+        writes: true,
+        meanwhile: Mutex::new(Some(another_client_takes_the_lock())),
+    };
+    let l = lock_on(Arc::new(stalling));
+    let guard = l.lock("first").unwrap();
+    std::thread::sleep(TTL * 3);
+    assert!(guard.lost() && !guard.still_held(), "the stalled holder still believes it holds the lock");
+}
