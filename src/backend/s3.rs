@@ -148,7 +148,8 @@ impl S3Backend {
             // One attempt was made (see above): `Retrying` retries what is transient.
             _ => kind_of_text(&text),
         };
-        StoreError::new(kind, format!("{what} {key} in {}: {}", self.url, one_line(&text)))
+        let why = explain(&text).unwrap_or_else(|| one_line(&text));
+        StoreError::new(kind, format!("{what} {key} in {}: {why}", self.url))
     }
 
     fn put_mode(&self, key: &str, data: &[u8], mode: PutMode, what: &str) -> StoreResult<()> {
@@ -163,6 +164,39 @@ impl S3Backend {
 /// and the HTTP status as text, not as types): the code's kind (`kind_of_code`) if it names one,
 /// else by status (5xx other than 501, 408 and 429 are worth retrying), else a failure to
 /// connect or a timeout is transient and anything else permanent.
+/// What to tell the user for the S3 error codes that mean the credentials are wrong or lack a
+/// permission (the service's code and message kept, the request's details left out; no
+/// secret is ever part of object_store's error text).
+fn explain(text: &str) -> Option<String> {
+    let code = code_of(text)?;
+    let message = text
+        .split_once("<Message>")
+        .and_then(|(_, rest)| rest.split_once("</Message>"))
+        .map_or(String::new(), |(m, _)| format!(": {}", one_line(m)));
+    let bad_credentials = [
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "NotSignedUp",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "InvalidClientTokenId",
+    ];
+    if bad_credentials.contains(&code) {
+        return Some(format!(
+            "the S3 service refused the credentials ({code}{message}); check AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE"
+        ));
+    }
+    if code == "AccessDenied" {
+        return Some(format!(
+            "the S3 service denied access ({code}{message}); the credentials need to list, read, \
+             write and delete objects under the repository's prefix"
+        ));
+    }
+    None
+}
+
 /// The `<Code>` of an S3 error answer quoted in `text`, if any.
 fn code_of(text: &str) -> Option<&str> {
     text.split_once("<Code>").and_then(|(_, rest)| rest.split_once("</Code>")).map(|(c, _)| c)
@@ -331,6 +365,10 @@ mod tests {
         );
         assert_eq!(kind_of_text("error sending request"), ErrorKind::Transient);
         assert_eq!(kind_of_text("HTTP error: request or response body error"), ErrorKind::Transient);
+        let refused = explain(&answer("403 Forbidden", "SignatureDoesNotMatch")).unwrap();
+        assert!(refused.contains("refused the credentials (SignatureDoesNotMatch)"), "{refused}");
+        assert!(explain(&answer("403 Forbidden", "AccessDenied")).unwrap().contains("denied access"));
+        assert_eq!(explain(&answer("503 Service Unavailable", "SlowDown")), None);
         // Numbers in a message are not statuses.
         assert_eq!(
             kind_of_text("Wanted range starting at 5000, but object was only 500 bytes long"),

@@ -68,15 +68,19 @@ impl MotoServer {
 /// A client of `url` at `endpoint` (this server, or a relay in front of it) with moto's test
 /// credentials.
 pub fn client(url: &str, endpoint: &str) -> super::s3::S3Backend {
+    client_with(url, endpoint, ("test", "test"))
+}
+
+/// A client of `url` at `endpoint` (any S3 server a test started) with the access key and secret
+/// `key`.
+pub fn client_with(url: &str, endpoint: &str, key: (&str, &str)) -> super::s3::S3Backend {
     let creds = object_store::aws::AmazonS3Builder::new()
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
+        .with_access_key_id(key.0)
+        .with_secret_access_key(key.1)
         .with_region("us-east-1");
     super::s3::S3Backend::open_with(url, Some(3), creds, Some(endpoint))
         .unwrap_or_else(|e| panic!("S3 backend for {url}: {e:#}"))
 }
-
-impl MotoServer {}
 
 impl Drop for MotoServer {
     fn drop(&mut self) {

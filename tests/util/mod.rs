@@ -16,6 +16,7 @@ pub mod hostile;
 pub mod mem;
 pub mod proxy;
 pub mod s3;
+pub mod s3fs;
 pub mod server;
 mod tree;
 

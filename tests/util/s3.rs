@@ -1,49 +1,79 @@
-//! A real S3 server for the integration tests: moto's server (`moto_server`, from PyPI; `.ci/run`
-//! installs it) on a free port of 127.0.0.1, in memory, with conditional writes
-//! (`If-None-Match: *`), SigV4-signed requests accepted with its test credentials. `S3::env`
-//! gives an `Env` whose repository is `s3://BUCKET/PREFIX` on it, with the `AWS_*` variables the
-//! binary needs and nothing of the user's (`HOME` is the test's directory: no `~/.aws`).
-//! `S3::backend` reads the bucket directly (through the library's S3 backend), as `repo_files`
-//! reads a directory.
+//! A real S3 server for the integration tests, with what a client needs to reach it. Two kinds:
+//! - `S3::start`: moto's server (`moto_server`, from PyPI; `.ci/run` installs it) on a free port
+//!   of 127.0.0.1, in memory, with conditional writes (`If-None-Match: *`) checked atomically,
+//!   SigV4-signed requests accepted with any key. Fast to start; the default.
+//! - `S3::start_on_disk`: `s3s-fs` (`util::s3fs`), which keeps its buckets on disk (so it can be
+//!   killed and restarted mid-run, `kill9`/`restart`) and checks signatures against one key (so
+//!   wrong credentials are refused).
 //!
-//! Without `moto_server` the tests fail, naming it, unless `ARCHIVER_TEST_SKIP_UNAVAILABLE=1`.
+//! `S3::env` gives an `Env` whose repository is `s3://BUCKET/PREFIX` on the server, with the
+//! `AWS_*` variables the binary needs and nothing of the user's (`HOME` is the test's directory:
+//! no `~/.aws`). `S3::backend` reads the bucket directly (through the library's S3 backend), as
+//! `repo_files` reads a directory.
+//!
+//! Without the server's program the tests fail, naming it, unless
+//! `ARCHIVER_TEST_SKIP_UNAVAILABLE=1`.
 
+use super::s3fs::FsServer;
 use super::Env;
 use archiver::backend::s3::S3Backend;
-use archiver::backend::s3_server::{client, MotoServer};
+use archiver::backend::s3_server::{client_with, MotoServer};
 use archiver::backend::Backend;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The server (the library's `MotoServer`, which also serves its unit tests), and its endpoint.
+enum Server {
+    Moto(MotoServer),
+    Fs(FsServer),
+}
+
+/// The server, its endpoint and the access key it accepts.
 pub struct S3 {
-    server: MotoServer,
+    server: Server,
     pub endpoint: String,
+    key: (&'static str, &'static str),
 }
 
 static BUCKETS: AtomicUsize = AtomicUsize::new(0);
 
 impl S3 {
-    /// Starts a server; `None` only if it cannot run and skipping is allowed.
+    /// Starts moto's server; `None` only if it cannot run and skipping is allowed.
     pub fn start() -> Option<S3> {
         let server = MotoServer::start()?;
-        Some(S3 { endpoint: server.endpoint.clone(), server })
+        Some(S3 { endpoint: server.endpoint.clone(), server: Server::Moto(server), key: ("test", "test") })
+    }
+
+    /// Starts s3s-fs on `root`; `None` only if it cannot run and skipping is allowed.
+    pub fn start_on_disk(root: &Path) -> Option<S3> {
+        let server = FsServer::start(root)?;
+        Some(S3 { endpoint: server.endpoint(), server: Server::Fs(server), key: super::s3fs::KEY })
     }
 
     /// Creates a new bucket and returns its name.
     pub fn bucket(&self) -> String {
         let name = format!("bucket-{}-{}", std::process::id(), BUCKETS.fetch_add(1, Ordering::Relaxed));
-        self.server.bucket(&name);
+        match &self.server {
+            Server::Moto(m) => m.bucket(&name),
+            Server::Fs(f) => f.bucket(&name),
+        }
         name
     }
 
-    /// The variables a client of this server needs (moto's test credentials).
+    /// The on-disk server, for the tests that kill it.
+    pub fn on_disk(&mut self) -> &mut FsServer {
+        match &mut self.server {
+            Server::Fs(f) => f,
+            Server::Moto(_) => panic!("moto's server keeps nothing across a restart: use S3::start_on_disk"),
+        }
+    }
+
+    /// The variables a client of this server needs.
     pub fn vars(&self, endpoint: &str) -> Vec<(String, String)> {
         [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_ACCESS_KEY_ID", self.key.0),
+            ("AWS_SECRET_ACCESS_KEY", self.key.1),
             ("AWS_REGION", "us-east-1"),
             ("AWS_ENDPOINT_URL", endpoint),
         ]
@@ -64,7 +94,7 @@ impl S3 {
 
     /// The repository at `url`, read directly.
     pub fn backend(&self, url: &str) -> S3Backend {
-        self.server.backend(url)
+        client_with(url, &self.endpoint, self.key)
     }
 
     /// Waits (up to a minute) until a client holds the lease of the repository at `url`.
@@ -91,12 +121,16 @@ impl S3 {
     }
 }
 
-/// The repository of `env` read directly, if it is on S3 (`s3://...`, reached at the endpoint its
-/// `AWS_ENDPOINT_URL` names, with moto's test credentials).
+/// The repository of `env` read directly, if it is on S3 (`s3://...`, reached at the endpoint and
+/// with the key its `AWS_*` variables name).
 pub fn backend_of(env: &Env) -> Option<S3Backend> {
     let url = env.repo.to_str()?.strip_prefix("s3://").map(|r| format!("s3://{r}"))?;
-    let endpoint = env.vars.iter().find(|(k, _)| k == "AWS_ENDPOINT_URL").map(|(_, v)| v.clone())?;
-    Some(client(&url, &endpoint))
+    let var = |name: &str| env.vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    Some(client_with(
+        &url,
+        var("AWS_ENDPOINT_URL")?,
+        (var("AWS_ACCESS_KEY_ID")?, var("AWS_SECRET_ACCESS_KEY")?),
+    ))
 }
 
 /// Every object of `b` and its size, except the lease `lock` (as `Env::repo_files`).
