@@ -153,7 +153,7 @@ fn s3_server_killed_mid_create_10_runs() {
 }
 
 #[test]
-#[ignore = "long: 40 S3 server kills (about 4 minutes)"]
+#[ignore = "long: 40 S3 server kills (about 7 minutes)"]
 fn s3_server_killed_mid_create_40_runs() {
     let Some(t) = server_kills(40) else { return };
     assert!(t.part >= 10 && t.failed >= 10 && t.retried_through >= 15, "{t:?}");
