@@ -100,6 +100,7 @@ fn main() {
             paths: vec![data.clone()],
             limits: Default::default(),
             keep_part: false,
+            select: Default::default(),
         };
         // The same first backup with a checkpoint every 64 MiB, into a repository of its own.
         let ck_settings = Settings {

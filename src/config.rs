@@ -18,11 +18,22 @@ pub const KEYS: &[(&str, bool)] = &[
     ("checkpoint-interval", true),
     ("maxbw", true),
     ("keep-part", false),
+    ("exclude", true),
+    ("include", true),
+    ("exclude-file", true),
+    ("exclude-caches", false),
+    ("exclude-if-present", true),
+    ("one-file-system", false),
 ];
+
+/// Keys that may be given on several lines, each adding a value (patterns, names).
+pub const REPEATABLE: &[&str] = &["exclude", "include", "exclude-file", "exclude-if-present"];
 
 #[derive(Debug, Default, Clone)]
 pub struct Config {
     pub values: BTreeMap<String, String>,
+    /// The values of the `REPEATABLE` keys, in the order read.
+    pub lists: BTreeMap<String, Vec<String>>,
 }
 
 impl Config {
@@ -32,6 +43,11 @@ impl Config {
 
     pub fn flag(&self, key: &str) -> bool {
         self.values.contains_key(key)
+    }
+
+    /// Every value of a repeatable key (none if it was not given).
+    pub fn all(&self, key: &str) -> &[String] {
+        self.lists.get(key).map_or(&[], Vec::as_slice)
     }
 
     /// Reads `path` over the values already present (later files override earlier ones).
@@ -64,7 +80,11 @@ impl Config {
             let value = expand_tilde(value).ok_or_else(|| {
                 anyhow::anyhow!("{}: {key} starts with `~` but HOME is unset: write the path in full", at())
             })?;
-            self.values.insert(key.to_string(), value);
+            if REPEATABLE.contains(&key) {
+                self.lists.entry(key.to_string()).or_default().push(value);
+            } else {
+                self.values.insert(key.to_string(), value);
+            }
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! `create`: stores the given paths as an archive in one transaction (the walk is `walker`; each
 //! file is stored once, under one name, by `operands`).
 //!
-//! With checkpoints, a run that is stopped on request (SIGQUIT, `--maxbw`) or fails after a
-//! checkpoint ends as `NAME.part`, committed here at once by recovery. A run that succeeds after an
-//! earlier one left `NAME.part` removes it (unless `keep_part`), reclaiming what only it used.
+//! With checkpoints, a run that is stopped on request (SIGQUIT, `--maxbw`), interrupted (SIGINT,
+//! SIGTERM) or fails after a checkpoint ends as `NAME.part`, committed here at once by recovery;
+//! without one, it is undone (its transaction aborted) before `create` returns. A run that
+//! succeeds after an earlier one left `NAME.part` removes it (unless `keep_part`), reclaiming
+//! what only it used.
 
 use crate::access::Perm;
 use crate::archive::{validate_name, Stats};
@@ -28,6 +30,8 @@ pub struct CreateOptions {
     pub limits: Limits,
     /// Keep `NAME.part` when `NAME` commits.
     pub keep_part: bool,
+    /// Which entries are stored (`select`).
+    pub select: crate::select::Selection,
 }
 
 pub struct CreateResult {
@@ -82,8 +86,13 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         name: opts.name.clone(),
         time,
         last_checkpoint: (0, Instant::now()),
+        select: opts.select.clone(),
+        device: None,
     };
-    let walked = operands.iter().try_for_each(|o| w.visit(&o.path, o.stored.clone()));
+    let walked = operands.iter().try_for_each(|o| {
+        w.device = None; // --one-file-system: each operand's own file system
+        w.visit(&o.path, o.stored.clone())
+    });
     if let Err(e) = walked {
         if !writing.still_held() {
             // Recovering now could touch the new holder's transaction: leave it all to it.
@@ -92,7 +101,15 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         let warnings = w.warnings;
         let checkpointed = w.txn.checkpoints() > 0;
         if !checkpointed {
-            return Err(e); // dropping the transaction aborts it
+            // Dropping the transaction (on return) aborts it: what it uploaded is deleted.
+            if e.downcast_ref::<crate::progress::Interrupted>().is_some() {
+                let what = format!(
+                    "{:?} was not stored (no checkpoint yet) and nothing it uploaded remains",
+                    opts.name
+                );
+                return Err(e.context(what));
+            }
+            return Err(e);
         }
         // The last checkpoint holds the user's data: commit it as NAME.part now. What became of
         // it is said once, by the error (or the stop notice), so that a failed create stays one line.

@@ -42,6 +42,7 @@ pub mod reader;
 pub mod rebuild;
 pub mod reclaim;
 pub mod repo;
+pub mod select;
 pub mod serve;
 pub mod session;
 pub mod txn;

@@ -1,7 +1,8 @@
 //! The `archiver` binary: parses arguments, runs one command, prints errors on one line and maps
-//! outcomes to the documented exit codes (0 ok; 1 failed, repository unchanged; 2 failed or
-//! incomplete after the repository changed; 3 an extract that skipped entries or restored files
-//! cut short).
+//! outcomes to the documented exit codes (README's table, `../shared/DESIGN.md`'s): 0 complete;
+//! 1 failed, repository unchanged; 2 failed after the repository changed; 3 done but incomplete
+//! (an archive stored with warnings or as `NAME.part` on request, an extract that skipped
+//! entries or restored files cut short); 130 and 143 stopped by SIGINT and SIGTERM.
 
 mod cli;
 
@@ -33,13 +34,15 @@ fn main() {
     };
     let code = match cli::run(cli) {
         Ok(cli::Done::Complete) => 0,
-        Ok(cli::Done::Incomplete) => 2,
+        Ok(cli::Done::Incomplete) => 3,
         Ok(cli::Done::Skipped) => 3,
         Err(e) if e.downcast_ref::<cli::output::BrokenPipe>().is_some() => 0,
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
             cli::output::err(&format!("archiver: {msg}"));
-            if e.downcast_ref::<archiver::txn::RepositoryChanged>().is_some() {
+            if let Some(sig) = e.downcast_ref::<archiver::progress::Interrupted>() {
+                128 + sig.0
+            } else if e.downcast_ref::<archiver::txn::RepositoryChanged>().is_some() {
                 2
             } else {
                 1

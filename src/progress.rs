@@ -23,7 +23,26 @@ pub struct Control {
     pub checkpoint_now: std::sync::atomic::AtomicBool,
     /// Report progress (SIGUSR1).
     pub report: std::sync::atomic::AtomicBool,
+    /// Stop now (SIGINT, SIGTERM: the signal's number; 0 for none): the run ends at its last
+    /// checkpoint as `NAME.part`, or without one is undone.
+    pub interrupt: std::sync::atomic::AtomicI32,
 }
+
+/// The error a run stopped by SIGINT or SIGTERM ends with (the binary exits 128 + the signal).
+#[derive(Debug)]
+pub struct Interrupted(pub i32);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            2 => write!(f, "interrupted by SIGINT"),
+            15 => write!(f, "interrupted by SIGTERM"),
+            n => write!(f, "interrupted by signal {n}"),
+        }
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 pub type Progress<'a> = &'a (dyn Fn(Event) + Sync);
 

@@ -10,6 +10,9 @@
 //! far (finished metadata blocks, the unfinished tail, and the file in progress marked partial)
 //! becomes `NAME.part` in `Txn::checkpoint`. A stop request (SIGQUIT, `--maxbw`) checkpoints and
 //! then unwinds the walk with `Stopped`.
+//!
+//! What is stored is decided before anything is read (`select`): an excluded entry is not even
+//! stat'ed, an excluded directory not opened.
 
 use crate::archive::join;
 use crate::archive::{Node, NodeKind, Stats};
@@ -100,13 +103,24 @@ pub struct Walker<'a> {
     pub name: String,
     pub time: i64,
     pub last_checkpoint: (u64, Instant),
+    /// Which entries are stored.
+    pub select: crate::select::Selection,
+    /// The device of the operand being walked (set at its root), for `--one-file-system`.
+    pub device: Option<u64>,
 }
 
 impl Walker<'_> {
-    /// Checkpoints if one is due (bytes, time, SIGUSR2), reports progress on SIGUSR1, and after a
-    /// stop request checkpoints and returns `Stopped`. `in_progress` is the file being read.
+    /// Checkpoints if one is due (bytes, time, SIGUSR2), reports progress on SIGUSR1, after a
+    /// stop request checkpoints and returns `Stopped`, and after SIGINT or SIGTERM returns
+    /// `Interrupted` at once. `in_progress` is the file being read.
     fn maybe_checkpoint(&mut self, in_progress: Option<&Node>) -> Result<()> {
         let c = &self.limits.control;
+        // SIGINT, SIGTERM: stop at once, without a new checkpoint (it could take long to upload);
+        // `create` ends the run at its last one, or undoes it.
+        match c.interrupt.load(Ordering::Relaxed) {
+            0 => {}
+            sig => return Err(crate::progress::Interrupted(sig).into()),
+        }
         let (report, quit, now) = (
             c.report.swap(false, Ordering::Relaxed),
             c.quit.load(Ordering::Relaxed),
@@ -175,6 +189,9 @@ impl Walker<'_> {
     }
 
     pub fn visit(&mut self, path: &Path, apath: Vec<u8>) -> Result<()> {
+        if self.select.excluded(&apath) {
+            return Ok(());
+        }
         let md = match fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) => {
@@ -182,6 +199,10 @@ impl Walker<'_> {
                 return Ok(());
             }
         };
+        let device = *self.device.get_or_insert(md.dev());
+        if md.is_dir() && self.select.excluded_dir(path) {
+            return Ok(());
+        }
         let mut node = Node {
             path: apath,
             kind: NodeKind::Dir,
@@ -212,6 +233,12 @@ impl Walker<'_> {
                 }
             };
             names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            if self.select.one_file_system && md.dev() != device {
+                names.clear(); // a mount point: stored, not entered
+            }
+            if let crate::select::DirRule::Only(keep) = self.select.dir_rule(path) {
+                names.retain(|n| keep.iter().any(|k| n.as_bytes() == k.as_bytes()));
+            }
             for name in names {
                 let child = join(&node.path, name.as_bytes());
                 self.visit(&path.join(&name), child)?;

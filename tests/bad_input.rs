@@ -35,7 +35,7 @@ fn archiving_a_path_that_does_not_exist_stores_nothing() {
 }
 
 #[test]
-fn an_unreadable_file_is_skipped_with_a_warning_and_exit_code_2() {
+fn an_unreadable_file_is_skipped_with_a_warning_and_exit_code_3() {
     let env = setup();
     write(&env.path("u/readable"), b"fine");
     write(&env.path("u/secret"), b"cannot be read");
@@ -52,7 +52,7 @@ fn an_unreadable_file_is_skipped_with_a_warning_and_exit_code_2() {
     };
     chmod(&env.path("u/secret"), 0o600);
     out.assert_no_panic().assert_stderr_contains("secret");
-    assert_eq!(out.code, 2, "stderr:\n{}", out.stderr);
+    assert_eq!(out.code, 3, "stderr:\n{}", out.stderr);
     assert!(out.stderr.lines().all(|l| l.starts_with("archiver: ")), "{}", out.stderr);
     assert_eq!(env.list(), ["a", "x"]);
     let dir = env.extract("x", &[]);
@@ -61,7 +61,7 @@ fn an_unreadable_file_is_skipped_with_a_warning_and_exit_code_2() {
 }
 
 #[test]
-fn a_file_that_fails_while_being_read_is_stored_partial_with_exit_code_2() {
+fn a_file_that_fails_while_being_read_is_stored_partial_with_exit_code_3() {
     // Works as root too: reading /proc/self/mem from offset 0 fails with EIO.
     if !std::path::Path::new("/proc/self/mem").exists() {
         return unavailable("no /proc/self/mem");
@@ -69,7 +69,7 @@ fn a_file_that_fails_while_being_read_is_stored_partial_with_exit_code_2() {
     let env = setup();
     let out = env.run(["create", "x", "t", "/proc/self/mem"]);
     out.assert_no_panic().assert_stderr_contains("/proc/self/mem");
-    assert_eq!(out.code, 2, "stderr:\n{}", out.stderr);
+    assert_eq!(out.code, 3, "stderr:\n{}", out.stderr);
     assert!(out.stderr.lines().all(|l| l.starts_with("archiver: ")), "{}", out.stderr);
     assert_eq!(env.list(), ["a", "x"]);
     let listing = env.ok(["ls", "-v", "x"]).stdout;

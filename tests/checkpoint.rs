@@ -194,7 +194,7 @@ fn maxbw_stops_as_night_part_and_a_rerun_replaces_it_unless_keep_part() {
     let before = env.repo_size();
     let out = env.run(["create", "--maxbw", "8M", "night", "big"]);
     out.assert_no_panic();
-    assert_eq!(out.code, 2, "--maxbw: stored but incomplete is exit code 2:\n{}", out.stderr);
+    assert_eq!(out.code, 3, "--maxbw: stored but incomplete is exit code 3:\n{}", out.stderr);
     out.assert_stderr_contains("--maxbw").assert_stderr_contains("night.part");
     let added = env.repo_size() - before;
     eprintln!("--maxbw 8M stored {added} bytes");

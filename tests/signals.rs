@@ -1,8 +1,8 @@
-//! Signals to a running `create`: SIGQUIT ends the archive at once as `NAME.part` (exit 2,
+//! Signals to a running `create`: SIGQUIT ends the archive at once as `NAME.part` (exit 3,
 //! committed without any recovery), SIGUSR2 forces a checkpoint (a later SIGKILL then leaves
-//! `NAME.part`), SIGUSR1 prints a progress line and the run completes; SIGINT and SIGTERM are not
-//! handled: they end the run like a crash, and the next command recovers (it discards a run
-//! without checkpoints, and commits the last checkpoint of one with). Signals are sent once the
+//! `NAME.part`), SIGUSR1 prints a progress line and the run completes; SIGINT and SIGTERM stop
+//! the run within a second (exit 130, 143) at its last checkpoint, committed as `NAME.part`, or
+//! undo it. Signals are sent once the
 //! run has stored a pack (polled in the repository), so the tests do not depend on timing. Every
 //! outcome is checked against invariant 3 (see `util::crash`).
 
@@ -17,7 +17,7 @@ fn sigquit_ends_the_archive_at_once_as_night_part() {
     signal(&child, libc::SIGQUIT);
     let out = wait_out(child);
     out.assert_no_panic();
-    assert_eq!(out.code, 2, "SIGQUIT: stored but incomplete is exit code 2:\n{}", out.stderr);
+    assert_eq!(out.code, 3, "SIGQUIT: stored but incomplete is exit code 3:\n{}", out.stderr);
     out.assert_stderr_contains("SIGQUIT").assert_stderr_contains("night.part");
     // Committed by the create itself: no transaction is left for recovery to finish.
     assert_eq!(env.list(), ["base", "night.part"]);
@@ -57,12 +57,17 @@ fn sigusr1_prints_progress_and_the_run_completes() {
     check_invariant(&env, &e, "after SIGUSR1");
 }
 
-/// SIGINT and SIGTERM keep their default action: the process dies where it is, as in a crash.
-/// What it stored is then the next command's to recover, as after `kill -9`.
+/// SIGINT and SIGTERM stop the run within a second, in one line, exit 128 + the signal: with a
+/// checkpoint, `create` itself commits it as `night.part` (a prefix of the data, nothing after
+/// it kept); without one, it undoes the run (nothing it uploaded remains). No transaction is left
+/// for the next command.
 #[test]
-fn sigint_and_sigterm_end_the_run_like_a_crash_and_the_next_command_recovers() {
+fn sigint_and_sigterm_stop_the_run_at_its_last_checkpoint_or_undo_it() {
     let (world, committed) = big_world();
-    for (sig, flags) in [(libc::SIGINT, &[][..]), (libc::SIGTERM, &["--checkpoint-bytes", "4M"][..])] {
+    let with = &["--checkpoint-bytes", "4M"][..];
+    for (sig, flags) in
+        [(libc::SIGINT, &[][..]), (libc::SIGTERM, with), (libc::SIGINT, with), (libc::SIGTERM, &[][..])]
+    {
         let when = format!("signal {sig}, flags {flags:?}");
         let env = world.fork_fresh("sig");
         let mut child = start_create(&env, flags);
@@ -70,13 +75,26 @@ fn sigint_and_sigterm_end_the_run_like_a_crash_and_the_next_command_recovers() {
         if checkpoints {
             wait_until(&mut child, LIMIT, "a checkpoint record", || env.has_checkpoint_record());
         }
+        let sent = std::time::Instant::now();
         signal(&child, sig);
         let out = wait_out(child);
-        assert_eq!(out.code, 128 + sig, "{when}: not ended by the signal:\n{}", out.stderr);
-        assert_eq!(decided(&env, "night"), (checkpoints, false), "{when}: records: {:?}", env.txn_records());
-        assert_eq!(env.list(), ["base"], "{when}: readers see the last commit");
-        let next = env.ok(["recover"]);
-        next.assert_stderr_contains(if checkpoints { "committed the last checkpoint" } else { "discarded" });
+        let took = sent.elapsed();
+        eprintln!("{when}: stopped in {took:?}: {}", out.stderr.trim());
+        out.assert_one_line_error(128 + sig);
+        out.assert_stderr_contains(if sig == libc::SIGINT {
+            "interrupted by SIGINT"
+        } else {
+            "interrupted by SIGTERM"
+        });
+        assert!(took <= std::time::Duration::from_secs(1), "{when}: took {took:?} to stop");
+        assert!(env.txn_records().is_empty(), "{when}: records left: {:?}", env.txn_records());
+        if checkpoints {
+            out.assert_stderr_contains("night.part");
+            assert_eq!(env.list(), ["base", "night.part"], "{when}");
+        } else {
+            out.assert_stderr_contains("nothing it uploaded remains");
+            assert_eq!(env.list(), ["base"], "{when}");
+        }
         let e = Expect { committed: &committed, name: "night", src: "big", part: checkpoints, whole: false };
         check_invariant(&env, &e, &when);
         env.remove_fork();

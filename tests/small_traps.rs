@@ -41,7 +41,7 @@ fn after_maxbw_the_cache_is_not_reported_behind() {
     let env = Env::new();
     tree(&env);
     let out = env.run(["create", "--maxbw", "2M", "night", "d"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.code, 3, "{}", out.stderr);
     for args in [&["stats"][..], &["create", "other", "d/a.txt"]] {
         let out = env.ok(args);
         assert!(
@@ -122,7 +122,7 @@ fn a_cache_that_cannot_be_written_leaves_commands_working_with_one_notice_per_ru
     tree(&env);
     env.create("first", &["d/a.txt"]);
     // night.part, so that the next create opens the cache twice (it deletes night.part).
-    assert_eq!(env.run(["create", "--maxbw", "2M", "night", "d"]).code, 2);
+    assert_eq!(env.run(["create", "--maxbw", "2M", "night", "d"]).code, 3);
     let Some(mounted) = read_only_cache(&env) else {
         return unavailable("cannot mount a tmpfs as root");
     };

@@ -73,6 +73,24 @@ pub enum Cmd {
         /// Keep NAME.part (from an interrupted earlier run) when NAME is stored
         #[arg(long)]
         keep_part: bool,
+        /// Leave out entries matching PATTERN (bsdtar's rules; repeatable)
+        #[arg(long, value_name = "PATTERN")]
+        exclude: Vec<String>,
+        /// Store only entries matching PATTERN (bsdtar's rules; repeatable)
+        #[arg(long, value_name = "PATTERN")]
+        include: Vec<String>,
+        /// Read --exclude patterns from FILE, one per line (repeatable)
+        #[arg(long, value_name = "FILE")]
+        exclude_file: Vec<PathBuf>,
+        /// Store directories holding a valid CACHEDIR.TAG with only the tag
+        #[arg(long)]
+        exclude_caches: bool,
+        /// Leave out directories holding a file named NAME (repeatable)
+        #[arg(long, value_name = "NAME")]
+        exclude_if_present: Vec<String>,
+        /// Do not descend into directories on other file systems than their operand's
+        #[arg(long)]
+        one_file_system: bool,
         name: String,
         #[arg(required = true)]
         paths: Vec<PathBuf>,

@@ -16,9 +16,9 @@ use output::Output;
 /// The smallest `--checkpoint-bytes` accepted: 1 MiB.
 const MIN_CHECKPOINT_BYTES: u64 = 1 << 20;
 
-/// How a successful command ended: complete, incomplete (`create` with warnings or stopped early;
-/// exit code 2), or an extract that skipped entries, restored files cut short (`[partial]`) or
-/// restored some without their owner (exit code 3).
+/// How a successful command ended: complete, incomplete (`create` with warnings or stopped early
+/// as `NAME.part`), or an extract that skipped entries, restored files cut short (`[partial]`) or
+/// restored some without their owner (both exit code 3).
 pub enum Done {
     Complete,
     Incomplete,
@@ -64,7 +64,39 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 names.join(", ")
             )));
         }
-        Cmd::Create { print_stats, checkpoint_bytes, checkpoint_interval, maxbw, keep_part, name, paths } => {
+        Cmd::Create {
+            print_stats,
+            checkpoint_bytes,
+            checkpoint_interval,
+            maxbw,
+            keep_part,
+            exclude,
+            include,
+            exclude_file,
+            exclude_caches,
+            exclude_if_present,
+            one_file_system,
+            name,
+            paths,
+        } => {
+            // Command-line values add to the config file's.
+            let both = |flag: &[String], key: &str| -> Vec<String> {
+                cfg.all(key).iter().chain(flag).cloned().collect()
+            };
+            let files: Vec<std::path::PathBuf> = cfg
+                .all("exclude-file")
+                .iter()
+                .map(std::path::PathBuf::from)
+                .chain(exclude_file.clone())
+                .collect();
+            let select = archiver::select::Selection {
+                exclude: both(exclude, "exclude"),
+                include: both(include, "include"),
+                exclude_caches: *exclude_caches || cfg.flag("exclude-caches"),
+                exclude_if_present: both(exclude_if_present, "exclude-if-present"),
+                one_file_system: *one_file_system || cfg.flag("one-file-system"),
+            }
+            .with_exclude_files(&files)?;
             let size = |flag: Option<u64>, key: &str| -> anyhow::Result<Option<u64>> {
                 match (flag, cfg.get(key)) {
                     (Some(v), _) => Ok(Some(v)),
@@ -108,6 +140,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 paths: paths.clone(),
                 limits,
                 keep_part: *keep_part || cfg.flag("keep-part"),
+                select,
             };
             let res = create(&session, &opts, &progress)?;
             if let Some(reason) = &res.stopped {

@@ -41,6 +41,7 @@ pub fn run_measured(env: &Env, args: &[&str]) -> (Out, u64) {
     let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(r, child.id() as i32, "wait4 failed: {}", std::io::Error::last_os_error());
     let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
-    let out = Out { code, stdout: out.join().unwrap(), stderr: err.join().unwrap() };
+    let killed = !libc::WIFEXITED(status);
+    let out = Out { code, killed, stdout: out.join().unwrap(), stderr: err.join().unwrap() };
     (out, usage.ru_maxrss as u64 * 1024)
 }
