@@ -145,7 +145,7 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     // A run stopped early leaves third.part; the completed run keeps it (a write key deletes nothing).
     small_tree(&env.path("more"), 12, 30, 300_000);
     let out = with_key(&env, &w, &["create", "--checkpoint-bytes", "1M", "--maxbw", "1M", "third", "more"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.code, 3, "{}", out.stderr);
     let out = with_key(&env, &w, &["create", "third", "more"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     out.assert_stderr_contains("kept \"third.part\"");

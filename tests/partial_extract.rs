@@ -23,7 +23,7 @@ fn cut_archive() -> Env {
         set_mtime(&env.path(p), OLD, 0);
     }
     let out = env.run(["create", "--maxbw", "4M", "night", "d"]);
-    assert_eq!(out.code, 2, "--maxbw stops the run as night.part:\n{}", out.stderr);
+    assert_eq!(out.code, 3, "--maxbw stops the run as night.part:\n{}", out.stderr);
     assert_eq!(env.list(), ["night.part"]);
     let long = env.ok(["ls", "-v", "night.part"]).stdout;
     assert!(long.lines().any(|l| l.ends_with(" d/big.bin [partial]")), "big.bin is not partial:\n{long}");
