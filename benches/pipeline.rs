@@ -101,6 +101,7 @@ fn main() {
             limits: Default::default(),
             keep_part: false,
             select: Default::default(),
+            creationtime: None,
         };
         // The same first backup with a checkpoint every 64 MiB, into a repository of its own.
         let ck_settings = Settings {

@@ -32,6 +32,9 @@ pub struct CreateOptions {
     pub keep_part: bool,
     /// Which entries are stored (`select`).
     pub select: crate::select::Selection,
+    /// The creation time to record (seconds since the epoch; tarsnap's `--creationtime`), else
+    /// the time the run started.
+    pub creationtime: Option<i64>,
 }
 
 pub struct CreateResult {
@@ -66,7 +69,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     }
     let cache = session.open_cache(&head, progress)?;
     let txn = Txn::begin(session, head.0, cache, format!("create {}", opts.name).as_bytes())?;
-    let time = now_ns() / 1_000_000_000;
+    let time = opts.creationtime.unwrap_or_else(|| now_ns() / 1_000_000_000);
     // Never archive our own repository or cache (the cache changes while it would be read).
     let own: Vec<(u64, u64)> = [PathBuf::from(&session.settings.repo), session.settings.cachedir.clone()]
         .iter()

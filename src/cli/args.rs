@@ -91,6 +91,9 @@ pub enum Cmd {
         /// Do not descend into directories on other file systems than their operand's
         #[arg(long)]
         one_file_system: bool,
+        /// Record EPOCH (seconds since 1970-01-01 UTC) as the archive's creation time
+        #[arg(long, value_name = "EPOCH", value_parser = parse_epoch)]
+        creationtime: Option<i64>,
         name: String,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -179,6 +182,16 @@ pub enum Cmd {
         #[arg(long, conflicts_with_all = ["prune", "verify_data"])]
         rebuild_config: bool,
     },
+}
+
+/// The latest creation time accepted: 9999-12-31 23:59:59 UTC.
+const MAX_EPOCH: i64 = 253_402_300_799;
+
+fn parse_epoch(s: &str) -> Result<i64, String> {
+    match s.parse::<i64>() {
+        Ok(n) if (0..=MAX_EPOCH).contains(&n) => Ok(n),
+        _ => Err(format!("give whole seconds since 1970-01-01 UTC, from 0 to {MAX_EPOCH}")),
+    }
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

@@ -76,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             exclude_caches,
             exclude_if_present,
             one_file_system,
+            creationtime,
             name,
             paths,
         } => {
@@ -141,6 +142,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 limits,
                 keep_part: *keep_part || cfg.flag("keep-part"),
                 select,
+                creationtime: *creationtime,
             };
             let res = create(&session, &opts, &progress)?;
             if let Some(reason) = &res.stopped {
