@@ -19,36 +19,8 @@ use std::time::Instant;
 use util::crash::*;
 use util::proxy::{Policy, Proxy};
 use util::server::{client_env, test_seed, Server};
+use util::server_kill::*;
 use util::*;
-
-const CREATE: &[&str] = &["create", "--checkpoint-bytes", "3M", "night", "data"];
-const RATE: u64 = 8 * MIB;
-const RETRIES: (&str, &str) = ("ARCHIVER_RETRIES", "6");
-/// About 0.2 s of retrying: an outage of the server outlasts it.
-const FEW_RETRIES: (&str, &str) = ("ARCHIVER_RETRIES", "2");
-
-/// ~20 MiB: 40 small files, a 14 MiB file that checkpoints cut, a 3 MiB file and a symlink.
-fn data_tree(dir: &std::path::Path) {
-    small_tree(&dir.join("a-small"), 20, 40, 150_000);
-    write_data(&dir.join("big.bin"), 21, 14 * MIB);
-    write_data(&dir.join("z/last.bin"), 22, 3 * MIB);
-    symlink("../big.bin", &dir.join("z/link"));
-    stamp_mtimes(dir, 23);
-}
-
-#[derive(Debug, Default)]
-struct Tally {
-    /// Client outcomes: finished before the kill, retried through it, failed cleanly.
-    done_before: u64,
-    retried_through: u64,
-    failed: u64,
-    /// What the kill left: nothing, night.part, night (commit decided).
-    nothing: u64,
-    part: u64,
-    whole: u64,
-    /// Restarts that got the same port back.
-    same_port: u64,
-}
 
 fn server_kills(runs: u64) -> Tally {
     let seed = test_seed();
@@ -60,7 +32,7 @@ fn server_kills(runs: u64) -> Tally {
     let local = server.local(&env, "night");
     slow.ok(["keygen"]);
     small_tree(&env.path("small"), 1, 10, 100_000);
-    data_tree(&env.path("data"));
+    tree(&env.path("data"));
     server.client(&env, "night").create("base", &["small"]);
     let base: BTreeMap<String, String> = [("base".to_string(), "small".to_string())].into();
 
@@ -72,6 +44,8 @@ fn server_kills(runs: u64) -> Tally {
 
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
+    // Restarts that got the same port back.
+    let mut same_port = 0u64;
     for i in 0..runs {
         let delay = full.mul_f64((i as f64 + rng.below(1000) as f64 / 1000.0) / runs as f64);
         let when = format!("seed {seed}, run {i}, server killed after {delay:?}");
@@ -82,35 +56,22 @@ fn server_kills(runs: u64) -> Tally {
         let out = if outage {
             server.kill9();
             let out = wait_out(child);
-            tally.same_port += u64::from(server.restart());
+            same_port += u64::from(server.restart());
             relay.set_target(&server.addr);
             out
         } else {
-            tally.same_port += u64::from(server.restart());
+            same_port += u64::from(server.restart());
             relay.set_target(&server.addr);
             wait_out(child)
         };
-        out.assert_no_panic();
-        match (out.code, done_before) {
-            (0, true) => tally.done_before += 1,
-            (0, false) => tally.retried_through += 1,
-            _ => {
-                out.assert_one_line_error(out.code);
-                assert!([1, 2].contains(&out.code), "{when}: exit code {}", out.code);
-                tally.failed += 1;
-            }
-        }
+        tally.client(&out, done_before, &when);
 
         // What the dead server's store decided, read before anyone recovers.
         let (mut part, whole) = decided(&local, "night");
         let recorded = part;
         part |= local.list().iter().any(|n| n == "night.part");
         eprintln!("{when}: exit {}, night.part {part}, night {whole}: {}", out.code, out.stderr.trim());
-        match (part, whole) {
-            (_, true) => tally.whole += 1,
-            (true, false) => tally.part += 1,
-            _ => tally.nothing += 1,
-        }
+        tally.left(part, whole);
 
         // The next command, on a direct connection to the restarted server.
         let client = server.client(&env, "night");
@@ -138,7 +99,7 @@ fn server_kills(runs: u64) -> Tally {
         assert!(server.is_running(), "{when}: the server died");
         assert!(!server.log().contains("panicked"), "{when}: the server panicked:\n{}", server.log());
     }
-    eprintln!("{runs} server kills (seed {seed}): {tally:?}");
+    eprintln!("{runs} server kills (seed {seed}): {tally:?}, {same_port} restarts on the same port");
     assert_eq!(tally.nothing + tally.part + tally.whole, runs);
     tally
 }

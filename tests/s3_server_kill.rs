@@ -20,34 +20,8 @@ use util::crash::*;
 use util::proxy::{Policy, Proxy};
 use util::s3::S3;
 use util::server::test_seed;
+use util::server_kill::*;
 use util::*;
-
-const CREATE: &[&str] = &["create", "--checkpoint-bytes", "3M", "night", "data"];
-const RATE: u64 = 8 * MIB;
-const RETRIES: (&str, &str) = ("ARCHIVER_RETRIES", "6");
-/// About 0.2 s of retrying: an outage of the server outlasts it.
-const FEW_RETRIES: (&str, &str) = ("ARCHIVER_RETRIES", "2");
-
-/// ~20 MiB: 40 small files, a 14 MiB file that checkpoints cut, a 3 MiB file and a symlink.
-fn data_tree(dir: &std::path::Path) {
-    small_tree(&dir.join("a-small"), 20, 40, 150_000);
-    write_data(&dir.join("big.bin"), 21, 14 * MIB);
-    write_data(&dir.join("z/last.bin"), 22, 3 * MIB);
-    symlink("../big.bin", &dir.join("z/link"));
-    stamp_mtimes(dir, 23);
-}
-
-#[derive(Debug, Default)]
-struct Tally {
-    /// Client outcomes: finished before the kill, retried through it, failed cleanly.
-    done_before: u64,
-    retried_through: u64,
-    failed: u64,
-    /// What the kill left: nothing, night.part, night (commit decided).
-    nothing: u64,
-    part: u64,
-    whole: u64,
-}
 
 fn server_kills(runs: u64) -> Option<Tally> {
     let seed = test_seed();
@@ -64,7 +38,7 @@ fn server_kills(runs: u64) -> Option<Tally> {
     direct.vars.push(ttl);
     direct.ok(["keygen"]);
     small_tree(&direct.path("small"), 1, 10, 100_000);
-    data_tree(&direct.path("data"));
+    tree(&direct.path("data"));
     direct.create("base", &["small"]);
     let base: BTreeMap<String, String> = [("base".to_string(), "small".to_string())].into();
 
@@ -93,27 +67,14 @@ fn server_kills(runs: u64) -> Option<Tally> {
             server.restart();
             wait_out(child)
         };
-        out.assert_no_panic();
-        match (out.code, done_before) {
-            (0, true) => tally.done_before += 1,
-            (0, false) => tally.retried_through += 1,
-            _ => {
-                out.assert_one_line_error(out.code);
-                assert!([1, 2].contains(&out.code), "{when}: exit code {}", out.code);
-                tally.failed += 1;
-            }
-        }
+        tally.client(&out, done_before, &when);
 
         // What the bucket holds, read before anyone recovers.
         let (mut part, whole) = decided(&direct, "night");
         let recorded = part;
         part |= direct.list().iter().any(|n| n == "night.part");
         eprintln!("{when}: exit {}, night.part {part}, night {whole}: {}", out.code, out.stderr.trim());
-        match (part, whole) {
-            (_, true) => tally.whole += 1,
-            (true, false) => tally.part += 1,
-            _ => tally.nothing += 1,
-        }
+        tally.left(part, whole);
 
         let e = Expect { committed: &base, name: "night", src: "data", part, whole };
         if i % 2 == 0 || whole {

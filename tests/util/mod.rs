@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod s3;
 pub mod s3fs;
 pub mod server;
+pub mod server_kill;
 mod tree;
 
 pub use data::*;
