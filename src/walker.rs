@@ -225,6 +225,9 @@ impl Walker<'_> {
         } else if ft.is_dir() {
             self.stats.dirs += 1;
             self.emit(&node)?;
+            if self.select.one_file_system && md.dev() != device {
+                return Ok(()); // a mount point: stored, not entered (nor listed)
+            }
             let mut names: Vec<_> = match fs::read_dir(path) {
                 Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
                 Err(e) => {
@@ -233,9 +236,6 @@ impl Walker<'_> {
                 }
             };
             names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            if self.select.one_file_system && md.dev() != device {
-                names.clear(); // a mount point: stored, not entered
-            }
             if let crate::select::DirRule::Only(keep) = self.select.dir_rule(path) {
                 names.retain(|n| keep.iter().any(|k| n.as_bytes() == k.as_bytes()));
             }
