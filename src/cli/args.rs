@@ -125,6 +125,36 @@ pub enum Cmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Delete the archives a retention policy does not keep (restic's rules; docs/RETENTION.md)
+    Prune {
+        /// Keep the N newest archives
+        #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+        keep_last: Option<u32>,
+        /// Keep the newest archive of each of the N most recent hours that have one
+        #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+        keep_hourly: Option<u32>,
+        /// Keep the newest archive of each of the N most recent days that have one
+        #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+        keep_daily: Option<u32>,
+        /// Keep the newest archive of each of the N most recent ISO weeks that have one
+        #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+        keep_weekly: Option<u32>,
+        /// Keep the newest archive of each of the N most recent months that have one
+        #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+        keep_monthly: Option<u32>,
+        /// Keep the newest archive of each of the N most recent years that have one
+        #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+        keep_yearly: Option<u32>,
+        /// Keep every archive made within SPAN before the newest one (e.g. 7d, 1y6m, 36h)
+        #[arg(long, value_name = "SPAN", value_parser = parse_span)]
+        keep_within: Option<archiver::retention::Span>,
+        /// Only archives whose names match this shell glob take part (e.g. 'nightly-*')
+        #[arg(long = "match", value_name = "GLOB")]
+        glob: Option<String>,
+        /// Print what would be kept and deleted; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print sizes: all archives, unique data, and each NAME given
     Stats { names: Vec<String> },
     /// Finish or discard an interrupted write now (every write command also does this first)
@@ -192,6 +222,14 @@ fn parse_epoch(s: &str) -> Result<i64, String> {
         Ok(n) if (0..=MAX_EPOCH).contains(&n) => Ok(n),
         _ => Err(format!("give whole seconds since 1970-01-01 UTC, from 0 to {MAX_EPOCH}")),
     }
+}
+
+fn parse_count(s: &str) -> Result<u32, String> {
+    s.parse::<u32>().map_err(|_| format!("give a count: a whole number from 0 to {}", u32::MAX))
+}
+
+fn parse_span(s: &str) -> Result<archiver::retention::Span, String> {
+    archiver::retention::Span::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

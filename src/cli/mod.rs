@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod output;
+mod prune;
 pub mod signals;
 
 use archiver::create::{create, CreateOptions};
@@ -228,6 +229,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             let session = Session::open(&settings)?;
             archiver::delete::delete(&session, names, &progress)?;
         }
+        Cmd::Prune { .. } => prune::run(&cli.cmd, &settings, out, &progress)?,
         Cmd::Generations => {
             let session = Session::open(&settings)?;
             let gens = archiver::history::generations(&session)?;
