@@ -9,6 +9,8 @@ mod cli;
 use clap::Parser;
 
 fn main() {
+    // Known before parsing, so that a command line clap refuses also ends in JSON.
+    let json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
     let cli = match cli::args::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -28,7 +30,7 @@ fn main() {
                 .collect();
             let msg = head.join(" ");
             let msg = msg.strip_prefix("error: ").unwrap_or(&msg).trim_end_matches(':');
-            eprintln!("archiver: {msg}; see `archiver --help`");
+            fail(json, 1, &format!("{msg}; see `archiver --help`"));
             std::process::exit(1);
         }
     };
@@ -38,16 +40,24 @@ fn main() {
         Ok(cli::Done::Skipped) => 3,
         Err(e) if e.downcast_ref::<cli::output::BrokenPipe>().is_some() => 0,
         Err(e) => {
-            let msg = format!("{e:#}").replace('\n', " ");
-            cli::output::err(&format!("archiver: {msg}"));
-            if let Some(sig) = e.downcast_ref::<archiver::progress::Interrupted>() {
+            let code = if let Some(sig) = e.downcast_ref::<archiver::progress::Interrupted>() {
                 128 + sig.0
             } else if e.downcast_ref::<archiver::txn::RepositoryChanged>().is_some() {
                 2
             } else {
                 1
-            }
+            };
+            fail(json, code, &format!("{e:#}").replace('\n', " "));
+            code
         }
     };
     std::process::exit(code);
+}
+
+/// The error a command ends with, on stderr: one line, or one `exit_error` object.
+fn fail(json: bool, code: i32, msg: &str) {
+    match json {
+        true => cli::output::err(&cli::json::exit_error(code, msg).to_string()),
+        false => cli::output::err(&format!("archiver: {msg}")),
+    }
 }

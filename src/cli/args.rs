@@ -33,6 +33,10 @@ pub struct Cli {
     /// Less output: no notices, only warnings and errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Print JSON lines on stdout, each with a message_type (docs/SCRIPTING.md); an error ends
+    /// as one exit_error object on stderr
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub cmd: Cmd,
 }

@@ -1,6 +1,7 @@
 //! The `archiver` binary's commands: each resolves its inputs, calls the library, and prints.
 
 pub mod args;
+pub mod json;
 pub mod output;
 mod prune;
 pub mod signals;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
     let out = &Output {
         verbose: cli.verbose,
         quiet: cli.quiet || cfg.flag("quiet"),
+        json: cli.json,
         warnings: std::sync::atomic::AtomicU64::new(0),
     };
     let progress = |e: Event| out.event(e);
@@ -38,7 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
     // reads one (not counted as a warning about the command's result).
     if !matches!(cli.cmd, Cmd::Keygen | Cmd::Serve { .. }) {
         if let Some(w) = archiver::keyfile::exposure(&settings.keyfile) {
-            output::err(&format!("archiver: warning: {w}"));
+            out.aside(&w);
         }
     }
     match &cli.cmd {
@@ -145,12 +147,22 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 select,
                 creationtime: *creationtime,
             };
+            let started = std::time::Instant::now();
             let res = create(&session, &opts, &progress)?;
+            if out.json {
+                let mut v = json::archive(&res.archive);
+                v["message_type"] = "summary".into();
+                v["command"] = "create".into();
+                v["warnings"] = res.warnings.into();
+                v["stopped"] = res.stopped.clone().into();
+                v["duration_seconds"] = started.elapsed().as_secs_f64().into();
+                out.json(&v)?;
+            }
             if let Some(reason) = &res.stopped {
                 progress(Event::Notice(format!("{reason}: stored what was done as {:?}", res.archive.name)));
                 return Ok(Done::Incomplete);
             }
-            if *print_stats || cfg.flag("print-stats") {
+            if (*print_stats || cfg.flag("print-stats")) && !out.json {
                 let report = query::stats(&session, std::slice::from_ref(name), &progress)?;
                 print_stats_table(&report, true, &mut |l| {
                     eprintln!("{l}");
@@ -176,26 +188,26 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 )));
             }
             for a in query::list(&session)? {
-                if cli.verbose {
-                    out.line(&format!(
+                let text = || match cli.verbose {
+                    true => format!(
                         "{}\t{}\t{}",
                         query::escape_name(&a.name),
                         query::format_time(a.time),
                         archiver::units::human(a.stats.raw)
-                    ))?;
-                } else {
-                    out.line(&query::escape_name(&a.name))?;
-                }
+                    ),
+                    false => query::escape_name(&a.name),
+                };
+                out.item(text, || json::archive(&a))?;
             }
         }
         Cmd::Ls { name } => {
             let session = Session::open(&settings)?;
             for n in query::ls(&session, name, &progress)? {
-                if cli.verbose {
-                    out.line(&query::long_line(&n))?;
-                } else {
-                    out.line(&query::escape(&n.path))?;
-                }
+                let text = || match cli.verbose {
+                    true => query::long_line(&n),
+                    false => query::escape(&n.path),
+                };
+                out.item(text, || json::node(&n))?;
             }
         }
         Cmd::Extract { name, dir, patterns, resume, overwrite, print_stats } => {
@@ -208,7 +220,20 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 overwrite: *overwrite,
             };
             let res = extract(&session, &opts, &progress)?;
-            if *print_stats || cfg.flag("print-stats") {
+            if out.json {
+                out.json(&serde_json::json!({
+                    "message_type": "summary",
+                    "command": "extract",
+                    "archive": query::escape_name(name),
+                    "files_restored": res.files_restored,
+                    "bytes_restored": res.bytes_restored,
+                    "files_complete": res.files_complete,
+                    "blocks_fetched": res.blocks_fetched,
+                    "bytes_fetched": res.bytes_fetched,
+                    "stored_bytes_fetched": res.stored_fetched,
+                    "incomplete": res.incomplete,
+                }))?;
+            } else if *print_stats || cfg.flag("print-stats") {
                 eprintln!("{}", res.summary());
             }
             let warnings = out.warnings.load(std::sync::atomic::Ordering::Relaxed);
@@ -227,19 +252,39 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         }
         Cmd::Delete { names } => {
             let session = Session::open(&settings)?;
-            archiver::delete::delete(&session, names, &progress)?;
+            let d = archiver::delete::delete(&session, names, &progress)?;
+            if out.json {
+                out.json(&serde_json::json!({
+                    "message_type": "summary",
+                    "command": "delete",
+                    "archives_deleted": d.archives,
+                    "packs_deleted": d.packs_deleted,
+                    "packs_repacked": d.packs_repacked,
+                    "bytes_reclaimed": d.reclaimed,
+                }))?;
+            }
         }
         Cmd::Prune { .. } => prune::run(&cli.cmd, &settings, out, &progress)?,
         Cmd::Generations => {
             let session = Session::open(&settings)?;
             let gens = archiver::history::generations(&session)?;
-            for line in archiver::history::describe(&gens) {
-                out.line(&line)?;
+            if out.json {
+                for v in json::generations(&gens) {
+                    out.json(&v)?;
+                }
+            } else {
+                for line in archiver::history::describe(&gens) {
+                    out.line(&line)?;
+                }
             }
         }
         Cmd::Rollback { generation } => {
             let session = Session::open(&settings)?;
-            archiver::history::rollback(&session, *generation, &progress)?;
+            let gen = archiver::history::rollback(&session, *generation, &progress)?;
+            if out.json {
+                let v = serde_json::json!({ "message_type": "summary", "command": "rollback", "generation": gen, "from": generation });
+                out.json(&v)?;
+            }
         }
         Cmd::Recover { discard_damaged } => {
             let session = Session::open(&settings)?;
@@ -280,15 +325,19 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         }
         Cmd::Fsck { rebuild_config: true, .. } => {
             for line in archiver::rebuild::rebuild_config(&settings)? {
-                out.line(&line)?;
+                out.item(|| line.clone(), || json::message("notice", &line))?;
             }
         }
         Cmd::Fsck { prune, verify_data, .. } => {
             let session = Session::open(&settings)?;
             let opts = archiver::fsck::FsckOptions { prune: *prune, verify_data: *verify_data };
             let report = archiver::fsck::fsck(&session, &opts, &progress)?;
-            for line in report.lines() {
-                out.line(&line)?;
+            if out.json {
+                out.json(&json::fsck(&report))?;
+            } else {
+                for line in report.lines() {
+                    out.line(&line)?;
+                }
             }
             if !report.is_clean() {
                 anyhow::bail!("{}", report.verdict());
@@ -297,7 +346,16 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         Cmd::Stats { names } => {
             let session = Session::open(&settings)?;
             let report = query::stats(&session, names, &progress)?;
-            print_stats_table(&report, false, &mut |l| out.line(l))?;
+            if out.json {
+                out.json(&json::stats_row("all", None, report.all, None))?;
+                out.json(&json::stats_row("unique", None, report.unique, None))?;
+                for a in &report.archives {
+                    let new = Some((a.stats.new_raw, a.stats.new_stored));
+                    out.json(&json::stats_row("archive", Some(&a.name), (a.stats.raw, a.stats.stored), new))?;
+                }
+            } else {
+                print_stats_table(&report, false, &mut |l| out.line(l))?;
+            }
         }
     }
     Ok(Done::Complete)

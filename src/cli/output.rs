@@ -1,5 +1,6 @@
 //! Everything the binary prints. Results go to stdout (quietly stopping on a closed pipe);
-//! notices, warnings and progress go to stderr.
+//! notices, warnings and progress go to stderr. With `--json` everything goes to stdout as JSON
+//! lines (`json`), except the error a command ends with (`exit_error`, on stderr).
 
 use archiver::progress::Event;
 use std::io::Write;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Output {
     pub verbose: bool,
     pub quiet: bool,
+    pub json: bool,
     pub warnings: AtomicU64,
 }
 
@@ -25,6 +27,9 @@ impl std::error::Error for BrokenPipe {}
 
 impl Output {
     pub fn event(&self, e: Event) {
+        if self.json {
+            return self.json_event(e);
+        }
         match e {
             Event::Notice(m) if !self.quiet => err(&format!("archiver: {m}")),
             Event::Warning(m) => {
@@ -42,12 +47,62 @@ impl Output {
         }
     }
 
-    pub fn line(&self, s: &str) -> anyhow::Result<()> {
-        let mut out = std::io::stdout().lock();
-        match writeln!(out, "{}", one_line(s, true)) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(BrokenPipe.into()),
-            r => Ok(r?),
+    fn json_event(&self, e: Event) {
+        use super::json::message;
+        let v = match e {
+            Event::Notice(m) if !self.quiet => message("notice", &m),
+            Event::Warning(m) => {
+                self.warnings.fetch_add(1, Ordering::Relaxed);
+                message("warning", &m)
+            }
+            Event::File(p) if self.verbose => serde_json::json!({ "message_type": "file", "path": p }),
+            Event::Checkpoint { uploaded } => {
+                serde_json::json!({ "message_type": "checkpoint", "bytes_uploaded": uploaded })
+            }
+            Event::Progress { files, uploaded } => {
+                serde_json::json!({ "message_type": "status", "files_done": files, "bytes_uploaded": uploaded })
+            }
+            _ => return,
+        };
+        // A closed stdout does not stop a backup for the sake of its log.
+        let _ = self.json(&v);
+    }
+
+    /// A warning that is not about the command's result (a key file others can read).
+    pub fn aside(&self, m: &str) {
+        match self.json {
+            true => drop(self.json(&super::json::message("warning", m))),
+            false => err(&format!("archiver: warning: {m}")),
         }
+    }
+
+    pub fn line(&self, s: &str) -> anyhow::Result<()> {
+        write_out(&one_line(s, true))
+    }
+
+    /// One JSON object on its own line on stdout.
+    pub fn json(&self, v: &serde_json::Value) -> anyhow::Result<()> {
+        write_out(&v.to_string())
+    }
+
+    /// A result: `text` as a line, or with `--json` the object `v()`.
+    pub fn item(
+        &self,
+        text: impl FnOnce() -> String,
+        v: impl FnOnce() -> serde_json::Value,
+    ) -> anyhow::Result<()> {
+        match self.json {
+            true => self.json(&v()),
+            false => self.line(&text()),
+        }
+    }
+}
+
+fn write_out(line: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(BrokenPipe.into()),
+        r => Ok(r?),
     }
 }
 

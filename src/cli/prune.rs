@@ -46,7 +46,10 @@ pub fn run(cmd: &Cmd, settings: &Settings, out: &Output, progress: Progress) -> 
         return Ok(());
     }
     let width = res.decisions.iter().map(|d| escape_name(&d.name).chars().count()).max().unwrap_or(0);
-    for d in &res.decisions {
+    for d in res.decisions.iter().filter(|_| out.json) {
+        out.json(&super::json::decision(d, *dry_run))?;
+    }
+    for d in res.decisions.iter().filter(|_| !out.json) {
         let verb = match (d.keep, dry_run) {
             (true, _) => "keep",
             (false, true) => "would delete",
@@ -58,6 +61,17 @@ pub fn run(cmd: &Cmd, settings: &Settings, out: &Output, progress: Progress) -> 
     }
     let removed = res.removed().count();
     let kept = res.decisions.len() - removed;
+    if out.json {
+        out.json(&serde_json::json!({
+            "message_type": "summary",
+            "command": "prune",
+            "dry_run": dry_run,
+            "kept": kept,
+            "deleted": if *dry_run { 0 } else { removed },
+            "would_delete": if *dry_run { removed } else { 0 },
+            "bytes_reclaimed": res.deleted.as_ref().map_or(0, |d| d.reclaimed),
+        }))?;
+    }
     let summary = match (&res.deleted, dry_run) {
         (_, true) => {
             format!("dry run: would keep {kept} and delete {removed} archive(s); nothing was changed")
