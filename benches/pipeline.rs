@@ -102,6 +102,7 @@ fn main() {
             keep_part: false,
             select: Default::default(),
             creationtime: None,
+            scan_totals: false,
         };
         // The same first backup with a checkpoint every 64 MiB, into a repository of its own.
         let ck_settings = Settings {

@@ -35,6 +35,8 @@ pub struct CreateOptions {
     /// The creation time to record (seconds since the epoch; tarsnap's `--creationtime`), else
     /// the time the run started.
     pub creationtime: Option<i64>,
+    /// Scan the operands concurrently for the totals a progress display shows (`scan`).
+    pub scan_totals: bool,
 }
 
 pub struct CreateResult {
@@ -77,7 +79,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         .map(|m| (m.dev(), m.ino()))
         .collect();
     let mut w = Walker {
-        own,
+        own: own.clone(),
         txn,
         chunker: Arc::new(Chunker::new(session.keys.chunk_seed)),
         meta: MetaStream::default(),
@@ -92,9 +94,17 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         select: opts.select.clone(),
         device: None,
     };
-    let walked = operands.iter().try_for_each(|o| {
-        w.device = None; // --one-file-system: each operand's own file system
-        w.visit(&o.path, o.stored.clone())
+    let stop_scan = std::sync::atomic::AtomicBool::new(false);
+    let walked = std::thread::scope(|s| {
+        if opts.scan_totals {
+            s.spawn(|| crate::scan::scan(&operands, &opts.select, &own, &stop_scan, progress));
+        }
+        let walked = operands.iter().try_for_each(|o| {
+            w.device = None; // --one-file-system: each operand's own file system
+            w.visit(&o.path, o.stored.clone())
+        });
+        stop_scan.store(true, std::sync::atomic::Ordering::Relaxed);
+        walked
     });
     if let Err(e) = walked {
         if !writing.still_held() {

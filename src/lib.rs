@@ -45,6 +45,7 @@ pub mod rebuild;
 pub mod reclaim;
 pub mod repo;
 pub mod retention;
+pub mod scan;
 pub mod select;
 pub mod serve;
 pub mod session;

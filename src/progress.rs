@@ -12,6 +12,14 @@ pub enum Event {
     Checkpoint { uploaded: u64 },
     /// Progress asked for (SIGUSR1).
     Progress { files: u64, uploaded: u64 },
+    /// The work ahead, for a progress display: `files` items of `bytes` bytes in all (a running
+    /// count until `complete`). Items are files (create, extract), archives then packs (delete,
+    /// prune), archives and packs (fsck).
+    Total { files: u64, bytes: u64, complete: bool },
+    /// Work done since the last `Advance`: items finished and bytes processed.
+    Advance { files: u64, bytes: u64 },
+    /// Stored bytes uploaded so far by the running transaction.
+    Uploaded(u64),
 }
 
 /// Requests from outside a running command (the binary sets them from signals).

@@ -59,7 +59,11 @@ pub fn collect(
 
     // Live blocks: everything the remaining archives reference.
     let mut live: HashSet<BlockId> = HashSet::new();
+    // Progress counts the archives read for the live set, then the packs sorted out.
+    let remaining = head.0.archives.iter().filter(|a| !gone.contains(a.name.as_str())).count() as u64;
+    progress(Event::Total { files: remaining, bytes: 0, complete: false });
     for a in head.0.archives.iter().filter(|a| !gone.contains(a.name.as_str())) {
+        progress(Event::Advance { files: 1, bytes: 0 });
         live.insert(a.root);
         let (root, nodes) = reader::read(session, &cache, a)?;
         live.extend(root.meta.iter().map(|(id, _)| *id));
@@ -88,7 +92,10 @@ pub fn collect(
         unmarked_copies
             .extend(entries.iter().filter(|e| !marked.contains(&(e.id, pack.as_str()))).map(|e| e.id));
     }
+    let packs = segments.iter().map(|s| s.packs.len() as u64).sum::<u64>();
+    progress(Event::Total { files: remaining + packs, bytes: 0, complete: true });
     for (pack, entries) in segments.into_iter().flat_map(|s| s.packs) {
+        progress(Event::Advance { files: 1, bytes: 0 });
         let is_marked = |e: &Entry| marked.contains(&(e.id, pack.as_str()));
         let (alive, dead): (Vec<Entry>, Vec<Entry>) = entries
             .into_iter()

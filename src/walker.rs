@@ -257,6 +257,7 @@ impl Walker<'_> {
             node.kind = NodeKind::File;
             if self.file(path, &md, &mut node)? {
                 self.stats.files += 1;
+                (self.progress)(Event::Advance { files: 1, bytes: 0 });
                 self.emit(&node)?;
             }
         } else {
@@ -296,6 +297,7 @@ impl Walker<'_> {
                 }
                 node.size = rec.size;
                 node.blocks = rec.blocks;
+                (self.progress)(Event::Advance { files: 0, bytes: rec.size });
                 return Ok(true);
             }
         }
@@ -319,6 +321,9 @@ impl Walker<'_> {
                 node.blocks.push((id, chunk.len() as u32));
                 self.maybe_checkpoint(Some(node))?;
             }
+            let bytes = batch.iter().map(|c| c.len() as u64).sum();
+            (self.progress)(Event::Advance { files: 0, bytes });
+            (self.progress)(Event::Uploaded(self.txn.uploaded()));
             Ok(())
         });
         self.buf = buf;

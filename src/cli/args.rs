@@ -37,6 +37,12 @@ pub struct Cli {
     /// as one exit_error object on stderr
     #[arg(long, global = true)]
     pub json: bool,
+    /// Show progress (create, extract, fsck, delete, prune) even when stderr is not a terminal
+    #[arg(long, global = true, conflicts_with = "no_progress")]
+    pub progress: bool,
+    /// Never show progress (by default it is shown when stderr is a terminal)
+    #[arg(long, global = true)]
+    pub no_progress: bool,
     #[command(subcommand)]
     pub cmd: Cmd,
 }

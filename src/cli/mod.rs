@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod json;
+mod meter;
 pub mod output;
 mod prune;
 pub mod signals;
@@ -29,11 +30,21 @@ pub enum Done {
 
 pub fn run(cli: Cli) -> anyhow::Result<Done> {
     let (settings, cfg) = cli.resolve()?;
+    let quiet = cli.quiet || cfg.flag("quiet");
+    let mode = progress_mode(&cli, quiet);
+    let unit = match cli.cmd {
+        Cmd::Create { .. } | Cmd::Extract { .. } => "files",
+        Cmd::Fsck { .. } => "archives",
+        _ => "steps",
+    };
+    let meter = mode.map(|_| std::sync::Arc::new(meter::Meter::new(unit)));
     let out = &Output {
         verbose: cli.verbose,
-        quiet: cli.quiet || cfg.flag("quiet"),
+        quiet,
         json: cli.json,
         warnings: std::sync::atomic::AtomicU64::new(0),
+        ticker: meter.clone().zip(mode).map(|(m, mode)| meter::Ticker::start(m, mode)),
+        meter,
     };
     let progress = |e: Event| out.event(e);
     // tarsnap warns about a key file others can read; so do we, once, for every command that
@@ -146,6 +157,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 keep_part: *keep_part || cfg.flag("keep-part"),
                 select,
                 creationtime: *creationtime,
+                scan_totals: mode.is_some(),
             };
             let started = std::time::Instant::now();
             let res = create(&session, &opts, &progress)?;
@@ -165,7 +177,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             if (*print_stats || cfg.flag("print-stats")) && !out.json {
                 let report = query::stats(&session, std::slice::from_ref(name), &progress)?;
                 print_stats_table(&report, true, &mut |l| {
-                    eprintln!("{l}");
+                    out.err_line(l);
                     Ok(())
                 })?;
             }
@@ -234,7 +246,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                     "incomplete": res.incomplete,
                 }))?;
             } else if *print_stats || cfg.flag("print-stats") {
-                eprintln!("{}", res.summary());
+                out.err_line(&res.summary());
             }
             let warnings = out.warnings.load(std::sync::atomic::Ordering::Relaxed);
             if warnings > res.incomplete {
@@ -359,6 +371,24 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         }
     }
     Ok(Done::Complete)
+}
+
+/// How progress is shown, if at all: only for the long commands; on a terminal unless
+/// `--no-progress` or `--quiet`; elsewhere only with `--progress`; as `status` objects with `--json`.
+fn progress_mode(cli: &Cli, quiet: bool) -> Option<meter::Mode> {
+    use std::io::IsTerminal;
+    let long = matches!(
+        cli.cmd,
+        Cmd::Create { .. } | Cmd::Extract { .. } | Cmd::Fsck { .. } | Cmd::Delete { .. } | Cmd::Prune { .. }
+    );
+    let tty = std::io::stderr().is_terminal();
+    let on = long && !cli.no_progress && (cli.progress || (tty && !quiet));
+    match (on, cli.json, tty) {
+        (false, _, _) => None,
+        (true, true, _) => Some(meter::Mode::Json),
+        (true, false, true) => Some(meter::Mode::Bar),
+        (true, false, false) => Some(meter::Mode::Lines),
+    }
 }
 
 /// tarsnap's table. On create, the archive's row is "This archive" and "New data".

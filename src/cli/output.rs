@@ -11,6 +11,9 @@ pub struct Output {
     pub quiet: bool,
     pub json: bool,
     pub warnings: AtomicU64,
+    /// The progress display, when one is shown (`meter`).
+    pub meter: Option<std::sync::Arc<super::meter::Meter>>,
+    pub ticker: Option<super::meter::Ticker>,
 }
 
 /// Raised when stdout is a closed pipe (`archiver list | head`): exit quietly.
@@ -27,23 +30,34 @@ impl std::error::Error for BrokenPipe {}
 
 impl Output {
     pub fn event(&self, e: Event) {
+        if let Some(m) = &self.meter {
+            m.apply(&e);
+        }
         if self.json {
             return self.json_event(e);
         }
         match e {
-            Event::Notice(m) if !self.quiet => err(&format!("archiver: {m}")),
+            Event::Notice(m) if !self.quiet => self.err_line(&format!("archiver: {m}")),
             Event::Warning(m) => {
                 self.warnings.fetch_add(1, Ordering::Relaxed);
-                err(&format!("archiver: warning: {m}"));
+                self.err_line(&format!("archiver: warning: {m}"));
             }
-            Event::File(p) if self.verbose => err(&format!("a {p}")),
+            Event::File(p) if self.verbose => self.err_line(&format!("a {p}")),
             Event::Checkpoint { uploaded } if self.verbose => {
-                err(&format!("archiver: checkpoint stored ({uploaded} bytes uploaded)"))
+                self.err_line(&format!("archiver: checkpoint stored ({uploaded} bytes uploaded)"))
             }
             Event::Progress { files, uploaded } => {
-                err(&format!("archiver: progress: {files} files, {uploaded} bytes uploaded"))
+                self.err_line(&format!("archiver: progress: {files} files, {uploaded} bytes uploaded"))
             }
             _ => {}
+        }
+    }
+
+    /// A line on stderr, above the progress bar if one is drawn.
+    pub fn err_line(&self, line: &str) {
+        match self.ticker.as_ref().and_then(|t| t.bar.as_ref()) {
+            Some(bar) => bar.suspend(|| err(line)),
+            None => err(line),
         }
     }
 
@@ -72,7 +86,7 @@ impl Output {
     pub fn aside(&self, m: &str) {
         match self.json {
             true => drop(self.json(&super::json::message("warning", m))),
-            false => err(&format!("archiver: warning: {m}")),
+            false => self.err_line(&format!("archiver: warning: {m}")),
         }
     }
 
@@ -98,7 +112,7 @@ impl Output {
     }
 }
 
-fn write_out(line: &str) -> anyhow::Result<()> {
+pub fn write_out(line: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{line}") {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(BrokenPipe.into()),

@@ -172,6 +172,8 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
         }
     }
 
+    let bytes = jobs.iter().map(|j| j.node.size).sum();
+    progress(Event::Total { files: jobs.len() as u64, bytes, complete: true });
     let stop = AtomicBool::new(false);
     let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let fetcher = fetch::Fetcher::new(session.repo.clone(), session.keys.clone())?;
@@ -202,6 +204,7 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
             }
             progress(Event::File(show(&job.node.path)));
             let restored = file::restore(&ctx, job);
+            progress(Event::Advance { files: 1, bytes: job.node.size });
             if restored.is_ok() && job.node.partial {
                 warn(format!(
                     "{} was cut short when the archive was made (it is marked [partial]: a checkpoint or a read error ended it): restored its first {} bytes only, and its mtime is the time of the restore, so that it is not taken for the complete file",

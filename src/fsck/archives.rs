@@ -131,9 +131,12 @@ pub fn check(
         read: 0,
         used_damaged: HashSet::new(),
     };
+    let total = m.archives.iter().map(|a| a.stats.raw).sum();
+    progress(Event::Total { files: m.archives.len() as u64, bytes: total, complete: true });
     for a in &m.archives {
         progress(Event::File(crate::query::escape(a.name.as_bytes())));
         let (lines, files, repaired) = c.archive(a)?;
+        progress(Event::Advance { files: 1, bytes: a.stats.raw });
         if repaired > 0 && lines.is_empty() {
             report.repaired.push(format!(
                 "archive {:?}: repaired: {repaired} block(s) it uses have a damaged copy and an intact one; it restores",
