@@ -43,7 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         quiet,
         json: cli.json,
         warnings: std::sync::atomic::AtomicU64::new(0),
-        ticker: meter.clone().zip(mode).map(|(m, mode)| meter::Ticker::start(m, mode)),
+        ticker: std::sync::Mutex::new(meter.clone().zip(mode).map(|(m, mode)| meter::Ticker::start(m, mode))),
         meter,
     };
     let progress = |e: Event| out.event(e);

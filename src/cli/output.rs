@@ -13,7 +13,7 @@ pub struct Output {
     pub warnings: AtomicU64,
     /// The progress display, when one is shown (`meter`).
     pub meter: Option<std::sync::Arc<super::meter::Meter>>,
-    pub ticker: Option<super::meter::Ticker>,
+    pub ticker: std::sync::Mutex<Option<super::meter::Ticker>>,
 }
 
 /// Raised when stdout is a closed pipe (`archiver list | head`): exit quietly.
@@ -55,7 +55,8 @@ impl Output {
 
     /// A line on stderr, above the progress bar if one is drawn.
     pub fn err_line(&self, line: &str) {
-        match self.ticker.as_ref().and_then(|t| t.bar.as_ref()) {
+        let ticker = self.ticker.lock().unwrap_or_else(|p| p.into_inner());
+        match ticker.as_ref().and_then(|t| t.bar.as_ref()) {
             Some(bar) => bar.suspend(|| err(line)),
             None => err(line),
         }
@@ -94,9 +95,18 @@ impl Output {
         write_out(&one_line(s, true))
     }
 
-    /// One JSON object on its own line on stdout.
+    /// One JSON object on its own line on stdout. A `summary` ends the progress display
+    /// first, so that it is the command's last object.
     pub fn json(&self, v: &serde_json::Value) -> anyhow::Result<()> {
+        if v["message_type"] == "summary" {
+            self.finish_progress();
+        }
         write_out(&v.to_string())
+    }
+
+    /// Stops the progress display (clearing the bar; a last `status` with `--json`).
+    pub fn finish_progress(&self) {
+        drop(self.ticker.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 
     /// A result: `text` as a line, or with `--json` the object `v()`.
