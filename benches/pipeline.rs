@@ -103,6 +103,8 @@ fn main() {
             select: Default::default(),
             creationtime: None,
             scan_totals: false,
+            dry_run: false,
+            stdin_name: None,
         };
         // The same first backup with a checkpoint every 64 MiB, into a repository of its own.
         let ck_settings = Settings {

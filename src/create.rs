@@ -11,6 +11,7 @@ use crate::access::Perm;
 use crate::archive::{validate_name, Stats};
 use crate::chunker::Chunker;
 use crate::manifest::ArchiveRef;
+use crate::operands::Operand;
 use crate::process::now_ns;
 use crate::progress::{Event, Progress};
 use crate::reader;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+#[derive(Clone)]
 pub struct CreateOptions {
     pub name: String,
     pub paths: Vec<PathBuf>,
@@ -37,6 +39,10 @@ pub struct CreateOptions {
     pub creationtime: Option<i64>,
     /// Scan the operands concurrently for the totals a progress display shows (`scan`).
     pub scan_totals: bool,
+    /// Walk, chunk and consult the cache, but store nothing (`dry_run`).
+    pub dry_run: bool,
+    /// With `paths` just `-`: store standard input as one file of this name (default `stdin`).
+    pub stdin_name: Option<String>,
 }
 
 pub struct CreateResult {
@@ -61,7 +67,13 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     if opts.paths.is_empty() {
         bail!("no paths given: name the files or directories to archive");
     }
-    let operands = crate::operands::plan(&opts.paths, progress)?;
+    let operands = match stdin_name(opts)? {
+        Some(_) => Vec::new(),
+        None => crate::operands::plan(&opts.paths, progress)?,
+    };
+    if opts.dry_run {
+        return dry_run(session, opts, &operands, progress);
+    }
     session.require(&[Perm::Write], "create archives")?;
     // The lock is held until this function returns, across every transaction it runs.
     let writing = crate::txn::lock(session, "create", progress, Default::default())?;
@@ -72,40 +84,9 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     let cache = session.open_cache(&head, progress)?;
     let txn = Txn::begin(session, head.0, cache, format!("create {}", opts.name).as_bytes())?;
     let time = opts.creationtime.unwrap_or_else(|| now_ns() / 1_000_000_000);
-    // Never archive our own repository or cache (the cache changes while it would be read).
-    let own: Vec<(u64, u64)> = [PathBuf::from(&session.settings.repo), session.settings.cachedir.clone()]
-        .iter()
-        .filter_map(|p| fs::metadata(p).ok())
-        .map(|m| (m.dev(), m.ino()))
-        .collect();
-    let mut w = Walker {
-        own: own.clone(),
-        txn,
-        chunker: Arc::new(Chunker::new(session.keys.chunk_seed)),
-        meta: MetaStream::default(),
-        stats: Stats::default(),
-        warnings: 0,
-        buf: Vec::new(),
-        progress,
-        limits: opts.limits.clone(),
-        name: opts.name.clone(),
-        time,
-        last_checkpoint: (0, Instant::now()),
-        select: opts.select.clone(),
-        device: None,
-    };
-    let stop_scan = std::sync::atomic::AtomicBool::new(false);
-    let walked = std::thread::scope(|s| {
-        if opts.scan_totals {
-            s.spawn(|| crate::scan::scan(&operands, &opts.select, &own, &stop_scan, progress));
-        }
-        let walked = operands.iter().try_for_each(|o| {
-            w.device = None; // --one-file-system: each operand's own file system
-            w.visit(&o.path, o.stored.clone())
-        });
-        stop_scan.store(true, std::sync::atomic::Ordering::Relaxed);
-        walked
-    });
+    let own = own_dirs(session);
+    let mut w = walker(session, txn, opts, &own, time, progress);
+    let walked = walk(&mut w, &operands, opts, &own, progress);
     if let Err(e) = walked {
         if !writing.still_held() {
             // Recovering now could touch the new holder's transaction: leave it all to it.
@@ -175,6 +156,128 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
             .map_err(|e| e.context(RepositoryChanged(format!("{:?} was stored", opts.name))))?;
     }
     Ok(CreateResult { archive, warnings, stopped: None })
+}
+
+/// `create --dry-run`: the same walk, chunking and cache lookups as a real run, through a
+/// transaction that stores nothing (`Txn::dry`), without the lock (nothing is written) and
+/// without checkpoints. The result's `archive` holds what would be stored: `stats.new_raw` is the
+/// plain size of the blocks that would be new (their stored size is not known without sealing
+/// them: `new_stored` stays 0).
+fn dry_run(
+    session: &Session,
+    opts: &CreateOptions,
+    operands: &[Operand],
+    progress: Progress,
+) -> Result<CreateResult> {
+    let head = session.head()?;
+    if head.0.find(&opts.name).is_some() {
+        bail!("an archive named {:?} already exists: choose another name, or delete it first", opts.name);
+    }
+    let cache = session.open_cache(&head, progress)?;
+    let txn = Txn::dry(session, head.0, cache)?;
+    let time = opts.creationtime.unwrap_or_else(|| now_ns() / 1_000_000_000);
+    let own = own_dirs(session);
+    let opts = &CreateOptions {
+        limits: Limits { control: opts.limits.control.clone(), ..Default::default() },
+        ..opts.clone()
+    };
+    let mut w = walker(session, txn, opts, &own, time, progress);
+    walk(&mut w, operands, opts, &own, progress)?;
+    let Walker { mut txn, chunker, mut meta, stats, warnings, .. } = w;
+    meta.cut(&mut txn, &chunker, true)?;
+    // The root record too, as the commit would store it.
+    let draft = Draft { name: opts.name.clone(), time, meta: meta.blocks, stats };
+    let (root, mut archive) = draft.build(txn.keys(), true)?;
+    txn.put(crate::pack::Kind::Root, &root)?;
+    archive.stats.raw = txn.stats.refs_raw;
+    archive.stats.new_raw = txn.stats.new_raw;
+    Ok(CreateResult { archive, warnings, stopped: None })
+}
+
+/// Directories never to archive: our own repository and cache (the cache changes while it
+/// would be read).
+fn own_dirs(session: &Session) -> Vec<(u64, u64)> {
+    [PathBuf::from(&session.settings.repo), session.settings.cachedir.clone()]
+        .iter()
+        .filter_map(|p| fs::metadata(p).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect()
+}
+
+fn walker<'a>(
+    session: &Session,
+    txn: Txn,
+    opts: &CreateOptions,
+    own: &[(u64, u64)],
+    time: i64,
+    progress: Progress<'a>,
+) -> Walker<'a> {
+    Walker {
+        own: own.to_vec(),
+        txn,
+        chunker: Arc::new(Chunker::new(session.keys.chunk_seed)),
+        meta: MetaStream::default(),
+        stats: Stats::default(),
+        warnings: 0,
+        buf: Vec::new(),
+        progress,
+        limits: opts.limits.clone(),
+        name: opts.name.clone(),
+        time,
+        last_checkpoint: (0, Instant::now()),
+        select: opts.select.clone(),
+        device: None,
+    }
+}
+
+/// The stored name for standard input when the only PATH is `-` (`--stdin-name`, default
+/// `stdin`): one file name, since the archive then holds that file alone.
+fn stdin_name(opts: &CreateOptions) -> Result<Option<Vec<u8>>> {
+    let is_stdin = opts.paths.len() == 1 && opts.paths[0].as_os_str() == "-";
+    if opts.paths.len() > 1 && opts.paths.iter().any(|p| p.as_os_str() == "-") {
+        bail!("`-` (standard input) must be the only PATH: store other paths in another archive");
+    }
+    match (is_stdin, &opts.stdin_name) {
+        (false, Some(_)) => bail!("--stdin-name names standard input: give `-` as the only PATH"),
+        (false, None) => Ok(None),
+        (true, name) => {
+            let name = name.as_deref().unwrap_or("stdin");
+            if name.is_empty()
+                || name.len() > 255
+                || name.contains(['/', '\0'])
+                || name == "."
+                || name == ".."
+            {
+                bail!("--stdin-name {name:?} is not a file name: give one name (no `/`, at most 255 bytes), e.g. db.sql");
+            }
+            Ok(Some(name.as_bytes().to_vec()))
+        }
+    }
+}
+
+/// Walks every operand into `w` (or standard input), with the size scan beside it when asked for.
+fn walk(
+    w: &mut Walker,
+    operands: &[Operand],
+    opts: &CreateOptions,
+    own: &[(u64, u64)],
+    progress: Progress,
+) -> Result<()> {
+    if let Some(name) = stdin_name(opts)? {
+        return w.stream(std::io::stdin().lock(), name);
+    }
+    let stop_scan = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        if opts.scan_totals {
+            s.spawn(|| crate::scan::scan(operands, &opts.select, own, &stop_scan, progress));
+        }
+        let walked = operands.iter().try_for_each(|o| {
+            w.device = None; // --one-file-system: each operand's own file system
+            w.visit(&o.path, o.stored.clone())
+        });
+        stop_scan.store(true, std::sync::atomic::Ordering::Relaxed);
+        walked
+    })
 }
 
 /// Whether `name` is reserved for checkpoints: it ends in `.part` or `.part.N`.

@@ -29,6 +29,9 @@ use std::collections::{BTreeMap, HashSet};
 pub struct FsckOptions {
     pub prune: bool,
     pub verify_data: bool,
+    /// With `verify_data`: verify only a random sample of the packs holding about this share
+    /// (0 to 1) of the stored bytes (`--verify-data=N%`), to bound what is downloaded.
+    pub sample: Option<f64>,
 }
 
 /// What fsck found and did. `problems` lists damage, one line each; the rest are counts.
@@ -54,6 +57,8 @@ pub struct FsckReport {
     pub orphan_segments: Vec<String>,
     /// `--verify-data`: blocks and stored bytes read, and how many blocks failed.
     pub verified: Option<(u64, u64, usize)>,
+    /// `--verify-data=N%`: packs verified of all packs, and the share asked for.
+    pub sampled: Option<(usize, usize, f64)>,
     pub pruned: Option<crate::reclaim::DeleteResult>,
     /// Archives listed again from their roots (`lost`), one line each.
     pub relisted: Vec<String>,
@@ -99,6 +104,12 @@ impl FsckReport {
                 human(bytes),
                 if bad == 0 { "all intact".to_string() } else { format!("{bad} damaged") }
             ));
+            if let Some((checked, total, share)) = self.sampled {
+                out.push(format!(
+                    "verified a random sample: {checked} of {total} packs, about {:.1}% of the stored bytes (the others were not read)",
+                    share * 100.0
+                ));
+            }
         }
         if !self.orphan_packs.is_empty() || !self.orphan_segments.is_empty() {
             let what = format!(
@@ -335,7 +346,12 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
 
     // 5. Every block read and authenticated, if asked.
     if opts.verify_data {
-        let skip: HashSet<&str> = found.iter().map(|(_, p, _)| p.as_str()).collect();
+        let mut skip: HashSet<&str> = found.iter().map(|(_, p, _)| p.as_str()).collect();
+        if let Some(share) = opts.sample.filter(|&s| s < 1.0) {
+            let unsampled = packs::unsampled(&index, share)?;
+            report.sampled = Some((index.packs.len() - unsampled.len(), index.packs.len(), share));
+            skip.extend(unsampled);
+        }
         let (blocks, bytes, bad) = packs::verify(session, &index, &skip, progress)?;
         report.verified = Some((blocks, bytes, bad.len()));
         found.extend(bad);
@@ -343,7 +359,9 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
 
     // 6. Damaged copies recorded, so that the next create stores those blocks again.
     let assessed = marks::assess(&index, &found);
-    let wanted = marks::wanted(&head.0, &index, &found, opts.verify_data);
+    // Marks are cleared only by a check that read every copy (not a sample).
+    let verified_all = opts.verify_data && report.sampled.is_none();
+    let wanted = marks::wanted(&head.0, &index, &found, verified_all);
     if wanted != head.0.damaged {
         let n = wanted.len();
         if session.access.has(Perm::Write) {

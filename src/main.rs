@@ -6,12 +6,14 @@
 
 mod cli;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 fn main() {
     // Known before parsing, so that a command line clap refuses also ends in JSON.
     let json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
-    let cli = match cli::args::Cli::try_parse() {
+    // Parsed through `docs::command()`, so that help shows each command's examples.
+    let parsed = cli::docs::command().try_get_matches().and_then(|m| cli::args::Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;

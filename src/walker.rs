@@ -310,24 +310,7 @@ impl Walker<'_> {
             }
         };
         node.size = seen.size; // what a checkpoint during the read compares the stored part with
-        let chunker = self.chunker.clone();
-        let mut buf = std::mem::take(&mut self.buf);
-        let keys = self.txn.keys().clone();
-        let res = chunker.split(f, &mut buf, |batch| {
-            // Hash the batch on all cores, then deduplicate and submit in order.
-            let ids: Vec<_> = batch.par_iter().map(|c| keys.block_id(c)).collect();
-            for (chunk, id) in batch.iter().zip(ids) {
-                self.txn.put_with_id(Kind::Data, id, chunk)?;
-                node.blocks.push((id, chunk.len() as u32));
-                self.maybe_checkpoint(Some(node))?;
-            }
-            let bytes = batch.iter().map(|c| c.len() as u64).sum();
-            (self.progress)(Event::Advance { files: 0, bytes });
-            (self.progress)(Event::Uploaded(self.txn.uploaded()));
-            Ok(())
-        });
-        self.buf = buf;
-        node.size = node.blocks.iter().map(|b| b.1 as u64).sum();
+        let res = self.read_into(f, node);
         if let Err(e) = res {
             if e.downcast_ref::<std::io::Error>().is_none() {
                 return Err(e); // a repository failure, not a read error: stop
@@ -354,6 +337,66 @@ impl Walker<'_> {
             self.txn.cache.put_file(key, &FileRecord { blocks: node.blocks.clone(), ..seen })?;
         }
         Ok(true)
+    }
+
+    /// Cuts what `f` yields into blocks, stores the new ones and lists them all in `node`
+    /// (checkpointing as due); `node.size` ends as the bytes read. An `io::Error` in the result
+    /// is a read error (what was read before it is stored); any other error is the repository's.
+    fn read_into(&mut self, f: impl std::io::Read, node: &mut Node) -> Result<()> {
+        let chunker = self.chunker.clone();
+        let mut buf = std::mem::take(&mut self.buf);
+        let keys = self.txn.keys().clone();
+        let res = chunker.split(f, &mut buf, |batch| {
+            // Hash the batch on all cores, then deduplicate and submit in order.
+            let ids: Vec<_> = batch.par_iter().map(|c| keys.block_id(c)).collect();
+            for (chunk, id) in batch.iter().zip(ids) {
+                self.txn.put_with_id(Kind::Data, id, chunk)?;
+                node.blocks.push((id, chunk.len() as u32));
+                self.maybe_checkpoint(Some(node))?;
+            }
+            let bytes = batch.iter().map(|c| c.len() as u64).sum();
+            (self.progress)(Event::Advance { files: 0, bytes });
+            (self.progress)(Event::Uploaded(self.txn.uploaded()));
+            Ok(())
+        });
+        self.buf = buf;
+        node.size = node.blocks.iter().map(|b| b.1 as u64).sum();
+        res.map(|_| ())
+    }
+
+    /// Stores what `input` yields (standard input: a database dump) as one regular file at
+    /// stored path `apath`: mode 0600, this process's owner, the current time. A read error
+    /// stores what was read, marked partial, with a warning.
+    pub fn stream(&mut self, input: impl std::io::Read, apath: Vec<u8>) -> Result<()> {
+        let now = now_ns();
+        // SAFETY: getuid and getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let mut node = Node {
+            path: apath,
+            kind: NodeKind::File,
+            mode: libc::S_IFREG | 0o600,
+            uid,
+            gid,
+            mtime: now.div_euclid(1_000_000_000),
+            mtime_ns: now.rem_euclid(1_000_000_000) as u32,
+            size: u64::MAX, // unknown: a checkpoint during the read marks the file partial
+            blocks: Vec::new(),
+            target: Vec::new(),
+            partial: false,
+        };
+        if let Err(e) = self.read_into(input, &mut node) {
+            if e.downcast_ref::<std::io::Error>().is_none() {
+                return Err(e);
+            }
+            node.partial = true;
+            self.warn(format!(
+                "error reading standard input after {} bytes: {e}; stored what was read",
+                node.size
+            ));
+        }
+        self.stats.files += 1;
+        (self.progress)(Event::Advance { files: 1, bytes: 0 });
+        self.emit(&node)
     }
 
     fn all_stored(&self, blocks: &[(BlockId, u32)]) -> Result<bool> {

@@ -104,6 +104,14 @@ pub enum Cmd {
         /// Record EPOCH (seconds since 1970-01-01 UTC) as the archive's creation time
         #[arg(long, value_name = "EPOCH", value_parser = parse_epoch)]
         creationtime: Option<i64>,
+        /// Walk, chunk and consult the cache; print what would be stored and how much would be
+        /// new; store nothing (-v lists the files)
+        #[arg(long)]
+        dry_run: bool,
+        /// With `-` as the only PATH (standard input, e.g. a database dump): the file name to
+        /// store it under (default: stdin)
+        #[arg(long, value_name = "FILENAME")]
+        stdin_name: Option<String>,
         name: String,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -127,6 +135,9 @@ pub enum Cmd {
         /// Print what was restored and how much was fetched from the repository
         #[arg(long)]
         print_stats: bool,
+        /// Write one file's content to stdout instead (give its stored path as the only PATTERN)
+        #[arg(long, conflicts_with_all = ["resume", "overwrite"])]
+        to_stdout: bool,
         /// Shell patterns; a pattern matching a directory selects all under it
         patterns: Vec<String>,
     },
@@ -214,13 +225,27 @@ pub enum Cmd {
         /// Also delete stored data that no archive references
         #[arg(long)]
         prune: bool,
-        /// Also read and authenticate every stored block, naming the archives and paths a damaged one affects
-        #[arg(long)]
-        verify_data: bool,
+        /// Also read and authenticate every stored block, naming the archives and paths a damaged
+        /// one affects; `--verify-data=N%` reads a random sample of about N% of the stored bytes
+        #[arg(long, value_name = "N%", num_args = 0..=1, require_equals = true, default_missing_value = "100%", value_parser = parse_percent)]
+        verify_data: Option<f64>,
         /// Only write the repository's config again, when it is lost or damaged: needs the full key
         /// file, which is first checked against the stored data (a local directory only)
         #[arg(long, conflicts_with_all = ["prune", "verify_data"])]
         rebuild_config: bool,
+    },
+    /// Print the completion script for SHELL to stdout
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page to stdout, or write one per command into a directory
+    Man {
+        /// Write archiver.1 and one archiver-COMMAND.1 per command into DIR (made if missing;
+        /// earlier pages are replaced), e.g. /usr/local/share/man/man1
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -231,6 +256,14 @@ fn parse_epoch(s: &str) -> Result<i64, String> {
     match s.parse::<i64>() {
         Ok(n) if (0..=MAX_EPOCH).contains(&n) => Ok(n),
         _ => Err(format!("give whole seconds since 1970-01-01 UTC, from 0 to {MAX_EPOCH}")),
+    }
+}
+
+/// `N%` or `N`, 0 < N <= 100, as a fraction.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.strip_suffix('%').unwrap_or(s).parse::<f64>() {
+        Ok(n) if n > 0.0 && n <= 100.0 => Ok(n / 100.0),
+        _ => Err("give a share of the stored data above 0 and at most 100, e.g. --verify-data=10%".into()),
     }
 }
 
@@ -264,7 +297,7 @@ impl Cli {
         }
         // Which default paths this command uses (the others stay empty).
         let (need_repo, need_key, need_cache) = match self.cmd {
-            Cmd::Serve { .. } => (false, false, false),
+            Cmd::Serve { .. } | Cmd::Completions { .. } | Cmd::Man { .. } => (false, false, false),
             Cmd::Keymgmt { .. } => (false, true, false),
             Cmd::Keygen => (true, true, false),
             _ => (true, true, true),

@@ -1,6 +1,7 @@
 //! The `archiver` binary's commands: each resolves its inputs, calls the library, and prints.
 
 pub mod args;
+pub mod docs;
 pub mod json;
 mod meter;
 pub mod output;
@@ -43,13 +44,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         quiet,
         json: cli.json,
         warnings: std::sync::atomic::AtomicU64::new(0),
+        summarized: Default::default(),
         ticker: std::sync::Mutex::new(meter.clone().zip(mode).map(|(m, mode)| meter::Ticker::start(m, mode))),
         meter,
     };
     let progress = |e: Event| out.event(e);
     // tarsnap warns about a key file others can read; so do we, once, for every command that
     // reads one (not counted as a warning about the command's result).
-    if !matches!(cli.cmd, Cmd::Keygen | Cmd::Serve { .. }) {
+    if !matches!(cli.cmd, Cmd::Keygen | Cmd::Serve { .. } | Cmd::Completions { .. } | Cmd::Man { .. }) {
         if let Some(w) = archiver::keyfile::exposure(&settings.keyfile) {
             out.aside(&w);
         }
@@ -91,6 +93,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             exclude_if_present,
             one_file_system,
             creationtime,
+            dry_run,
+            stdin_name,
             name,
             paths,
         } => {
@@ -158,6 +162,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 select,
                 creationtime: *creationtime,
                 scan_totals: mode.is_some(),
+                dry_run: *dry_run,
+                stdin_name: stdin_name.clone(),
             };
             let started = std::time::Instant::now();
             let res = create(&session, &opts, &progress)?;
@@ -168,7 +174,22 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 v["warnings"] = res.warnings.into();
                 v["stopped"] = res.stopped.clone().into();
                 v["duration_seconds"] = started.elapsed().as_secs_f64().into();
+                v["dry_run"] = (*dry_run).into();
                 out.json(&v)?;
+            }
+            if *dry_run && !out.json {
+                let s = &res.archive.stats;
+                progress(Event::Notice(format!(
+                    "dry run: {name:?} would hold {} files, {} directories and {} symlinks, {} in all, of which {} would be new; nothing was stored",
+                    s.files,
+                    s.dirs,
+                    s.symlinks,
+                    archiver::units::human(s.raw),
+                    archiver::units::human(s.new_raw)
+                )));
+            }
+            if *dry_run {
+                return Ok(if res.warnings > 0 { Done::Incomplete } else { Done::Complete });
             }
             if let Some(reason) = &res.stopped {
                 progress(Event::Notice(format!("{reason}: stored what was done as {:?}", res.archive.name)));
@@ -222,7 +243,29 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 out.item(text, || json::node(&n))?;
             }
         }
-        Cmd::Extract { name, dir, patterns, resume, overwrite, print_stats } => {
+        Cmd::Extract { name, patterns, to_stdout: true, .. } => {
+            if out.json {
+                anyhow::bail!("--to-stdout writes the file's bytes to stdout, where --json writes its lines: use one of them");
+            }
+            let [path] = &patterns[..] else {
+                anyhow::bail!("--to-stdout writes one file: give its stored path (`archiver ls {name}` lists them) as the only PATH");
+            };
+            let session = Session::open(&settings)?;
+            let mut stdout = std::io::stdout().lock();
+            let w = match archiver::extract::to_writer(&session, name, path, &mut stdout, &progress) {
+                Err(e)
+                    if e.downcast_ref::<std::io::Error>()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+                {
+                    return Err(output::BrokenPipe.into())
+                }
+                r => r?,
+            };
+            if w.partial {
+                return Ok(Done::Skipped);
+            }
+        }
+        Cmd::Extract { name, dir, patterns, resume, overwrite, print_stats, .. } => {
             let session = Session::open(&settings)?;
             let opts = ExtractOptions {
                 name: name.clone(),
@@ -342,7 +385,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         }
         Cmd::Fsck { prune, verify_data, .. } => {
             let session = Session::open(&settings)?;
-            let opts = archiver::fsck::FsckOptions { prune: *prune, verify_data: *verify_data };
+            let opts = archiver::fsck::FsckOptions {
+                prune: *prune,
+                verify_data: verify_data.is_some(),
+                sample: *verify_data,
+            };
             let report = archiver::fsck::fsck(&session, &opts, &progress)?;
             if out.json {
                 out.json(&json::fsck(&report))?;
@@ -368,6 +415,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             } else {
                 print_stats_table(&report, false, &mut |l| out.line(l))?;
             }
+        }
+        Cmd::Completions { shell } => docs::print(&docs::completions(*shell))?,
+        Cmd::Man { dir: None } => docs::print(&docs::man_page())?,
+        Cmd::Man { dir: Some(dir) } => {
+            let names = docs::write_man_pages(dir)?;
+            progress(Event::Notice(format!("wrote {} into {}", names.join(", "), dir.display())));
         }
     }
     Ok(Done::Complete)

@@ -14,6 +14,9 @@ pub struct Output {
     /// The progress display, when one is shown (`meter`).
     pub meter: Option<std::sync::Arc<super::meter::Meter>>,
     pub ticker: std::sync::Mutex<Option<super::meter::Ticker>>,
+    /// A `summary` was printed (`--json`): it stays the last object, so later notices (which
+    /// repeat what it says) are dropped.
+    pub summarized: std::sync::atomic::AtomicBool,
 }
 
 /// Raised when stdout is a closed pipe (`archiver list | head`): exit quietly.
@@ -65,7 +68,9 @@ impl Output {
     fn json_event(&self, e: Event) {
         use super::json::message;
         let v = match e {
-            Event::Notice(m) if !self.quiet => message("notice", &m),
+            Event::Notice(m) if !self.quiet && !self.summarized.load(Ordering::Relaxed) => {
+                message("notice", &m)
+            }
             Event::Warning(m) => {
                 self.warnings.fetch_add(1, Ordering::Relaxed);
                 message("warning", &m)
@@ -100,6 +105,7 @@ impl Output {
     pub fn json(&self, v: &serde_json::Value) -> anyhow::Result<()> {
         if v["message_type"] == "summary" {
             self.finish_progress();
+            self.summarized.store(true, Ordering::Relaxed);
         }
         write_out(&v.to_string())
     }

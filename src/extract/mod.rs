@@ -38,6 +38,8 @@ mod beneath;
 mod fetch;
 mod file;
 mod paths;
+mod stdout;
+pub use stdout::{to_writer, Written};
 mod tree;
 
 use crate::archive::Node;

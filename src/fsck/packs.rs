@@ -93,6 +93,34 @@ pub type BadCopy = (BlockId, String, String);
 /// Reads every indexed pack and authenticates every block in it. Returns blocks and stored bytes
 /// verified, and each damaged copy with the reason. Packs in `skip` (missing or truncated: already
 /// reported) are not read.
+/// The packs left out of a random sample holding about `share` of the indexed stored bytes (at
+/// least one pack is in it). Packs are drawn in a random order from the system's generator, so
+/// repeated runs cover different packs.
+pub fn unsampled(index: &Index, share: f64) -> Result<Vec<&str>> {
+    let mut packs: Vec<(&str, u64)> =
+        index.packs.iter().map(|(p, es)| (p.as_str(), es.iter().map(|e| e.len as u64).sum())).collect();
+    // Fisher-Yates with OS randomness.
+    for i in (1..packs.len()).rev() {
+        let mut r = [0u8; 8];
+        getrandom::getrandom(&mut r).map_err(|e| anyhow::anyhow!("no randomness for the sample: {e}"))?;
+        packs.swap(i, (u64::from_le_bytes(r) % (i as u64 + 1)) as usize);
+    }
+    let total: u64 = packs.iter().map(|p| p.1).sum();
+    let want = (total as f64 * share).ceil() as u64;
+    let mut taken = 0u64;
+    let mut out = Vec::new();
+    for (i, (pack, bytes)) in packs.into_iter().enumerate() {
+        // A pack is taken while it brings the sample closer to its share (the first always).
+        let closer = taken < want && taken + bytes - want.min(taken + bytes) <= want - taken;
+        if i == 0 || closer {
+            taken += bytes;
+        } else {
+            out.push(pack);
+        }
+    }
+    Ok(out)
+}
+
 pub fn verify(
     session: &Session,
     index: &Index,

@@ -98,9 +98,39 @@ pub struct Txn {
     /// Keep the manifest generations this commit supersedes. Always without the delete
     /// permission; a rollback keeps them too, so it can itself be undone.
     pub keep_history: bool,
+    /// A dry run (`create --dry-run`): blocks are counted, never sealed or stored, and nothing
+    /// is written to the repository; the cache transaction is rolled back at the end.
+    dry: bool,
 }
 
 impl Txn {
+    /// A transaction that stores nothing, for `create --dry-run`: it consults the cache as a
+    /// real one does and counts what would be new. It writes nothing to the repository (no
+    /// record, no lock needed), and its cache changes are rolled back when it is dropped.
+    pub fn dry(session: &Session, base: Manifest, cache: Cache) -> Result<Txn> {
+        cache.begin()?;
+        let pipe = Pipeline::start(session.repo.clone(), session.keys.clone(), "dry-run".into());
+        Ok(Txn {
+            id: "dry-run".into(),
+            base,
+            cache,
+            repo: session.repo.clone(),
+            keys: session.keys.clone(),
+            pipe,
+            submitted: 0,
+            pending: HashMap::new(),
+            unindexed: Vec::new(),
+            kept_packs: Vec::new(),
+            kept_indexes: Vec::new(),
+            index_seq: 0,
+            stats: TxnStats::default(),
+            checkpoints: 0,
+            done: false,
+            keep_history: true,
+            dry: true,
+        })
+    }
+
     /// Starts a transaction on a repository whose lock the caller holds (for the transaction's
     /// whole life), already recovered, with a cache that mirrors `base`.
     pub fn begin(session: &Session, base: Manifest, cache: Cache, intent: &[u8]) -> Result<Txn> {
@@ -127,6 +157,7 @@ impl Txn {
             checkpoints: 0,
             done: false,
             keep_history: !session.access.has(crate::access::Perm::Delete),
+            dry: false,
         })
     }
 
@@ -180,6 +211,9 @@ impl Txn {
         self.stats.refs_raw += plain_len as u64;
         self.stats.new_raw += plain_len as u64;
         self.stats.new_blocks += 1;
+        if self.dry {
+            return Ok(());
+        }
         self.submitted += 1;
         self.pipe.submit(Job { id, kind, data })
     }
@@ -249,6 +283,10 @@ impl Drop for Txn {
     fn drop(&mut self) {
         // No upload is under way once this returns, so the abort below cannot race one.
         self.pipe.shutdown();
+        if self.dry {
+            self.cache.rollback();
+            return;
+        }
         if !self.done {
             self.cache.rollback();
             // Never reached the commit and no checkpoint: undo everything this transaction
