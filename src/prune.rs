@@ -15,7 +15,6 @@ use crate::reclaim::DeleteResult;
 use crate::retention::{apply, Decision, Policy};
 use crate::session::Session;
 use anyhow::{bail, Result};
-use std::ffi::CString;
 
 #[derive(Clone, Debug)]
 pub struct PruneOptions {
@@ -47,24 +46,15 @@ pub fn prune(session: &Session, opts: &PruneOptions, progress: Progress) -> Resu
             "no retention rule given: pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly or --keep-within"
         );
     }
-    let glob = match &opts.glob {
-        Some(g) => {
-            Some(CString::new(g.as_bytes()).map_err(|_| anyhow::anyhow!("--match contains a NUL byte"))?)
-        }
-        None => None,
-    };
+    let glob = crate::query::Glob::new(opts.glob.as_deref())?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let plan = |session: &Session| -> Result<Vec<Decision>> {
         let head = session.head()?;
-        let selected: Vec<ArchiveRef> = head
-            .0
-            .archives
-            .into_iter()
-            .filter(|a| glob.as_ref().is_none_or(|g| matches(g, &a.name)))
-            .collect();
+        let selected: Vec<ArchiveRef> =
+            head.0.archives.into_iter().filter(|a| glob.matches(&a.name)).collect();
         Ok(apply(&selected, &opts.policy, now, opts.zone))
     };
     if opts.dry_run {
@@ -80,10 +70,4 @@ pub fn prune(session: &Session, opts: &PruneOptions, progress: Progress) -> Resu
         Some(crate::reclaim::delete_locked(session, &remove, progress)?)
     };
     Ok(PruneResult { decisions, deleted })
-}
-
-/// Whether archive name `name` matches shell glob `glob` (fnmatch without flags: `*` matches
-/// any characters; names hold no `/`).
-fn matches(glob: &CString, name: &str) -> bool {
-    CString::new(name.as_bytes()).is_ok_and(|n| unsafe { libc::fnmatch(glob.as_ptr(), n.as_ptr(), 0) } == 0)
 }

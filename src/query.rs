@@ -141,6 +141,39 @@ pub fn escape_name(name: &str) -> String {
     escape(name.as_bytes())
 }
 
+/// A `--match` shell glob over archive names (fnmatch without flags: `*` matches any
+/// characters; names hold no `/`). No glob matches every name.
+pub struct Glob(Option<std::ffi::CString>);
+
+impl Glob {
+    pub fn new(glob: Option<&str>) -> Result<Glob> {
+        match glob {
+            None => Ok(Glob(None)),
+            Some(g) => Ok(Glob(Some(
+                std::ffi::CString::new(g).map_err(|_| anyhow::anyhow!("--match contains a NUL byte"))?,
+            ))),
+        }
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        let Some(glob) = &self.0 else { return true };
+        // SAFETY: both are NUL-terminated strings that outlive the call.
+        std::ffi::CString::new(name)
+            .is_ok_and(|n| unsafe { libc::fnmatch(glob.as_ptr(), n.as_ptr(), 0) } == 0)
+    }
+}
+
+/// The newest complete archive whose name matches `glob` (ties: the greatest name).
+pub fn newest(session: &Session, glob: &Glob) -> Result<Option<ArchiveRef>> {
+    let head = session.head()?;
+    Ok(head
+        .0
+        .archives
+        .into_iter()
+        .filter(|a| !a.partial && glob.matches(&a.name))
+        .max_by(|a, b| a.time.cmp(&b.time).then_with(|| a.name.cmp(&b.name))))
+}
+
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn format_time(secs: i64) -> String {
     crate::calendar::utc(secs).format()

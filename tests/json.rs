@@ -123,6 +123,8 @@ fn every_message_type_appears_parses_and_is_documented() {
     let dir = env.fresh_dir("x");
     seen.run(&env, &["extract", "-C", dir.to_str().unwrap(), "one"]);
     seen.run(&env, &["fsck"]);
+    seen.run(&env, &["fsck", "--verify-data=50%"]);
+    seen.run(&env, &["newest", "--max-age", "1d"]);
     seen.run(&env, &["recover"]); // "nothing to recover": a notice
     seen.run(&env, &["prune", "--keep-last", "5", "--dry-run"]);
     seen.run(&env, &["create", "three", "d"]);

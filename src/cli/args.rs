@@ -234,6 +234,16 @@ pub enum Cmd {
         #[arg(long, conflicts_with_all = ["prune", "verify_data"])]
         rebuild_config: bool,
     },
+    /// The newest complete archive (of those matching GLOB) and its age; with --max-age, fail when
+    /// it is older than SPAN (for monitoring)
+    Newest {
+        /// Only archives whose names match this shell glob (e.g. 'nightly-*')
+        #[arg(long = "match", value_name = "GLOB")]
+        glob: Option<String>,
+        /// Exit 1 when the newest is older than SPAN before now (e.g. 26h, 2d, 1m)
+        #[arg(long, value_name = "SPAN", value_parser = parse_span)]
+        max_age: Option<archiver::retention::Span>,
+    },
     /// Print the completion script for SHELL to stdout
     Completions {
         /// The shell to complete for

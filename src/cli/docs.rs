@@ -69,7 +69,13 @@ archiver create --exclude '*.o' --exclude-if-present .nobackup --one-file-system
 archiver create --quiet --keyfile /root/nightly.key \"nightly-$(date +%F)\" /home /etc
 
 # Into an S3 bucket, stopping after 10 GiB uploaded (kept as NAME.part; run it again to go on)
-archiver create --repo s3://my-backups/laptop --maxbw 10G nightly-2026-11-22 /home",
+archiver create --repo s3://my-backups/laptop --maxbw 10G nightly-2026-11-22 /home
+
+# How much would be stored and how much of it is new, storing nothing
+archiver create --dry-run nightly-2026-11-22 /home /etc
+
+# A database dump from standard input, stored as the file mydb.sql
+archiver create --stdin-name mydb.sql db-2026-11-22 -",
     ),
     (
         "list",
@@ -105,7 +111,10 @@ archiver extract home-2026-11-22 -C /tmp/restore home/alice/docs '*.conf'
 archiver extract home-2026-11-22 -C / --overwrite etc/fstab
 
 # Continue an interrupted restore, fetching only what is missing
-archiver extract home-2026-11-22 -C /tmp/restore --resume --print-stats",
+archiver extract home-2026-11-22 -C /tmp/restore --resume --print-stats
+
+# One file to standard output (a dump into psql)
+archiver extract --to-stdout db-2026-11-22 mydb.sql",
     ),
     (
         "delete",
@@ -178,11 +187,22 @@ archiver fsck
 # Also read and authenticate every stored block
 archiver fsck --verify-data
 
+# Read a random tenth of the stored data (bounds the download from S3)
+archiver fsck --verify-data=10%
+
 # Also delete stored data no archive references (needs a key with -r and -d)
 archiver fsck --prune
 
 # Write a lost or damaged repository config again (full key file, local directory)
 archiver fsck --rebuild-config --repo /srv/archiver/laptop",
+    ),
+    (
+        "newest",
+        "# The newest complete archive of a series, and its age
+archiver newest --match 'nightly-*'
+
+# For monitoring: exit 1 (and say why) when the last nightly is older than 26 hours
+archiver newest --match 'nightly-*' --max-age 26h",
     ),
     (
         "completions",

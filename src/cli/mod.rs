@@ -4,6 +4,7 @@ pub mod args;
 pub mod docs;
 pub mod json;
 mod meter;
+mod newest;
 pub mod output;
 mod prune;
 pub mod signals;
@@ -416,6 +417,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 print_stats_table(&report, false, &mut |l| out.line(l))?;
             }
         }
+        Cmd::Newest { glob, max_age } => newest::run(&settings, out, glob.as_deref(), *max_age)?,
         Cmd::Completions { shell } => docs::print(&docs::completions(*shell))?,
         Cmd::Man { dir: None } => docs::print(&docs::man_page())?,
         Cmd::Man { dir: Some(dir) } => {
