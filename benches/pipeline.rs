@@ -92,6 +92,7 @@ fn main() {
             keyfile: dir.join("key"),
             cachedir: dir.join("cache"),
             ca_cert: None,
+            lock_wait: None,
         };
         keygen(&settings).unwrap();
         let session = Session::open(&settings).unwrap();
@@ -112,6 +113,7 @@ fn main() {
             keyfile: dir.join("key-ck"),
             cachedir: dir.join("cache-ck"),
             ca_cert: None,
+            lock_wait: None,
         };
         keygen(&ck_settings).unwrap();
         let ck_session = Session::open(&ck_settings).unwrap();

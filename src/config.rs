@@ -14,6 +14,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("cacert", true),
     ("print-stats", false),
     ("quiet", false),
+    ("lock-wait", true),
     ("checkpoint-bytes", true),
     ("checkpoint-interval", true),
     ("maxbw", true),

@@ -30,6 +30,9 @@ pub struct Settings {
     pub cachedir: PathBuf,
     /// A PEM certificate to trust (alone) for `https://` repositories, e.g. a self-signed one.
     pub ca_cert: Option<PathBuf>,
+    /// How long a write command waits for another writer's lock before giving up
+    /// (`--lock-wait`; none: it fails at once, in one line naming the holder).
+    pub lock_wait: Option<std::time::Duration>,
 }
 
 impl Settings {

@@ -21,6 +21,7 @@ fn hostile_commit(env: &Env, key: &std::path::Path) {
         keyfile: key.to_path_buf(),
         cachedir: env.path("thief-cache"),
         ca_cert: None,
+        lock_wait: None,
     };
     let session = Session::open(&settings).expect("the write key opens the repository");
     let _lock = session.repo.lock("thief").unwrap();

@@ -43,6 +43,9 @@ pub struct Cli {
     /// Never show progress (by default it is shown when stderr is a terminal)
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Wait up to DURATION (e.g. 90s, 15m, 2h) for another archiver's lock instead of failing
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_wait)]
+    pub lock_wait: Option<std::time::Duration>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -277,6 +280,24 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `90`, `90s`, `15m`, `2h` (at most a week).
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("{s:?} is not a duration: give seconds, or a number with s, m or h (e.g. 15m)")
+    })?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m or h (e.g. 15m)")),
+    };
+    if secs > 7 * 86_400 {
+        return Err(format!("{s:?} is longer than a week"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 fn parse_count(s: &str) -> Result<u32, String> {
     s.parse::<u32>().map_err(|_| format!("give a count: a whole number from 0 to {}", u32::MAX))
 }
@@ -325,7 +346,14 @@ impl Cli {
             None => default_path(need_cache, CACHEDIR)?,
         };
         let ca_cert = self.cacert.clone().or_else(|| cfg.get("cacert").map(PathBuf::from));
-        Ok((Settings { repo, keyfile, cachedir, ca_cert }, cfg))
+        let lock_wait = match (self.lock_wait, cfg.get("lock-wait")) {
+            (Some(w), _) => Some(w),
+            (None, Some(text)) => {
+                Some(parse_wait(text).map_err(|e| anyhow::anyhow!("config option lock-wait: {e}"))?)
+            }
+            (None, None) => None,
+        };
+        Ok((Settings { repo, keyfile, cachedir, ca_cert, lock_wait }, cfg))
     }
 }
 

@@ -240,19 +240,19 @@ impl Repository for HttpRepo {
                 // Without a lease's remaining time, the refusal is the server's own store lock (a
                 // local archiver's flock, another server's lease in a shared bucket, a store it
                 // cannot reach): its text says it all.
-                None => bail!("{holder}"),
+                None => return super::lock::locked(holder),
                 Some(left) if !waited && left <= MAX_LOCK_WAIT => {
                     waited = true;
                     std::thread::sleep(left + Duration::from_millis(100));
                 }
-                Some(left) if left > MAX_LOCK_WAIT => bail!(
+                Some(left) if left > MAX_LOCK_WAIT => return super::lock::locked(format!(
                     "repository is locked by another archiver ({holder}) whose lease runs for {} s more, longer than the {} s a client waits; retry after it ends",
                     left.as_secs(),
                     MAX_LOCK_WAIT.as_secs()
-                ),
-                _ => bail!(
+                )),
+                _ => return super::lock::locked(format!(
                     "repository is locked by another archiver ({holder}); wait for it to finish, then retry"
-                ),
+                )),
             }
         };
         let ttl = http_body::lease_ttl(answer.header_u64("X-Archiver-Lock-Ttl-Ms"));

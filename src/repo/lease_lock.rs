@@ -73,10 +73,12 @@ impl Locker for LeaseLock {
                 std::thread::sleep((self.ttl / 10).max(Duration::from_millis(10)));
                 match self.backend.get(&self.key) {
                     Ok(now) if now == seen => {}
-                    Ok(now) => bail!(
-                        "repository is locked by another archiver ({}), which is alive; wait for it to finish, then retry",
-                        holder(&now)
-                    ),
+                    Ok(now) => {
+                        return super::lock::locked(format!(
+                            "repository is locked by another archiver ({}), which is alive; wait for it to finish, then retry",
+                            holder(&now)
+                        ))
+                    }
                     Err(e) if e.is_not_found() => break, // released: try again
                     Err(e) => return Err(e).context("cannot read the repository's lock"),
                 }

@@ -7,7 +7,7 @@
 //! process.
 
 use super::LockGuard;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::io::AsRawFd;
@@ -26,6 +26,24 @@ impl Locker for Flock {
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>> {
         flock(&self.0, owner)
     }
+}
+
+/// The error of a lock taken by another archiver (its text names the holder): a caller may wait
+/// and try again (`--lock-wait`); every other lock error is final.
+#[derive(Debug)]
+pub struct Locked(pub String);
+
+impl std::fmt::Display for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Locked {}
+
+/// `Err(Locked(text))`.
+pub fn locked<T>(text: String) -> Result<T> {
+    Err(Locked(text).into())
 }
 
 /// A lock exclusive within this process (for repositories in memory): the holder's name while
@@ -47,7 +65,9 @@ impl Locker for ProcessLock {
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>> {
         let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(holder) = held.as_ref() {
-            bail!("repository is locked by another archiver ({holder}); wait for it to finish, then retry");
+            return locked(format!(
+                "repository is locked by another archiver ({holder}); wait for it to finish, then retry"
+            ));
         }
         *held = Some(owner.to_string());
         Ok(Box::new(ProcessGuard(self.0.clone())))
@@ -73,10 +93,10 @@ pub fn flock(path: &Path, owner: &str) -> Result<Box<dyn LockGuard>> {
         let mut holder = String::new();
         let _ = f.read_to_string(&mut holder);
         let holder = holder.trim();
-        bail!(
+        return locked(format!(
             "repository is locked by another archiver ({}); wait for it to finish, then retry",
             if holder.is_empty() { "holder unknown" } else { holder }
-        );
+        ));
     }
     let stamp =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

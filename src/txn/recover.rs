@@ -53,12 +53,42 @@ pub const LOCK_LOST: &str = "this run lost the repository's lock (it was stopped
 /// recovers every interrupted transaction: the preamble of every write command. Hold the result
 /// for as long as the command writes.
 pub fn lock(session: &Session, command: &str, progress: Progress, how: How) -> Result<Writing> {
-    let lock = session.repo.lock(&crate::process::owner(command))?;
+    let lock = wait_for_lock(session, command, progress)?;
     if let Some(notice) = lock.notice() {
         progress(Event::Notice(notice));
     }
     let recovered = recover_how(session, progress, how)?;
     Ok(Writing { _lock: lock, recovered })
+}
+
+/// Takes the lock; while another archiver holds it, tries again every second for up to
+/// `--lock-wait` (saying once whom it waits for), then fails with the holder's line.
+fn wait_for_lock(
+    session: &Session,
+    command: &str,
+    progress: Progress,
+) -> Result<Box<dyn crate::repo::LockGuard>> {
+    let until = session.settings.lock_wait.map(|w| std::time::Instant::now() + w);
+    let mut said = false;
+    loop {
+        match session.repo.lock(&crate::process::owner(command)) {
+            Err(e) if e.downcast_ref::<crate::repo::lock::Locked>().is_some() => {
+                let Some(until) = until.filter(|&u| std::time::Instant::now() < u) else {
+                    return match until {
+                        Some(_) => Err(e.context("gave up waiting for the lock (--lock-wait)")),
+                        None => Err(e),
+                    };
+                };
+                if !said {
+                    progress(Event::Notice(format!("waiting for the lock: {e}")));
+                    said = true;
+                }
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                std::thread::sleep(left.min(std::time::Duration::from_secs(1)));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// What one recovery did.

@@ -19,6 +19,7 @@ pub fn crafter(env: &Env) -> Session {
         keyfile: env.key.clone(),
         cachedir: env.path("crafter-cache"),
         ca_cert: None,
+        lock_wait: None,
     };
     Session::open(&settings).expect("the key opens the repository")
 }
