@@ -93,6 +93,7 @@ fn main() {
             cachedir: dir.join("cache"),
             ca_cert: None,
             lock_wait: None,
+            rates: Default::default(),
         };
         keygen(&settings).unwrap();
         let session = Session::open(&settings).unwrap();
@@ -114,6 +115,7 @@ fn main() {
             cachedir: dir.join("cache-ck"),
             ca_cert: None,
             lock_wait: None,
+            rates: Default::default(),
         };
         keygen(&ck_settings).unwrap();
         let ck_session = Session::open(&ck_settings).unwrap();

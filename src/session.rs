@@ -33,6 +33,8 @@ pub struct Settings {
     /// How long a write command waits for another writer's lock before giving up
     /// (`--lock-wait`; none: it fails at once, in one line naming the holder).
     pub lock_wait: Option<std::time::Duration>,
+    /// Bandwidth limits (`--maxbw-rate-up`, `--maxbw-rate-down`), for every kind of repository.
+    pub rates: repo::throttled::Rates,
 }
 
 impl Settings {
@@ -66,7 +68,10 @@ impl Session {
     /// with a key file that does not belong.
     pub fn open(settings: &Settings) -> Result<Session> {
         let kf = crate::keyfile::read(&settings.keyfile)?;
-        let repo = repo::open(&settings.repo, &settings.connect(&kf.access))?;
+        let mut repo = repo::open(&settings.repo, &settings.connect(&kf.access))?;
+        if settings.rates.any() {
+            repo = std::sync::Arc::new(repo::throttled::Throttled::new(repo, settings.rates));
+        }
         let config = repo
             .read_config()
             .with_context(|| format!("cannot read repository {}", settings.repo))?

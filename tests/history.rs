@@ -22,6 +22,7 @@ fn hostile_commit(env: &Env, key: &std::path::Path) {
         cachedir: env.path("thief-cache"),
         ca_cert: None,
         lock_wait: None,
+        rates: Default::default(),
     };
     let session = Session::open(&settings).expect("the write key opens the repository");
     let _lock = session.repo.lock("thief").unwrap();

@@ -43,6 +43,15 @@ pub struct Cli {
     /// Never show progress (by default it is shown when stderr is a terminal)
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Limit upload and download to RATE bytes per second each (e.g. 500K, 2M)
+    #[arg(long, global = true, value_name = "RATE", value_parser = parse_rate)]
+    pub maxbw_rate: Option<u64>,
+    /// Limit upload to RATE bytes per second (overrides --maxbw-rate for uploads)
+    #[arg(long, global = true, value_name = "RATE", value_parser = parse_rate)]
+    pub maxbw_rate_up: Option<u64>,
+    /// Limit download to RATE bytes per second (overrides --maxbw-rate for downloads)
+    #[arg(long, global = true, value_name = "RATE", value_parser = parse_rate)]
+    pub maxbw_rate_down: Option<u64>,
     /// Wait up to DURATION (e.g. 90s, 15m, 2h) for another archiver's lock instead of failing
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_wait)]
     pub lock_wait: Option<std::time::Duration>,
@@ -280,6 +289,14 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A rate in bytes per second (`parse_size`'s syntax), at least 1 KiB/s.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    match archiver::units::parse_size(s).map_err(|e| e.to_string())? {
+        n if n < 1024 => Err(format!("{s:?} is below the least rate, 1K (1024 bytes per second)")),
+        n => Ok(n),
+    }
+}
+
 /// `90`, `90s`, `15m`, `2h` (at most a week).
 fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -353,7 +370,21 @@ impl Cli {
             }
             (None, None) => None,
         };
-        Ok((Settings { repo, keyfile, cachedir, ca_cert, lock_wait }, cfg))
+        let rate = |flag: Option<u64>, key: &str| -> anyhow::Result<Option<u64>> {
+            match (flag, cfg.get(key)) {
+                (Some(r), _) => Ok(Some(r)),
+                (None, Some(text)) => {
+                    Ok(Some(parse_rate(text).map_err(|e| anyhow::anyhow!("config option {key}: {e}"))?))
+                }
+                (None, None) => Ok(None),
+            }
+        };
+        let both = rate(self.maxbw_rate, "maxbw-rate")?;
+        let rates = archiver::repo::throttled::Rates {
+            up: rate(self.maxbw_rate_up, "maxbw-rate-up")?.or(both),
+            down: rate(self.maxbw_rate_down, "maxbw-rate-down")?.or(both),
+        };
+        Ok((Settings { repo, keyfile, cachedir, ca_cert, lock_wait, rates }, cfg))
     }
 }
 

@@ -25,6 +25,7 @@ mod over_memory;
 mod pending;
 pub mod protocol;
 pub mod retrying;
+pub mod throttled;
 
 use crate::backend::StoreResult;
 use crate::codec::{Reader, Writer};

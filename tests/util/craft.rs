@@ -20,6 +20,7 @@ pub fn crafter(env: &Env) -> Session {
         cachedir: env.path("crafter-cache"),
         ca_cert: None,
         lock_wait: None,
+        rates: Default::default(),
     };
     Session::open(&settings).expect("the key opens the repository")
 }
