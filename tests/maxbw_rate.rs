@@ -1,5 +1,5 @@
 //! `--maxbw-rate-up`, `--maxbw-rate-down` and `--maxbw-rate` (tarsnap's names): uploads and
-//! downloads to a local directory and through `archiver serve` average at most the rate given,
+//! downloads to a local directory, through `archiver serve` and to S3 (moto) average at most the rate given,
 //! after a one-second burst, and what is stored and restored is unchanged. Only lower bounds on
 //! time are asserted (a busy machine may be slower, never faster than the limit allows).
 
@@ -49,6 +49,15 @@ fn a_served_repository_is_paced_both_ways() {
     let env = client_env(&base, &server.url("home"));
     env.ok(["keygen"]);
     write_data(&env.path("t/f"), 2, 4 * MIB);
+    paced_round_trip(&env);
+}
+
+#[test]
+fn an_s3_repository_is_paced_both_ways() {
+    let Some(s3) = util::s3::S3::start() else { return };
+    let env = s3.env(&Env::bare(), &format!("s3://{}/paced", s3.bucket()));
+    env.ok(["keygen"]);
+    write_data(&env.path("t/f"), 3, 4 * MIB);
     paced_round_trip(&env);
 }
 
