@@ -14,6 +14,7 @@ mod env;
 mod files;
 pub mod hostile;
 pub mod mem;
+pub mod nightly;
 pub mod proxy;
 pub mod s3;
 pub mod s3fs;
