@@ -108,27 +108,7 @@ impl Txn {
     /// real one does and counts what would be new. It writes nothing to the repository (no
     /// record, no lock needed), and its cache changes are rolled back when it is dropped.
     pub fn dry(session: &Session, base: Manifest, cache: Cache) -> Result<Txn> {
-        cache.begin()?;
-        let pipe = Pipeline::start(session.repo.clone(), session.keys.clone(), "dry-run".into());
-        Ok(Txn {
-            id: "dry-run".into(),
-            base,
-            cache,
-            repo: session.repo.clone(),
-            keys: session.keys.clone(),
-            pipe,
-            submitted: 0,
-            pending: HashMap::new(),
-            unindexed: Vec::new(),
-            kept_packs: Vec::new(),
-            kept_indexes: Vec::new(),
-            index_seq: 0,
-            stats: TxnStats::default(),
-            checkpoints: 0,
-            done: false,
-            keep_history: true,
-            dry: true,
-        })
+        Txn::new(session, base, cache, "dry-run".into(), true)
     }
 
     /// Starts a transaction on a repository whose lock the caller holds (for the transaction's
@@ -138,6 +118,11 @@ impl Txn {
         let sealed_intent = session.keys.seal(&intent_ad(&id), intent);
         session.repo.begin(&id, &sealed_intent).context("cannot start a transaction")?;
         crate::failpoint::hit("txn-begun");
+        Txn::new(session, base, cache, id, false)
+    }
+
+    /// The transaction `id` with its cache transaction begun and its upload pipeline started.
+    fn new(session: &Session, base: Manifest, cache: Cache, id: String, dry: bool) -> Result<Txn> {
         cache.begin()?;
         let pipe = Pipeline::start(session.repo.clone(), session.keys.clone(), id.clone());
         Ok(Txn {
@@ -156,8 +141,8 @@ impl Txn {
             stats: TxnStats::default(),
             checkpoints: 0,
             done: false,
-            keep_history: !session.access.has(crate::access::Perm::Delete),
-            dry: false,
+            keep_history: dry || !session.access.has(crate::access::Perm::Delete),
+            dry,
         })
     }
 
