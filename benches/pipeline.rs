@@ -94,6 +94,7 @@ fn main() {
             ca_cert: None,
             lock_wait: None,
             rates: Default::default(),
+            passphrase: None,
         };
         keygen(&settings).unwrap();
         let session = Session::open(&settings).unwrap();
@@ -116,6 +117,7 @@ fn main() {
             ca_cert: None,
             lock_wait: None,
             rates: Default::default(),
+            passphrase: None,
         };
         keygen(&ck_settings).unwrap();
         let ck_session = Session::open(&ck_settings).unwrap();

@@ -12,6 +12,7 @@ pub const KEYS: &[(&str, bool)] = &[
     ("keyfile", true),
     ("cachedir", true),
     ("cacert", true),
+    ("passphrase", true),
     ("print-stats", false),
     ("quiet", false),
     ("lock-wait", true),

@@ -3,10 +3,12 @@
 //! Keys are stored as separate derived parts (not one master secret), so that a restricted key
 //! file (`archiver keymgmt`) carries only some of them: every key file holds the data keys, and
 //! one to three access keys (`access-read`, `access-write`, `access-delete`). The file is written
-//! with mode 0600 and never overwritten.
+//! with mode 0600 and never overwritten. A key file may be sealed under a passphrase
+//! (`keyseal`): its plain text is then inside, and reading it needs the passphrase.
 
 use crate::access::{AccessKeys, Perm, PERMS};
 use crate::crypto::Keys;
+use crate::keyseal::{self, Kdf, OpenError, Passphrase};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::Path;
@@ -29,19 +31,21 @@ impl KeyFile {
     }
 }
 
+/// How a new key file is protected: sealed under a passphrase with these scrypt parameters.
+pub type Seal<'a> = Option<(&'a Passphrase, Kdf)>;
+
 /// `keygen`: writes a new key file at `path` (the `--keyfile`), creating its directory.
-pub fn write_new(path: &Path, keys: &KeyFile) -> Result<()> {
+pub fn write_new(path: &Path, keys: &KeyFile, seal: Seal) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the key file's directory {}", dir.display()))?;
     }
-    write_file(path, keys, "--keyfile")
+    write_file(path, keys, "--keyfile", seal)
 }
 
 /// Writes a new key file at `path`, given as option `option`; never overwrites, never creates
 /// a directory.
-fn write_file(path: &Path, kf: &KeyFile, option: &str) -> Result<()> {
-    let keys = &kf.keys;
+fn write_file(path: &Path, kf: &KeyFile, option: &str, seal: Seal) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(
         |e| match e.kind() {
@@ -56,6 +60,25 @@ fn write_file(path: &Path, kf: &KeyFile, option: &str) -> Result<()> {
             _ => anyhow::Error::new(e).context(format!("cannot create key file {} ({option})", path.display())),
         },
     )?;
+    let text = match seal {
+        None => plain_text(kf),
+        Some((pass, kdf)) => {
+            let comment = format!(
+                "archiver key file protected by a passphrase (access: {}). Keep a copy, and the passphrase, somewhere safe.",
+                kf.access.describe()
+            );
+            zeroize::Zeroizing::new(keyseal::seal(&plain_text(kf), pass, kdf, &comment)?)
+        }
+    };
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing key file {}", path.display()))?;
+    Ok(())
+}
+
+/// A key file's plain text.
+fn plain_text(kf: &KeyFile) -> zeroize::Zeroizing<String> {
+    let keys = &kf.keys;
     let mut text = format!(
         "# archiver key file (access: {}). Keep a copy somewhere safe: without it no backup can be read.\n\
          {MAGIC}\nenc-key {}\nid-key {}\nchunk-seed {:016x}\n",
@@ -69,10 +92,7 @@ fn write_file(path: &Path, kf: &KeyFile, option: &str) -> Result<()> {
             text.push_str(&format!("access-{} {}\n", p.name(), hex::encode(seed)));
         }
     }
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing key file {}", path.display()))?;
-    Ok(())
+    zeroize::Zeroizing::new(text)
 }
 
 /// A one-line warning when `path` is a valid key file open to its group or others (mode &
@@ -81,7 +101,8 @@ fn write_file(path: &Path, kf: &KeyFile, option: &str) -> Result<()> {
 pub fn exposure(path: &Path) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
-    (mode & 0o077 != 0 && read(path).is_ok()).then(|| {
+    let ours = std::fs::read_to_string(path).is_ok_and(|t| keyseal::is_sealed(&t) || parse(&t).is_ok());
+    (mode & 0o077 != 0 && ours).then(|| {
         format!(
             "key file {} is open to its group or others (mode {mode:04o}): anyone who can read it can read your archives; run `chmod 600 {}`",
             path.display(),
@@ -90,7 +111,19 @@ pub fn exposure(path: &Path) -> Option<String> {
     })
 }
 
+/// Reads a key file that is not protected by a passphrase (tests and tools).
 pub fn read(path: &Path) -> Result<KeyFile> {
+    read_with(path, None)
+}
+
+/// Whether the key file at `path` is protected by a passphrase (false when it cannot be read:
+/// reading it then says why).
+pub fn is_passphrased(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| keyseal::is_sealed(&t))
+}
+
+/// Reads the key file at `path`, opening it with `pass` if it is protected by a passphrase.
+pub fn read_with(path: &Path, pass: Option<&Passphrase>) -> Result<KeyFile> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow::anyhow!(
             "key file {} not found: pass --keyfile (or ARCHIVER_KEYFILE), or run `archiver keygen` to create one",
@@ -98,6 +131,22 @@ pub fn read(path: &Path) -> Result<KeyFile> {
         ),
         _ => anyhow::anyhow!("cannot read key file {}: {e}", path.display()),
     })?;
+    if keyseal::is_sealed(&text) {
+        let Some(pass) = pass else {
+            bail!(
+                "key file {} is protected by a passphrase: give it with --passphrase METHOD:ARG (env:VAR, file:PATH, dev:stdin-once) or run on a terminal to be asked",
+                path.display()
+            );
+        };
+        let plain = keyseal::open(&text, pass).map_err(|e| match e {
+            OpenError::WrongPassphrase => anyhow::anyhow!("wrong passphrase for key file {}", path.display()),
+            OpenError::Damaged(why) => {
+                anyhow::anyhow!("key file {} is damaged ({why}): use your copy of it", path.display())
+            }
+        })?;
+        return parse(&plain)
+            .with_context(|| format!("key file {} is damaged inside its seal", path.display()));
+    }
     parse(&text).with_context(|| format!("key file {} is not a valid archiver key file", path.display()))
 }
 
@@ -134,7 +183,7 @@ pub fn parse(text: &str) -> Result<KeyFile> {
 
 /// `archiver keymgmt`: writes to `out` (the `--outkeyfile`, whose directory must exist) a key
 /// file holding the data keys and only the access keys in `perms`, each of which `keys` must hold.
-pub fn write_restricted(out: &Path, full: &KeyFile, perms: &[Perm]) -> Result<()> {
+pub fn write_restricted(out: &Path, full: &KeyFile, perms: &[Perm], seal: Seal) -> Result<()> {
     if perms.is_empty() {
         bail!("choose the permissions the new key file gets: -r (read), -w (write), -d (delete)");
     }
@@ -149,7 +198,7 @@ pub fn write_restricted(out: &Path, full: &KeyFile, perms: &[Perm]) -> Result<()
         };
         restricted.access.set(p, seed);
     }
-    write_file(out, &restricted, "--outkeyfile")
+    write_file(out, &restricted, "--outkeyfile", seal)
 }
 
 fn key32(hexstr: &str) -> Result<[u8; 32]> {
@@ -166,7 +215,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
         let k = KeyFile::generate().unwrap();
-        write_new(&p, &k).unwrap();
+        write_new(&p, &k, None).unwrap();
         let back = read(&p).unwrap();
         assert_eq!(
             (back.keys.enc, back.keys.id, back.keys.chunk_seed),
@@ -174,13 +223,13 @@ mod tests {
         );
         assert_eq!(back.access.verifiers(), k.access.verifiers());
         let w = dir.path().join("w");
-        write_restricted(&w, &k, &[Perm::Write]).unwrap();
+        write_restricted(&w, &k, &[Perm::Write], None).unwrap();
         let wk = read(&w).unwrap();
         assert_eq!((wk.access.has(Perm::Read), wk.access.has(Perm::Write)), (false, true));
         assert_eq!(wk.access.seed(Perm::Write), k.access.seed(Perm::Write));
-        let err = write_restricted(&dir.path().join("x"), &wk, &[Perm::Delete]).unwrap_err();
+        let err = write_restricted(&dir.path().join("x"), &wk, &[Perm::Delete], None).unwrap_err();
         assert!(err.to_string().contains("lacks the delete key"), "{err}");
-        assert!(write_new(&p, &k).unwrap_err().to_string().contains("already exists"));
+        assert!(write_new(&p, &k, None).unwrap_err().to_string().contains("already exists"));
         std::fs::write(&p, "garbage").unwrap();
         assert!(read(&p).is_err());
     }

@@ -31,6 +31,7 @@ pub mod history;
 pub mod index;
 pub mod keycheck;
 pub mod keyfile;
+pub mod keyseal;
 pub mod layout;
 pub mod limits;
 pub mod manifest;

@@ -10,7 +10,7 @@ use crate::{keyfile, reader, repo};
 use anyhow::{bail, Result};
 
 /// Creates a key file and initialises an empty repository for it. Returns the repository id.
-pub fn keygen(settings: &Settings) -> Result<String> {
+pub fn keygen(settings: &Settings, seal: keyfile::Seal) -> Result<String> {
     let keys = crate::keyfile::KeyFile::generate()?;
     let r = repo::open(&settings.repo, &settings.connect(&keys.access))?;
     if r.read_config()?.is_some() {
@@ -27,7 +27,7 @@ pub fn keygen(settings: &Settings) -> Result<String> {
             );
         }
     }
-    keyfile::write_new(&settings.keyfile, &keys)?;
+    keyfile::write_new(&settings.keyfile, &keys, seal)?;
     // Before the repository is made: a store whose create-if-absent does not hold is refused
     // (and the key file made for it removed).
     if let Err(e) = r.check_store() {

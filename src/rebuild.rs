@@ -57,7 +57,7 @@ pub fn rebuild_config(settings: &Settings) -> Result<Vec<String>> {
             keycheck::rebuild_advice(repo)
         );
     }
-    let kf = crate::keyfile::read(&settings.keyfile)?;
+    let kf = crate::keyfile::read_with(&settings.keyfile, settings.passphrase.as_ref())?;
     if let Some(missing) = PERMS.into_iter().find(|&p| !kf.access.has(p)) {
         bail!(
             "key file {} holds {}, but rebuilding a config needs the full key file made by `archiver keygen`: the config holds a verifier for every access key, and the {} key is missing",

@@ -35,6 +35,8 @@ pub struct Settings {
     pub lock_wait: Option<std::time::Duration>,
     /// Bandwidth limits (`--maxbw-rate-up`, `--maxbw-rate-down`), for every kind of repository.
     pub rates: repo::throttled::Rates,
+    /// The passphrase of a passphrase-protected key file (the binary asks for it).
+    pub passphrase: Option<crate::keyseal::Passphrase>,
 }
 
 impl Settings {
@@ -67,7 +69,7 @@ impl Session {
     /// key file holds against the repository's config (`keycheck`): nothing is read or written
     /// with a key file that does not belong.
     pub fn open(settings: &Settings) -> Result<Session> {
-        let kf = crate::keyfile::read(&settings.keyfile)?;
+        let kf = crate::keyfile::read_with(&settings.keyfile, settings.passphrase.as_ref())?;
         let mut repo = repo::open(&settings.repo, &settings.connect(&kf.access))?;
         if settings.rates.any() {
             repo = std::sync::Arc::new(repo::throttled::Throttled::new(repo, settings.rates));

@@ -74,6 +74,7 @@ fn craft(env: &Env, name: &str, nodes: Vec<(Node, Vec<u8>)>) {
         ca_cert: None,
         lock_wait: None,
         rates: Default::default(),
+        passphrase: None,
     };
     let session = Session::open(&settings).expect("open the repository");
     archiver::craft::store_archive(&session, name, nodes).expect("store the crafted archive");

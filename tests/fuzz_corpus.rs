@@ -207,7 +207,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     // Text files: a key file as keygen writes it, the sample config, a repository config.
     let dir = tempfile::tempdir().unwrap();
     let kf = archiver::keyfile::KeyFile { keys: k.clone(), access: fz::access() };
-    archiver::keyfile::write_new(&dir.path().join("key"), &kf).unwrap();
+    archiver::keyfile::write_new(&dir.path().join("key"), &kf, None).unwrap();
     out.push(("text_files", std::fs::read(dir.path().join("key")).unwrap()));
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tarsnap.conf.sample");
     out.push(("text_files", std::fs::read(sample).unwrap()));

@@ -23,6 +23,7 @@ fn hostile_commit(env: &Env, key: &std::path::Path) {
         ca_cert: None,
         lock_wait: None,
         rates: Default::default(),
+        passphrase: None,
     };
     let session = Session::open(&settings).expect("the write key opens the repository");
     let _lock = session.repo.lock("thief").unwrap();

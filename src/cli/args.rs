@@ -55,6 +55,10 @@ pub struct Cli {
     /// Wait up to DURATION (e.g. 90s, 15m, 2h) for another archiver's lock instead of failing
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_wait)]
     pub lock_wait: Option<std::time::Duration>,
+    /// Where a passphrase-protected key file's passphrase comes from: dev:tty-stdin,
+    /// dev:stdin-once, dev:tty-once, env:VAR or file:PATH (default: ask on the terminal)
+    #[arg(long, global = true, value_name = "METHOD:ARG", value_parser = super::passphrase::parse_method)]
+    pub passphrase: Option<super::passphrase::Method>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -62,9 +66,18 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Create a key file and initialise an empty repository for it
-    Keygen,
-    /// Write a key file holding only some permissions (e.g. write-only for nightly scripts)
+    Keygen {
+        #[command(flatten)]
+        new: super::passphrase::NewKey,
+    },
+    /// Write a key file holding only some permissions (e.g. write-only for nightly scripts), or
+    /// add, change or remove its passphrase (no -r/-w/-d: the permissions it holds)
     Keymgmt {
+        #[command(flatten)]
+        new: super::passphrase::NewKey,
+        /// With --passphrased: where the new key file's passphrase comes from (as --passphrase)
+        #[arg(long, value_name = "METHOD:ARG", value_parser = super::passphrase::parse_method, requires = "passphrased")]
+        new_passphrase: Option<super::passphrase::Method>,
         /// The new key file (never overwritten)
         #[arg(long, value_name = "FILE")]
         outkeyfile: PathBuf,
@@ -323,7 +336,7 @@ fn parse_span(s: &str) -> Result<archiver::retention::Span, String> {
     archiver::retention::Span::parse(s).map_err(|e| e.to_string())
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     archiver::units::parse_size(s).map_err(|e| e.to_string())
 }
 
@@ -347,7 +360,7 @@ impl Cli {
         let (need_repo, need_key, need_cache) = match self.cmd {
             Cmd::Serve { .. } | Cmd::Completions { .. } | Cmd::Man { .. } => (false, false, false),
             Cmd::Keymgmt { .. } => (false, true, false),
-            Cmd::Keygen => (true, true, false),
+            Cmd::Keygen { .. } => (true, true, false),
             _ => (true, true, true),
         };
         let repo = match self.repo.clone().or_else(|| cfg.get("repo").map(String::from)) {
@@ -384,7 +397,7 @@ impl Cli {
             up: rate(self.maxbw_rate_up, "maxbw-rate-up")?.or(both),
             down: rate(self.maxbw_rate_down, "maxbw-rate-down")?.or(both),
         };
-        Ok((Settings { repo, keyfile, cachedir, ca_cert, lock_wait, rates }, cfg))
+        Ok((Settings { repo, keyfile, cachedir, ca_cert, lock_wait, rates, passphrase: None }, cfg))
     }
 }
 

@@ -7,6 +7,7 @@ pub mod json;
 mod meter;
 mod newest;
 pub mod output;
+pub mod passphrase;
 mod prune;
 pub mod signals;
 
@@ -27,7 +28,7 @@ pub enum Done {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Done> {
-    let (settings, cfg) = cli.resolve()?;
+    let (mut settings, cfg) = cli.resolve()?;
     let quiet = cli.quiet || cfg.flag("quiet");
     let mode = progress_mode(&cli, quiet);
     let unit = match cli.cmd {
@@ -48,31 +49,56 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
     let progress = |e: Event| out.event(e);
     // tarsnap warns about a key file others can read; so do we, once, for every command that
     // reads one (not counted as a warning about the command's result).
-    if !matches!(cli.cmd, Cmd::Keygen | Cmd::Serve { .. } | Cmd::Completions { .. } | Cmd::Man { .. }) {
+    let method = match (&cli.passphrase, cfg.get("passphrase")) {
+        (Some(m), _) => Some(m.clone()),
+        (None, Some(text)) => Some(
+            passphrase::parse_method(text).map_err(|e| anyhow::anyhow!("config option passphrase: {e}"))?,
+        ),
+        (None, None) => None,
+    };
+    if !matches!(cli.cmd, Cmd::Keygen { .. } | Cmd::Serve { .. } | Cmd::Completions { .. } | Cmd::Man { .. })
+    {
         if let Some(w) = archiver::keyfile::exposure(&settings.keyfile) {
             out.aside(&w);
         }
+        if archiver::keyfile::is_passphrased(&settings.keyfile) {
+            settings.passphrase = Some(passphrase::existing(method.as_ref(), &settings.keyfile)?);
+        }
     }
     match &cli.cmd {
-        Cmd::Keygen => {
-            let id = query::keygen(&settings)?;
+        Cmd::Keygen { new } => {
+            let kdf = new.kdf();
+            let pass = match kdf {
+                Some(_) => Some(passphrase::new(method.as_ref(), &settings.keyfile)?),
+                None => None,
+            };
+            let id = query::keygen(&settings, pass.as_ref().zip(kdf))?;
             progress(Event::Notice(format!(
                 "created key file {} and repository {} (id {id}); keep a copy of the key file somewhere safe",
                 settings.keyfile.display(),
                 settings.repo
             )));
         }
-        Cmd::Keymgmt { outkeyfile, read, write, delete } => {
-            use archiver::access::Perm;
-            let keys = archiver::keyfile::read(&settings.keyfile)?;
-            let perms: Vec<Perm> = [(*read, Perm::Read), (*write, Perm::Write), (*delete, Perm::Delete)]
+        Cmd::Keymgmt { outkeyfile, read, write, delete, new, new_passphrase } => {
+            use archiver::access::{Perm, PERMS};
+            let keys = archiver::keyfile::read_with(&settings.keyfile, settings.passphrase.as_ref())?;
+            let mut perms: Vec<Perm> = [(*read, Perm::Read), (*write, Perm::Write), (*delete, Perm::Delete)]
                 .into_iter()
                 .filter_map(|(on, p)| on.then_some(p))
                 .collect();
-            archiver::keyfile::write_restricted(outkeyfile, &keys, &perms)?;
+            if perms.is_empty() {
+                perms = PERMS.into_iter().filter(|&p| keys.access.has(p)).collect();
+            }
+            let kdf = new.kdf();
+            let pass = match kdf {
+                Some(_) => Some(passphrase::new(new_passphrase.as_ref(), outkeyfile)?),
+                None => None,
+            };
+            archiver::keyfile::write_restricted(outkeyfile, &keys, &perms, pass.as_ref().zip(kdf))?;
             let names: Vec<&str> = perms.iter().map(|p| p.name()).collect();
+            let protection = if kdf.is_some() { "protected by a passphrase" } else { "without a passphrase" };
             progress(Event::Notice(format!(
-                "wrote key file {} with the {} permission(s)",
+                "wrote key file {} with the {} permission(s), {protection}",
                 outkeyfile.display(),
                 names.join(", ")
             )));

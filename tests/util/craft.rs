@@ -21,6 +21,7 @@ pub fn crafter(env: &Env) -> Session {
         ca_cert: None,
         lock_wait: None,
         rates: Default::default(),
+        passphrase: None,
     };
     Session::open(&settings).expect("the key opens the repository")
 }
