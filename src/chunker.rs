@@ -1,10 +1,18 @@
-//! Content-defined chunking: FastCDC (2020) with a gear table keyed by the key file's chunk seed,
-//! so block boundaries do not fingerprint content for anyone without the key.
+//! Content-defined chunking: FastCDC (2020) with a keyed gear table, so block boundaries do not
+//! fingerprint content for anyone without the key.
+//!
+//! How the table is keyed is a property of the repository (its config's `chunker` line, `Keying`),
+//! so a repository keeps cutting as it always did: `keyed-gear-1` (every repository made since
+//! 2026-11-28) derives all 256 entries from the key with a PRF (BLAKE3 keyed by the id-key, over
+//! the chunk-seed), so observed boundaries can only ever reveal PRF outputs; `seed-xor-1` (older
+//! repositories, no `chunker` line) is fastcdc's seeded table, its public table XORed with the
+//! 64-bit chunk-seed.
 //!
 //! We drive fastcdc's `cut_gear` over our own reusable buffer instead of `StreamCDC`, which moves
 //! its whole buffer after every chunk. Invariant: a cut is only taken when at least `MAX` bytes are
 //! buffered or the input has ended, so boundaries depend on content alone, never on read sizes.
 
+use crate::crypto::Keys;
 use fastcdc::v2020::{cut_gear, get_gear_with_seed, logarithm2, Normalization, MASKS};
 use std::io::Read;
 
@@ -12,6 +20,34 @@ pub const MIN: usize = 256 * 1024;
 pub const AVG: usize = 1024 * 1024;
 pub const MAX: usize = 4 * 1024 * 1024;
 const _: () = assert!(MAX == crate::crypto::MAX_PLAIN as usize);
+
+/// How a repository's gear table is keyed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keying {
+    /// fastcdc's public table XORed with the 64-bit chunk-seed (repositories made before
+    /// 2026-11-28, whose config has no `chunker` line).
+    SeedXor,
+    /// Every entry derived from the key with a PRF.
+    KeyedGear,
+}
+
+impl Keying {
+    /// What `keygen` gives a new repository.
+    pub const CURRENT: Keying = Keying::KeyedGear;
+    pub const ALL: [Keying; 2] = [Keying::KeyedGear, Keying::SeedXor];
+
+    /// The config's `chunker` value (`SeedXor` is also what no line means).
+    pub fn name(self) -> &'static str {
+        match self {
+            Keying::SeedXor => "seed-xor-1",
+            Keying::KeyedGear => "keyed-gear-1",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Keying> {
+        Keying::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
 
 pub struct Chunker {
     gear: Box<[u64; 256]>,
@@ -21,10 +57,22 @@ pub struct Chunker {
 }
 
 impl Chunker {
+    /// The chunker of a repository keyed as `keying`, for `keys`.
+    pub fn keyed(keys: &Keys, keying: Keying) -> Self {
+        match keying {
+            Keying::SeedXor => Chunker::with_tables(get_gear_with_seed(keys.chunk_seed)),
+            Keying::KeyedGear => Chunker::with_tables(gear_table(keys)),
+        }
+    }
+
+    /// fastcdc's seeded table (`Keying::SeedXor`).
     pub fn new(seed: u64) -> Self {
+        Chunker::with_tables(get_gear_with_seed(seed))
+    }
+
+    fn with_tables((gear, gear_ls): (Box<[u64; 256]>, Box<[u64; 256]>)) -> Self {
         let bits = logarithm2(AVG as u32);
         let norm = Normalization::Level1.bits();
-        let (gear, gear_ls) = get_gear_with_seed(seed);
         Chunker {
             gear,
             gear_ls,
@@ -94,6 +142,24 @@ impl Chunker {
     }
 }
 
+/// The `keyed-gear-1` table and its left-shifted twin: 2 KiB of BLAKE3 output keyed by the
+/// id-key over a fixed context and the chunk-seed.
+fn gear_table(keys: &Keys) -> (Box<[u64; 256]>, Box<[u64; 256]>) {
+    let mut h = blake3::Hasher::new_keyed(&keys.id);
+    h.update(b"archiver chunker gear table v1").update(&keys.chunk_seed.to_le_bytes());
+    let mut bytes = [0u8; 256 * 8];
+    h.finalize_xof().fill(&mut bytes);
+    let mut gear = Box::new([0u64; 256]);
+    for (g, b) in gear.iter_mut().zip(bytes.chunks_exact(8)) {
+        *g = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    }
+    let mut gear_ls = Box::new([0u64; 256]);
+    for (l, g) in gear_ls.iter_mut().zip(gear.iter()) {
+        *l = g << 1;
+    }
+    (gear, gear_ls)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +208,34 @@ mod tests {
         let same = b.iter().filter(|n| a.contains(n)).count();
         assert!(same + 3 >= b.len(), "an insert should change only a couple of chunks");
         assert_ne!(a, chunks(&Chunker::new(43), &data, 1 << 30), "the seed keys the boundaries");
+    }
+
+    #[test]
+    fn the_keyed_gear_table_is_the_keys_alone() {
+        let (k1, _) = Keys::generate().unwrap();
+        let (k2, _) = Keys::generate().unwrap();
+        let data = pseudo_random(24 << 20, 7);
+        let cut = |k: &Keys, keying| chunks(&Chunker::keyed(k, keying), &data, 1 << 30);
+        let a = cut(&k1, Keying::KeyedGear);
+        assert_eq!(a, cut(&k1.clone(), Keying::KeyedGear), "the table is a function of the key");
+        assert_eq!(a.iter().sum::<usize>(), data.len());
+        assert_ne!(a, cut(&k2, Keying::KeyedGear), "another key cuts elsewhere");
+        assert_ne!(a, cut(&k1, Keying::SeedXor), "the keyed table is not the seeded one");
+        assert_eq!(cut(&k1, Keying::SeedXor), chunks(&Chunker::new(k1.chunk_seed), &data, 1 << 30));
+        // No entry of the keyed table is fastcdc's public one XORed with a single value.
+        let (gear, _) = gear_table(&k1);
+        let (public, _) = get_gear_with_seed(0);
+        let xors: std::collections::HashSet<u64> =
+            gear.iter().zip(public.iter()).map(|(a, b)| a ^ b).collect();
+        assert!(xors.len() > 250);
+        let avg = a.len() as f64 / (data.len() as f64 / AVG as f64);
+        assert!((0.5..2.0).contains(&avg), "chunks per MiB off: {avg}");
+    }
+    #[test]
+    fn keying_names_round_trip() {
+        for k in Keying::ALL {
+            assert_eq!(Keying::parse(k.name()), Some(k));
+        }
+        assert_eq!(Keying::parse("keyed-gear-2"), None);
     }
 }

@@ -4,7 +4,6 @@
 //! Not part of the supported API.
 
 use crate::archive::Node;
-use crate::chunker::Chunker;
 use crate::pack::Kind;
 use crate::session::Session;
 use crate::txn::{Draft, Txn};
@@ -17,7 +16,7 @@ pub fn store_archive(session: &Session, name: &str, nodes: Vec<(Node, Vec<u8>)>)
     let head = session.head()?;
     let cache = session.open_cache(&head, &|_| {})?;
     let mut txn = Txn::begin(session, head.0, cache, b"crafted archive")?;
-    let chunker = Chunker::new(session.keys.chunk_seed);
+    let chunker = session.chunker();
     let mut stream = Vec::new();
     for (mut node, content) in nodes {
         let mut rest = &content[..];

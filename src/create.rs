@@ -9,7 +9,6 @@
 
 use crate::access::Perm;
 use crate::archive::{validate_name, Stats};
-use crate::chunker::Chunker;
 use crate::manifest::ArchiveRef;
 use crate::operands::Operand;
 use crate::process::now_ns;
@@ -215,7 +214,7 @@ fn walker<'a>(
     Walker {
         own: own.to_vec(),
         txn,
-        chunker: Arc::new(Chunker::new(session.keys.chunk_seed)),
+        chunker: Arc::new(session.chunker()),
         meta: MetaStream::default(),
         stats: Stats::default(),
         warnings: 0,

@@ -18,6 +18,7 @@
 //! (`rebuild`), so every error about one says so (`rebuild_advice`).
 
 use crate::access::{Verifiers, PERMS};
+use crate::chunker::Keying;
 use crate::crypto::Keys;
 use crate::keyfile::KeyFile;
 use anyhow::{bail, Result};
@@ -28,6 +29,8 @@ pub const FORMAT: u32 = 1;
 /// What a repository config says (the access verifiers are read by `Verifiers::from_config`).
 pub struct RepoConfig {
     pub id: String,
+    /// How the chunker's gear table is keyed (`chunker` line; none: `SeedXor`).
+    pub chunking: Keying,
     key_check: Vec<u8>,
     check_id_key: Option<[u8; 32]>,
     check_chunk_seed: Option<[u8; 32]>,
@@ -56,11 +59,16 @@ pub fn key_id(keys: &Keys) -> String {
 }
 
 /// The plain `config` object `keygen` writes for `keys` (docs/FORMAT.md).
-pub fn config_bytes(kf: &KeyFile, repo_id: &str) -> Vec<u8> {
+/// A repository keyed `SeedXor` gets no `chunker` line, as before the line existed.
+pub fn config_bytes(kf: &KeyFile, repo_id: &str, chunking: Keying) -> Vec<u8> {
     let keys = &kf.keys;
     let check = keys.seal(&key_check_ad(repo_id), b"archiver");
+    let chunker = match chunking {
+        Keying::SeedXor => String::new(),
+        k => format!("chunker {}\n", k.name()),
+    };
     format!(
-        "archiver-repository\nformat {FORMAT}\nid {repo_id}\nkey-check {}\ncheck-id-key {}\ncheck-chunk-seed {}\n{}",
+        "archiver-repository\nformat {FORMAT}\nid {repo_id}\nkey-check {}\ncheck-id-key {}\ncheck-chunk-seed {}\n{chunker}{}",
         hex::encode(check),
         hex::encode(id_key_check(keys)),
         hex::encode(chunk_seed_check(keys)),
@@ -112,6 +120,7 @@ pub fn parse(config: &[u8], repo: &str) -> Result<RepoConfig> {
     }
     let (mut format, mut id, mut key_check) = (None, None, None);
     let (mut check_id_key, mut check_chunk_seed) = (None, None);
+    let mut chunking = None;
     for line in lines {
         let Some((name, value)) = line.split_once(' ') else { continue };
         let slot = match name {
@@ -129,6 +138,15 @@ pub fn parse(config: &[u8], repo: &str) -> Result<RepoConfig> {
             }
             "key-check" => {
                 key_check = Some(hex::decode(value).map_err(|_| damaged("its key-check line"))?);
+                continue;
+            }
+            "chunker" => {
+                let Some(k) = Keying::parse(value) else {
+                    bail!("repository {repo} cuts files with chunker {value:?}, which this archiver does not know: upgrade archiver");
+                };
+                if chunking.replace(k).is_some() {
+                    return Err(damaged("its chunker line"));
+                }
                 continue;
             }
             "check-id-key" => &mut check_id_key,
@@ -150,7 +168,8 @@ pub fn parse(config: &[u8], repo: &str) -> Result<RepoConfig> {
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(damaged("its id line"));
     }
-    Ok(RepoConfig { id, key_check, check_id_key, check_chunk_seed })
+    let chunking = chunking.unwrap_or(Keying::SeedXor);
+    Ok(RepoConfig { id, chunking, key_check, check_id_key, check_chunk_seed })
 }
 
 /// Checks every secret `keys` holds against `config` (of which `parsed` is the parse): one line
@@ -203,7 +222,7 @@ mod tests {
     #[test]
     fn every_secret_is_checked_and_malformed_lines_are_one_line_errors() {
         let k = KeyFile::generate().unwrap();
-        let config = config_bytes(&k, "00ff");
+        let config = config_bytes(&k, "00ff", Keying::CURRENT);
         checked(&k, &config).unwrap();
         let mut id = k.clone();
         id.keys.id[31] ^= 1;

@@ -35,7 +35,7 @@ pub fn keygen(settings: &Settings, seal: keyfile::Seal) -> Result<String> {
         return Err(e);
     }
     let id = random_id()?;
-    if let Err(e) = r.init(&config_bytes(&keys, &id)) {
+    if let Err(e) = r.init(&config_bytes(&keys, &id, crate::chunker::Keying::CURRENT)) {
         let _ = std::fs::remove_file(&settings.keyfile);
         bail!("cannot create repository at {}: {e}", settings.repo);
     }

@@ -27,6 +27,7 @@ mod proof;
 use crate::access::PERMS;
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, ErrorKind};
+use crate::chunker::Keying;
 use crate::crypto::Keys;
 use crate::keycheck;
 use crate::keyfile::KeyFile;
@@ -86,10 +87,13 @@ pub fn rebuild_config(settings: &Settings) -> Result<Vec<String>> {
     let old_text = old.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
     let (id, id_note) = choose_id(&old_text, &kf.keys, &settings.cachedir)?;
     let key_id = keycheck::key_id(&kf.keys);
-    let new = keycheck::config_bytes(&kf, &id);
+    let kf2 = kf.clone();
     let (keys, access) = (Arc::new(kf.keys), kf.access);
-    let session = Session { repo: r, keys, access, repo_id: id.clone(), key_id, settings: settings.clone() };
+    let chunking = Keying::CURRENT;
+    let session =
+        Session { repo: r, keys, access, repo_id: id.clone(), key_id, chunking, settings: settings.clone() };
     let proof = proof::prove(&session, &backend)?;
+    let new = keycheck::config_bytes(&kf2, &id, old_chunking(&old_text, &proof));
     conflicts(&old_text, &String::from_utf8_lossy(&new), &proof, &settings.keyfile)?;
 
     let mut lines = vec![proof.describe(&settings.keyfile)];
@@ -130,6 +134,16 @@ fn current(backend: &LocalBackend, keys: &KeyFile, settings: &Settings) -> Resul
 }
 
 /// The value of the first line `name VALUE` of a config's text.
+/// How the rebuilt config keys the chunker: as a stored file proved it was cut, else as the
+/// damaged config's readable `chunker` line says, else as a config that has the lines before
+/// it but none (`SeedXor`: made before the line existed), else as `keygen` would.
+fn old_chunking(old: &str, proof: &proof::Proof) -> Keying {
+    let line = value(old, "chunker").and_then(Keying::parse);
+    let older =
+        line.is_none() && value(old, "check-chunk-seed").is_some() && value(old, "access-read").is_some();
+    proof.chunking.or(line).unwrap_or(if older { Keying::SeedXor } else { Keying::CURRENT })
+}
+
 fn value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     text.lines().find_map(|l| l.split_once(' ').filter(|(n, _)| *n == name).map(|(_, v)| v))
 }
@@ -172,7 +186,7 @@ fn conflicts(old: &str, new: &str, proof: &proof::Proof, keyfile: &Path) -> Resu
         let differ = was.bytes().zip(now.bytes()).filter(|(a, b)| a != b).count();
         let proven = match line {
             "check-id-key" => proof.id_key,
-            "check-chunk-seed" => proof.id_key && proof.chunk_seed,
+            "check-chunk-seed" => proof.id_key && proof.chunking.is_some(),
             _ => false,
         };
         if differ > FEW_DIGITS && !proven {

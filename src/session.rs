@@ -55,6 +55,8 @@ pub struct Session {
     /// Names the key file's id-key and chunk-seed (`keycheck::key_id`): the local cache is kept
     /// per repository and key id, so a full key and its restricted keys share one.
     pub key_id: String,
+    /// How this repository's chunker is keyed (its config's `chunker` line).
+    pub chunking: crate::chunker::Keying,
     pub settings: Settings,
 }
 
@@ -92,12 +94,18 @@ impl Session {
         keycheck::check(&kf, &parsed, &config, &settings.keyfile, &settings.repo)?;
         let key_id = keycheck::key_id(&kf.keys);
         let (keys, access) = (Arc::new(kf.keys), kf.access);
-        Ok(Session { repo, keys, access, repo_id: parsed.id, key_id, settings: settings.clone() })
+        let chunking = parsed.chunking;
+        Ok(Session { repo, keys, access, repo_id: parsed.id, key_id, chunking, settings: settings.clone() })
     }
 
     /// Opens (creating if needed) the local cache of this repository and key id, not synced.
     pub fn cache(&self) -> Result<(Cache, Option<String>)> {
         Cache::open(&self.settings.cachedir, &self.repo_id, &self.key_id)
+    }
+
+    /// The chunker this repository cuts files with.
+    pub fn chunker(&self) -> crate::chunker::Chunker {
+        crate::chunker::Chunker::keyed(&self.keys, self.chunking)
     }
 
     /// Refuses, in one line, a command this key file has no permission for (`needs` all held).

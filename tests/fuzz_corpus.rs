@@ -211,7 +211,10 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     out.push(("text_files", std::fs::read(dir.path().join("key")).unwrap()));
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tarsnap.conf.sample");
     out.push(("text_files", std::fs::read(sample).unwrap()));
-    out.push(("text_files", archiver::session::config_bytes(&kf, "0123456789abcdef")));
+    out.push((
+        "text_files",
+        archiver::session::config_bytes(&kf, "0123456789abcdef", archiver::chunker::Keying::CURRENT),
+    ));
 
     // A signed header with the server's clock at the signing time.
     let body = b"pack bytes";

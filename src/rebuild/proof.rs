@@ -7,15 +7,16 @@
 //!   refused (a foreign key, or nothing stored to prove it by).
 //! - `id-key`: a stored block that opens must hash to its id under it. A block that opens but
 //!   hashes to another id: refused (the key file is damaged). No block readable: not proven.
-//! - `chunk-seed`: a stored file of several blocks must be cut where it was cut: the chunker with
-//!   this seed, given the file's bytes from its first block on, must end the first block where it
-//!   ends. Cut elsewhere, every time: refused. No such file: not proven.
+//! - `chunk-seed`: a stored file of several blocks must be cut where it was cut: the chunker keyed
+//!   by this key file (either `Keying`), given the file's bytes from its first block on, must end
+//!   the first block where it ends; the keying that does is the repository's. Cut elsewhere by
+//!   both, every time: refused. No such file: not proven.
 //!
 //! Bounded work: every pack header is read once (one small range read each, as fsck does when it
 //! rebuilds the index), then at most `MAX_BLOCKS` blocks and `MAX_STREAMS` files.
 
 use crate::backend::Backend;
-use crate::chunker::{Chunker, MAX};
+use crate::chunker::{Chunker, Keying, MAX};
 use crate::crypto::BlockId;
 use crate::layout;
 use crate::manifest::{Checkpoint, Manifest};
@@ -35,8 +36,8 @@ pub struct Proof {
     pub enc: String,
     /// A stored block hashed to its id under the id-key.
     pub id_key: bool,
-    /// A stored file was cut where it was cut with the chunk-seed.
-    pub chunk_seed: bool,
+    /// A stored file was cut where the chunker keyed this way cuts it with the key file.
+    pub chunking: Option<Keying>,
 }
 
 impl Proof {
@@ -46,9 +47,9 @@ impl Proof {
             true => "stored blocks hash to their ids under its id-key".into(),
             false => "its id-key is not checked (no stored block could be read)".into(),
         });
-        what.push(match self.chunk_seed {
-            true => "its chunk-seed cuts a stored file where it was cut".into(),
-            false => "its chunk-seed is not checked (no stored file of several blocks could be read)".into(),
+        what.push(match self.chunking {
+            Some(k) => format!("its chunk-seed cuts a stored file where it was cut (chunker {})", k.name()),
+            None => "its chunk-seed is not checked (no stored file of several blocks could be read)".into(),
         });
         format!("key file {} belongs to this repository: {}", keyfile.display(), what.join("; "))
     }
@@ -116,11 +117,11 @@ pub fn prove(session: &Session, backend: &dyn Backend) -> Result<Proof> {
         );
     };
     let id_key = id_key_names_blocks(session, &headers)?;
-    let chunk_seed = match &manifest {
+    let chunking = match &manifest {
         Some((m, _)) => chunk_seed_cuts(session, m, &headers)?,
-        None => false,
+        None => None,
     };
-    Ok(Proof { enc, id_key, chunk_seed })
+    Ok(Proof { enc, id_key, chunking })
 }
 
 /// A manifest that opened, and what it is ("the current manifest").
@@ -167,9 +168,13 @@ fn id_key_names_blocks(session: &Session, headers: &[(String, Vec<Entry>)]) -> R
     Ok(false)
 }
 
-/// Whether the key file's chunk-seed cuts a stored file where it was cut (false: no file of
-/// several blocks could be read); refuses when it cuts every file tried elsewhere.
-fn chunk_seed_cuts(session: &Session, m: &Manifest, headers: &[(String, Vec<Entry>)]) -> Result<bool> {
+/// How the chunker keyed with the key file cuts a stored file where it was cut (None: no file of
+/// several blocks could be read); refuses when both keyings cut every file tried elsewhere.
+fn chunk_seed_cuts(
+    session: &Session,
+    m: &Manifest,
+    headers: &[(String, Vec<Entry>)],
+) -> Result<Option<Keying>> {
     let at: HashMap<BlockId, (&str, &Entry)> =
         headers.iter().flat_map(|(p, es)| es.iter().map(move |e| (e.id, (p.as_str(), e)))).collect();
     let fetch = |id: &BlockId| -> Result<Vec<u8>> {
@@ -177,7 +182,8 @@ fn chunk_seed_cuts(session: &Session, m: &Manifest, headers: &[(String, Vec<Entr
         let sealed = session.repo.read_pack(pack, e.offset, e.len as u64)?;
         session.keys.open_block(id, &sealed, e.plain_len as usize)
     };
-    let chunker = Chunker::new(session.keys.chunk_seed);
+    let chunkers: Vec<(Keying, Chunker)> =
+        Keying::ALL.into_iter().map(|k| (k, Chunker::keyed(&session.keys, k))).collect();
     let (mut tried, mut wrong) = (0, 0);
     for a in m.archives.iter().filter(|a| !a.partial) {
         let Ok((_, nodes)) = crate::reader::read_with(a, fetch) else { continue };
@@ -197,8 +203,8 @@ fn chunk_seed_cuts(session: &Session, m: &Manifest, headers: &[(String, Vec<Entr
                 continue;
             }
             tried += 1;
-            if chunker.cut(&data) == n.blocks[0].1 as usize {
-                return Ok(true);
+            if let Some((k, _)) = chunkers.iter().find(|(_, c)| c.cut(&data) == n.blocks[0].1 as usize) {
+                return Ok(Some(*k));
             }
             wrong += 1;
         }
@@ -209,5 +215,5 @@ fn chunk_seed_cuts(session: &Session, m: &Manifest, headers: &[(String, Vec<Entr
             session.settings.keyfile.display()
         );
     }
-    Ok(false)
+    Ok(None)
 }

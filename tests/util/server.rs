@@ -230,7 +230,7 @@ pub fn open_repo(url: &str, keys: &KeyFile) -> Arc<dyn Repository> {
 
 /// A repository config holding `keys`' verifiers (the server refuses one without them).
 pub fn config_for(keys: &KeyFile, id: &str) -> Vec<u8> {
-    archiver::session::config_bytes(keys, id)
+    archiver::session::config_bytes(keys, id, archiver::chunker::Keying::CURRENT)
 }
 
 /// `env` with its commands sent to the repository at `url` (`ARCHIVER_REPO` is the URL).
