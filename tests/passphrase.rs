@@ -97,7 +97,7 @@ fn every_method_opens_the_key_and_restores_byte_exact() {
     // The plain key inside is the one the repository was made with: removing the passphrase
     // gives a key file that opens the repository without one, and whose secrets the sealed
     // file does not show.
-    ok(&env, &["--passphrase", "env:PW", "keymgmt", "--outkeyfile", "plain.key"]);
+    ok(&env, &["--passphrase", "env:PW", "keymgmt", "--outkeyfile", "plain.key", "-r", "-w", "-d"]);
     let plain = std::fs::read_to_string(env.path("plain.key")).unwrap();
     let enc = plain.lines().find_map(|l| l.strip_prefix("enc-key ")).unwrap();
     assert!(!text.contains(enc));
@@ -179,7 +179,8 @@ fn keymgmt_adds_changes_and_removes_a_passphrase() {
     ok(&w, &["--passphrase", "env:PW2", "create", "a", "t"]);
     run(&w, &["--passphrase", "env:PW", "create", "b", "t"]).assert_one_line_error(1);
     // Change: PW2 -> PW, keeping the write permission only.
-    let mut args = vec!["--passphrase", "env:PW2", "keymgmt", "--outkeyfile", "w2.key", "--passphrased"];
+    let mut args =
+        vec!["--passphrase", "env:PW2", "keymgmt", "--outkeyfile", "w2.key", "-w", "--passphrased"];
     args.extend(["--new-passphrase", "env:PW"]);
     args.extend(fast);
     ok(&env_with_key(&env, "w.key"), &args);
@@ -190,12 +191,13 @@ fn keymgmt_adds_changes_and_removes_a_passphrase() {
     ok(&w2, &["--passphrase", "env:PW", "create", "b", "t"]);
     assert!(std::fs::read_to_string(env.path("w2.key")).unwrap().contains("only the write key"));
     // Remove: a plain copy of the write key, which opens without a passphrase.
-    ok(&w2, &["--passphrase", "env:PW", "keymgmt", "--outkeyfile", "w3.key"])
+    ok(&w2, &["--passphrase", "env:PW", "keymgmt", "--outkeyfile", "w3.key", "-w"])
         .assert_stderr_contains("without a passphrase");
     ok(&env_with_key(&env, "w3.key"), &["create", "c", "t"]);
     // A passphrase for a new key file cannot be empty, and a key file is never overwritten.
     let empty = env_with_vars(&env, &[("E", "")]);
-    let mut args = vec!["keymgmt", "--outkeyfile", "e.key", "--passphrased", "--new-passphrase", "env:E"];
+    let mut args =
+        vec!["keymgmt", "--outkeyfile", "e.key", "-r", "--passphrased", "--new-passphrase", "env:E"];
     args.extend(fast);
     run(&empty, &args).assert_one_line_error(1).assert_stderr_contains("empty passphrase");
     assert!(!env.path("e.key").exists());

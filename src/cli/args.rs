@@ -70,8 +70,8 @@ pub enum Cmd {
         #[command(flatten)]
         new: super::passphrase::NewKey,
     },
-    /// Write a key file holding only some permissions (e.g. write-only for nightly scripts), or
-    /// add, change or remove its passphrase (no -r/-w/-d: the permissions it holds)
+    /// Write a key file holding only some permissions (e.g. write-only for nightly scripts),
+    /// with, without or with another passphrase
     Keymgmt {
         #[command(flatten)]
         new: super::passphrase::NewKey,

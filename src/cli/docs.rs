@@ -41,7 +41,10 @@ archiver keygen --repo /mnt/backup/repo --keyfile ~/.config/archiver/backup.key
 archiver keygen --repo s3://my-backups/laptop
 
 # A repository on a server started with `archiver serve --allow-create`
-archiver keygen --repo https://backup.example.com:8443/laptop --cacert server.pem",
+archiver keygen --repo https://backup.example.com:8443/laptop --cacert server.pem
+
+# A key file protected by a passphrase (asked twice on the terminal)
+archiver keygen --passphrased",
     ),
     (
         "keymgmt",
@@ -52,7 +55,10 @@ archiver keymgmt --outkeyfile nightly.key -w
 archiver keymgmt --outkeyfile restore.key -r
 
 # Read and delete (what delete, prune and fsck --prune need), without write
-archiver keymgmt --outkeyfile admin.key -r -d",
+archiver keymgmt --outkeyfile admin.key -r -d
+
+# Change a full key file's passphrase (old one from a file, new one asked twice)
+archiver --passphrase file:/root/old-pw keymgmt --outkeyfile new.key -r -w -d --passphrased",
     ),
     (
         "create",

@@ -80,15 +80,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             )));
         }
         Cmd::Keymgmt { outkeyfile, read, write, delete, new, new_passphrase } => {
-            use archiver::access::{Perm, PERMS};
+            use archiver::access::Perm;
             let keys = archiver::keyfile::read_with(&settings.keyfile, settings.passphrase.as_ref())?;
-            let mut perms: Vec<Perm> = [(*read, Perm::Read), (*write, Perm::Write), (*delete, Perm::Delete)]
+            let perms: Vec<Perm> = [(*read, Perm::Read), (*write, Perm::Write), (*delete, Perm::Delete)]
                 .into_iter()
                 .filter_map(|(on, p)| on.then_some(p))
                 .collect();
-            if perms.is_empty() {
-                perms = PERMS.into_iter().filter(|&p| keys.access.has(p)).collect();
-            }
             let kdf = new.kdf();
             let pass = match kdf {
                 Some(_) => Some(passphrase::new(new_passphrase.as_ref(), outkeyfile)?),
