@@ -67,11 +67,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
     }
     match &cli.cmd {
         Cmd::Keygen { new } => {
-            let kdf = new.kdf();
-            let pass = match kdf {
-                Some(_) => Some(passphrase::new(method.as_ref(), &settings.keyfile)?),
-                None => None,
+            // The passphrase first: a missing one fails before scrypt is calibrated.
+            let pass = match new.passphrased {
+                true => Some(passphrase::new(method.as_ref(), &settings.keyfile)?),
+                false => None,
             };
+            let kdf = new.kdf();
             let id = query::keygen(&settings, pass.as_ref().zip(kdf))?;
             progress(Event::Notice(format!(
                 "created key file {} and repository {} (id {id}); keep a copy of the key file somewhere safe",
@@ -86,11 +87,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 .into_iter()
                 .filter_map(|(on, p)| on.then_some(p))
                 .collect();
-            let kdf = new.kdf();
-            let pass = match kdf {
-                Some(_) => Some(passphrase::new(new_passphrase.as_ref(), outkeyfile)?),
-                None => None,
+            let pass = match new.passphrased {
+                true => Some(passphrase::new(new_passphrase.as_ref(), outkeyfile)?),
+                false => None,
             };
+            let kdf = new.kdf();
             archiver::keyfile::write_restricted(outkeyfile, &keys, &perms, pass.as_ref().zip(kdf))?;
             let names: Vec<&str> = perms.iter().map(|p| p.name()).collect();
             let protection = if kdf.is_some() { "protected by a passphrase" } else { "without a passphrase" };
