@@ -59,7 +59,9 @@ fn a_stream_is_stored_as_one_file_and_written_back_exactly() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let summary: serde_json::Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
     let new = summary["new_size"].as_u64().unwrap();
-    assert!(new < 2 * MIB, "a small change stored {new} new bytes");
+    // At most the block holding the edit and its neighbour (each up to the chunker's 4 MiB
+    // maximum; where the keyed chunker cuts differs with every key), not the 24 MiB stream.
+    assert!(new <= 2 * archiver::chunker::MAX as u64, "a small change stored {new} new bytes");
     assert!(to_stdout(&env, "tuesday", "stdin").stdout == tuesday);
     // The dump restores as a file too.
     assert_eq!(std::fs::read(env.extract("tuesday", &[]).join("stdin")).unwrap(), tuesday);
