@@ -233,11 +233,6 @@ pub fn open(text: &str, pass: &Passphrase) -> std::result::Result<Zeroizing<Stri
         .map_err(|_| OpenError::Damaged("its contents are not text".into()))
 }
 
-/// The scrypt parameters a sealed key file's text names (for `keymgmt` to report), if intact.
-pub fn kdf_of(text: &str) -> Option<Kdf> {
-    parse(text).ok().map(|p| p.kdf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
