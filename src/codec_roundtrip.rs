@@ -8,12 +8,20 @@
 use crate::archive::Stats;
 use crate::crypto::{BlockId, Keys};
 use crate::index::Segment;
-use crate::manifest::{ArchiveRef, Checkpoint, Manifest};
+use crate::manifest::{ArchiveRef, Checkpoint, Listed, Manifest};
 use crate::pack::{Entry, Kind, PackBuilder};
 use crate::repo::{decode_pending, encode_pending, CommitRequest, Pending};
 
 fn keys() -> Keys {
     Keys::new([1; 32], [2; 32], 3)
+}
+
+/// Format 2 keys: a full key and the write key made from it (no data-secret).
+fn keys2() -> (Keys, Keys) {
+    let (full, _) = Keys::generate().unwrap();
+    let d = full.data.as_ref().unwrap();
+    let write = full.clone().with_data(crate::datakeys::DataKeys::new(d.public, d.psk, None));
+    (full, write)
 }
 
 fn id(n: u8) -> BlockId {
@@ -43,6 +51,7 @@ fn manifests_round_trip_with_and_without_damage_marks() {
             archives: vec![archive("a", false), archive("b.part", true)],
             indexes: vec!["0123abcd-000001".into()],
             damaged: damaged.clone(),
+            hidden: Vec::new(),
         };
         let back = Manifest::open(&k, 7, &m.seal(&k)).unwrap();
         assert_eq!(
@@ -57,10 +66,36 @@ fn manifests_round_trip_with_and_without_damage_marks() {
 }
 
 #[test]
+fn format_2_manifests_hide_references_from_write_keys_who_carry_them_on() {
+    let (full, write) = keys2();
+    let m = Manifest {
+        gen: 3,
+        txn: "ab".into(),
+        archives: vec![archive("a", false), archive("b.part", true), archive("b.part.2", true)],
+        indexes: vec!["ab-000001".into()],
+        ..Default::default()
+    };
+    let sealed = m.seal(&full.for_transaction());
+    let seen = Manifest::open(&write, 3, &sealed).unwrap();
+    assert!(seen.archives.is_empty() && seen.hidden.len() == 3);
+    assert!(seen.holds(&write, "a") && seen.holds(&write, "b.part.2") && !seen.holds(&write, "b"));
+    // The write key commits the next generation with one archive of its own.
+    let mut next = Manifest { gen: 4, ..seen };
+    next.insert(archive("c", false));
+    let back = Manifest::open(&full, 4, &next.seal(&write.for_transaction())).unwrap();
+    let names: Vec<&str> = back.archives.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["a", "b.part", "b.part.2", "c"]);
+    assert_eq!(back.archives[1], m.archives[1]);
+    assert!(Manifest::open(&keys(), 3, &sealed).is_err(), "format 1 keys refuse a format 2 manifest");
+    let plain = crate::crypto::open_object(&full, b"archiver manifest 3", &sealed, 1 << 20).unwrap();
+    assert!(!plain.windows(6).any(|w| w == b"b.part"), "names are not in the writers' envelope");
+}
+
+#[test]
 fn checkpoint_records_round_trip() {
     let k = keys();
     let c = Checkpoint {
-        archive: archive("nightly.part", true),
+        archive: Listed::Open(archive("nightly.part", true)),
         indexes: vec!["aa-000001".into(), "aa-000002".into()],
         packs: vec!["aa/00000001".into(), "aa/80000000".into()],
     };
@@ -70,6 +105,11 @@ fn checkpoint_records_round_trip() {
         (c.archive.clone(), c.indexes.clone(), c.packs.clone())
     );
     assert!(Checkpoint::open(&k, "bb", &c.seal(&k, "aa")).is_err(), "bound to its transaction");
+    let (full, write) = keys2();
+    let hidden = Checkpoint::open(&write, "aa", &c.seal(&write, "aa")).unwrap();
+    let Listed::Hidden(h) = &hidden.archive else { panic!("a write key opens no reference") };
+    assert_eq!(h.key(), (crate::manifest::sealed::base_tag(&write, "nightly"), 1));
+    assert_eq!(Checkpoint::open(&full, "aa", &hidden.seal(&write, "aa")).unwrap().archive, c.archive);
 }
 
 #[test]

@@ -75,9 +75,10 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     }
     session.require(&[Perm::Write], "create archives")?;
     // The lock is held until this function returns, across every transaction it runs.
-    let writing = crate::txn::lock(session, "create", progress, Default::default())?;
+    let how = crate::txn::recover::How { name: Some(&opts.name), ..Default::default() };
+    let writing = crate::txn::lock(session, "create", progress, how)?;
     let head = session.head()?;
-    if head.0.find(&opts.name).is_some() {
+    if head.0.holds(&session.keys, &opts.name) {
         bail!("an archive named {:?} already exists: choose another name, or delete it first", opts.name);
     }
     let cache = session.open_cache(&head, progress)?;
@@ -106,7 +107,8 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         }
         // The last checkpoint holds the user's data: commit it as NAME.part now. What became of
         // it is said once, by the error (or the stop notice), so that a failed create stays one line.
-        let promoted = w.txn.end_at_checkpoint(session).map(|p| {
+        let last = w.txn.last_checkpoint.clone();
+        let promoted = w.txn.end_at_checkpoint(session, &opts.name).map(|p| {
             // Best effort: space left unreclaimed is reclaimed by the next delete or `fsck --prune`.
             if p.replaced {
                 let _ = crate::reclaim::delete_locked(session, &[], &|_| {});
@@ -116,8 +118,11 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
         let stopped = e.downcast_ref::<Stopped>().map(|s| s.0.clone());
         return match (stopped, promoted) {
             (Some(reason), Ok(name)) => {
-                let m = session.head()?.0;
-                let archive = reader::find(&m, &name)?.clone();
+                let archive = match session.keys.reads_data() {
+                    true => reader::find(&session.head()?.0, &name)?.clone(),
+                    // A write key cannot read it back: it is the last checkpoint it recorded.
+                    false => ArchiveRef { name, ..last.expect("a checkpoint was recorded") },
+                };
                 Ok(CreateResult { archive, warnings, stopped: Some(reason) })
             }
             (_, Ok(name)) => Err(e.context(RepositoryChanged(format!("the last checkpoint was stored as {name:?}")))),
@@ -143,8 +148,11 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     let archive = m.find(&opts.name).expect("just committed").clone();
     // NAME is complete: earlier interrupted runs' NAME.part (and NAME.part.N) have served their
     // purpose (a key without the delete permission cannot remove them: they stay, and we say so).
-    let parts: Vec<String> =
+    let mut parts: Vec<String> =
         m.archives.iter().filter(|a| part_of(&a.name, &opts.name)).map(|a| a.name.clone()).collect();
+    let tag = crate::manifest::sealed::base_tag(&session.keys, &opts.name);
+    let hidden = m.hidden.iter().filter(|h| h.base_tag == tag && h.part > 0);
+    parts.extend(hidden.map(|h| crate::manifest::sealed::join(&opts.name, h.part)));
     if !parts.is_empty() && !opts.keep_part && !session.can(Perm::Delete) {
         progress(Event::Notice(format!(
             "kept {}: this key file cannot delete archives (`archiver delete NAME` with a delete key removes them)",
@@ -169,7 +177,7 @@ fn dry_run(
     progress: Progress,
 ) -> Result<CreateResult> {
     let head = session.head()?;
-    if head.0.find(&opts.name).is_some() {
+    if head.0.holds(&session.keys, &opts.name) {
         bail!("an archive named {:?} already exists: choose another name, or delete it first", opts.name);
     }
     let cache = session.open_cache(&head, progress)?;

@@ -5,6 +5,11 @@
 //! nothing from ids; every sealed object is bound to its identity through the associated data
 //! (a block to its id, the manifest to its generation), so a stored object cannot be swapped for
 //! another undetected; a fresh random 192-bit nonce is drawn for every seal.
+//!
+//! Format 2 repositories (`data` present) seal blocks to readers only (`datakeys`): `enc-key`
+//! then seals only what every writer must read (index segments, pack headers, the manifest's
+//! envelope, checkpoint records), and blocks are padded (Padmé) so their stored lengths do not
+//! give away exact chunk boundaries.
 
 use anyhow::{bail, Context, Result};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -14,8 +19,15 @@ use std::cell::RefCell;
 pub type BlockId = [u8; 32];
 pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
-/// Bytes a sealed object carries beyond its (compressed) plaintext.
+/// The fewest bytes a sealed block carries beyond its (compressed) plaintext (format 1).
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN + 1;
+/// The most: format 2 adds the ephemeral key, a length and Padmé's padding (`max_sealed`).
+const SEAL_OVERHEAD_2: usize = crate::datakeys::EPHEMERAL_LEN + SEAL_OVERHEAD + 4 + 1;
+
+/// The largest sealed form of a block of `plain_len` bytes, in either format.
+pub const fn max_sealed(plain_len: u64) -> u64 {
+    plain_len + plain_len / 8 + SEAL_OVERHEAD_2 as u64 + (SEAL_OVERHEAD_2 as u64) / 8
+}
 /// The largest plaintext a block can have (the chunker's maximum, which `chunker` checks).
 pub const MAX_PLAIN: u32 = 4 << 20;
 
@@ -23,24 +35,33 @@ const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
 const ZSTD_LEVEL: i32 = 3;
 
-/// The secrets a client holds: the data encryption key, the block-id key and the chunker seed
-/// (all three are needed to read or write archives). The access keys, which say what a server
-/// lets this client do, are not here: `keyfile::KeyFile` holds both.
+/// The secrets a client holds: the encryption key (format 1: of everything; format 2: of what
+/// writers read), the block-id key, the chunker seed and, in format 2, the data keys that seal
+/// blocks to readers. The access keys, which say what a server lets this client do, are not
+/// here: `keyfile::KeyFile` holds both.
 #[derive(Clone)]
 pub struct Keys {
     pub enc: [u8; 32],
     pub id: [u8; 32],
     pub chunk_seed: u64,
     cipher: XChaCha20Poly1305,
+    /// Format 2: blocks, archive references and intents are sealed to readers with these.
+    pub data: Option<crate::datakeys::Shared>,
 }
 
 impl Keys {
     pub fn new(enc: [u8; 32], id: [u8; 32], chunk_seed: u64) -> Self {
         let cipher = XChaCha20Poly1305::new((&enc).into());
-        Keys { enc, id, chunk_seed, cipher }
+        Keys { enc, id, chunk_seed, cipher, data: None }
     }
 
-    /// Fresh keys derived from 32 random bytes.
+    /// These keys with format 2 data keys.
+    pub fn with_data(mut self, data: crate::datakeys::DataKeys) -> Self {
+        self.data = Some(std::sync::Arc::new(data));
+        self
+    }
+
+    /// Fresh format 2 keys derived from 32 random bytes.
     pub fn generate() -> Result<(Self, [u8; 32])> {
         let mut master = [0u8; 32];
         getrandom::getrandom(&mut master).context("reading the system's random number generator")?;
@@ -48,7 +69,37 @@ impl Keys {
         let id = blake3::derive_key("archiver 2026-11 block ids", &master);
         let seed = blake3::derive_key("archiver 2026-11 chunker seed", &master);
         let chunk_seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")) | 1;
-        Ok((Keys::new(enc, id, chunk_seed), master))
+        let (secret, public, psk) = crate::datakeys::DataKeys::derive(&master);
+        let data = crate::datakeys::DataKeys::new(public, psk, Some(secret));
+        Ok((Keys::new(enc, id, chunk_seed).with_data(data), master))
+    }
+
+    /// The same keys sealing under a new ephemeral key (format 2): one per transaction.
+    pub fn for_transaction(&self) -> Keys {
+        let mut k = self.clone();
+        k.data = self.data.as_ref().map(|d| std::sync::Arc::new(d.fresh()));
+        k
+    }
+
+    /// Whether these keys open blocks: format 1 keys all do, format 2 keys with `data-secret`.
+    pub fn reads_data(&self) -> bool {
+        self.data.as_ref().is_none_or(|d| d.can_open())
+    }
+
+    /// Seals what only readers may open (format 2), else with `enc-key` (format 1).
+    pub fn seal_reader(&self, ad: &[u8], plain: &[u8]) -> Vec<u8> {
+        match &self.data {
+            Some(d) => d.seal(ad, plain),
+            None => self.seal(ad, plain),
+        }
+    }
+
+    /// Opens what `seal_reader` made.
+    pub fn open_reader(&self, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        match &self.data {
+            Some(d) => d.open(ad, sealed),
+            None => self.open(ad, sealed),
+        }
     }
 
     pub fn block_id(&self, plain: &[u8]) -> BlockId {
@@ -80,17 +131,22 @@ impl Keys {
             .map_err(|_| anyhow::anyhow!("authentication failed (data damaged or wrong key)"))
     }
 
-    /// Compresses then seals a block's plaintext, bound to its id.
+    /// Compresses then seals a block's plaintext, bound to its id (format 2: padded, to readers).
     pub fn seal_block(&self, id: &BlockId, plain: &[u8]) -> Vec<u8> {
-        self.seal(id, &compress(plain))
+        match &self.data {
+            Some(d) => d.seal(id, &crate::datakeys::pad(&compress(plain))),
+            None => self.seal(id, &compress(plain)),
+        }
     }
 
     /// Opens a sealed block, decompresses it and checks the plaintext hashes back to `id`. Lengths
     /// beyond what a block can have are refused before anything is allocated.
     pub fn open_block(&self, id: &BlockId, sealed: &[u8], plain_len: usize) -> Result<Vec<u8>> {
         block_lens(sealed.len() as u64, plain_len as u64)?;
-        let framed = self.open(id, sealed)?;
-        let plain = decompress(&framed, plain_len)?;
+        let plain = match &self.data {
+            Some(d) => decompress(crate::datakeys::unpad(&d.open(id, sealed)?)?, plain_len)?,
+            None => decompress(&self.open(id, sealed)?, plain_len)?,
+        };
         if &self.block_id(&plain) != id {
             bail!("block content does not match its id");
         }
@@ -100,15 +156,15 @@ impl Keys {
 
 /// Checks a block's stored and plain lengths as an index segment, pack header or cache claims
 /// them: the plaintext at most `MAX_PLAIN`, the sealed form between `SEAL_OVERHEAD` and
-/// `SEAL_OVERHEAD` more than the plaintext (compression only ever shrinks it).
+/// `max_sealed` bytes (compression only ever shrinks it; format 2 pads it).
 pub fn block_lens(len: u64, plain_len: u64) -> Result<(u32, u32)> {
     if plain_len > MAX_PLAIN as u64 {
         bail!("a block claims {plain_len} bytes of plaintext, more than the {MAX_PLAIN} a block can hold");
     }
-    if len < SEAL_OVERHEAD as u64 || len > plain_len + SEAL_OVERHEAD as u64 {
+    if len < SEAL_OVERHEAD as u64 || len > max_sealed(plain_len) {
         bail!(
             "a block claims {len} stored bytes for {plain_len} bytes of plaintext (a sealed block has {SEAL_OVERHEAD} to {} bytes)",
-            plain_len + SEAL_OVERHEAD as u64
+            max_sealed(plain_len)
         );
     }
     Ok((len as u32, plain_len as u32))

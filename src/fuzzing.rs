@@ -97,7 +97,9 @@ pub fn checkpoint(data: &[u8]) {
     let k = keys();
     let ad = format!("archiver checkpoint {TXN}").into_bytes();
     if let Ok(c) = Checkpoint::open(&k, TXN, &seal(&k, &ad, data)) {
-        let _ = crate::query::format_time(c.archive.time);
+        if let crate::manifest::Listed::Open(a) = &c.archive {
+            let _ = crate::query::format_time(a.time);
+        }
     }
 }
 

@@ -34,7 +34,11 @@ pub fn generations(session: &Session) -> Result<Vec<Generation>> {
         .into_iter()
         .map(|gen| match read(session, gen) {
             Ok(m) => {
-                Generation { gen, archives: m.archives.into_iter().map(|a| a.name).collect(), damaged: None }
+                // A write key (format 2) sees tags, not names.
+                let sealed =
+                    m.hidden.iter().map(|h| format!("<sealed {}.{}>", hex::encode(&h.base_tag[..6]), h.part));
+                let archives = m.archives.into_iter().map(|a| a.name).chain(sealed).collect();
+                Generation { gen, archives, damaged: None }
             }
             Err(e) => Generation { gen, archives: Vec::new(), damaged: Some(format!("{e:#}")) },
         })
@@ -103,11 +107,12 @@ pub fn rollback(session: &Session, gen: u64, progress: Progress) -> Result<u64> 
     let cache = session.mirror_cache(&(old.clone(), format!("{gen} {}", blake3::hash(&bytes).to_hex())))?;
     let mut txn = Txn::begin(session, base, cache, format!("rollback to generation {gen}").as_bytes())?;
     txn.keep_history = true;
-    let count = old.archives.len();
+    let count = old.len();
     let m = txn.commit(
         Segment::default(),
         move |m, _, _| {
             m.archives = old.archives;
+            m.hidden = old.hidden;
             m.indexes = old.indexes;
         },
         Vec::new(),

@@ -10,6 +10,11 @@
 //! file with one bit of any secret changed is refused in one line; verifiers reveal nothing of the
 //! secrets (keyed BLAKE3 under fixed contexts, the chunk-seed's keyed by the 256-bit id-key).
 //!
+//! Format 2 configs (docs/FORMAT.md) add `data-public`, the key blocks are sealed to, and
+//! `check-data-psk`: a key file's `data-public` and `data-psk` must match them, and its
+//! `data-secret`, when it holds one, must be the secret half of `data-public`. A writer with a
+//! wrong `data-public` would seal data no reader opens, so this check comes before any write.
+//!
 //! Repositories made before the `check-*` lines existed have none: there `id-key` and
 //! `chunk-seed` are not checked (the rest is), and the local cache, kept per key id, keeps a
 //! damaged key file from spoiling the cache of the right one (docs/FORMAT.md).
@@ -24,14 +29,21 @@ use crate::keyfile::KeyFile;
 use anyhow::{bail, Result};
 use std::path::Path;
 
-pub const FORMAT: u32 = 1;
+/// The format `keygen` writes; format 1 repositories (everything sealed with `enc-key`) are
+/// still read and written in their own format.
+pub const FORMAT: u32 = 2;
+const FORMATS: [u32; 2] = [1, 2];
 
 /// What a repository config says (the access verifiers are read by `Verifiers::from_config`).
 pub struct RepoConfig {
     pub id: String,
     /// How the chunker's gear table is keyed (`chunker` line; none: `SeedXor`).
     pub chunking: Keying,
+    /// 1 or 2.
+    pub format: u32,
     key_check: Vec<u8>,
+    data_public: Option<[u8; 32]>,
+    check_data_psk: Option<[u8; 32]>,
     check_id_key: Option<[u8; 32]>,
     check_chunk_seed: Option<[u8; 32]>,
 }
@@ -47,6 +59,12 @@ fn id_key_check(keys: &Keys) -> [u8; 32] {
 fn chunk_seed_check(keys: &Keys) -> [u8; 32] {
     let mut h = blake3::Hasher::new_keyed(&keys.id);
     h.update(b"archiver key check v1 chunk-seed").update(&keys.chunk_seed.to_le_bytes());
+    *h.finalize().as_bytes()
+}
+
+fn data_psk_check(keys: &Keys, psk: &[u8; 32]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_keyed(&keys.id);
+    h.update(b"archiver key check v2 data-psk").update(psk);
     *h.finalize().as_bytes()
 }
 
@@ -67,8 +85,19 @@ pub fn config_bytes(kf: &KeyFile, repo_id: &str, chunking: Keying) -> Vec<u8> {
         Keying::SeedXor => String::new(),
         k => format!("chunker {}\n", k.name()),
     };
+    let (format, data) = match &keys.data {
+        None => (1, String::new()),
+        Some(d) => (
+            FORMAT,
+            format!(
+                "data-public {}\ncheck-data-psk {}\n",
+                hex::encode(d.public),
+                hex::encode(data_psk_check(keys, &d.psk))
+            ),
+        ),
+    };
     format!(
-        "archiver-repository\nformat {FORMAT}\nid {repo_id}\nkey-check {}\ncheck-id-key {}\ncheck-chunk-seed {}\n{chunker}{}",
+        "archiver-repository\nformat {format}\nid {repo_id}\nkey-check {}\ncheck-id-key {}\ncheck-chunk-seed {}\n{data}{chunker}{}",
         hex::encode(check),
         hex::encode(id_key_check(keys)),
         hex::encode(chunk_seed_check(keys)),
@@ -121,13 +150,14 @@ pub fn parse(config: &[u8], repo: &str) -> Result<RepoConfig> {
     let (mut format, mut id, mut key_check) = (None, None, None);
     let (mut check_id_key, mut check_chunk_seed) = (None, None);
     let mut chunking = None;
+    let (mut data_public, mut check_data_psk) = (None, None);
     for line in lines {
         let Some((name, value)) = line.split_once(' ') else { continue };
         let slot = match name {
             "format" => {
                 let f = value.parse::<u32>().map_err(|_| damaged("its format line"))?;
-                if f != FORMAT {
-                    bail!("repository {repo} has format version {f}; this archiver reads version {FORMAT}: upgrade archiver");
+                if !FORMATS.contains(&f) {
+                    bail!("repository {repo} has format version {f}; this archiver reads versions 1 and {FORMAT}: upgrade archiver");
                 }
                 format = Some(f);
                 continue;
@@ -150,6 +180,8 @@ pub fn parse(config: &[u8], repo: &str) -> Result<RepoConfig> {
                 continue;
             }
             "check-id-key" => &mut check_id_key,
+            "data-public" => &mut data_public,
+            "check-data-psk" => &mut check_data_psk,
             "check-chunk-seed" => &mut check_chunk_seed,
             _ => continue, // later versions' lines
         };
@@ -159,8 +191,11 @@ pub fn parse(config: &[u8], repo: &str) -> Result<RepoConfig> {
         }
         *slot = v;
     }
-    if format.is_none() {
+    let Some(format) = format else {
         return Err(damaged("it has no format line"));
+    };
+    if (format == 2) != (data_public.is_some() && check_data_psk.is_some()) {
+        return Err(damaged("its data-public and check-data-psk lines do not fit its format"));
     }
     let (Some(id), Some(key_check)) = (id, key_check) else {
         return Err(damaged("it lacks the id or key-check line"));
@@ -169,7 +204,16 @@ pub fn parse(config: &[u8], repo: &str) -> Result<RepoConfig> {
         return Err(damaged("its id line"));
     }
     let chunking = chunking.unwrap_or(Keying::SeedXor);
-    Ok(RepoConfig { id, chunking, key_check, check_id_key, check_chunk_seed })
+    Ok(RepoConfig {
+        id,
+        chunking,
+        format,
+        key_check,
+        data_public,
+        check_data_psk,
+        check_id_key,
+        check_chunk_seed,
+    })
 }
 
 /// Checks every secret `keys` holds against `config` (of which `parsed` is the parse): one line
@@ -187,6 +231,23 @@ pub fn check(kf: &KeyFile, parsed: &RepoConfig, config: &[u8], keyfile: &Path, r
     // Keyed by the id-key: only meaningful when that matched.
     if id_ok && parsed.check_chunk_seed.is_some_and(|c| c != chunk_seed_check(keys)) {
         wrong.push("chunk-seed".into());
+    }
+    match (&keys.data, parsed.data_public, parsed.check_data_psk) {
+        (None, None, _) => {}
+        (Some(d), Some(public), Some(psk_check)) => {
+            if d.public != public {
+                wrong.push("data-public".into());
+            } else {
+                if id_ok && data_psk_check(keys, &d.psk) != psk_check {
+                    wrong.push("data-psk".into());
+                }
+                if d.secret().is_some_and(|s| crate::datakeys::public_of(&s) != public) {
+                    wrong.push("data-secret".into());
+                }
+            }
+        }
+        // A format 1 key file for a format 2 repository, or the other way round.
+        _ => wrong.push("format (data-public)".into()),
     }
     let verifiers = Verifiers::from_config(config).ok_or_else(|| {
         anyhow::anyhow!(
@@ -236,14 +297,35 @@ mod tests {
         let other = KeyFile::generate().unwrap();
         let err = checked(&other, &config).unwrap_err().to_string();
         assert!(
-            err.contains("its enc-key, id-key, access-read, access-write and access-delete do not"),
+            err.contains(
+                "its enc-key, id-key, data-public, access-read, access-write and access-delete do not"
+            ),
             "{err}"
         );
-        // A repository made before the check lines: id-key and chunk-seed are not checked.
-        let text = String::from_utf8(config.clone()).unwrap();
+        // Format 2 data keys: each is checked; a wrong data-public would seal what no one opens.
+        let d = k.keys.data.as_ref().unwrap();
+        for (public, psk, secret, what) in [
+            ([9; 32], d.psk, d.secret(), "(its data-public does not"),
+            (d.public, [9; 32], d.secret(), "(its data-psk does not"),
+            (d.public, d.psk, Some([9; 32]), "(its data-secret does not"),
+        ] {
+            let mut bad = k.clone();
+            bad.keys = bad.keys.with_data(crate::datakeys::DataKeys::new(public, psk, secret));
+            let err = checked(&bad, &config).unwrap_err().to_string();
+            assert!(err.contains(what), "{what}: {err}");
+        }
+        let mut format1 = k.clone();
+        format1.keys.data = None;
+        let err = checked(&format1, &config).unwrap_err().to_string();
+        assert!(err.contains("format (data-public)"), "{err}");
+        // A format 1 repository made before the check lines: id-key and chunk-seed are not checked.
+        let text1 = String::from_utf8(config_bytes(&format1, "00ff", Keying::CURRENT)).unwrap();
         let old: String =
-            text.lines().filter(|l| !l.starts_with("check-")).map(|l| format!("{l}\n")).collect();
-        checked(&id, old.as_bytes()).unwrap();
+            text1.lines().filter(|l| !l.starts_with("check-")).map(|l| format!("{l}\n")).collect();
+        let mut id1 = format1.clone();
+        id1.keys.id[31] ^= 1;
+        checked(&id1, old.as_bytes()).unwrap();
+        let text = String::from_utf8(config.clone()).unwrap();
         for bad in ["check-id-key zz", "check-id-key 00", "check-chunk-seed ", "format x", "key-check q"] {
             let line = bad.split(' ').next().unwrap();
             let damaged: String = text

@@ -1,13 +1,17 @@
 //! The key file: a small text file holding the client's secrets, one `name hex` pair per line.
 //!
 //! Keys are stored as separate derived parts (not one master secret), so that a restricted key
-//! file (`archiver keymgmt`) carries only some of them: every key file holds the data keys, and
-//! one to three access keys (`access-read`, `access-write`, `access-delete`). The file is written
+//! file (`archiver keymgmt`) carries only some of them: every key file holds the keys that
+//! writing needs (`enc-key`, `id-key`, `chunk-seed` and, in format 2, `data-public` and
+//! `data-psk`), only key files with the read permission hold `data-secret`, which opens archive
+//! data (docs/FORMAT.md), and each holds one to three access keys (`access-read`,
+//! `access-write`, `access-delete`). The file is written
 //! with mode 0600 and never overwritten. A key file may be sealed under a passphrase
 //! (`keyseal`): its plain text is then inside, and reading it needs the passphrase.
 
 use crate::access::{AccessKeys, Perm, PERMS};
 use crate::crypto::Keys;
+use crate::datakeys::DataKeys;
 use crate::keyseal::{self, Kdf, OpenError, Passphrase};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -87,6 +91,12 @@ fn plain_text(kf: &KeyFile) -> zeroize::Zeroizing<String> {
         hex::encode(keys.id),
         keys.chunk_seed
     );
+    if let Some(d) = &keys.data {
+        text.push_str(&format!("data-public {}\ndata-psk {}\n", hex::encode(d.public), hex::encode(d.psk)));
+        if let Some(secret) = zeroize::Zeroizing::new(d.secret()).as_ref() {
+            text.push_str(&format!("data-secret {}\n", hex::encode(secret)));
+        }
+    }
     for p in PERMS {
         if let Some(seed) = kf.access.seed(p) {
             text.push_str(&format!("access-{} {}\n", p.name(), hex::encode(seed)));
@@ -157,6 +167,7 @@ pub fn parse(text: &str) -> Result<KeyFile> {
         bail!("missing the `{MAGIC}` header");
     }
     let (mut enc, mut id, mut seed) = (None, None, None);
+    let (mut public, mut psk, mut secret) = (None, None, None);
     let mut access = AccessKeys::default();
     for line in lines {
         let (name, value) = line.split_once(' ').unwrap_or((line, ""));
@@ -164,6 +175,9 @@ pub fn parse(text: &str) -> Result<KeyFile> {
             "enc-key" => enc = Some(key32(value)?),
             "id-key" => id = Some(key32(value)?),
             "chunk-seed" => seed = Some(u64::from_str_radix(value.trim(), 16).context("bad chunk-seed")?),
+            "data-public" => public = Some(key32(value)?),
+            "data-psk" => psk = Some(key32(value)?),
+            "data-secret" => secret = Some(key32(value)?),
             // Parts added by later versions are ignored.
             _ => {
                 if let Some(p) = PERMS.into_iter().find(|p| name.strip_prefix("access-") == Some(p.name())) {
@@ -178,16 +192,33 @@ pub fn parse(text: &str) -> Result<KeyFile> {
     if PERMS.into_iter().all(|p| !access.has(p)) {
         bail!("it holds no access key (access-read, access-write or access-delete)");
     }
-    Ok(KeyFile { keys: Keys::new(e, i, s), access })
+    let keys = match (public, psk) {
+        (Some(public), Some(psk)) => Keys::new(e, i, s).with_data(DataKeys::new(public, psk, secret)),
+        (None, None) if secret.is_none() => Keys::new(e, i, s),
+        _ => bail!("it holds only some of the data keys (data-public, data-psk)"),
+    };
+    Ok(KeyFile { keys, access })
 }
 
 /// `archiver keymgmt`: writes to `out` (the `--outkeyfile`, whose directory must exist) a key
-/// file holding the data keys and only the access keys in `perms`, each of which `keys` must hold.
+/// file holding the keys writing needs, `data-secret` only with the read permission (format 2),
+/// and only the access keys in `perms`, each of which `keys` must hold.
 pub fn write_restricted(out: &Path, full: &KeyFile, perms: &[Perm], seal: Seal) -> Result<()> {
     if perms.is_empty() {
         bail!("choose the permissions the new key file gets: -r (read), -w (write), -d (delete)");
     }
-    let mut restricted = KeyFile { keys: full.keys.clone(), access: AccessKeys::default() };
+    let mut keys = full.keys.clone();
+    if let Some(d) = &full.keys.data {
+        let secret = perms.contains(&Perm::Read).then(|| d.secret()).flatten();
+        if perms.contains(&Perm::Read) && secret.is_none() {
+            bail!(
+                "the key file lacks the data-secret, so it cannot grant reading (it holds {})",
+                full.access.describe()
+            );
+        }
+        keys.data = Some(std::sync::Arc::new(DataKeys::new(d.public, d.psk, secret)));
+    }
+    let mut restricted = KeyFile { keys, access: AccessKeys::default() };
     for &p in perms {
         let Some(seed) = full.access.seed(p) else {
             bail!(
@@ -226,6 +257,12 @@ mod tests {
         write_restricted(&w, &k, &[Perm::Write], None).unwrap();
         let wk = read(&w).unwrap();
         assert_eq!((wk.access.has(Perm::Read), wk.access.has(Perm::Write)), (false, true));
+        assert!(back.keys.reads_data() && !wk.keys.reads_data(), "a write key gets no data-secret");
+        let wtext = std::fs::read_to_string(&w).unwrap();
+        assert!(wtext.contains("data-public ") && !wtext.contains("data-secret"), "{wtext}");
+        let r = dir.path().join("r");
+        write_restricted(&r, &k, &[Perm::Read], None).unwrap();
+        assert_eq!(read(&r).unwrap().keys.data.unwrap().secret(), k.keys.data.as_ref().unwrap().secret());
         assert_eq!(wk.access.seed(Perm::Write), k.access.seed(Perm::Write));
         let err = write_restricted(&dir.path().join("x"), &wk, &[Perm::Delete], None).unwrap_err();
         assert!(err.to_string().contains("lacks the delete key"), "{err}");

@@ -21,6 +21,7 @@ pub mod craft;
 pub mod create;
 pub mod crypto;
 pub mod damage;
+pub mod datakeys;
 pub mod delete;
 pub mod extract;
 pub mod failpoint;

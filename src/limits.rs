@@ -16,8 +16,9 @@
 pub use crate::crypto::{block_lens, MAX_PLAIN, SEAL_OVERHEAD};
 use anyhow::{bail, Result};
 
-/// The largest sealed block: its plaintext stored raw plus the nonce, codec byte and tag.
-pub const MAX_SEALED: u32 = MAX_PLAIN + SEAL_OVERHEAD as u32;
+/// The largest sealed block: its plaintext stored raw plus what sealing adds (format 2: the
+/// ephemeral key, a length and Padmé's padding).
+pub const MAX_SEALED: u32 = crate::crypto::max_sealed(MAX_PLAIN as u64) as u32;
 /// Bytes of blocks one pack may hold (a pack is stored once it reaches 16 MiB, so archiver's
 /// own packs hold at most 16 MiB plus one block).
 pub const MAX_PACK_DATA: u64 = 64 << 20;

@@ -3,12 +3,18 @@
 //! generation + 1; nothing else a commit writes is visible until then.
 //!
 //! Sealed bound to its generation, so an old manifest cannot be replayed under a newer number.
+//! Format 1 lists archive references in the open (inside the `enc-key` seal); format 2 lists
+//! them as name tags with references sealed to readers (`sealed`): a key that cannot open them
+//! (a write key) keeps them as `hidden` and carries them verbatim into the next generation.
 
 use crate::archive::Stats;
 use crate::codec::{Reader, Writer};
 use crate::crypto::{open_object, seal_object, BlockId, Keys};
 use crate::limits;
 use anyhow::{bail, Context, Result};
+
+pub mod sealed;
+pub use sealed::Hidden;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchiveRef {
@@ -35,9 +41,30 @@ pub struct Manifest {
     /// stores the block again; readers use it only when no other copy exists. Encoded after the
     /// index list only when there are any, so a manifest without marks is unchanged.
     pub damaged: Vec<(BlockId, String)>,
+    /// Format 2, for a key that cannot open archive references (a write key): the references,
+    /// by name tag. Empty for keys that read (their references are in `archives`).
+    pub hidden: Vec<Hidden>,
 }
 
 const VERSION: u8 = 1;
+const VERSION_2: u8 = 2;
+
+/// A checkpoint's archive, open or (for a write key, format 2) by its tag only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listed {
+    Open(ArchiveRef),
+    Hidden(Hidden),
+}
+
+impl Listed {
+    /// The base tag and part of this archive's name.
+    pub fn tag(&self, keys: &Keys) -> ([u8; 32], u64) {
+        match self {
+            Listed::Open(a) => sealed::tag_of(keys, &a.name),
+            Listed::Hidden(h) => h.key(),
+        }
+    }
+}
 
 impl ArchiveRef {
     pub fn encode(&self, w: &mut Writer) {
@@ -74,7 +101,7 @@ impl ArchiveRef {
 /// by `Txn::checkpoint`, promoted to a commit by recovery.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
-    pub archive: ArchiveRef,
+    pub archive: Listed,
     pub indexes: Vec<String>,
     pub packs: Vec<String>,
 }
@@ -86,8 +113,11 @@ impl Checkpoint {
 
     pub fn seal(&self, keys: &Keys, txn: &str) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(VERSION);
-        self.archive.encode(&mut w);
+        match (&self.archive, keys.data.is_some()) {
+            (Listed::Open(a), false) => a.encode(w.u8(VERSION)),
+            (Listed::Open(a), true) => sealed::hide(keys, a).encode(w.u8(VERSION_2)),
+            (Listed::Hidden(h), _) => h.encode(w.u8(VERSION_2)),
+        }
         for list in [&self.indexes, &self.packs] {
             w.uvar(list.len() as u64);
             for s in list {
@@ -102,11 +132,21 @@ impl Checkpoint {
         let plain = open_object(keys, &Self::ad(txn), sealed, max)
             .with_context(|| format!("checkpoint record of transaction {txn} is damaged"))?;
         let mut r = Reader::new(&plain, "checkpoint record");
-        if r.u8()? != VERSION {
+        let v = r.u8()?;
+        if v != VERSION && v != VERSION_2 {
             bail!("checkpoint record has an unknown format; upgrade archiver");
         }
+        if (v == VERSION_2) != keys.data.is_some() {
+            bail!("checkpoint record of transaction {txn} is in format {v}, not its repository's: damaged or forged");
+        }
         let decoded = (|| -> Result<_> {
-            let archive = ArchiveRef::decode(&mut r)?;
+            let archive = match v {
+                VERSION => Listed::Open(ArchiveRef::decode(&mut r)?),
+                _ => match sealed::Hidden::decode(&mut r)? {
+                    h if keys.reads_data() => Listed::Open(sealed::reveal(keys, &h)?),
+                    h => Listed::Hidden(h),
+                },
+            };
             let mut lists = [Vec::new(), Vec::new()];
             for (list, check) in lists.iter_mut().zip([limits::segment_name, limits::pack_name]) {
                 for _ in 0..r.count(1)? {
@@ -138,6 +178,39 @@ impl Manifest {
         }
     }
 
+    /// Whether an archive named `name` exists, whether or not these keys open references.
+    pub fn holds(&self, keys: &Keys, name: &str) -> bool {
+        self.find(name).is_some() || self.taken(keys, sealed::tag_of(keys, name))
+    }
+
+    /// Whether the archive of base tag and part `key` exists.
+    pub fn taken(&self, keys: &Keys, key: ([u8; 32], u64)) -> bool {
+        self.hidden.iter().any(|h| h.key() == key)
+            || (!self.archives.is_empty()
+                && self.archives.iter().any(|a| sealed::tag_of(keys, &a.name) == key))
+    }
+
+    /// How many archives there are, open or hidden.
+    pub fn len(&self) -> usize {
+        self.archives.len() + self.hidden.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds archive `a`, replacing one of the same name.
+    pub fn put(&mut self, a: Listed, keys: &Keys) {
+        match a {
+            Listed::Open(a) => self.insert(a),
+            Listed::Hidden(h) => {
+                self.archives.retain(|a| sealed::tag_of(keys, &a.name) != h.key());
+                self.hidden.retain(|x| x.key() != h.key());
+                self.hidden.push(h);
+            }
+        }
+    }
+
     pub fn remove(&mut self, name: &str) -> Option<ArchiveRef> {
         let i = self.archives.binary_search_by(|a| a.name.as_str().cmp(name)).ok()?;
         Some(self.archives.remove(i))
@@ -145,9 +218,20 @@ impl Manifest {
 
     pub fn seal(&self, keys: &Keys) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(VERSION).uvar(self.gen).str(&self.txn).uvar(self.archives.len() as u64);
-        for a in &self.archives {
-            a.encode(&mut w);
+        if keys.data.is_none() {
+            debug_assert!(self.hidden.is_empty(), "format 1 hides nothing");
+            w.u8(VERSION).uvar(self.gen).str(&self.txn).uvar(self.archives.len() as u64);
+            for a in &self.archives {
+                a.encode(&mut w);
+            }
+        } else {
+            let mut all: Vec<Hidden> = self.archives.iter().map(|a| sealed::hide(keys, a)).collect();
+            all.extend(self.hidden.iter().cloned());
+            all.sort_by_key(|h| h.key());
+            w.u8(VERSION_2).uvar(self.gen).str(&self.txn).uvar(all.len() as u64);
+            for h in &all {
+                h.encode(&mut w);
+            }
         }
         w.uvar(self.indexes.len() as u64);
         for i in &self.indexes {
@@ -168,8 +252,11 @@ impl Manifest {
             .with_context(|| format!("manifest of generation {gen} is damaged"))?;
         let mut r = Reader::new(&plain, "manifest");
         let v = r.u8()?;
-        if v != VERSION {
-            bail!("manifest format {v} is not supported by this archiver (it reads {VERSION}); upgrade archiver");
+        if v != VERSION && v != VERSION_2 {
+            bail!("manifest format {v} is not supported by this archiver (it reads {VERSION} and {VERSION_2}); upgrade archiver");
+        }
+        if (v == VERSION_2) != keys.data.is_some() {
+            bail!("manifest of generation {gen} is in format {v}, not its repository's: damaged or forged");
         }
         let mut m = Manifest { gen: r.uvar()?, txn: r.string()?, ..Default::default() };
         if m.gen != gen {
@@ -177,7 +264,19 @@ impl Manifest {
         }
         let decoded = (|| -> Result<_> {
             for _ in 0..r.count(35)? {
-                m.archives.push(ArchiveRef::decode(&mut r)?);
+                match v {
+                    VERSION => m.archives.push(ArchiveRef::decode(&mut r)?),
+                    _ => match Hidden::decode(&mut r)? {
+                        h if keys.reads_data() => m.archives.push(sealed::reveal(keys, &h)?),
+                        h => m.hidden.push(h),
+                    },
+                }
+            }
+            m.archives.sort_by(|a, b| a.name.cmp(&b.name));
+            m.hidden.sort_by_key(|h| h.key());
+            let names_repeat = m.archives.windows(2).any(|w| w[0].name == w[1].name);
+            if names_repeat || m.hidden.windows(2).any(|w| w[0].key() == w[1].key()) {
+                bail!("it lists an archive name twice");
             }
             for _ in 0..r.count(1)? {
                 let name = r.string()?;

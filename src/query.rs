@@ -43,6 +43,7 @@ pub fn keygen(settings: &Settings, seal: keyfile::Seal) -> Result<String> {
 }
 
 pub fn list(session: &Session) -> Result<Vec<ArchiveRef>> {
+    session.require_data("list archives")?;
     Ok(session.head()?.0.archives)
 }
 
@@ -56,12 +57,14 @@ pub fn ls(session: &Session, name: &str, progress: Progress) -> Result<Vec<Node>
 
 /// Sizes in tarsnap's table: (plain bytes, stored bytes).
 pub struct StatsReport {
-    pub all: (u64, u64),
+    /// All archives; none for a write key (format 2), which cannot open their references.
+    pub all: Option<(u64, u64)>,
     pub unique: (u64, u64),
     pub archives: Vec<ArchiveRef>,
 }
 
 pub fn stats(session: &Session, names: &[String], progress: Progress) -> Result<StatsReport> {
+    session.require_data("show archive statistics")?;
     let head = session.head()?;
     let mut archives = Vec::new();
     for n in names {
@@ -70,7 +73,18 @@ pub fn stats(session: &Session, names: &[String], progress: Progress) -> Result<
     let cache = session.open_cache(&head, progress)?;
     let (raw, stored, _) = cache.totals()?;
     let all = head.0.archives.iter().fold((0, 0), |(r, s), a| (r + a.stats.raw, s + a.stats.stored));
-    Ok(StatsReport { all, unique: (raw, stored), archives })
+    Ok(StatsReport { all: Some(all), unique: (raw, stored), archives })
+}
+
+/// `create --print-stats`: the table for archive `archive`, just stored. A write key (format 2)
+/// cannot total the other archives: it shows the unique data and this archive.
+pub fn created_stats(session: &Session, archive: &ArchiveRef, progress: Progress) -> Result<StatsReport> {
+    if session.keys.reads_data() {
+        return stats(session, std::slice::from_ref(&archive.name), progress);
+    }
+    let head = session.head()?;
+    let (raw, stored, _) = session.open_cache(&head, progress)?.totals()?;
+    Ok(StatsReport { all: None, unique: (raw, stored), archives: vec![archive.clone()] })
 }
 
 /// `ls -l`-style line for a node.

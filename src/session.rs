@@ -121,6 +121,21 @@ impl Session {
                 missing.name()
             );
         }
+        if needs.contains(&Perm::Read) {
+            self.require_data(what)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses, in one line, to `what` with a key file that cannot open archive data (a format 2
+    /// write key, even one whose access lines were edited to claim reading).
+    pub fn require_data(&self, what: &str) -> Result<()> {
+        if !self.keys.reads_data() {
+            bail!(
+                "key file {} cannot {what}: it holds no data-secret, so it cannot open archives (a write-only key made by `archiver keymgmt -w`; use a key file with the read permission)",
+                self.settings.keyfile.display()
+            );
+        }
         Ok(())
     }
 

@@ -177,7 +177,7 @@ fn fsck_reports_what_it_read_as_a_share_of_what_is_stored() {
             txn: txn.clone(),
             archives: vec![],
             indexes: vec![seg.clone()],
-            damaged: vec![],
+            ..Default::default()
         };
         let req = archiver::repo::CommitRequest {
             gen: 1,

@@ -144,6 +144,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         txn: fz::TXN.into(),
         archives: vec![archive_ref("a"), archive_ref("b.part"), archive_ref("nightly-2026-11-22")],
         indexes: vec![fz::SEGMENT.into(), "ab-000001".into()],
+        hidden: Vec::new(),
         damaged: vec![([5; 32], "ab/00000001".into())],
     };
     for s in both_forms(&format!("archiver manifest {}", fz::GEN), &m.seal(&k)) {
@@ -151,7 +152,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
 
     let c = Checkpoint {
-        archive: archive_ref("a.part"),
+        archive: archiver::manifest::Listed::Open(archive_ref("a.part")),
         indexes: vec![fz::SEGMENT.into()],
         packs: vec![fz::PACK.into(), "ab/80000001".into()],
     };

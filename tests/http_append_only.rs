@@ -15,8 +15,9 @@
 
 mod util;
 
+use archiver::index::Segment;
 use archiver::keyfile::KeyFile;
-use archiver::manifest::{Checkpoint, Manifest};
+use archiver::manifest::{ArchiveRef, Checkpoint, Listed};
 use archiver::repo::{CommitRequest, Repository};
 use std::sync::Arc;
 use util::crash::KILLED;
@@ -201,13 +202,28 @@ fn a_planted_checkpoint_never_replaces_an_archive() {
     let w = world();
     let r = w.thief();
     let lock = r.lock("thief").unwrap();
-    let (gen, sealed) = r.head().unwrap();
-    let m = Manifest::open(&w.thief.keys, gen, &sealed.unwrap()).unwrap();
-    let mut archive = m.find("other").unwrap().clone();
-    archive.name = "important".into();
+    // The write key cannot open the other archive's reference (format 2): it takes an archive
+    // root's id from the index segments, which writers read.
+    let (root, root_len) = r
+        .list_indexes()
+        .unwrap()
+        .iter()
+        .flat_map(|n| Segment::open(&w.thief.keys, n, &r.get_index(n).unwrap()).unwrap().packs)
+        .flat_map(|(_, entries)| entries)
+        .find(|e| e.kind == archiver::pack::Kind::Root)
+        .map(|e| (e.id, e.plain_len))
+        .unwrap();
+    let archive = ArchiveRef {
+        name: "important".into(),
+        root,
+        root_len,
+        time: 0,
+        partial: false,
+        stats: Default::default(),
+    };
     let t = random_txn();
     r.begin(&t, b"intent").unwrap();
-    let ck = Checkpoint { archive, indexes: Vec::new(), packs: Vec::new() };
+    let ck = Checkpoint { archive: Listed::Open(archive), indexes: Vec::new(), packs: Vec::new() };
     r.checkpoint(&t, 0, &ck.seal(&w.thief.keys, &t)).unwrap();
     drop(lock);
 
@@ -220,7 +236,9 @@ fn a_planted_checkpoint_never_replaces_an_archive() {
     let t2 = random_txn();
     r.begin(&t2, b"intent").unwrap();
     let mut again = ck.clone();
-    again.archive.name = "important.part".into();
+    if let Listed::Open(a) = &mut again.archive {
+        a.name = "important.part".into();
+    }
     r.checkpoint(&t2, 0, &again.seal(&w.thief.keys, &t2)).unwrap();
     drop(lock);
     w.env.ok(["recover"]).assert_stderr_contains("as \"important.part.2\"");

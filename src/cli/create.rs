@@ -133,7 +133,7 @@ pub fn run(
         return Ok(Done::Incomplete);
     }
     if (*print_stats || cfg.flag("print-stats")) && !out.json {
-        let report = query::stats(&session, std::slice::from_ref(name), &progress)?;
+        let report = query::created_stats(&session, &res.archive, &progress)?;
         print_stats_table(&report, true, &mut |l| {
             out.err_line(l);
             Ok(())

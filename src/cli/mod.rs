@@ -95,8 +95,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             archiver::keyfile::write_restricted(outkeyfile, &keys, &perms, pass.as_ref().zip(kdf))?;
             let names: Vec<&str> = perms.iter().map(|p| p.name()).collect();
             let protection = if kdf.is_some() { "protected by a passphrase" } else { "without a passphrase" };
+            let reads = match (keys.keys.data.is_some(), perms.contains(&Perm::Read)) {
+                (true, false) => "; it cannot read archives (it holds no data-secret)",
+                (false, false) => "; this repository's format (1) lets it read archives if it holds a copy of them: only `archiver serve` refuses its reads",
+                _ => "",
+            };
             progress(Event::Notice(format!(
-                "wrote key file {} with the {} permission(s), {protection}",
+                "wrote key file {} with the {} permission(s), {protection}{reads}",
                 outkeyfile.display(),
                 names.join(", ")
             )));
@@ -298,7 +303,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
             let session = Session::open(&settings)?;
             let report = query::stats(&session, names, &progress)?;
             if out.json {
-                out.json(&json::stats_row("all", None, report.all, None))?;
+                out.json(&json::stats_row("all", None, report.all.unwrap_or_default(), None))?;
                 out.json(&json::stats_row("unique", None, report.unique, None))?;
                 for a in &report.archives {
                     let new = Some((a.stats.new_raw, a.stats.new_stored));
@@ -345,7 +350,9 @@ pub(super) fn print_stats_table(
 ) -> anyhow::Result<()> {
     let row = |label: &str, (a, b): (u64, u64)| format!("{label:<32} {a:>16} {b:>16}");
     emit(&format!("{:<32} {:>16} {:>16}", "", "Total size", "Compressed size"))?;
-    emit(&row("All archives", r.all))?;
+    if let Some(all) = r.all {
+        emit(&row("All archives", all))?;
+    }
     emit(&row("  (unique data)", r.unique))?;
     for a in &r.archives {
         let label = if just_created { "This archive".to_string() } else { query::escape_name(&a.name) };

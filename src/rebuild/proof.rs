@@ -157,7 +157,7 @@ fn id_key_names_blocks(session: &Session, headers: &[(String, Vec<Entry>)]) -> R
         if keys.open_block(&e.id, &sealed, e.plain_len as usize).is_ok() {
             return Ok(true);
         }
-        if keys.open(&e.id, &sealed).is_ok() {
+        if keys.open_reader(&e.id, &sealed).is_ok() {
             bail!(
                 "key file {} is damaged: block {} of pack {pack} opens with its enc-key but does not hash to its id under its id-key; no config was written (use an intact copy of the key file)",
                 session.settings.keyfile.display(),

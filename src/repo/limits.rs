@@ -26,7 +26,7 @@ pub const SMALL: u64 = 64 * KIB;
 /// chunker's maximum, stored raw); the sealed header lists one entry (at most 43 bytes) per sealed
 /// block (at least `SEAL_OVERHEAD` bytes each), so it is at most about as long as the data again.
 pub const PACK_BUILT: u64 = {
-    let data = crate::pack::TARGET_SIZE + crate::chunker::MAX + crate::crypto::SEAL_OVERHEAD;
+    let data = crate::pack::TARGET_SIZE + crate::crypto::max_sealed(crate::chunker::MAX as u64) as usize;
     let header = data / crate::crypto::SEAL_OVERHEAD * 43 + 16 + crate::crypto::SEAL_OVERHEAD;
     (data + header + crate::pack::TRAILER_LEN) as u64
 };

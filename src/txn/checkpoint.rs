@@ -62,8 +62,9 @@ impl Txn {
         let seg_name =
             self.repo.put_index(&self.id, seg_seq, &seg_bytes).context("cannot store a checkpoint")?;
         crate::failpoint::hit("checkpoint-part-stored");
+        let part = with_sizes(part, &self.stats);
         let mut record = Checkpoint {
-            archive: with_sizes(part, &self.stats),
+            archive: crate::manifest::Listed::Open(part.clone()),
             indexes: self.kept_indexes.clone(),
             packs: self.kept_packs.clone(),
         };
@@ -73,6 +74,7 @@ impl Txn {
             .checkpoint(&self.id, k, &record.seal(&self.keys, &self.id))
             .context("cannot store a checkpoint")?;
         self.checkpoints += 1;
+        self.last_checkpoint = Some(part);
         crate::failpoint::hit("checkpoint-recorded");
         // The repository holds everything up to here durably: the cache may say so.
         self.cache.commit()?;

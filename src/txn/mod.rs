@@ -39,7 +39,7 @@
 use crate::cache::Cache;
 use crate::crypto::{BlockId, Keys};
 use crate::index::Segment;
-use crate::manifest::Manifest;
+use crate::manifest::{ArchiveRef, Manifest};
 use crate::pack::{Entry, Kind};
 use crate::repo::Repository;
 use crate::session::Session;
@@ -94,6 +94,8 @@ pub struct Txn {
     index_seq: u32,
     pub stats: TxnStats,
     checkpoints: u32,
+    /// The archive the last checkpoint recorded (`NAME.part`).
+    pub last_checkpoint: Option<ArchiveRef>,
     done: bool,
     /// Keep the manifest generations this commit supersedes. Always without the delete
     /// permission; a rollback keeps them too, so it can itself be undone.
@@ -115,7 +117,8 @@ impl Txn {
     /// whole life), already recovered, with a cache that mirrors `base`.
     pub fn begin(session: &Session, base: Manifest, cache: Cache, intent: &[u8]) -> Result<Txn> {
         let id = crate::process::random_id()?;
-        let sealed_intent = session.keys.seal(&intent_ad(&id), intent);
+        // What the transaction does names an archive: only readers see it (format 2).
+        let sealed_intent = session.keys.seal_reader(&intent_ad(&id), intent);
         session.repo.begin(&id, &sealed_intent).context("cannot start a transaction")?;
         crate::failpoint::hit("txn-begun");
         Txn::new(session, base, cache, id, false)
@@ -124,13 +127,15 @@ impl Txn {
     /// The transaction `id` with its cache transaction begun and its upload pipeline started.
     fn new(session: &Session, base: Manifest, cache: Cache, id: String, dry: bool) -> Result<Txn> {
         cache.begin()?;
-        let pipe = Pipeline::start(session.repo.clone(), session.keys.clone(), id.clone());
+        // Format 2: this transaction's own ephemeral key seals its blocks and references.
+        let keys = Arc::new(session.keys.for_transaction());
+        let pipe = Pipeline::start(session.repo.clone(), keys.clone(), id.clone());
         Ok(Txn {
             id,
             base,
             cache,
             repo: session.repo.clone(),
-            keys: session.keys.clone(),
+            keys,
             pipe,
             submitted: 0,
             pending: HashMap::new(),
@@ -140,6 +145,7 @@ impl Txn {
             index_seq: 0,
             stats: TxnStats::default(),
             checkpoints: 0,
+            last_checkpoint: None,
             done: false,
             keep_history: dry || !session.access.has(crate::access::Perm::Delete),
             dry,

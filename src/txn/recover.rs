@@ -25,7 +25,8 @@ use super::commit::{request, Objects};
 use super::Txn;
 use super::PART;
 use crate::access::Perm;
-use crate::manifest::{Checkpoint, Manifest};
+use crate::crypto::Keys;
+use crate::manifest::{sealed, Checkpoint, Listed, Manifest};
 use crate::progress::{Event, Progress};
 use crate::repo::{LockGuard, Pending};
 use crate::session::Session;
@@ -121,6 +122,9 @@ pub struct How<'a> {
     pub own: Option<&'a str>,
     /// Discard pending transactions whose checkpoints cannot be read (needs the delete key).
     pub discard_damaged: bool,
+    /// The archive the caller creates: a write key (format 2), which cannot read the name in a
+    /// checkpoint, names that archive's checkpoints by it (their tags match).
+    pub name: Option<&'a str>,
 }
 
 /// Recovers every interrupted transaction; the caller holds the write lock (see `lock`).
@@ -194,10 +198,10 @@ impl Txn {
     /// checkpoint): recovery commits the checkpoint now, as `NAME.part` (replacing the `NAME.part`
     /// of an earlier run: this one is ours, and newer). Returns what it became. Recovery runs
     /// without notices: what became of the checkpoint is for the caller to say, once.
-    pub fn end_at_checkpoint(self, session: &Session) -> Result<Promoted> {
+    pub fn end_at_checkpoint(self, session: &Session, name: &str) -> Result<Promoted> {
         let own = self.id.clone();
         self.suspend();
-        let how = How { own: Some(&own), ..Default::default() };
+        let how = How { own: Some(&own), name: Some(name), ..Default::default() };
         let recovered = recover_how(session, &|_| {}, how)?;
         let promoted = recovered.promoted.into_iter().find(|p| p.txn == own);
         promoted.ok_or_else(|| anyhow::anyhow!("the checkpoint was not committed"))
@@ -208,7 +212,7 @@ impl Txn {
 fn intent(session: &Session, p: &Pending) -> String {
     p.intent
         .as_ref()
-        .and_then(|i| session.keys.open(&super::intent_ad(&p.txn), i).ok())
+        .and_then(|i| session.keys.open_reader(&super::intent_ad(&p.txn), i).ok())
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_else(|| "write".to_string())
 }
@@ -221,9 +225,9 @@ pub fn pending_parts(session: &Session) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for p in pending.iter().filter(|p| !p.committing && p.checkpoint.is_some()) {
         let Ok((ck, _)) = open_checkpoint(session, p) else { continue };
-        let (name, _) = part_name(&m, &ck.archive.name, &p.txn, false);
-        m.insert(crate::manifest::ArchiveRef { name: name.clone(), ..ck.archive });
-        out.push((intent(session, p), name));
+        let (listed, name, _) = promoted_as(&m, &session.keys, ck.archive, &p.txn, How::default());
+        m.put(listed, &session.keys);
+        out.push((intent(session, p), name.unwrap_or_else(|| UNNAMED.into())));
     }
     out
 }
@@ -278,21 +282,51 @@ fn open_checkpoint(session: &Session, p: &Pending) -> Result<(Checkpoint, Option
     Err(first)
 }
 
-/// The name a promoted checkpoint gets in `m`: `BASE.part`, or the first free `BASE.part.N`.
-/// `may_replace`: `BASE.part` may be taken over (the caller's own earlier run).
-pub fn part_name(m: &Manifest, wanted: &str, txn: &str, may_replace: bool) -> (String, bool) {
-    let base = wanted.strip_suffix(PART).unwrap_or(wanted);
-    let base = match crate::archive::validate_name(&format!("{base}.part.99")) {
+/// How a write key (format 2) names a checkpoint whose name it cannot read.
+const UNNAMED: &str = "a .part archive (its name is sealed: this write-only key cannot read it)";
+
+/// The base name a checkpoint of archive `name` is promoted under: `name` without `.part`, or
+/// `checkpoint-TXN` when that would not make valid `.part.N` names.
+fn base_of(name: &str, txn: &str) -> String {
+    let base = name.strip_suffix(PART).unwrap_or(name);
+    match crate::archive::validate_name(&format!("{base}.part.99")) {
         Ok(()) if !base.is_empty() => base.to_string(),
         _ => format!("checkpoint-{}", &txn[..txn.len().min(12)]),
-    };
-    let first = format!("{base}{PART}");
-    if m.find(&first).is_none() || may_replace {
-        let replaced = m.find(&first).is_some();
-        return (first, replaced);
     }
-    let name = (2u64..).map(|n| format!("{base}.part.{n}")).find(|n| m.find(n).is_none()).unwrap_or(first);
-    (name, false)
+}
+
+/// What checkpoint archive `archive` of transaction `txn` becomes in `m`: `BASE.part`, or the
+/// first free `BASE.part.N` (`how.own == txn`: `BASE.part` may be taken over, the caller's own
+/// earlier run's), with its name when these keys can say it. The bool: it replaces an archive.
+fn promoted_as(
+    m: &Manifest,
+    keys: &Keys,
+    archive: Listed,
+    txn: &str,
+    how: How,
+) -> (Listed, Option<String>, bool) {
+    let mut archive = archive;
+    if let Listed::Open(a) = &mut archive {
+        a.name = format!("{}{PART}", base_of(&a.name, txn));
+    }
+    let (tag, _) = archive.tag(keys);
+    let first_taken = m.taken(keys, (tag, 1));
+    let part = match !first_taken || how.own == Some(txn) {
+        true => 1,
+        false => (2u64..).find(|n| !m.taken(keys, (tag, *n))).expect("a free number"),
+    };
+    let replaced = part == 1 && first_taken;
+    let name = match &mut archive {
+        Listed::Open(a) => {
+            a.name = sealed::join(sealed::split(&a.name).0, part);
+            Some(a.name.clone())
+        }
+        Listed::Hidden(h) => {
+            h.part = part;
+            how.name.filter(|n| sealed::base_tag(keys, n) == tag).map(|n| sealed::join(n, part))
+        }
+    };
+    (archive, name, replaced)
 }
 
 fn promote(
@@ -305,32 +339,35 @@ fn promote(
 ) -> Result<Promoted> {
     crate::failpoint::hit("recover-promoting");
     let (mut m, before) = session.head()?;
-    let (name, replaced) = part_name(&m, &ck.archive.name, txn, how.own == Some(txn));
-    let mut archive = ck.archive.clone();
-    archive.name = name.clone();
+    let keys = session.keys.for_transaction();
+    let files = match &ck.archive {
+        Listed::Open(a) => format!(" ({} files)", a.stats.files),
+        Listed::Hidden(_) => String::new(),
+    };
+    let (archive, name, replaced) = promoted_as(&m, &keys, ck.archive, txn, how);
+    let shown = name.as_ref().map_or(UNNAMED.to_string(), |n| format!("{n:?}"));
     m.gen += 1;
     m.txn = txn.to_string();
-    m.insert(archive);
+    m.put(archive, &keys);
     m.indexes.extend(ck.indexes.iter().cloned());
     let keep = Objects { packs: ck.packs.clone(), indexes: ck.indexes.clone() };
-    let req = request(m.gen, m.seal(&session.keys), keep, Objects::default(), how.keep_history);
+    let req = request(m.gen, m.seal(&keys), keep, Objects::default(), how.keep_history);
     session.repo.commit(txn, &req).with_context(|| format!("cannot commit the checkpoint of `{what}`"))?;
     catch_up_cache(session, &before);
     progress(Event::Notice(match fell_back {
         None => format!(
-            "recovered: committed the last checkpoint of an interrupted `{what}` as {name:?} ({} files); discarded what was uploaded after it",
-            ck.archive.stats.files
+            "recovered: committed the last checkpoint of an interrupted `{what}` as {shown}{files}; discarded what was uploaded after it"
         ),
         Some(why) => format!(
-            "recovered: committed an earlier checkpoint of an interrupted `{what}` (transaction {txn}) as {name:?} ({} files): {why}; discarded what was uploaded after it",
-            ck.archive.stats.files
+            "recovered: committed an earlier checkpoint of an interrupted `{what}` (transaction {txn}) as {shown}{files}: {why}; discarded what was uploaded after it"
         ),
     }));
     if replaced && how.keep_history {
         progress(Event::Notice(format!(
-            "the replaced {name:?} stays in the previous manifest generation (kept history); its space is reclaimed by `archiver fsck --prune` with a delete key"
+            "the replaced {shown} stays in the previous manifest generation (kept history); its space is reclaimed by `archiver fsck --prune` with a delete key"
         )));
     }
+    let name = name.unwrap_or_else(|| UNNAMED.to_string());
     Ok(Promoted { txn: txn.to_string(), name, replaced: replaced && !how.keep_history })
 }
 
