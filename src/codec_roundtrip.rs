@@ -20,7 +20,7 @@ fn keys() -> Keys {
 fn keys2() -> (Keys, Keys) {
     let (full, _) = Keys::generate().unwrap();
     let d = full.data.as_ref().unwrap();
-    let write = full.clone().with_data(crate::datakeys::DataKeys::new(d.public, d.psk, None));
+    let write = full.clone().with_data(crate::crypto::datakeys::DataKeys::new(d.public, d.psk, None));
     (full, write)
 }
 

@@ -16,13 +16,15 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::cell::RefCell;
 
+pub mod datakeys;
+
 pub type BlockId = [u8; 32];
 pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
 /// The fewest bytes a sealed block carries beyond its (compressed) plaintext (format 1).
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN + 1;
 /// The most: format 2 adds the ephemeral key, a length and Padmé's padding (`max_sealed`).
-const SEAL_OVERHEAD_2: usize = crate::datakeys::EPHEMERAL_LEN + SEAL_OVERHEAD + 4 + 1;
+const SEAL_OVERHEAD_2: usize = datakeys::EPHEMERAL_LEN + SEAL_OVERHEAD + 4 + 1;
 
 /// The largest sealed form of a block of `plain_len` bytes, in either format.
 pub const fn max_sealed(plain_len: u64) -> u64 {
@@ -46,7 +48,7 @@ pub struct Keys {
     pub chunk_seed: u64,
     cipher: XChaCha20Poly1305,
     /// Format 2: blocks, archive references and intents are sealed to readers with these.
-    pub data: Option<crate::datakeys::Shared>,
+    pub data: Option<datakeys::Shared>,
 }
 
 impl Keys {
@@ -56,7 +58,7 @@ impl Keys {
     }
 
     /// These keys with format 2 data keys.
-    pub fn with_data(mut self, data: crate::datakeys::DataKeys) -> Self {
+    pub fn with_data(mut self, data: datakeys::DataKeys) -> Self {
         self.data = Some(std::sync::Arc::new(data));
         self
     }
@@ -69,8 +71,8 @@ impl Keys {
         let id = blake3::derive_key("archiver 2026-11 block ids", &master);
         let seed = blake3::derive_key("archiver 2026-11 chunker seed", &master);
         let chunk_seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")) | 1;
-        let (secret, public, psk) = crate::datakeys::DataKeys::derive(&master);
-        let data = crate::datakeys::DataKeys::new(public, psk, Some(secret));
+        let (secret, public, psk) = datakeys::DataKeys::derive(&master);
+        let data = datakeys::DataKeys::new(public, psk, Some(secret));
         Ok((Keys::new(enc, id, chunk_seed).with_data(data), master))
     }
 
@@ -134,7 +136,7 @@ impl Keys {
     /// Compresses then seals a block's plaintext, bound to its id (format 2: padded, to readers).
     pub fn seal_block(&self, id: &BlockId, plain: &[u8]) -> Vec<u8> {
         match &self.data {
-            Some(d) => d.seal(id, &crate::datakeys::pad(&compress(plain))),
+            Some(d) => d.seal(id, &datakeys::pad(&compress(plain))),
             None => self.seal(id, &compress(plain)),
         }
     }
@@ -144,7 +146,7 @@ impl Keys {
     pub fn open_block(&self, id: &BlockId, sealed: &[u8], plain_len: usize) -> Result<Vec<u8>> {
         block_lens(sealed.len() as u64, plain_len as u64)?;
         let plain = match &self.data {
-            Some(d) => decompress(crate::datakeys::unpad(&d.open(id, sealed)?)?, plain_len)?,
+            Some(d) => decompress(datakeys::unpad(&d.open(id, sealed)?)?, plain_len)?,
             None => decompress(&self.open(id, sealed)?, plain_len)?,
         };
         if &self.block_id(&plain) != id {

@@ -62,10 +62,9 @@ fn chunk_seed_check(keys: &Keys) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-fn data_psk_check(keys: &Keys, psk: &[u8; 32]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_keyed(&keys.id);
-    h.update(b"archiver key check v2 data-psk").update(psk);
-    *h.finalize().as_bytes()
+/// A hash of the 256-bit random `data-psk` alone, so that it is checked whatever else differs.
+fn data_psk_check(psk: &[u8; 32]) -> [u8; 32] {
+    blake3::derive_key("archiver key check v2 data-psk", psk)
 }
 
 /// The id naming the secrets a key file shares with the restricted key files made from it
@@ -92,7 +91,7 @@ pub fn config_bytes(kf: &KeyFile, repo_id: &str, chunking: Keying) -> Vec<u8> {
             format!(
                 "data-public {}\ncheck-data-psk {}\n",
                 hex::encode(d.public),
-                hex::encode(data_psk_check(keys, &d.psk))
+                hex::encode(data_psk_check(&d.psk))
             ),
         ),
     };
@@ -238,10 +237,10 @@ pub fn check(kf: &KeyFile, parsed: &RepoConfig, config: &[u8], keyfile: &Path, r
             if d.public != public {
                 wrong.push("data-public".into());
             } else {
-                if id_ok && data_psk_check(keys, &d.psk) != psk_check {
+                if data_psk_check(&d.psk) != psk_check {
                     wrong.push("data-psk".into());
                 }
-                if d.secret().is_some_and(|s| crate::datakeys::public_of(&s) != public) {
+                if d.secret().is_some_and(|s| crate::crypto::datakeys::public_of(&s) != public) {
                     wrong.push("data-secret".into());
                 }
             }
@@ -310,7 +309,7 @@ mod tests {
             (d.public, d.psk, Some([9; 32]), "(its data-secret does not"),
         ] {
             let mut bad = k.clone();
-            bad.keys = bad.keys.with_data(crate::datakeys::DataKeys::new(public, psk, secret));
+            bad.keys = bad.keys.with_data(crate::crypto::datakeys::DataKeys::new(public, psk, secret));
             let err = checked(&bad, &config).unwrap_err().to_string();
             assert!(err.contains(what), "{what}: {err}");
         }

@@ -10,8 +10,8 @@
 //! (`keyseal`): its plain text is then inside, and reading it needs the passphrase.
 
 use crate::access::{AccessKeys, Perm, PERMS};
+use crate::crypto::datakeys::DataKeys;
 use crate::crypto::Keys;
-use crate::datakeys::DataKeys;
 use crate::keyseal::{self, Kdf, OpenError, Passphrase};
 use anyhow::{bail, Context, Result};
 use std::io::Write;

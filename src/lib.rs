@@ -21,7 +21,6 @@ pub mod craft;
 pub mod create;
 pub mod crypto;
 pub mod damage;
-pub mod datakeys;
 pub mod delete;
 pub mod extract;
 pub mod failpoint;

@@ -266,8 +266,13 @@ impl Manifest {
             for _ in 0..r.count(35)? {
                 match v {
                     VERSION => m.archives.push(ArchiveRef::decode(&mut r)?),
+                    // An entry a read key cannot open (damaged, or written with a damaged key) is
+                    // kept as it is, unlisted, and carried into the next generation.
                     _ => match Hidden::decode(&mut r)? {
-                        h if keys.reads_data() => m.archives.push(sealed::reveal(keys, &h)?),
+                        h if keys.reads_data() => match sealed::reveal(keys, &h) {
+                            Ok(a) => m.archives.push(a),
+                            Err(_) => m.hidden.push(h),
+                        },
                         h => m.hidden.push(h),
                     },
                 }

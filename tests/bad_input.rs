@@ -142,8 +142,8 @@ fn a_missing_repository_is_reported_and_not_created() {
 fn a_repository_of_a_newer_format_is_refused() {
     let env = setup();
     let config = fs::read_to_string(env.repo.join("config")).unwrap();
-    assert!(config.contains("\nformat 1\n"), "unexpected config:\n{config}");
-    fs::write(env.repo.join("config"), config.replace("\nformat 1\n", "\nformat 99\n")).unwrap();
+    assert!(config.contains("\nformat 2\n"), "unexpected config:\n{config}");
+    fs::write(env.repo.join("config"), config.replace("\nformat 2\n", "\nformat 99\n")).unwrap();
     for args in [["list"].as_slice(), &["create", "x", "t"], &["delete", "a"], &["ls", "a"]] {
         refused(&env, args).assert_stderr_contains("99");
     }

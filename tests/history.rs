@@ -30,7 +30,12 @@ fn hostile_commit(env: &Env, key: &std::path::Path) {
     let head = session.head().unwrap();
     let cache = session.open_cache(&head, &|_| {}).unwrap();
     let txn = Txn::begin(&session, head.0.clone(), cache, b"hostile").unwrap();
-    txn.commit(Segment::default(), |m, _, _| m.archives.clear(), Vec::new(), Vec::new()).unwrap();
+    // A write key (format 2) sees the archives as hidden references: it drops those.
+    let drop_all = |m: &mut archiver::manifest::Manifest, _: &[String], _: &_| {
+        m.archives.clear();
+        m.hidden.clear();
+    };
+    txn.commit(Segment::default(), drop_all, Vec::new(), Vec::new()).unwrap();
 }
 
 fn generations(env: &Env) -> Vec<String> {

@@ -275,7 +275,8 @@ fn a_visible_commit_that_lost_its_record_keeps_its_data() {
     );
     assert_eq!(writer.code, 0, "{}", writer.stderr);
     // Its decision (decided/<txn>: commit) stands: finished, keeping everything it stored.
-    writer.assert_stderr_contains("finished the commit of an interrupted `create three`");
+    // (The intent is sealed to readers: the write key cannot say which command it was.)
+    writer.assert_stderr_contains("finished the commit of an interrupted `write`");
     assert_eq!(w.env.list(), ["important", "other", "three"]);
     assert_same_tree(&w.env.path("three"), &w.env.extract("three", &[]).join("three"));
     w.intact("after recovering the visible commit");

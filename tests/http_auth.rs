@@ -138,7 +138,9 @@ fn restricted_and_wrong_keys_are_refused_and_change_nothing() {
     let out = with_key(&env, &w, &["create", "second", "data"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(entries_below(&repo_dir.join("manifest")).len(), 2, "the superseded manifest was kept");
-    assert_eq!(with_key(&env, &w, &["list"]).stdout, "first\nsecond\n");
+    // It cannot list them: the names are sealed to readers (format 2); the read key lists them.
+    assert!(with_key(&env, &w, &["list"]).stderr.contains("holds no data-secret"));
+    assert_eq!(with_key(&env, &env.path("r.key"), &["list"]).stdout, "first\nsecond\n");
     let out = with_key(&env, &env.path("r.key"), &["extract", "-C", "restored", "second"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_same_tree(&env.path("data"), &env.path("restored/data"));

@@ -53,7 +53,11 @@ fn damaged_key(env: &Env, secret: &str, name: &str) -> PathBuf {
 /// without the `check-*` lines.
 fn strip_checks(env: &Env) {
     let config = fs::read_to_string(env.repo.join("config")).unwrap();
-    let old: Vec<&str> = config.lines().filter(|l| !l.starts_with("check-")).collect();
+    // The id-key and chunk-seed checks came after format 1 (format 2's data-psk check is kept).
+    let old: Vec<&str> = config
+        .lines()
+        .filter(|l| !l.starts_with("check-id-key") && !l.starts_with("check-chunk-seed"))
+        .collect();
     fs::write(env.repo.join("config"), old.join("\n") + "\n").unwrap();
 }
 

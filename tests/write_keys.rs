@@ -168,7 +168,7 @@ fn write_keys_create_dedup_and_refuse_names_and_the_full_key_verifies_what_they_
     let s = session(&env, &env.key);
     for (_, e) in blocks(&s) {
         let body = e.len as usize - 32 - 24 - 16;
-        assert_eq!(body, archiver::datakeys::padme(body), "a block of {} bytes is not padded", e.len);
+        assert_eq!(body, archiver::crypto::datakeys::padme(body), "a block of {} bytes is not padded", e.len);
     }
     // A write key's `.part` stays when it completes the archive (it deletes nothing).
     write_data(&env.path("big/f"), 6, 8 * MIB);

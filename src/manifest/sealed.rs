@@ -136,7 +136,7 @@ mod tests {
         }
         let (full, _) = Keys::generate().unwrap();
         let d = full.data.as_ref().unwrap();
-        let writer = full.clone().with_data(crate::datakeys::DataKeys::new(d.public, d.psk, None));
+        let writer = full.clone().with_data(crate::crypto::datakeys::DataKeys::new(d.public, d.psk, None));
         let a = ArchiveRef {
             name: "nightly.part.3".into(),
             root: [5; 32],
