@@ -8,7 +8,6 @@
 mod util;
 
 use archiver::index::Segment;
-use archiver::session::{Session, Settings};
 use archiver::txn::Txn;
 use util::server::{client_env, Server};
 use util::*;
@@ -16,16 +15,7 @@ use util::*;
 /// What a thief holding `key` can do without our client's rules: commit a manifest without any
 /// archive (a commit without the delete permission, so the server keeps history regardless).
 fn hostile_commit(env: &Env, key: &std::path::Path) {
-    let settings = Settings {
-        repo: env.repo.display().to_string(),
-        keyfile: key.to_path_buf(),
-        cachedir: env.path("thief-cache"),
-        ca_cert: None,
-        lock_wait: None,
-        rates: Default::default(),
-        passphrase: None,
-    };
-    let session = Session::open(&settings).expect("the write key opens the repository");
+    let session = util::craft::session_as(env, key, "thief-cache");
     let _lock = session.repo.lock("thief").unwrap();
     let head = session.head().unwrap();
     let cache = session.open_cache(&head, &|_| {}).unwrap();

@@ -8,7 +8,7 @@
 mod util;
 
 use archiver::manifest::{Checkpoint, Listed, Manifest};
-use archiver::session::{Session, Settings};
+use archiver::session::Session;
 use std::path::{Path, PathBuf};
 use util::crash::*;
 use util::*;
@@ -23,16 +23,7 @@ fn write_key(env: &Env) -> Env {
 }
 
 fn session(env: &Env, key: &Path) -> Session {
-    let settings = Settings {
-        repo: env.repo.display().to_string(),
-        keyfile: key.to_path_buf(),
-        cachedir: env.path("attacker-cache"),
-        ca_cert: None,
-        lock_wait: None,
-        rates: Default::default(),
-        passphrase: None,
-    };
-    Session::open(&settings).expect("the key opens the repository")
+    util::craft::session_as(env, key, "attacker-cache")
 }
 
 /// Every stored block, from the index segments (which writers read): (pack, entry).

@@ -14,10 +14,16 @@ use archiver::txn::Txn;
 
 /// A session on `env`'s repository with its key, and a cache of its own (the crafter's).
 pub fn crafter(env: &Env) -> Session {
+    session_as(env, &env.key, "crafter-cache")
+}
+
+/// A session on `env`'s repository with key file `key` and the cache directory `cache` (under
+/// the working directory), as a holder of that key could open it through the library.
+pub fn session_as(env: &Env, key: &std::path::Path, cache: &str) -> Session {
     let settings = Settings {
         repo: env.repo.display().to_string(),
-        keyfile: env.key.clone(),
-        cachedir: env.path("crafter-cache"),
+        keyfile: key.to_path_buf(),
+        cachedir: env.path(cache),
         ca_cert: None,
         lock_wait: None,
         rates: Default::default(),
