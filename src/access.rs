@@ -19,6 +19,7 @@
 //! to delete, and the manifest generations they supersede are kept (`CommitRequest::keep_history`).
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+pub mod list;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How far a request's time may be from the server's clock.
@@ -91,7 +92,7 @@ impl AccessKeys {
     }
 
     pub fn verifiers(&self) -> Verifiers {
-        Verifiers { keys: self.keys.clone().map(|k| k.map(|k| k.verifying_key())) }
+        Verifiers { keys: self.keys.clone().map(|k| k.map(|k| k.verifying_key())), retired: Vec::new() }
     }
 
     /// The header value authorising a request, signed with the first key held among `need`.
@@ -109,11 +110,28 @@ impl AccessKeys {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verifiers {
     keys: [Option<VerifyingKey>; 3],
+    /// Write verifiers retired by an access list (`list`), with when: refused, by name.
+    retired: Vec<(VerifyingKey, u64)>,
 }
 
 impl Verifiers {
     pub fn get(&self, p: Perm) -> Option<&VerifyingKey> {
         self.keys[p.index()].as_ref()
+    }
+
+    /// The verifiers in force under access list `list` (checked by `AccessList::decode` against
+    /// these, the config's): its write verifier instead of the config's, its retired ones refused.
+    pub fn under(&self, list: &list::AccessList) -> Verifiers {
+        let mut v = self.clone();
+        v.keys[Perm::Write.index()] = Some(list.write);
+        v.retired = list.retired.clone();
+        v
+    }
+
+    /// When `p`'s key `ours` was retired, if it was (Unix seconds).
+    pub fn retired_at(&self, p: Perm, ours: &VerifyingKey) -> Option<u64> {
+        let retired = self.retired.iter().find(|(k, _)| p == Perm::Write && k == ours);
+        retired.map(|(_, t)| *t)
     }
 
     /// `access-read HEX` lines for the repository config.
@@ -136,7 +154,7 @@ impl Verifiers {
             let bytes: [u8; 32] = hex::decode(value).ok()?.try_into().ok()?;
             keys[p.index()] = Some(VerifyingKey::from_bytes(&bytes).ok()?);
         }
-        keys.iter().all(Option::is_some).then_some(Verifiers { keys })
+        keys.iter().all(Option::is_some).then_some(Verifiers { keys, retired: Vec::new() })
     }
 
     /// Checks a request's header against the whole request, body included; returns the
@@ -170,10 +188,27 @@ impl Verifiers {
             );
         }
         let key = self.keys[h.perm.index()].as_ref().ok_or("the repository has no such access key")?;
-        key.verify(&req.message(h.perm, h.ms, h.hash), &Signature::from_bytes(&h.sig))
-            .map_err(|_| "the access signature does not match this repository's keys (wrong key file?)")?;
-        Ok(h.perm)
+        let (message, sig) = (req.message(h.perm, h.ms, h.hash), Signature::from_bytes(&h.sig));
+        if key.verify(&message, &sig).is_ok() {
+            return Ok(h.perm);
+        }
+        let retired =
+            self.retired.iter().find(|(k, _)| h.perm == Perm::Write && k.verify(&message, &sig).is_ok());
+        match retired {
+            Some((_, t)) => Err(retired_message(*t)),
+            None => {
+                Err("the access signature does not match this repository's keys (wrong key file?)".into())
+            }
+        }
     }
+}
+
+/// Why a retired write key is refused, and what to use instead.
+pub fn retired_message(at: u64) -> String {
+    format!(
+        "this write key was revoked at {} by `archiver keymgmt --revoke-write`: use the key file made then, or one made from it",
+        crate::calendar::utc(at as i64).format() + " UTC"
+    )
 }
 
 /// A parsed `X-Archiver-Auth` value: `PERM UNIX_MS SIGNATURE_HEX BODY_BLAKE3_HEX`.

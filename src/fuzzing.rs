@@ -180,7 +180,7 @@ fn split(data: &[u8]) -> Vec<&[u8]> {
 }
 
 /// The text files a user or a server hands us: the key file, the config file (tarsnap's
-/// format) and the repository config (its lines and its access verifiers).
+/// format), the repository config (its lines and its access verifiers) and an access list.
 pub fn text_files(data: &[u8]) {
     let _ = crate::keycheck::parse(data, "fuzz");
     if let Ok(text) = std::str::from_utf8(data) {
@@ -188,6 +188,7 @@ pub fn text_files(data: &[u8]) {
             let _ = k.access.describe();
         }
         let _ = crate::config::Config::default().parse(text, std::path::Path::new("fuzz.conf"));
+        let _ = crate::access::list::parse(text);
     }
     if let Some(v) = Verifiers::from_config(data) {
         let _ = v.config_lines();

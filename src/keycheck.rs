@@ -22,7 +22,9 @@
 //! A config that is lost or damaged is written again by `archiver fsck --rebuild-config`
 //! (`rebuild`), so every error about one says so (`rebuild_advice`).
 
-use crate::access::{Verifiers, PERMS};
+pub mod in_force;
+
+use crate::access::{Perm, PERMS};
 use crate::chunker::Keying;
 use crate::crypto::Keys;
 use crate::keyfile::KeyFile;
@@ -215,9 +217,17 @@ pub fn parse(config: &[u8], repo: &str) -> Result<RepoConfig> {
     })
 }
 
-/// Checks every secret `keys` holds against `config` (of which `parsed` is the parse): one line
-/// naming the secrets that do not match, or `Ok`.
-pub fn check(kf: &KeyFile, parsed: &RepoConfig, config: &[u8], keyfile: &Path, repo: &str) -> Result<()> {
+/// Checks every secret `keys` holds against `config` (of which `parsed` is the parse) under the
+/// newest access list `list`: one line naming the secrets that do not match, or `Ok` with when
+/// the key file's write key was retired (revoked), if it was.
+pub fn check(
+    kf: &KeyFile,
+    parsed: &RepoConfig,
+    config: &[u8],
+    list: Option<&[u8]>,
+    keyfile: &Path,
+    repo: &str,
+) -> Result<Option<u64>> {
     let keys = &kf.keys;
     let mut wrong: Vec<String> = Vec::new();
     if keys.open(&key_check_ad(&parsed.id), &parsed.key_check).is_err() {
@@ -248,17 +258,21 @@ pub fn check(kf: &KeyFile, parsed: &RepoConfig, config: &[u8], keyfile: &Path, r
         // A format 1 key file for a format 2 repository, or the other way round.
         _ => wrong.push("format (data-public)".into()),
     }
-    let verifiers = Verifiers::from_config(config).ok_or_else(|| {
-        anyhow::anyhow!(
-            "repository {repo} has a damaged config file (its access verifiers); {}",
-            rebuild_advice(repo)
-        )
+    let verifiers = in_force::verifiers(config, &parsed.id, list).map_err(|what| match list {
+        Some(_) if what.starts_with("its access list") => anyhow::anyhow!(
+            "repository {repo} has a damaged access list (the newest access/ object, which says which write key is in force: {what}); nothing was written: restore access/ from a copy of the repository"
+        ),
+        _ => anyhow::anyhow!("repository {repo} has a damaged config file ({what}); {}", rebuild_advice(repo)),
     })?;
     let ours = kf.access.verifiers();
+    let mut retired = None;
     for p in PERMS.into_iter().filter(|&p| kf.access.has(p) && ours.get(p) != verifiers.get(p)) {
-        wrong.push(format!("access-{}", p.name()));
+        match ours.get(p).and_then(|k| verifiers.retired_at(p, k)) {
+            Some(t) if p == Perm::Write => retired = Some(t),
+            _ => wrong.push(format!("access-{}", p.name())),
+        }
     }
-    let Some(last) = wrong.pop() else { return Ok(()) };
+    let Some(last) = wrong.pop() else { return Ok(retired) };
     let what = match wrong.is_empty() {
         true => format!("its {last} does not match"),
         false => format!("its {} and {last} do not match", wrong.join(", ")),
@@ -276,7 +290,7 @@ mod tests {
 
     fn checked(keys: &KeyFile, config: &[u8]) -> Result<()> {
         let parsed = parse(config, "R")?;
-        check(keys, &parsed, config, Path::new("K"), "R")
+        check(keys, &parsed, config, None, Path::new("K"), "R").map(|_| ())
     }
 
     #[test]

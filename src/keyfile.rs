@@ -204,6 +204,12 @@ pub fn parse(text: &str) -> Result<KeyFile> {
 /// file holding the keys writing needs, `data-secret` only with the read permission (format 2),
 /// and only the access keys in `perms`, each of which `keys` must hold.
 pub fn write_restricted(out: &Path, full: &KeyFile, perms: &[Perm], seal: Seal) -> Result<()> {
+    write_file(out, &restricted(full, perms)?, "--outkeyfile", seal)
+}
+
+/// The key file `write_restricted` writes: `full`'s keys restricted to `perms`, or why `full`
+/// cannot grant them.
+pub fn restricted(full: &KeyFile, perms: &[Perm]) -> Result<KeyFile> {
     if perms.is_empty() {
         bail!("choose the permissions the new key file gets: -r (read), -w (write), -d (delete)");
     }
@@ -229,7 +235,7 @@ pub fn write_restricted(out: &Path, full: &KeyFile, perms: &[Perm], seal: Seal) 
         };
         restricted.access.set(p, seed);
     }
-    write_file(out, &restricted, "--outkeyfile", seal)
+    Ok(restricted)
 }
 
 fn key32(hexstr: &str) -> Result<[u8; 32]> {

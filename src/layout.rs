@@ -47,6 +47,18 @@ pub fn manifest(gen: u64) -> String {
     format!("{MANIFESTS}{gen:016x}")
 }
 
+/// Where the access lists live (`access::list`): `access/<gen>`, created once each.
+pub const ACCESS: &str = "access/";
+
+pub fn access(gen: u64) -> String {
+    format!("{ACCESS}{gen:016x}")
+}
+
+/// The generation an `access/<gen>` key names.
+pub fn access_gen_of(key: &str) -> Option<u64> {
+    u64::from_str_radix(key.strip_prefix(ACCESS)?, 16).ok()
+}
+
 /// The generation a `manifest/<gen>` key names.
 pub fn gen_of(key: &str) -> Option<u64> {
     u64::from_str_radix(key.strip_prefix(MANIFESTS)?, 16).ok()

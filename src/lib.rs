@@ -46,6 +46,7 @@ pub mod rebuild;
 pub mod reclaim;
 pub mod repo;
 pub mod retention;
+pub mod revoke;
 pub mod scan;
 pub mod select;
 pub mod serve;

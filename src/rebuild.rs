@@ -90,8 +90,16 @@ pub fn rebuild_config(settings: &Settings) -> Result<Vec<String>> {
     let kf2 = kf.clone();
     let (keys, access) = (Arc::new(kf.keys), kf.access);
     let chunking = Keying::CURRENT;
-    let session =
-        Session { repo: r, keys, access, repo_id: id.clone(), key_id, chunking, settings: settings.clone() };
+    let session = Session {
+        repo: r,
+        keys,
+        access,
+        repo_id: id.clone(),
+        key_id,
+        chunking,
+        settings: settings.clone(),
+        write_retired: None,
+    };
     let proof = proof::prove(&session, &backend)?;
     let new = keycheck::config_bytes(&kf2, &id, old_chunking(&old_text, &proof));
     conflicts(&old_text, &String::from_utf8_lossy(&new), &proof, &settings.keyfile)?;
@@ -114,6 +122,20 @@ pub fn rebuild_config(settings: &Settings) -> Result<Vec<String>> {
     Ok(lines)
 }
 
+/// The newest access list (`access::list`) stored, if any.
+fn newest_access_list(backend: &LocalBackend) -> Result<Option<Vec<u8>>> {
+    let keys =
+        backend.list(crate::layout::ACCESS).map_err(|e| anyhow::anyhow!("cannot list access lists: {e}"))?;
+    match keys.iter().filter_map(|k| crate::layout::access_gen_of(k)).max() {
+        None => Ok(None),
+        Some(g) => Ok(Some(
+            backend
+                .get(&crate::layout::access(g))
+                .map_err(|e| anyhow::anyhow!("cannot read access list {g}: {e}"))?,
+        )),
+    }
+}
+
 /// The stored config, if any; refuses when it is intact (parses and passes `check` with `keys`).
 fn current(backend: &LocalBackend, keys: &KeyFile, settings: &Settings) -> Result<Option<Vec<u8>>> {
     let repo = settings.repo.as_str();
@@ -122,8 +144,9 @@ fn current(backend: &LocalBackend, keys: &KeyFile, settings: &Settings) -> Resul
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => bail!("cannot read the config of repository {repo}: {e}"),
     };
-    let intact =
-        keycheck::parse(&old, repo).and_then(|p| keycheck::check(keys, &p, &old, &settings.keyfile, repo));
+    let list = newest_access_list(backend)?;
+    let intact = keycheck::parse(&old, repo)
+        .and_then(|p| keycheck::check(keys, &p, &old, list.as_deref(), &settings.keyfile, repo));
     if intact.is_ok() {
         bail!(
             "the config of repository {repo} is intact and key file {} belongs to it: nothing to rebuild, nothing was written",

@@ -58,6 +58,9 @@ pub struct Session {
     /// How this repository's chunker is keyed (its config's `chunker` line).
     pub chunking: crate::chunker::Keying,
     pub settings: Settings,
+    /// When the key file's write key was revoked (`keymgmt --revoke-write`), if it was: the key
+    /// file then neither writes nor deletes (`require`), and a server refuses its writes too.
+    pub write_retired: Option<u64>,
 }
 
 /// Kept here for callers that make ids (`process::random_id`).
@@ -91,11 +94,24 @@ impl Session {
                 ),
             }
         })?;
-        keycheck::check(&kf, &parsed, &config, &settings.keyfile, &settings.repo)?;
+        let list = repo
+            .access_list()
+            .with_context(|| format!("cannot read the access list of repository {}", settings.repo))?;
+        let write_retired =
+            keycheck::check(&kf, &parsed, &config, list.as_deref(), &settings.keyfile, &settings.repo)?;
         let key_id = keycheck::key_id(&kf.keys);
         let (keys, access) = (Arc::new(kf.keys), kf.access);
         let chunking = parsed.chunking;
-        Ok(Session { repo, keys, access, repo_id: parsed.id, key_id, chunking, settings: settings.clone() })
+        Ok(Session {
+            repo,
+            keys,
+            access,
+            repo_id: parsed.id,
+            key_id,
+            chunking,
+            settings: settings.clone(),
+            write_retired,
+        })
     }
 
     /// Opens (creating if needed) the local cache of this repository and key id, not synced.
@@ -124,7 +140,14 @@ impl Session {
         if needs.contains(&Perm::Read) {
             self.require_data(what)?;
         }
-        Ok(())
+        match self.write_retired {
+            Some(t) if needs.contains(&Perm::Write) || needs.contains(&Perm::Delete) => bail!(
+                "key file {} cannot {what}: {}",
+                self.settings.keyfile.display(),
+                crate::access::retired_message(t).replacen("this write key", "its write key", 1)
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses, in one line, to `what` with a key file that cannot open archive data (a format 2

@@ -90,6 +90,10 @@ pub enum Cmd {
         /// Include the delete key: delete, fsck --prune (both also need -r)
         #[arg(short = 'd')]
         delete: bool,
+        /// Retire the repository's write key in force (every key file holding it, e.g. a stolen
+        /// machine's) and give the new key file a new one; needs the delete key and -w
+        #[arg(long, requires = "write")]
+        revoke_write: bool,
     },
     /// Store PATHs as a new archive NAME
     Create {

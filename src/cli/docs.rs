@@ -58,7 +58,11 @@ archiver keymgmt --outkeyfile restore.key -r
 archiver keymgmt --outkeyfile admin.key -r -d
 
 # Change a full key file's passphrase (old one from a file, new one asked twice)
-archiver --passphrase file:/root/old-pw keymgmt --outkeyfile new.key -r -w -d --passphrased",
+archiver --passphrase file:/root/old-pw keymgmt --outkeyfile new.key -r -w -d --passphrased
+
+# The nightly machine was stolen: retire its write key, get a new full key, then a new write key
+archiver keymgmt --revoke-write --outkeyfile /root/archiver-2.key -r -w -d
+archiver --keyfile /root/archiver-2.key keymgmt --outkeyfile nightly-2.key -w",
     ),
     (
         "create",

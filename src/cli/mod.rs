@@ -80,9 +80,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 settings.repo
             )));
         }
-        Cmd::Keymgmt { outkeyfile, read, write, delete, new, new_passphrase } => {
+        Cmd::Keymgmt { outkeyfile, read, write, delete, new, new_passphrase, revoke_write } => {
             use archiver::access::Perm;
-            let keys = archiver::keyfile::read_with(&settings.keyfile, settings.passphrase.as_ref())?;
+            let mut keys = archiver::keyfile::read_with(&settings.keyfile, settings.passphrase.as_ref())?;
             let perms: Vec<Perm> = [(*read, Perm::Read), (*write, Perm::Write), (*delete, Perm::Delete)]
                 .into_iter()
                 .filter_map(|(on, p)| on.then_some(p))
@@ -92,7 +92,16 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 false => None,
             };
             let kdf = new.kdf();
-            archiver::keyfile::write_restricted(outkeyfile, &keys, &perms, pass.as_ref().zip(kdf))?;
+            if *revoke_write {
+                // What the new key file gets is checked before the revocation is stored.
+                archiver::keyfile::restricted(&keys, &perms)?;
+                keys.access.set(Perm::Write, revoke(&settings, outkeyfile, &progress)?);
+            }
+            archiver::keyfile::write_restricted(outkeyfile, &keys, &perms, pass.as_ref().zip(kdf))
+                .map_err(|e| match revoke_write {
+                    true => e.context("the revocation is stored, but its new write key was not written: run `archiver keymgmt --revoke-write` again (with this key file) to put another in force"),
+                    false => e,
+                })?;
             let names: Vec<&str> = perms.iter().map(|p| p.name()).collect();
             let protection = if kdf.is_some() { "protected by a passphrase" } else { "without a passphrase" };
             let reads = match (keys.keys.data.is_some(), perms.contains(&Perm::Read)) {
@@ -360,4 +369,29 @@ pub(super) fn print_stats_table(
         emit(&row("New data", (a.stats.new_raw, a.stats.new_stored)))?;
     }
     Ok(())
+}
+
+/// Retires the write key in force in the repository `settings` names (`archiver::revoke`);
+/// returns the new write key's secret for `outkeyfile`, which must not exist yet (checked first:
+/// the new key exists nowhere else once the revocation is stored).
+fn revoke(
+    settings: &archiver::session::Settings,
+    outkeyfile: &std::path::Path,
+    progress: &dyn Fn(Event),
+) -> anyhow::Result<[u8; 32]> {
+    if outkeyfile.symlink_metadata().is_ok() {
+        anyhow::bail!(
+            "{} exists; a key file is never overwritten: name a new file with --outkeyfile",
+            outkeyfile.display()
+        );
+    }
+    let session = Session::open(settings)?;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let r = archiver::revoke::revoke_write(&session, now)?;
+    progress(Event::Notice(format!(
+        "retired the write key in force in repository {} (access list {}); key files holding it can no longer write or delete there",
+        settings.repo, r.list.generation
+    )));
+    Ok(r.write_seed)
 }

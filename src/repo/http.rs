@@ -222,6 +222,20 @@ impl Repository for HttpRepo {
         Ok(())
     }
 
+    fn access_list(&self) -> StoreResult<Option<Vec<u8>>> {
+        match self.bytes("reading the access list", |c| self.to(c, &Route::ReadAccess)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn put_access_list(&self, gen: u64, list: &[u8]) -> StoreResult<()> {
+        let body = list.to_vec();
+        self.bytes("storing the access list", |c| self.to(c, &Route::PutAccess(gen)).body(body.clone()))?;
+        Ok(())
+    }
+
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>> {
         let what = "taking the repository lock";
         let take = Route::TakeLock { owner: owner.to_string() };

@@ -194,6 +194,12 @@ pub trait Repository: Send + Sync {
     /// Creates the repository; fails with `Exists` if one with another config is already there
     /// (the same config is success: a retry after a lost answer).
     fn init(&self, config: &[u8]) -> StoreResult<()>;
+    /// The newest access list (`access::list`), or None when the config's verifiers are in force.
+    fn access_list(&self) -> StoreResult<Option<Vec<u8>>>;
+    /// Stores access list `gen`, created only if absent (`Exists` when the generation is taken by
+    /// other bytes; the same bytes again is success). A server takes it only from a delete key,
+    /// signed, and only as the generation after its newest.
+    fn put_access_list(&self, gen: u64, list: &[u8]) -> StoreResult<()>;
     /// Takes the single-writer lock; `owner` describes us to whoever finds it taken.
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>>;
     /// The current generation and its sealed manifest (generation 0 has none).

@@ -234,6 +234,15 @@ impl Repository for ObjectRepo {
         self.put_new_same(layout::CONFIG, config)
     }
 
+    fn access_list(&self) -> StoreResult<Option<Vec<u8>>> {
+        let newest = self.backend.list(layout::ACCESS)?.iter().filter_map(|k| layout::access_gen_of(k)).max();
+        newest.map(|g| self.backend.get(&layout::access(g))).transpose()
+    }
+
+    fn put_access_list(&self, gen: u64, list: &[u8]) -> StoreResult<()> {
+        self.put_new_same(&layout::access(gen), list)
+    }
+
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>> {
         self.locker.lock(owner)
     }

@@ -35,6 +35,10 @@ pub enum Listing {
 pub enum Route<'a> {
     ReadConfig,
     CreateConfig,
+    /// The newest access list (`access::list`).
+    ReadAccess,
+    /// Creates access list generation N (a delete key's, signed, the one after the newest).
+    PutAccess(u64),
     TakeLock {
         owner: String,
     },
@@ -90,6 +94,7 @@ impl<'a> Route<'a> {
         use Route::*;
         match self {
             ReadConfig
+            | ReadAccess
             | Head
             | GetCheckpoint { .. }
             | Pending
@@ -98,7 +103,7 @@ impl<'a> Route<'a> {
             | Index(_)
             | Manifest(_)
             | List(_) => "GET",
-            CreateConfig | Begin(_) | Upload { .. } | PutCheckpoint { .. } => "PUT",
+            CreateConfig | PutAccess(_) | Begin(_) | Upload { .. } | PutCheckpoint { .. } => "PUT",
             TakeLock { .. } | RenewLock(_) | Commit(_) | Finish(_) | Abort(_) | CleanPartial => "POST",
             ReleaseLock(_) => "DELETE",
         }
@@ -109,6 +114,8 @@ impl<'a> Route<'a> {
         use Route::*;
         match self {
             ReadConfig | CreateConfig => "config".into(),
+            ReadAccess => "access".into(),
+            PutAccess(gen) => format!("access/{gen}"),
             TakeLock { owner } => format!("lock?owner={}", percent_encode(owner)),
             RenewLock(t) | ReleaseLock(t) => format!("lock/{t}"),
             Head => "head".into(),
@@ -143,6 +150,10 @@ impl<'a> Route<'a> {
         Ok(match (method, rest.as_slice()) {
             ("GET", ["config"]) => ReadConfig,
             ("PUT", ["config"]) => CreateConfig,
+            ("GET", ["access"]) => ReadAccess,
+            ("PUT", ["access", gen]) => {
+                PutAccess(gen.parse().map_err(|_| (400, "generations are decimal numbers"))?)
+            }
             ("POST", ["lock"]) => {
                 TakeLock { owner: query.strip_prefix("owner=").map(percent_decode).unwrap_or_default() }
             }
@@ -197,6 +208,8 @@ impl<'a> Route<'a> {
             // Delete first, so a key file that holds it signs with it: the server lets only a
             // delete key discard a transaction that holds a checkpoint (the user's data).
             Route::Abort(_) => &[Perm::Delete, Perm::Write],
+            // Retiring a write key and naming the next is the delete key's (docs/SECURITY.md).
+            Route::PutAccess(_) => DELETE,
             _ => WRITE,
         }
     }
@@ -207,7 +220,11 @@ impl<'a> Route<'a> {
         self.method() != "GET"
             && !matches!(
                 self,
-                Route::CreateConfig | Route::TakeLock { .. } | Route::RenewLock(_) | Route::ReleaseLock(_)
+                Route::CreateConfig
+                    | Route::PutAccess(_)
+                    | Route::TakeLock { .. }
+                    | Route::RenewLock(_)
+                    | Route::ReleaseLock(_)
             )
     }
 
@@ -215,6 +232,7 @@ impl<'a> Route<'a> {
     pub fn request_limit(&self) -> u64 {
         match self {
             Route::CreateConfig => limits::CONFIG,
+            Route::PutAccess(_) => crate::access::list::MAX_BYTES as u64,
             Route::Begin(_) => limits::RECORD,
             Route::Upload { kind: Kind::Packs, seq, .. } if *seq >= crate::layout::CHECKPOINT_PACK => {
                 limits::CHECKPOINT_PACK
@@ -232,6 +250,7 @@ impl<'a> Route<'a> {
     pub fn response_limit(&self) -> u64 {
         match self {
             Route::ReadConfig => limits::CONFIG,
+            Route::ReadAccess => crate::access::list::MAX_BYTES as u64,
             Route::Pack { seq, .. } => match u32::from_str_radix(seq, 16) {
                 Ok(seq) if seq >= crate::layout::CHECKPOINT_PACK => limits::CHECKPOINT_PACK,
                 _ => limits::PACK,
@@ -320,6 +339,8 @@ mod tests {
         vec![
             ReadConfig,
             CreateConfig,
+            ReadAccess,
+            PutAccess(7),
             TakeLock { owner: "me@host 12/ä%+".into() },
             RenewLock("0123abcd"),
             ReleaseLock("0123abcd"),
@@ -364,6 +385,7 @@ mod tests {
             (Upload { txn: "ab", kind: Kind::Index, seq: 1 }, Index("ab-000001")),
             (Commit("ab"), Head),
             (CreateConfig, ReadConfig),
+            (PutAccess(1), ReadAccess),
             (Upload { txn: "ab", kind: Kind::Packs, seq: 3 }, Route::pack("ab/00000003")),
             (Upload { txn: "ab", kind: Kind::Packs, seq: 0x8000_0000 }, Route::pack("ab/80000000")),
             (PutCheckpoint { txn: "ab", seq: 0 }, GetCheckpoint { txn: "ab", seq: 0 }),
@@ -381,6 +403,8 @@ mod tests {
         assert_eq!(Route::Head.need(b"").len(), 3);
         assert_eq!(Route::Abort("ab").need(b""), &[Perm::Delete, Perm::Write]);
         assert_eq!(Route::Commit("ab").need(b"garbage"), &[Perm::Write, Perm::Delete]);
+        assert_eq!(Route::PutAccess(1).need(b""), &[Perm::Delete]);
+        assert!(!Route::PutAccess(1).mutates(), "an access list is created once, without the lock");
         assert!(Route::Begin("ab").mutates() && !Route::TakeLock { owner: String::new() }.mutates());
     }
 

@@ -43,6 +43,12 @@ impl Repository for RetryingRepo {
     fn init(&self, config: &[u8]) -> StoreResult<()> {
         self.policy.run("creating the repository", || self.inner.init(config))
     }
+    fn access_list(&self) -> StoreResult<Option<Vec<u8>>> {
+        self.policy.run("reading the access list", || self.inner.access_list())
+    }
+    fn put_access_list(&self, gen: u64, list: &[u8]) -> StoreResult<()> {
+        self.policy.run("storing the access list", || self.inner.put_access_list(gen, list))
+    }
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>> {
         self.inner.lock(owner)
     }

@@ -89,6 +89,12 @@ impl Repository for Throttled {
     fn init(&self, config: &[u8]) -> StoreResult<()> {
         self.inner.init(config)
     }
+    fn access_list(&self) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.access_list()
+    }
+    fn put_access_list(&self, gen: u64, list: &[u8]) -> StoreResult<()> {
+        self.inner.put_access_list(gen, list)
+    }
     fn lock(&self, owner: &str) -> Result<Box<dyn LockGuard>> {
         self.inner.lock(owner)
     }

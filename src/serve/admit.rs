@@ -110,13 +110,27 @@ pub(crate) fn verifiers_of(state: &State, name: &str, r: &ObjectRepo) -> Result<
         Ok(None) => return Err(Reply::text(404, "no repository here")),
         Err(e) => return Err(e.into()),
     };
-    let damaged = crate::keycheck::parse(&config, "").is_err()
-        || String::from_utf8_lossy(&config).lines().any(|l| l.starts_with("access-"));
-    Verifiers::from_config(&config).ok_or_else(|| match damaged {
-        true => Reply::text(500, format!("this repository's config file is damaged; {}", advice())),
-        false => {
-            Reply::text(401, "this repository's config has no access verifiers (made by an older archiver)")
-        }
+    let parsed = crate::keycheck::parse(&config, "");
+    let damaged =
+        parsed.is_err() || String::from_utf8_lossy(&config).lines().any(|l| l.starts_with("access-"));
+    let Some(base) = Verifiers::from_config(&config) else {
+        return Err(match damaged {
+            true => Reply::text(500, format!("this repository's config file is damaged; {}", advice())),
+            false => Reply::text(
+                401,
+                "this repository's config has no access verifiers (made by an older archiver)",
+            ),
+        });
+    };
+    // The newest access list says which write key is in force; a damaged one is an error, never
+    // skipped (the config's verifiers alone would let retired keys in again).
+    let Some(list) = r.access_list()? else { return Ok(base) };
+    let id = parsed.map(|p| p.id).unwrap_or_default();
+    crate::keycheck::in_force::verifiers(&config, &id, Some(&list)).map_err(|what| {
+        Reply::text(
+            500,
+            format!("this repository's access list is damaged ({what}): the operator restores access/ from a copy"),
+        )
     })
 }
 

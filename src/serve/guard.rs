@@ -121,3 +121,25 @@ pub fn abort(r: &ObjectRepo, txn: &str, who: &Caller) -> Outcome {
     r.abort(txn)?;
     Ok(Reply::empty(200))
 }
+
+/// Stores access list `gen` (the route already proved the delete key): only the generation after
+/// the newest, signed by the repository's delete key, keeping every write key retired before
+/// (`keycheck::in_force::check_next`). Two revocations racing: the generation is created once.
+pub fn access_list(r: &ObjectRepo, gen: u64, body: &[u8]) -> Outcome {
+    let Some(config) = r.read_config()? else {
+        return Ok(Reply::text(404, "no repository here"));
+    };
+    let Ok(parsed) = crate::keycheck::parse(&config, "") else {
+        return Ok(Reply::text(500, "this repository's config file is damaged"));
+    };
+    let current = r.access_list()?;
+    if current.as_deref() == Some(body) {
+        return Ok(Reply::empty(201)); // the same list again: a retry after a lost answer
+    }
+    if let Err((status, msg)) =
+        crate::keycheck::in_force::check_next(&config, &parsed.id, current.as_deref(), gen, body)
+    {
+        return Ok(Reply::text(status, msg));
+    }
+    r.put_access_list(gen, body).map(|()| Reply::empty(201))
+}

@@ -250,6 +250,11 @@ fn route(state: &State, method: &str, body: Vec<u8>, x: &Extra) -> Reply {
             None => Reply::text(404, "no repository here"),
         }),
         Route::CreateConfig => r.init(&body).map(|_| Reply::empty(201)),
+        Route::ReadAccess => Ok(match r.access_list()? {
+            Some(l) => Reply::ok(l),
+            None => Reply::text(404, "no access list: the config's access keys are in force"),
+        }),
+        Route::PutAccess(gen) => guard::access_list(&r, gen, &body),
         Route::TakeLock { owner } => {
             if r.read_config()?.is_none() {
                 return Ok(Reply::text(404, "no repository here"));
