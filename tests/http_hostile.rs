@@ -51,6 +51,8 @@ fn with_config(
     Hostile::start(move |req, s| {
         if req.method == "GET" && req.path.ends_with("/config") {
             answer(s, "200 OK", &[], &config)
+        } else if req.method == "GET" && req.path.ends_with("/access") {
+            answer(s, "404 Not Found", &[], b"no access list: the config's keys are in force")
         } else {
             other(req, s)
         }
