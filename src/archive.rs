@@ -4,10 +4,17 @@
 //! again stores almost nothing. The root block is unique per archive (it holds name and time).
 //!
 //! Paths are raw bytes (any Unix name, newlines included), relative, without `..` components.
+//!
+//! Node kinds 1 to 3 (file, directory, symlink) are what the first archivers wrote; 4 to 7 (hard
+//! link, FIFO, character and block device) and the flag `XATTRS` on a kind byte (extended
+//! attributes, POSIX ACLs among them, follow the node) came later. An older archiver refuses an
+//! archive using them ("unknown node kind") instead of misreading it, and an archive without
+//! them is encoded exactly as before, so unchanged trees keep deduplicating their metadata.
+//! Invariant: every count and length decoded is bounded (`limits`) before it is used.
 
 use crate::codec::{Reader, Writer};
 use crate::crypto::BlockId;
-use crate::limits::{MAX_PATH, MAX_PLAIN, META_REPEAT};
+use crate::limits::{MAX_PATH, MAX_PLAIN, MAX_XATTRS, MAX_XATTR_NAME, MAX_XATTR_VALUE, META_REPEAT};
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 
@@ -18,6 +25,55 @@ pub enum NodeKind {
     File,
     Dir,
     Symlink,
+    /// Another name of a file stored earlier in the archive: `target` is that file's path.
+    Hardlink,
+    Fifo,
+    /// Device nodes, with their device number in `rdev`.
+    CharDev,
+    BlockDev,
+}
+
+/// On a kind byte: extended attributes follow the node.
+const XATTRS: u8 = 0x80;
+
+impl NodeKind {
+    fn code(self) -> u8 {
+        match self {
+            NodeKind::File => 1,
+            NodeKind::Dir => 2,
+            NodeKind::Symlink => 3,
+            NodeKind::Hardlink => 4,
+            NodeKind::Fifo => 5,
+            NodeKind::CharDev => 6,
+            NodeKind::BlockDev => 7,
+        }
+    }
+
+    fn of(code: u8) -> Option<NodeKind> {
+        Some(match code {
+            1 => NodeKind::File,
+            2 => NodeKind::Dir,
+            3 => NodeKind::Symlink,
+            4 => NodeKind::Hardlink,
+            5 => NodeKind::Fifo,
+            6 => NodeKind::CharDev,
+            7 => NodeKind::BlockDev,
+            _ => return None,
+        })
+    }
+
+    /// What `ls` and messages call it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeKind::File => "file",
+            NodeKind::Dir => "directory",
+            NodeKind::Symlink => "symlink",
+            NodeKind::Hardlink => "hard link",
+            NodeKind::Fifo => "FIFO",
+            NodeKind::CharDev => "character device",
+            NodeKind::BlockDev => "block device",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,16 +91,40 @@ pub struct Node {
     pub target: Vec<u8>,
     /// The file was cut short (by a checkpoint, or an error while reading it).
     pub partial: bool,
+    /// A device's number (`st_rdev`); 0 for other kinds.
+    pub rdev: u64,
+    /// Extended attributes (name, value), sorted by name; POSIX ACLs are the `system.posix_acl_*`
+    /// ones.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Node {
+    /// A node of `kind` at `path` with nothing else set.
+    pub fn new(path: Vec<u8>, kind: NodeKind) -> Node {
+        Node {
+            path,
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_ns: 0,
+            size: 0,
+            blocks: Vec::new(),
+            target: Vec::new(),
+            partial: false,
+            rdev: 0,
+            xattrs: Vec::new(),
+        }
+    }
+
     pub fn encode(&self, w: &mut Writer) {
-        let kind = match self.kind {
-            NodeKind::File => 1,
-            NodeKind::Dir => 2,
-            NodeKind::Symlink => 3,
-        };
-        w.u8(kind).bytes(&self.path).uvar(self.mode as u64).uvar(self.uid as u64).uvar(self.gid as u64);
+        let flags = if self.xattrs.is_empty() { 0 } else { XATTRS };
+        w.u8(self.kind.code() | flags)
+            .bytes(&self.path)
+            .uvar(self.mode as u64)
+            .uvar(self.uid as u64)
+            .uvar(self.gid as u64);
         w.ivar(self.mtime).uvar(self.mtime_ns as u64);
         match self.kind {
             NodeKind::File => {
@@ -53,21 +133,28 @@ impl Node {
                     w.id(id).uvar(*len as u64);
                 }
             }
-            NodeKind::Symlink => {
+            NodeKind::Symlink | NodeKind::Hardlink => {
                 w.bytes(&self.target);
             }
-            NodeKind::Dir => {}
+            NodeKind::CharDev | NodeKind::BlockDev => {
+                w.uvar(self.rdev);
+            }
+            NodeKind::Dir | NodeKind::Fifo => {}
+        }
+        if !self.xattrs.is_empty() {
+            w.uvar(self.xattrs.len() as u64);
+            for (name, value) in &self.xattrs {
+                w.bytes(name).bytes(value);
+            }
         }
     }
 
     /// Decodes one node. Every length is checked before it is used (`limits`): paths and symlink
     /// targets at most `MAX_PATH`, block lengths at most a block's largest plaintext.
     pub fn decode(r: &mut Reader) -> Result<Node> {
-        let kind = match r.u8()? {
-            1 => NodeKind::File,
-            2 => NodeKind::Dir,
-            3 => NodeKind::Symlink,
-            k => bail!("archive metadata has an unknown node kind {k}"),
+        let code = r.u8()?;
+        let Some(kind) = NodeKind::of(code & !XATTRS) else {
+            bail!("archive metadata has an unknown node kind {code}: it was written by a newer archiver (upgrade archiver), or is damaged");
         };
         let path = r.bytes()?;
         if path.len() > MAX_PATH {
@@ -85,6 +172,8 @@ impl Node {
             blocks: Vec::new(),
             target: Vec::new(),
             partial: false,
+            rdev: 0,
+            xattrs: Vec::new(),
         };
         if n.mtime_ns >= 1_000_000_000 {
             bail!("archive metadata holds a time with {} nanoseconds: it is damaged or hostile", n.mtime_ns);
@@ -100,17 +189,42 @@ impl Node {
                     n.blocks.push((id, plain_len(r)?));
                 }
             }
-            NodeKind::Symlink => {
+            NodeKind::Symlink | NodeKind::Hardlink => {
                 let target = r.bytes()?;
                 if target.len() > MAX_PATH {
-                    bail!("archive metadata holds a symlink target of {} bytes, more than the {MAX_PATH} allowed: it is damaged or hostile", target.len());
+                    bail!("archive metadata holds a link target of {} bytes, more than the {MAX_PATH} allowed: it is damaged or hostile", target.len());
                 }
                 n.target = target.to_vec();
             }
-            NodeKind::Dir => {}
+            NodeKind::CharDev | NodeKind::BlockDev => n.rdev = r.uvar()?,
+            NodeKind::Dir | NodeKind::Fifo => {}
+        }
+        if code & XATTRS != 0 {
+            n.xattrs = decode_xattrs(r)?;
         }
         Ok(n)
     }
+}
+
+/// A node's extended attributes: at most `MAX_XATTRS`, names of 1 to `MAX_XATTR_NAME` bytes
+/// without NUL, values of at most `MAX_XATTR_VALUE`, in strictly ascending name order.
+fn decode_xattrs(r: &mut Reader) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let count = r.count(2)?;
+    if count == 0 || count > MAX_XATTRS {
+        bail!("archive metadata lists {count} extended attributes on one node (1 to {MAX_XATTRS} allowed): it is damaged or hostile");
+    }
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = r.bytes()?;
+        let value = r.bytes()?;
+        let bad_name = name.is_empty() || name.len() > MAX_XATTR_NAME || name.contains(&0);
+        if bad_name || value.len() > MAX_XATTR_VALUE || out.last().is_some_and(|(p, _)| p.as_slice() >= name)
+        {
+            bail!("archive metadata holds a malformed extended attribute (its name, its size or its order): it is damaged or hostile");
+        }
+        out.push((name.to_vec(), value.to_vec()));
+    }
+    Ok(out)
 }
 
 /// A block's plain length as metadata lists it: at most a block's largest plaintext.
@@ -280,10 +394,28 @@ mod tests {
             blocks: vec![([3; 32], 10)],
             target: vec![],
             partial: true,
+            rdev: 0,
+            xattrs: vec![],
         };
         let mut w = Writer::new();
         n.encode(&mut w);
-        assert_eq!(decode_nodes(&w.finish()).unwrap(), vec![n]);
+        let plain = w.finish();
+        assert_eq!(decode_nodes(&plain).unwrap(), vec![n.clone()]);
+        assert_eq!(plain[0], 1, "a node without the later features is encoded as before");
+        let xattrs =
+            vec![(b"system.posix_acl_access".to_vec(), vec![2, 0, 0, 0]), (b"user.a".to_vec(), vec![])];
+        let later = [
+            Node { xattrs: xattrs.clone(), ..n.clone() },
+            Node { target: b"a/b\nc".to_vec(), ..Node::new(b"h".to_vec(), NodeKind::Hardlink) },
+            Node::new(b"p".to_vec(), NodeKind::Fifo),
+            Node { rdev: 0x0103, xattrs, ..Node::new(b"null".to_vec(), NodeKind::CharDev) },
+            Node { rdev: 8 << 8, ..Node::new(b"sda".to_vec(), NodeKind::BlockDev) },
+        ];
+        let mut w = Writer::new();
+        for node in &later {
+            node.encode(&mut w);
+        }
+        assert_eq!(decode_nodes(&w.finish()).unwrap(), later);
         let root = Root { name: "x".into(), time: 7, host: "h".into(), meta: vec![([1; 32], 5)] };
         assert_eq!(Root::decode(&root.encode()).unwrap(), root);
     }

@@ -29,6 +29,8 @@ pub const KEYS: &[(&str, bool)] = &[
     ("exclude-caches", false),
     ("exclude-if-present", true),
     ("one-file-system", false),
+    ("no-xattrs", false),
+    ("no-acls", false),
 ];
 
 /// Keys that may be given on several lines, each adding a value (patterns, names).

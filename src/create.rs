@@ -234,6 +234,7 @@ fn walker<'a>(
         last_checkpoint: (0, Instant::now()),
         select: opts.select.clone(),
         device: None,
+        links: Default::default(),
     }
 }
 

@@ -25,9 +25,11 @@ pub mod delete;
 pub mod extract;
 pub mod failpoint;
 pub mod fsck;
+pub mod fsmeta;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod history;
+pub mod holes;
 pub mod index;
 pub mod keycheck;
 pub mod keyfile;

@@ -31,6 +31,12 @@ pub const MAX_PACK_HEADER: usize = 64 << 20;
 pub const META_REPEAT: u64 = 4;
 /// The longest stored path or symlink target (Linux refuses paths of 4 KiB and more).
 pub const MAX_PATH: usize = 64 << 10;
+/// Extended attributes of one node: Linux lists at most 64 KiB of names (`XATTR_LIST_MAX`), so
+/// at most about 10,000 attributes, names of at most 255 bytes (`XATTR_NAME_MAX`) and values of
+/// at most 64 KiB (`XATTR_SIZE_MAX`).
+pub const MAX_XATTRS: usize = 10_000;
+pub const MAX_XATTR_NAME: usize = 255;
+pub const MAX_XATTR_VALUE: usize = 64 << 10;
 /// A sealed structure (manifest, index segment, pack header, checkpoint record) may decompress
 /// to at most `STRUCT_RATIO` times its sealed size, or `STRUCT_FLOOR`, whichever is larger: what
 /// archiver writes is mostly random block ids, which do not compress, while a hostile zstd frame

@@ -92,7 +92,10 @@ pub fn long_line(n: &Node) -> String {
     let kind = match n.kind {
         NodeKind::Dir => 'd',
         NodeKind::Symlink => 'l',
-        NodeKind::File => '-',
+        NodeKind::File | NodeKind::Hardlink => '-',
+        NodeKind::Fifo => 'p',
+        NodeKind::CharDev => 'c',
+        NodeKind::BlockDev => 'b',
     };
     let mut mode = String::with_capacity(10);
     mode.push(kind);
@@ -109,17 +112,17 @@ pub fn long_line(n: &Node) -> String {
             (true, false) => mark.to_ascii_uppercase(),
         });
     }
-    let mut line = format!(
-        "{mode} {:>5} {:>5} {:>12} {} {}",
-        n.uid,
-        n.gid,
-        n.size,
-        format_time(n.mtime),
-        escape(&n.path)
-    );
-    if n.kind == NodeKind::Symlink {
-        line.push_str(" -> ");
-        line.push_str(&escape(&n.target));
+    // Devices show their major and minor numbers where files show their size, as `ls -l` does.
+    let size = match n.kind {
+        NodeKind::CharDev | NodeKind::BlockDev => format!("{},{}", libc::major(n.rdev), libc::minor(n.rdev)),
+        _ => n.size.to_string(),
+    };
+    let mut line =
+        format!("{mode} {:>5} {:>5} {size:>12} {} {}", n.uid, n.gid, format_time(n.mtime), escape(&n.path));
+    match n.kind {
+        NodeKind::Symlink => line.push_str(&format!(" -> {}", escape(&n.target))),
+        NodeKind::Hardlink => line.push_str(&format!(" link to {}", escape(&n.target))),
+        _ => {}
     }
     if n.partial {
         line.push_str(" [partial]");
@@ -203,19 +206,7 @@ mod tests {
 
     #[test]
     fn long_lines_show_special_mode_bits_as_ls_does() {
-        let mut n = crate::archive::Node {
-            path: b"f".to_vec(),
-            kind: crate::archive::NodeKind::File,
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_ns: 0,
-            size: 0,
-            blocks: vec![],
-            target: vec![],
-            partial: false,
-        };
+        let mut n = crate::archive::Node::new(b"f".to_vec(), crate::archive::NodeKind::File);
         for (mode, shown) in [
             (0o100755, "-rwxr-xr-x"),
             (0o104755, "-rwsr-xr-x"),

@@ -37,6 +37,10 @@ pub struct Selection {
     pub exclude_caches: bool,
     pub exclude_if_present: Vec<String>,
     pub one_file_system: bool,
+    /// Store no extended attributes (`--no-xattrs`; POSIX ACLs are kept unless `no_acls`).
+    pub no_xattrs: bool,
+    /// Store no POSIX ACLs (`--no-acls`).
+    pub no_acls: bool,
 }
 
 /// What to do with a directory once it is known to be stored.

@@ -107,6 +107,8 @@ pub struct Walker<'a> {
     pub select: crate::select::Selection,
     /// The device of the operand being walked (set at its root), for `--one-file-system`.
     pub device: Option<u64>,
+    /// Files with several names seen so far: later names are stored as hard links.
+    pub links: crate::fsmeta::Links,
 }
 
 impl Walker<'_> {
@@ -204,19 +206,25 @@ impl Walker<'_> {
             return Ok(());
         }
         let mut node = Node {
-            path: apath,
-            kind: NodeKind::Dir,
             mode: md.mode(),
             uid: md.uid(),
             gid: md.gid(),
             mtime: md.mtime(),
             mtime_ns: md.mtime_nsec() as u32,
-            size: 0,
-            blocks: Vec::new(),
-            target: Vec::new(),
-            partial: false,
+            ..Node::new(apath, NodeKind::Dir)
         };
         let ft = md.file_type();
+        if !ft.is_symlink() {
+            let wanted =
+                crate::fsmeta::Wanted { no_xattrs: self.select.no_xattrs, no_acls: self.select.no_acls };
+            match crate::fsmeta::xattrs(path, wanted) {
+                Ok(x) => node.xattrs = x,
+                Err(e) => self.warn(format!(
+                    "cannot read the extended attributes of {}: {e}; stored without them",
+                    path.display()
+                )),
+            }
+        }
         if ft.is_dir() && self.own.contains(&(md.dev(), md.ino())) {
             (self.progress)(Event::Notice(format!(
                 "skipped {}: it is archiver's own repository or cache",
@@ -253,16 +261,26 @@ impl Walker<'_> {
                 }
                 Err(e) => self.warn(format!("cannot read symlink {}: {e}", path.display())),
             }
+        } else if let Some(first) = ft.is_file().then(|| self.links.first(&md)).flatten() {
+            node.kind = NodeKind::Hardlink;
+            node.target = first;
+            self.stats.files += 1;
+            self.emit(&node)?;
+        } else if let Some((kind, rdev)) = crate::fsmeta::special(&md) {
+            (node.kind, node.rdev) = (kind, rdev);
+            self.stats.files += 1;
+            self.emit(&node)?;
         } else if ft.is_file() {
             node.kind = NodeKind::File;
             if self.file(path, &md, &mut node)? {
                 self.stats.files += 1;
                 (self.progress)(Event::Advance { files: 1, bytes: 0 });
                 self.emit(&node)?;
+                self.links.stored(&md, &node.path);
             }
         } else {
             (self.progress)(Event::Notice(format!(
-                "skipped {}: sockets, FIFOs and device files are not archived",
+                "skipped {}: sockets are not archived (as bsdtar and tarsnap do)",
                 path.display()
             )));
         }
@@ -310,7 +328,11 @@ impl Walker<'_> {
             }
         };
         node.size = seen.size; // what a checkpoint during the read compares the stored part with
-        let res = self.read_into(f, node);
+                               // A sparse file's holes are not read (`holes`): the file system says they are zeros.
+        let res = match crate::holes::maybe_sparse(md) {
+            true => self.read_into(crate::holes::HoleAware::new(f, seen.size), node),
+            false => self.read_into(f, node),
+        };
         if let Err(e) = res {
             if e.downcast_ref::<std::io::Error>().is_none() {
                 return Err(e); // a repository failure, not a read error: stop
@@ -372,17 +394,13 @@ impl Walker<'_> {
         // SAFETY: getuid and getgid have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let mut node = Node {
-            path: apath,
-            kind: NodeKind::File,
             mode: libc::S_IFREG | 0o600,
             uid,
             gid,
             mtime: now.div_euclid(1_000_000_000),
             mtime_ns: now.rem_euclid(1_000_000_000) as u32,
             size: u64::MAX, // unknown: a checkpoint during the read marks the file partial
-            blocks: Vec::new(),
-            target: Vec::new(),
-            partial: false,
+            ..Node::new(apath, NodeKind::File)
         };
         if let Err(e) = self.read_into(input, &mut node) {
             if e.downcast_ref::<std::io::Error>().is_none() {

@@ -48,6 +48,8 @@ fn node(path: &[u8], kind: NodeKind, mode: u32, uid: u32) -> Node {
         blocks: Vec::new(),
         target: Vec::new(),
         partial: false,
+        rdev: 0,
+        xattrs: Vec::new(),
     }
 }
 

@@ -103,6 +103,8 @@ fn node(path: &str, kind: NodeKind) -> Node {
         blocks: if kind == NodeKind::File { vec![([5; 32], 65_536), ([6; 32], 4_464)] } else { vec![] },
         target: if kind == NodeKind::Symlink { b"../x/y".to_vec() } else { vec![] },
         partial: false,
+        rdev: 0,
+        xattrs: Vec::new(),
     }
 }
 

@@ -130,6 +130,12 @@ pub enum Cmd {
         /// Do not descend into directories on other file systems than their operand's
         #[arg(long)]
         one_file_system: bool,
+        /// Store no extended attributes (POSIX ACLs are still stored unless --no-acls)
+        #[arg(long)]
+        no_xattrs: bool,
+        /// Store no POSIX ACLs
+        #[arg(long)]
+        no_acls: bool,
         /// Record EPOCH (seconds since 1970-01-01 UTC) as the archive's creation time
         #[arg(long, value_name = "EPOCH", value_parser = parse_epoch)]
         creationtime: Option<i64>,

@@ -34,6 +34,8 @@ pub fn run(
         exclude_caches,
         exclude_if_present,
         one_file_system,
+        no_xattrs,
+        no_acls,
         creationtime,
         dry_run,
         stdin_name,
@@ -54,6 +56,8 @@ pub fn run(
         exclude_caches: *exclude_caches || cfg.flag("exclude-caches"),
         exclude_if_present: both(exclude_if_present, "exclude-if-present"),
         one_file_system: *one_file_system || cfg.flag("one-file-system"),
+        no_xattrs: *no_xattrs || cfg.flag("no-xattrs"),
+        no_acls: *no_acls || cfg.flag("no-acls"),
     }
     .with_exclude_files(&files)?;
     let size = |flag: Option<u64>, key: &str| -> anyhow::Result<Option<u64>> {

@@ -46,6 +46,10 @@ pub fn node(n: &Node) -> Value {
         NodeKind::File => "file",
         NodeKind::Dir => "dir",
         NodeKind::Symlink => "symlink",
+        NodeKind::Hardlink => "hardlink",
+        NodeKind::Fifo => "fifo",
+        NodeKind::CharDev => "chardev",
+        NodeKind::BlockDev => "blockdev",
     };
     let mut v = json!({
         "message_type": "node",
@@ -60,8 +64,12 @@ pub fn node(n: &Node) -> Value {
         "mtime_ns": n.mtime_ns,
         "partial": n.partial,
     });
-    if n.kind == NodeKind::Symlink {
+    if matches!(n.kind, NodeKind::Symlink | NodeKind::Hardlink) {
         v["target"] = Value::from(escape(&n.target));
+    }
+    if matches!(n.kind, NodeKind::CharDev | NodeKind::BlockDev) {
+        v["device_major"] = Value::from(libc::major(n.rdev));
+        v["device_minor"] = Value::from(libc::minor(n.rdev));
     }
     v
 }

@@ -8,6 +8,13 @@
 //! root cannot set the owner they are left off and the caller is told (a warning: the entry is
 //! restored incompletely). The sticky bit and the permission bits are always restored. The owner is
 //! set before the mode, since changing the owner clears setuid/setgid.
+//!
+//! Extended attributes (POSIX ACLs among them) are set after the owner and mode (a change of
+//! owner clears `security.capability`; an ACL's mask is the mode's group bits, as stored), each
+//! through the same handle. One the file system or the user's privileges refuse is left off and
+//! the caller is told in a warning naming it: the entry itself is restored. Without root only
+//! `user.*` attributes and ACLs are restored, as rsync does: the others (`trusted.*`,
+//! `security.*`) are root's, and trying them would warn about every file.
 
 use super::beneath::{open_at, stat_fd, utimes_at};
 use crate::archive::Node;
@@ -39,9 +46,10 @@ pub(super) fn open(at: BorrowedFd, name: &[u8], dir: bool) -> io::Result<Handle>
     }
 }
 
-/// Sets owner (as root), mode and mtime (atime too; not for a `partial` file) through `h`. `Ok(Some(e))`: the owner could not
-/// be set (`e`), so the setuid/setgid bits were left off.
-pub(super) fn set(h: &Handle, node: &Node, is_root: bool) -> io::Result<Option<io::Error>> {
+/// Sets owner (as root), mode, extended attributes and mtime (atime too; not for a `partial`
+/// file) through `h`. `Ok(Some(note))`: what could not be restored (the owner, so the
+/// setuid/setgid bits were left off too; extended attributes), for a warning.
+pub(super) fn set(h: &Handle, node: &Node, is_root: bool) -> io::Result<Option<String>> {
     let mut mode = node.mode & 0o7777;
     let mut owner_failed = None;
     if is_root {
@@ -53,12 +61,39 @@ pub(super) fn set(h: &Handle, node: &Node, is_root: bool) -> io::Result<Option<i
         mode &= !0o6000;
     }
     chmod(h, mode)?;
+    let mut notes: Vec<String> = owner_failed.iter().map(|e| owner_note(node, e)).collect();
+    let refused: Vec<String> = node
+        .xattrs
+        .iter()
+        .filter(|(name, _)| is_root || name.starts_with(b"user.") || crate::fsmeta::is_acl(name))
+        .filter_map(|(name, value)| {
+            set_xattr(h, name, value).err().map(|e| format!("{} ({e})", String::from_utf8_lossy(name)))
+        })
+        .collect();
+    if !refused.is_empty() {
+        notes.push(format!(
+            "cannot restore its extended attribute(s) {}; restored without them",
+            refused.join(", ")
+        ));
+    }
     // A file the archive holds only a prefix of keeps the time it was written as its mtime: with
     // the original one, tools that compare mtimes (make, rsync) would take it for complete.
     if !node.partial {
         utimes(h, node.mtime, node.mtime_ns)?;
     }
-    Ok(owner_failed)
+    Ok((!notes.is_empty()).then(|| notes.join("; ")))
+}
+
+/// Sets one extended attribute through `h` (through its /proc link for an `O_PATH` handle).
+fn set_xattr(h: &Handle, name: &[u8], value: &[u8]) -> io::Result<()> {
+    let name = std::ffi::CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let (ptr, len) = (value.as_ptr() as *const libc::c_void, value.len());
+    if !h.path_only {
+        // SAFETY: a valid descriptor, a NUL-terminated name and `len` readable bytes.
+        return ok(unsafe { libc::fsetxattr(h.fd.as_raw_fd(), name.as_ptr(), ptr, len, 0) });
+    }
+    // SAFETY: a valid NUL-terminated path and name, and `len` readable bytes.
+    ok(unsafe { libc::setxattr(proc_path(h).as_ptr(), name.as_ptr(), ptr, len, 0) })
 }
 
 /// Owner (as root) and times of the symlink `name` in `at`, itself. The owner is set through an

@@ -303,6 +303,20 @@ pub(super) fn symlink_at(target: &[u8], at: BorrowedFd, name: &[u8]) -> io::Resu
     ok(unsafe { libc::symlinkat(t.as_ptr(), at.as_raw_fd(), c.as_ptr()) })
 }
 
+/// A new name `name` in `at` for the file `from` in `from_at` (never following a symlink).
+pub(super) fn link_at(from_at: BorrowedFd, from: &[u8], at: BorrowedFd, name: &[u8]) -> io::Result<()> {
+    let (f, c) = (cname(from)?, cname(name)?);
+    // SAFETY: valid descriptors and NUL-terminated strings; flags 0 does not follow symlinks.
+    ok(unsafe { libc::linkat(from_at.as_raw_fd(), f.as_ptr(), at.as_raw_fd(), c.as_ptr(), 0) })
+}
+
+/// A FIFO or device node `name` in `at` (`mode` holds its type; `rdev` a device's number).
+pub(super) fn mknod_at(at: BorrowedFd, name: &[u8], mode: libc::mode_t, rdev: u64) -> io::Result<()> {
+    let c = cname(name)?;
+    // SAFETY: a valid descriptor and a NUL-terminated name.
+    ok(unsafe { libc::mknodat(at.as_raw_fd(), c.as_ptr(), mode, rdev as libc::dev_t) })
+}
+
 pub(super) fn readlink_at(at: BorrowedFd, name: &[u8]) -> io::Result<Vec<u8>> {
     let c = cname(name)?;
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];

@@ -114,6 +114,13 @@ impl Counters {
     }
 }
 
+/// Whether `b` holds only zero bytes (compared a word at a time).
+fn is_zeros(b: &[u8]) -> bool {
+    // SAFETY: every bit pattern is a valid u64, and `align_to` keeps the words aligned.
+    let (head, words, tail) = unsafe { b.align_to::<u64>() };
+    head.iter().all(|&x| x == 0) && words.iter().all(|&w| w == 0) && tail.iter().all(|&x| x == 0)
+}
+
 /// Restores one file. `Ok(Some(note))`: restored, but incompletely (`note` says how).
 pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<Option<String>, Failure> {
     let (node, target) = (job.node, &job.target);
@@ -159,6 +166,11 @@ pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<Option<String>, Failure> {
         c.bytes_fetched.fetch_add(blocks.iter().map(|b| b.len() as u64).sum(), Relaxed);
         c.stored_fetched.fetch_add(which.iter().map(|&i| job.locs[i].len as u64).sum(), Relaxed);
         for (&i, plain) in which.iter().zip(&blocks) {
+            // A block of zeros in a file made here is left a hole (`set_len` below gives the file
+            // its size): a sparse file comes back sparse, not as allocated zeros.
+            if created && is_zeros(plain) {
+                continue;
+            }
             f.write_all_at(plain, offsets[i]).map_err(local("write"))?;
         }
     }
@@ -175,7 +187,7 @@ pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<Option<String>, Failure> {
     } else {
         ctx.counters.files_complete.fetch_add(1, Relaxed);
     }
-    Ok(owner.map(|e| attrs::owner_note(node, &e)))
+    Ok(owner)
 }
 
 /// An existing regular file `name` in `dir` that `resume` may complete in place, opened for

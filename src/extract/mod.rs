@@ -38,11 +38,12 @@ mod beneath;
 mod fetch;
 mod file;
 mod paths;
+mod special;
 mod stdout;
 pub use stdout::{to_writer, Written};
 mod tree;
 
-use crate::archive::Node;
+use crate::archive::{Node, NodeKind};
 use crate::progress::{Event, Progress};
 use crate::query::escape;
 use crate::reader;
@@ -123,6 +124,9 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
     let cache = session.open_cache(&head, progress)?;
     let nodes = reader::nodes(session, &cache, &archive)?;
     let selected = select(&nodes, &opts.patterns)?;
+    // A hard link whose file is not selected comes back as a copy of that file.
+    let copies = paths::copies(&nodes, &selected);
+    let selected = paths::with_copies(selected, &copies);
     // SAFETY: geteuid has no preconditions.
     let is_root = unsafe { libc::geteuid() } == 0;
     let counters = Counters::default();
@@ -249,7 +253,8 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
             Ok(Some(n)) => note(path, &n),
             Err(Failure::Skip(why)) => skip(path, &why),
             Err(Failure::Local(e) | Failure::File(e)) => {
-                let written = counters.touched.load(Ordering::Relaxed) || !plan.links.is_empty();
+                let written = counters.touched.load(Ordering::Relaxed)
+                    || !(plan.links.is_empty() && plan.hardlinks.is_empty() && plan.specials.is_empty());
                 return Err(resume_advice(opts, e, written));
             }
         }
@@ -263,6 +268,18 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
         }
         progress(Event::File(show(&e.node.path)));
         finish(&e.node.path, tree::restore_symlink(&mut cur, e, is_root, opts.resume))?;
+    }
+    for e in plan.hardlinks.iter().chain(&plan.specials) {
+        if let Some(why) = is_blocked(&e.node.path) {
+            skip(&e.node.path, &why);
+            continue;
+        }
+        progress(Event::File(show(&e.node.path)));
+        let restored = match e.node.kind {
+            NodeKind::Hardlink => special::restore_hardlink(&fs, &mut cur, e, opts.resume),
+            _ => special::restore_special(&mut cur, e, is_root, opts.resume),
+        };
+        finish(&e.node.path, restored)?;
     }
     for e in dirs.iter().rev() {
         finish(&e.node.path, tree::set_dir_attrs(&mut cur, &fs, e, is_root))?;

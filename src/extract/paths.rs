@@ -7,7 +7,9 @@
 //! a file or symlink of the archive, a symlink with an empty target or one with a NUL, and a file or symlink at a path the archive also uses as a
 //! directory. What remains is a tree: every entry's parent is a directory, so `needed` (every
 //! directory to create: ancestors of the entries and the directory nodes, parents first) never
-//! names a place where the archive puts something else.
+//! names a place where the archive puts something else. A hard link is restored as a link only to
+//! a file restored before it (`hardlinks`); `extract` first turns a link whose file is not
+//! selected into a copy of that file (`copies`).
 
 use crate::archive::{Node, NodeKind};
 use std::collections::HashMap;
@@ -39,6 +41,10 @@ pub(super) struct Needed<'a> {
 pub(super) struct Plan<'a> {
     pub files: Vec<Entry<'a>>,
     pub links: Vec<Entry<'a>>,
+    /// Hard links, each to a file in `files`.
+    pub hardlinks: Vec<Entry<'a>>,
+    /// FIFOs and device nodes.
+    pub specials: Vec<Entry<'a>>,
     /// Directory nodes, in stored order (parents first).
     pub dirs: Vec<Entry<'a>>,
     pub needed: Vec<Needed<'a>>,
@@ -77,11 +83,42 @@ pub(super) fn components(stored: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
 const NAME_MAX: usize = 255;
 
 fn kind_name(k: NodeKind) -> &'static str {
-    match k {
-        NodeKind::File => "file",
-        NodeKind::Dir => "directory",
-        NodeKind::Symlink => "symlink",
+    k.name()
+}
+
+/// For each selected hard link whose file is not selected: a copy of that file's node at the
+/// link's path, restored as a file (`with_copies` puts it in the link's place).
+pub(super) fn copies(all: &[Node], selected: &[&Node]) -> Vec<Node> {
+    let chosen: std::collections::HashSet<&[u8]> = selected.iter().map(|n| &n.path[..]).collect();
+    let mut wanted: HashMap<&[u8], Vec<&Node>> = HashMap::new();
+    for n in selected.iter().filter(|n| n.kind == NodeKind::Hardlink && !chosen.contains(&n.target[..])) {
+        wanted.entry(&n.target[..]).or_default().push(n);
     }
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for file in all.iter().filter(|n| n.kind == NodeKind::File) {
+        for link in wanted.remove(&file.path[..]).unwrap_or_default() {
+            out.push(Node { path: link.path.clone(), ..file.clone() });
+        }
+    }
+    out
+}
+
+/// `selected` with each hard link that has a copy (`copies`) replaced by it.
+pub(super) fn with_copies<'a>(selected: Vec<&'a Node>, copies: &'a [Node]) -> Vec<&'a Node> {
+    if copies.is_empty() {
+        return selected;
+    }
+    let by_path: HashMap<&[u8], &Node> = copies.iter().map(|c| (&c.path[..], c)).collect();
+    selected
+        .into_iter()
+        .map(|n| match n.kind {
+            NodeKind::Hardlink => by_path.get(&n.path[..]).copied().unwrap_or(n),
+            _ => n,
+        })
+        .collect()
 }
 
 /// Sorts the selected nodes (in stored order) into what to restore and what to skip.
@@ -118,6 +155,11 @@ pub(super) fn plan<'a>(nodes: &[&'a Node]) -> Plan<'a> {
             ))
         } else if node.kind == NodeKind::Symlink && (node.target.is_empty() || node.target.contains(&0)) {
             Some("the symlink's stored target is empty or contains a NUL byte".to_string())
+        } else if node.kind == NodeKind::Hardlink && kinds.get(&node.target[..]) != Some(&NodeKind::File) {
+            Some(format!(
+                "it is a hard link to {}, which is not a file restored before it",
+                crate::query::escape(&node.target)
+            ))
         } else if node.kind != NodeKind::Dir && dirs.contains_key(&node.path[..]) {
             Some(format!(
                 "the archive also has entries under it, so it must be a directory, not a {}",
@@ -156,6 +198,8 @@ pub(super) fn plan<'a>(nodes: &[&'a Node]) -> Plan<'a> {
             }
             NodeKind::Symlink => plan.links.push(entry),
             NodeKind::File => plan.files.push(entry),
+            NodeKind::Hardlink => plan.hardlinks.push(entry),
+            NodeKind::Fifo | NodeKind::CharDev | NodeKind::BlockDev => plan.specials.push(entry),
         }
     }
     plan
@@ -193,6 +237,8 @@ mod tests {
             blocks: vec![],
             target: b"t".to_vec(),
             partial: false,
+            rdev: 0,
+            xattrs: Vec::new(),
         }
     }
 

@@ -34,12 +34,19 @@ pub fn to_writer(
     let cache = session.open_cache(&head, progress)?;
     let nodes = reader::nodes(session, &cache, &archive)?;
     let want = path.trim_end_matches('/').trim_start_matches("./").as_bytes();
-    let Some(node) = nodes.iter().find(|n| n.path == want) else {
+    let Some(mut node) = nodes.iter().find(|n| n.path == want) else {
         bail!("archive {name:?} holds no {path:?}: `archiver ls {name}` lists its paths");
     };
+    // A hard link writes its file's content.
+    if node.kind == NodeKind::Hardlink {
+        node = nodes.iter().find(|n| n.path == node.target && n.kind == NodeKind::File).unwrap_or(node);
+    }
     if node.kind != NodeKind::File {
-        let what = if node.kind == NodeKind::Dir { "a directory" } else { "a symlink" };
-        bail!("{} in archive {name:?} is {what}: --to-stdout writes one regular file", escape(&node.path));
+        bail!(
+            "{} in archive {name:?} is a {}: --to-stdout writes one regular file",
+            escape(&want),
+            node.kind.name()
+        );
     }
     let ids: Vec<_> = node.blocks.iter().map(|(id, _)| *id).collect();
     let locs = ids

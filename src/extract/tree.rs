@@ -9,7 +9,6 @@ use super::beneath::{is, mkdir_at, readlink_at, stat_at, symlink_at, unlink_at, 
 use super::file::Failure;
 use super::paths::{Entry, Plan};
 use super::ExtractOptions;
-use crate::archive::NodeKind;
 use crate::query::escape;
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
@@ -38,7 +37,7 @@ pub(super) fn check_targets(opts: &ExtractOptions, plan: &Plan) -> Result<()> {
         }
     }
     let replace = opts.resume || opts.overwrite;
-    for e in plan.files.iter().chain(&plan.links) {
+    for e in plan.files.iter().chain(&plan.links).chain(&plan.hardlinks).chain(&plan.specials) {
         let Some((parent, name)) = e.split() else { continue };
         let Ok(at) = cur.dir(parent) else { continue };
         match stat_at(at, name) {
@@ -46,7 +45,7 @@ pub(super) fn check_targets(opts: &ExtractOptions, plan: &Plan) -> Result<()> {
                 "{} is a directory where archive {:?} has a {} ({}): move it away, or extract elsewhere",
                 opts.dir.join(std::ffi::OsStr::from_bytes(&e.node.path)).display(),
                 opts.name,
-                if e.node.kind == NodeKind::File { "file" } else { "symlink" },
+                e.node.kind.name(),
                 escape(&e.node.path)
             ),
             Ok(Some(_)) => in_way.push(&e.node.path),
@@ -203,6 +202,5 @@ pub(super) fn set_dir_attrs(
         }
         Err(err) => return Err(local(err)),
     };
-    let owner = attrs::set(&h, e.node, is_root).map_err(local)?;
-    Ok(owner.map(|err| attrs::owner_note(e.node, &err)))
+    attrs::set(&h, e.node, is_root).map_err(local)
 }

@@ -80,9 +80,10 @@ pub fn find(
             s.stored = e.len as u64 + root.meta.iter().map(|(id, _)| stored(id)).sum::<u64>();
             for n in &nodes {
                 match n.kind {
-                    NodeKind::File => s.files += 1,
                     NodeKind::Dir => s.dirs += 1,
                     NodeKind::Symlink => s.symlinks += 1,
+                    // As create counts them: hard links and special files count as files.
+                    _ => s.files += 1,
                 }
                 s.raw += n.blocks.iter().map(|(_, l)| *l as u64).sum::<u64>();
                 s.stored += n.blocks.iter().map(|(id, _)| stored(id)).sum::<u64>();

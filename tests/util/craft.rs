@@ -84,6 +84,8 @@ pub fn node(path: Vec<u8>, kind: NodeKind) -> Node {
         blocks: Vec::new(),
         target: Vec::new(),
         partial: false,
+        rdev: 0,
+        xattrs: Vec::new(),
     }
 }
 

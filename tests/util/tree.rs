@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// What a restore must reproduce of one entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Meta {
-    /// 'f' file, 'd' directory, 'l' symlink.
+    /// 'f' file, 'd' directory, 'l' symlink, 'p' FIFO, 'c' and 'b' devices, 's' socket.
     pub kind: char,
     /// Permission bits (including setuid, setgid, sticky).
     pub mode: u32,
@@ -43,10 +43,19 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Meta> {
         let path = if rel.as_os_str().is_empty() { root.to_path_buf() } else { root.join(&rel) };
         let md = fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("lstat {}: {e}", path.display()));
         let ft = md.file_type();
+        use std::os::unix::fs::FileTypeExt;
         let kind = if ft.is_dir() {
             'd'
         } else if ft.is_symlink() {
             'l'
+        } else if ft.is_fifo() {
+            'p'
+        } else if ft.is_char_device() {
+            'c'
+        } else if ft.is_block_device() {
+            'b'
+        } else if ft.is_socket() {
+            's'
         } else {
             'f'
         };

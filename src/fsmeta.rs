@@ -1,0 +1,168 @@
+//! What `create` reads about an entry besides its content: extended attributes (POSIX ACLs are
+//! the `system.posix_acl_access` and `system.posix_acl_default` ones, stored as the kernel gives
+//! them, so they come back exactly), the kind of special files, and which files are other names
+//! of a file already stored (hard links). Invariants: an entry is never followed through a
+//! symlink (`l*xattr`); what is read is bounded by the kernel's own limits (`limits`), and
+//! anything larger or changing under us is an error for that entry, never a truncated value.
+
+use crate::archive::NodeKind;
+use crate::limits::{MAX_XATTRS, MAX_XATTR_VALUE};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+/// The POSIX ACL attributes.
+pub const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
+pub const ACL_DEFAULT: &[u8] = b"system.posix_acl_default";
+
+pub fn is_acl(name: &[u8]) -> bool {
+    name == ACL_ACCESS || name == ACL_DEFAULT
+}
+
+/// Which extended attributes are stored.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Wanted {
+    pub no_xattrs: bool,
+    pub no_acls: bool,
+}
+
+impl Wanted {
+    fn keeps(&self, name: &[u8]) -> bool {
+        if is_acl(name) {
+            !self.no_acls
+        } else {
+            !self.no_xattrs
+        }
+    }
+
+    pub fn none(&self) -> bool {
+        self.no_xattrs && self.no_acls
+    }
+}
+
+/// The extended attributes of `path` itself (not following a symlink) that `wanted` keeps,
+/// sorted by name. A file system without them gives none.
+pub fn xattrs(path: &Path, wanted: Wanted) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    if wanted.none() {
+        return Ok(Vec::new());
+    }
+    let c =
+        CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let names = match sized(|buf| {
+        // SAFETY: a NUL-terminated path and a buffer of `buf.len()` bytes (or none, to ask the size).
+        unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) }
+    }) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty() && wanted.keeps(n)) {
+        let cname = CString::new(name).expect("split at NUL");
+        let value = match sized(|buf| {
+            // SAFETY: NUL-terminated path and name, and a buffer of `buf.len()` bytes.
+            unsafe {
+                libc::lgetxattr(c.as_ptr(), cname.as_ptr(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())
+            }
+        }) {
+            Ok(v) => v,
+            // Removed between listing and reading: it is not there.
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
+            Err(e) => return Err(e),
+        };
+        if value.len() > MAX_XATTR_VALUE || out.len() >= MAX_XATTRS {
+            return Err(io::Error::other("its extended attributes are larger than Linux allows"));
+        }
+        out.push((name.to_vec(), value));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Calls `f` first with an empty buffer for the size, then with a buffer of that size, again if
+/// the value grew in between (`ERANGE`), a few times at most.
+fn sized(f: impl Fn(&mut [u8]) -> isize) -> io::Result<Vec<u8>> {
+    for _ in 0..8 {
+        let n = f(&mut []);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = vec![0u8; n as usize];
+        let got = f(&mut buf);
+        if got >= 0 {
+            buf.truncate(got as usize);
+            return Ok(buf);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ERANGE) {
+            return Err(e);
+        }
+    }
+    Err(io::Error::other("its extended attributes kept changing while they were read"))
+}
+
+/// The kind of a special file (FIFO, device), with its device number; None for the rest.
+pub fn special(md: &std::fs::Metadata) -> Option<(NodeKind, u64)> {
+    let ft = md.file_type();
+    if ft.is_fifo() {
+        Some((NodeKind::Fifo, 0))
+    } else if ft.is_char_device() {
+        Some((NodeKind::CharDev, md.rdev()))
+    } else if ft.is_block_device() {
+        Some((NodeKind::BlockDev, md.rdev()))
+    } else {
+        None
+    }
+}
+
+/// The stored paths of files with several names, by (device, inode): the first name stored is
+/// the file, later ones are hard links to it.
+#[derive(Default)]
+pub struct Links {
+    first: HashMap<(u64, u64), Vec<u8>>,
+}
+
+impl Links {
+    /// For a regular file with more than one name: the stored path of its first name, if that
+    /// was stored.
+    pub fn first(&self, md: &std::fs::Metadata) -> Option<Vec<u8>> {
+        (md.nlink() > 1).then(|| self.first.get(&(md.dev(), md.ino())).cloned()).flatten()
+    }
+
+    /// Remembers `path` as the first stored name of the file `md` describes (one with several).
+    pub fn stored(&mut self, md: &std::fs::Metadata, path: &[u8]) {
+        if md.nlink() > 1 {
+            self.first.entry((md.dev(), md.ino())).or_insert_with(|| path.to_vec());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_attributes_are_read_sorted_and_acls_follow_their_switch() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        let set = |name: &str, value: &[u8]| {
+            let (p, n) = (CString::new(f.as_os_str().as_bytes()).unwrap(), CString::new(name).unwrap());
+            // SAFETY: NUL-terminated strings and a readable value.
+            unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr() as *const _, value.len(), 0) }
+        };
+        if set("user.b", b"2") != 0 {
+            panic!("this file system keeps no user extended attributes: {}", io::Error::last_os_error());
+        }
+        assert_eq!(set("user.a", b""), 0);
+        let all = xattrs(&f, Wanted::default()).unwrap();
+        assert_eq!(all, vec![(b"user.a".to_vec(), vec![]), (b"user.b".to_vec(), b"2".to_vec())]);
+        assert!(xattrs(&f, Wanted { no_xattrs: true, no_acls: false }).unwrap().is_empty());
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(xattrs(&link, Wanted::default()).unwrap().is_empty(), "a symlink is not followed");
+    }
+}
