@@ -162,18 +162,12 @@ impl Node {
         }
         let mut n = Node {
             path: path.to_vec(),
-            kind,
             mode: r.u32()?,
             uid: r.u32()?,
             gid: r.u32()?,
             mtime: r.ivar()?,
             mtime_ns: r.u32()?,
-            size: 0,
-            blocks: Vec::new(),
-            target: Vec::new(),
-            partial: false,
-            rdev: 0,
-            xattrs: Vec::new(),
+            ..Node::new(Vec::new(), kind)
         };
         if n.mtime_ns >= 1_000_000_000 {
             bail!("archive metadata holds a time with {} nanoseconds: it is damaged or hostile", n.mtime_ns);

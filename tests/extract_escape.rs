@@ -36,21 +36,7 @@ fn run_extract(env: &Env, mode: Option<&str>, args: &[&str]) -> Out {
 }
 
 fn node(path: &[u8], kind: NodeKind, mode: u32, uid: u32) -> Node {
-    Node {
-        path: path.to_vec(),
-        kind,
-        mode,
-        uid,
-        gid: uid,
-        mtime: 1_234_567_890,
-        mtime_ns: 5,
-        size: 0,
-        blocks: Vec::new(),
-        target: Vec::new(),
-        partial: false,
-        rdev: 0,
-        xattrs: Vec::new(),
-    }
+    Node { mode, uid, gid: uid, mtime: 1_234_567_890, mtime_ns: 5, ..Node::new(path.to_vec(), kind) }
 }
 
 fn file(path: &[u8], mode: u32, uid: u32, content: &[u8]) -> (Node, Vec<u8>) {

@@ -225,21 +225,7 @@ mod tests {
     use super::*;
 
     fn n(path: &[u8], kind: NodeKind) -> Node {
-        Node {
-            path: path.to_vec(),
-            kind,
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_ns: 0,
-            size: 0,
-            blocks: vec![],
-            target: b"t".to_vec(),
-            partial: false,
-            rdev: 0,
-            xattrs: Vec::new(),
-        }
+        Node { target: b"t".to_vec(), ..Node::new(path.to_vec(), kind) }
     }
 
     #[test]

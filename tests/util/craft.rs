@@ -72,21 +72,7 @@ pub fn commit_archive(env: &Env, name: &str, blocks: &[Vec<u8>], listing: Vec<us
 }
 
 pub fn node(path: Vec<u8>, kind: NodeKind) -> Node {
-    Node {
-        path,
-        kind,
-        mode: if kind == NodeKind::Dir { 0o40755 } else { 0o100644 },
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        mtime_ns: 0,
-        size: 0,
-        blocks: Vec::new(),
-        target: Vec::new(),
-        partial: false,
-        rdev: 0,
-        xattrs: Vec::new(),
-    }
+    Node { mode: if kind == NodeKind::Dir { 0o40755 } else { 0o100644 }, ..Node::new(path, kind) }
 }
 
 /// Commits a manifest edited by `edit` (nothing stored but the new generation), keeping the
