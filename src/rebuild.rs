@@ -122,20 +122,6 @@ pub fn rebuild_config(settings: &Settings) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-/// The newest access list (`access::list`) stored, if any.
-fn newest_access_list(backend: &LocalBackend) -> Result<Option<Vec<u8>>> {
-    let keys =
-        backend.list(crate::layout::ACCESS).map_err(|e| anyhow::anyhow!("cannot list access lists: {e}"))?;
-    match keys.iter().filter_map(|k| crate::layout::access_gen_of(k)).max() {
-        None => Ok(None),
-        Some(g) => Ok(Some(
-            backend
-                .get(&crate::layout::access(g))
-                .map_err(|e| anyhow::anyhow!("cannot read access list {g}: {e}"))?,
-        )),
-    }
-}
-
 /// The stored config, if any; refuses when it is intact (parses and passes `check` with `keys`).
 fn current(backend: &LocalBackend, keys: &KeyFile, settings: &Settings) -> Result<Option<Vec<u8>>> {
     let repo = settings.repo.as_str();
@@ -144,7 +130,11 @@ fn current(backend: &LocalBackend, keys: &KeyFile, settings: &Settings) -> Resul
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => bail!("cannot read the config of repository {repo}: {e}"),
     };
-    let list = newest_access_list(backend)?;
+    // The newest access list, read as every client reads it (`Repository::access_list`).
+    use crate::repo::Repository;
+    let list = crate::repo::objects::ObjectRepo::local(repo)
+        .access_list()
+        .map_err(|e| anyhow::anyhow!("cannot read the access list of repository {repo}: {e}"))?;
     let intact = keycheck::parse(&old, repo)
         .and_then(|p| keycheck::check(keys, &p, &old, list.as_deref(), &settings.keyfile, repo));
     if intact.is_ok() {
