@@ -281,7 +281,7 @@ fn walk(
         }
         let walked = operands.iter().try_for_each(|o| {
             w.device = None; // --one-file-system: each operand's own file system
-            w.visit(&o.path, o.stored.clone())
+            w.walk(&crate::place::Place::new(&o.path), o.stored.clone())
         });
         stop_scan.store(true, std::sync::atomic::Ordering::Relaxed);
         walked

@@ -9,12 +9,12 @@
 
 use crate::archive::join;
 use crate::operands::Operand;
+use crate::place::Place;
 use crate::progress::{Event, Progress};
 use crate::select::{DirRule, Selection};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 struct Scan<'a> {
@@ -36,23 +36,47 @@ pub fn scan(
 ) {
     let mut s = Scan { select, own, stop, progress, files: 0, bytes: 0 };
     for o in operands {
-        if !s.visit(&o.path, o.stored.clone(), None) {
+        if !s.walk(&Place::new(&o.path), o.stored.clone()) {
             return;
         }
     }
     progress(Event::Total { files: s.files, bytes: s.bytes, complete: true });
 }
 
+/// A directory being scanned: its entries not yet visited.
+struct Open {
+    dir: Place,
+    stored: Vec<u8>,
+    device: u64,
+    names: std::vec::IntoIter<std::ffi::OsString>,
+}
+
 impl Scan<'_> {
-    /// False once stopped.
-    fn visit(&mut self, path: &Path, stored: Vec<u8>, device: Option<u64>) -> bool {
-        if self.stop.load(Ordering::Relaxed) {
-            return false;
+    /// Scans the tree at `at` depth first with an explicit stack (any depth); false once stopped.
+    fn walk(&mut self, at: &Place, stored: Vec<u8>) -> bool {
+        let mut stack: Vec<Open> = self.visit(at, stored, None).into_iter().collect();
+        while let Some(top) = stack.last_mut() {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let Some(name) = top.names.next() else {
+                stack.pop();
+                continue;
+            };
+            let (child, stored) = (top.dir.child(&name), join(&top.stored, name.as_bytes()));
+            let device = top.device;
+            stack.extend(self.visit(&child, stored, Some(device)));
         }
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Counts one entry; a directory to be entered is returned with its names.
+    fn visit(&mut self, at: &Place, stored: Vec<u8>, device: Option<u64>) -> Option<Open> {
+        let path = at.sys.as_path();
         if self.select.excluded(&stored) {
-            return true;
+            return None;
         }
-        let Ok(md) = fs::symlink_metadata(path) else { return true };
+        let md = fs::symlink_metadata(path).ok()?;
         let device = device.unwrap_or(md.dev());
         if md.is_file() {
             self.files += 1;
@@ -60,25 +84,21 @@ impl Scan<'_> {
             if self.files % 4096 == 0 {
                 (self.progress)(Event::Total { files: self.files, bytes: self.bytes, complete: false });
             }
-            return true;
+            return None;
         }
         if !md.is_dir()
             || self.own.contains(&(md.dev(), md.ino()))
             || self.select.excluded_dir(path)
             || (self.select.one_file_system && md.dev() != device)
         {
-            return true;
+            return None;
         }
-        let Ok(rd) = fs::read_dir(path) else { return true };
+        let dir = at.enter();
+        let rd = fs::read_dir(&dir.sys).ok()?;
         let mut names: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
         if let DirRule::Only(keep) = self.select.dir_rule(path) {
             names.retain(|n| keep.iter().any(|k| n.as_bytes() == k.as_bytes()));
         }
-        for name in names {
-            if !self.visit(&path.join(&name), join(&stored, name.as_bytes()), Some(device)) {
-                return false;
-            }
-        }
-        true
+        Some(Open { dir, stored, device, names: names.into_iter() })
     }
 }

@@ -17,10 +17,13 @@
 use crate::archive::join;
 use crate::archive::{Node, NodeKind, Stats};
 use crate::cache::FileRecord;
-use crate::chunker::{Chunker, MAX};
+use crate::chunker::Chunker;
 use crate::codec::Writer;
 use crate::crypto::BlockId;
+use crate::limits::MAX_PATH;
+pub use crate::metastream::MetaStream;
 use crate::pack::Kind;
+use crate::place::Place;
 use crate::process::now_ns;
 use crate::progress::{Control, Event, Progress};
 use crate::txn::{Draft, Txn};
@@ -29,7 +32,6 @@ use rayon::prelude::*;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,36 +58,11 @@ impl std::fmt::Display for Stopped {
 
 impl std::error::Error for Stopped {}
 
-/// The serialised node stream, cut into metadata blocks as it grows.
-#[derive(Default)]
-pub struct MetaStream {
-    buf: Vec<u8>,
-    pub blocks: Vec<(BlockId, u32)>,
-}
-
-impl MetaStream {
-    fn push(&mut self, node: &Node, txn: &mut Txn, chunker: &Chunker) -> Result<()> {
-        let mut w = Writer { buf: std::mem::take(&mut self.buf) };
-        node.encode(&mut w);
-        self.buf = w.buf;
-        if self.buf.len() >= 2 * MAX {
-            self.cut(txn, chunker, false)?;
-        }
-        Ok(())
-    }
-
-    /// Emits every chunk whose boundary is final (all of them at the end).
-    pub fn cut(&mut self, txn: &mut Txn, chunker: &Chunker, end: bool) -> Result<()> {
-        let mut start = 0;
-        while self.buf.len() - start >= MAX || (end && start < self.buf.len()) {
-            let n = chunker.cut(&self.buf[start..]);
-            let id = txn.put(Kind::Meta, &self.buf[start..start + n])?;
-            self.blocks.push((id, n as u32));
-            start += n;
-        }
-        self.buf.drain(..start);
-        Ok(())
-    }
+/// A directory being walked: its entries not yet visited, in path order.
+struct Open {
+    dir: Place,
+    path: Vec<u8>,
+    names: std::vec::IntoIter<std::ffi::OsString>,
 }
 
 pub struct Walker<'a> {
@@ -190,20 +167,47 @@ impl Walker<'_> {
         (self.progress)(Event::Warning(msg));
     }
 
-    pub fn visit(&mut self, path: &Path, apath: Vec<u8>) -> Result<()> {
+    /// Walks the tree at `at`, stored as `apath`, depth first in path order. The directories
+    /// open on the way are an explicit stack, so a tree as deep as paths allow (32,767 levels
+    /// within `MAX_PATH`) never overflows the thread's stack.
+    pub fn walk(&mut self, at: &Place, apath: Vec<u8>) -> Result<()> {
+        let mut stack: Vec<Open> = self.visit(at, apath)?.into_iter().collect();
+        while let Some(top) = stack.last_mut() {
+            let Some(name) = top.names.next() else {
+                stack.pop();
+                continue;
+            };
+            let (child, cpath) = (top.dir.child(&name), join(&top.path, name.as_bytes()));
+            if let Some(open) = self.visit(&child, cpath)? {
+                stack.push(open);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores one entry; a directory to be entered is returned with its names.
+    fn visit(&mut self, at: &Place, apath: Vec<u8>) -> Result<Option<Open>> {
+        let (path, shown) = (at.sys.as_path(), at.real.display());
         if self.select.excluded(&apath) {
-            return Ok(());
+            return Ok(None);
+        }
+        if apath.len() > MAX_PATH {
+            self.warn(format!(
+                "skipped {shown}: its path is {} bytes long, more than the {MAX_PATH} an archive holds",
+                apath.len()
+            ));
+            return Ok(None);
         }
         let md = match fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) => {
-                self.warn(format!("cannot archive {}: {e}", path.display()));
-                return Ok(());
+                self.warn(format!("cannot archive {shown}: {e}"));
+                return Ok(None);
             }
         };
         let device = *self.device.get_or_insert(md.dev());
         if md.is_dir() && self.select.excluded_dir(path) {
-            return Ok(());
+            return Ok(None);
         }
         let mut node = Node {
             mode: md.mode(),
@@ -220,37 +224,33 @@ impl Walker<'_> {
             match crate::fsmeta::xattrs(path, wanted) {
                 Ok(x) => node.xattrs = x,
                 Err(e) => self.warn(format!(
-                    "cannot read the extended attributes of {}: {e}; stored without them",
-                    path.display()
+                    "cannot read the extended attributes of {shown}: {e}; stored without them"
                 )),
             }
         }
         if ft.is_dir() && self.own.contains(&(md.dev(), md.ino())) {
             (self.progress)(Event::Notice(format!(
-                "skipped {}: it is archiver's own repository or cache",
-                path.display()
+                "skipped {shown}: it is archiver's own repository or cache"
             )));
         } else if ft.is_dir() {
             self.stats.dirs += 1;
             self.emit(&node)?;
             if self.select.one_file_system && md.dev() != device {
-                return Ok(()); // a mount point: stored, not entered (nor listed)
+                return Ok(None); // a mount point: stored, not entered (nor listed)
             }
-            let mut names: Vec<_> = match fs::read_dir(path) {
+            let dir = at.enter();
+            let mut names: Vec<_> = match fs::read_dir(&dir.sys) {
                 Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
                 Err(e) => {
-                    self.warn(format!("cannot read directory {}: {e}", path.display()));
-                    return Ok(());
+                    self.warn(format!("cannot read directory {shown}: {e}"));
+                    return Ok(None);
                 }
             };
             names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
             if let crate::select::DirRule::Only(keep) = self.select.dir_rule(path) {
                 names.retain(|n| keep.iter().any(|k| n.as_bytes() == k.as_bytes()));
             }
-            for name in names {
-                let child = join(&node.path, name.as_bytes());
-                self.visit(&path.join(&name), child)?;
-            }
+            return Ok(Some(Open { dir, path: node.path, names: names.into_iter() }));
         } else if ft.is_symlink() {
             match fs::read_link(path) {
                 Ok(t) => {
@@ -259,7 +259,7 @@ impl Walker<'_> {
                     self.stats.symlinks += 1;
                     self.emit(&node)?;
                 }
-                Err(e) => self.warn(format!("cannot read symlink {}: {e}", path.display())),
+                Err(e) => self.warn(format!("cannot read symlink {shown}: {e}")),
             }
         } else if let Some(first) = ft.is_file().then(|| self.links.first(&md)).flatten() {
             node.kind = NodeKind::Hardlink;
@@ -272,7 +272,7 @@ impl Walker<'_> {
             self.emit(&node)?;
         } else if ft.is_file() {
             node.kind = NodeKind::File;
-            if self.file(path, &md, &mut node)? {
+            if self.file(at, &md, &mut node)? {
                 self.stats.files += 1;
                 (self.progress)(Event::Advance { files: 1, bytes: 0 });
                 self.emit(&node)?;
@@ -280,11 +280,10 @@ impl Walker<'_> {
             }
         } else {
             (self.progress)(Event::Notice(format!(
-                "skipped {}: sockets are not archived (as bsdtar and tarsnap do)",
-                path.display()
+                "skipped {shown}: sockets are not archived (as bsdtar and tarsnap do)"
             )));
         }
-        Ok(())
+        Ok(None)
     }
 
     fn emit(&mut self, node: &Node) -> Result<()> {
@@ -294,8 +293,9 @@ impl Walker<'_> {
     }
 
     /// Fills in a file's content; false if the file could not be read at all.
-    fn file(&mut self, path: &Path, md: &fs::Metadata, node: &mut Node) -> Result<bool> {
-        let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    fn file(&mut self, at: &Place, md: &fs::Metadata, node: &mut Node) -> Result<bool> {
+        let (path, shown) = (at.sys.as_path(), at.real.display());
+        let key = std::path::absolute(&at.real).unwrap_or_else(|_| at.real.clone());
         let key = key.as_os_str().as_bytes();
         let seen = FileRecord {
             size: md.size(),
@@ -323,7 +323,7 @@ impl Walker<'_> {
         let f = match fs::File::open(path) {
             Ok(f) => f,
             Err(e) => {
-                self.warn(format!("cannot read {}: {e}", path.display()));
+                self.warn(format!("cannot read {shown}: {e}"));
                 return Ok(false);
             }
         };
@@ -338,11 +338,7 @@ impl Walker<'_> {
                 return Err(e); // a repository failure, not a read error: stop
             }
             node.partial = true;
-            self.warn(format!(
-                "error reading {} after {} bytes: {e}; stored what was read",
-                path.display(),
-                node.size
-            ));
+            self.warn(format!("error reading {shown} after {} bytes: {e}; stored what was read", node.size));
             return Ok(true);
         }
         // Cache the file only if it did not change while read and is not too new to trust: a
@@ -354,7 +350,7 @@ impl Walker<'_> {
                 && a.ctime() * 1_000_000_000 + a.ctime_nsec() == seen.ctime_ns
         });
         if !stable || node.size != seen.size {
-            self.warn(format!("{} changed while it was being archived", path.display()));
+            self.warn(format!("{shown} changed while it was being archived"));
         } else if seen.mtime_ns < read_start - 20_000_000 && seen.ctime_ns < read_start - 20_000_000 {
             self.txn.cache.put_file(key, &FileRecord { blocks: node.blocks.clone(), ..seen })?;
         }

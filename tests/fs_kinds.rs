@@ -11,16 +11,9 @@ mod util;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
+use util::oracle;
+use util::oracle::{require_tools, sh};
 use util::*;
-
-fn sh(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().is_ok_and(|o| o.status.success())
-}
 
 /// The tree with every kind: returns whether device nodes are in it (root only).
 fn build(root: &Path) -> bool {
@@ -49,25 +42,7 @@ fn build(root: &Path) -> bool {
 
 /// What rsync finds different between `a` and `b` (the socket left out: it is not archived).
 fn rsync_diff(a: &Path, b: &Path, extra: &[&str]) -> String {
-    let out = Command::new("rsync")
-        .args(["-naHAXS", "--checksum", "-i", "--delete", "--exclude=/d/sock"])
-        .args(extra)
-        .arg(format!("{}/", a.display()))
-        .arg(format!("{}/", b.display()))
-        .output()
-        .expect("rsync");
-    assert!(out.status.success(), "rsync: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn require_tools() -> bool {
-    for t in ["rsync", "setfacl", "setfattr"] {
-        if !have(t) {
-            unavailable(&format!("{t} is not installed (.ci/run installs rsync, acl and attr)"));
-            return false;
-        }
-    }
-    true
+    oracle::rsync_diff(a, b, &[&["--exclude=/d/sock"], extra].concat())
 }
 
 #[test]

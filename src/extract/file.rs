@@ -33,11 +33,10 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-/// One file to restore: its node, its path's components, where it goes (for messages), and where
-/// each of its blocks is stored.
+/// One file to restore: its node, where it goes (for messages), and where each of its blocks is
+/// stored.
 pub(super) struct Job<'a> {
     pub node: &'a Node,
-    pub comps: Vec<&'a [u8]>,
     pub target: PathBuf,
     pub ids: Vec<BlockId>,
     pub locs: Vec<Location>,
@@ -139,8 +138,9 @@ pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<Option<String>, Failure> {
             node.size
         )));
     }
-    let (name, parent) = job.comps.split_last().expect("a file is never the target itself");
-    let dir = ctx.fs.dir(parent).map_err(|b| Failure::blocked(&job.comps, b))?;
+    let comps = super::paths::split(&job.node.path);
+    let (name, parent) = comps.split_last().expect("a file is never the target itself");
+    let dir = ctx.fs.dir(parent).map_err(|b| Failure::blocked(&comps, b))?;
     let existing = if ctx.resume { open_existing(dir.as_fd(), name).map_err(local("open"))? } else { None };
     let (f, missing, created) = match existing {
         Some(f) => {

@@ -157,7 +157,7 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
             .with_context(|| format!("archive {:?}: {}", opts.name, show(&node.path)))?;
         let ids = node.blocks.iter().map(|(id, _)| *id).collect();
         let target = opts.dir.join(OsStr::from_bytes(&node.path));
-        jobs.push(Job { node, comps: e.comps.clone(), target, ids, locs });
+        jobs.push(Job { node, target, ids, locs });
     }
     tree::check_targets(opts, &plan)?;
 

@@ -14,27 +14,46 @@
 use crate::archive::{Node, NodeKind};
 use std::collections::HashMap;
 
-/// One entry to restore: its node and its path's components below the target.
+/// One entry to restore: its node (whose path `plan` checked).
 pub(super) struct Entry<'a> {
     pub node: &'a Node,
-    pub comps: Vec<&'a [u8]>,
 }
 
 impl<'a> Entry<'a> {
+    /// Its path's components below the target (none for the target itself). Made when needed,
+    /// not kept: a tree of depth d would otherwise hold d² components.
+    pub fn comps(&self) -> Vec<&'a [u8]> {
+        split(&self.node.path)
+    }
+
     /// The parent directory's components and the entry's own name (`None` for the target itself).
-    pub fn split(&self) -> Option<(&[&'a [u8]], &'a [u8])> {
-        let (name, parent) = self.comps.split_last()?;
-        Some((parent, name))
+    pub fn split(&self) -> Option<(Vec<&'a [u8]>, &'a [u8])> {
+        let mut comps = self.comps();
+        let name = comps.pop()?;
+        Some((comps, name))
     }
 }
 
 /// A directory to create (or find) under the target.
 pub(super) struct Needed<'a> {
-    /// The stored path (a prefix of some entry's path).
+    /// The stored path (a prefix of some entry's path, checked by `plan`).
     pub path: &'a [u8],
-    pub comps: Vec<&'a [u8]>,
     /// The archive has a node for it (its attributes are set at the end).
     pub restored: bool,
+}
+
+impl<'a> Needed<'a> {
+    pub fn comps(&self) -> Vec<&'a [u8]> {
+        split(self.path)
+    }
+}
+
+/// The components of a path `components` accepted.
+pub(super) fn split(path: &[u8]) -> Vec<&[u8]> {
+    match path {
+        b"." => Vec::new(),
+        p => p.split(|&b| b == b'/').collect(),
+    }
 }
 
 #[derive(Default)]
@@ -121,6 +140,27 @@ pub(super) fn with_copies<'a>(selected: Vec<&'a Node>, copies: &'a [Node]) -> Ve
         .collect()
 }
 
+/// The end of the deepest ancestor of `path` (ending at one of `ends`) that the archive holds as
+/// something other than a directory. The search stops at the first ancestor already needed as a
+/// directory, whose own ancestors were checked when it was added; so a tree of any depth is
+/// planned in time linear in its paths' lengths, not quadratic.
+fn not_a_dir(
+    path: &[u8],
+    ends: &[usize],
+    kinds: &HashMap<&[u8], NodeKind>,
+    dirs: &HashMap<&[u8], usize>,
+) -> Option<usize> {
+    for &e in ends.iter().rev() {
+        if kinds.get(&path[..e]).is_some_and(|k| *k != NodeKind::Dir) {
+            return Some(e);
+        }
+        if dirs.contains_key(&path[..e]) {
+            return None;
+        }
+    }
+    None
+}
+
 /// Sorts the selected nodes (in stored order) into what to restore and what to skip.
 pub(super) fn plan<'a>(nodes: &[&'a Node]) -> Plan<'a> {
     let mut plan = Plan::default();
@@ -144,9 +184,7 @@ pub(super) fn plan<'a>(nodes: &[&'a Node]) -> Plan<'a> {
             ))
         } else if kinds.contains_key(&node.path[..]) {
             Some("the stored path appears more than once in the archive (the first is restored)".to_string())
-        } else if let Some(&e) =
-            ends.iter().find(|&&e| kinds.get(&node.path[..e]).is_some_and(|k| *k != NodeKind::Dir))
-        {
+        } else if let Some(e) = not_a_dir(&node.path, &ends, &kinds, &dirs) {
             let k = kinds[&node.path[..e]];
             Some(format!(
                 "{} is a {} in the archive, not a directory",
@@ -173,23 +211,19 @@ pub(super) fn plan<'a>(nodes: &[&'a Node]) -> Plan<'a> {
             continue;
         }
         kinds.insert(&node.path, node.kind);
-        for (i, &e) in ends.iter().enumerate() {
+        // Ancestors already needed have theirs needed too: only the missing tail is added.
+        let known = ends.iter().rposition(|&e| dirs.contains_key(&node.path[..e])).map_or(0, |i| i + 1);
+        for &e in ends.iter().skip(known) {
             let path = &node.path[..e];
-            if !dirs.contains_key(path) {
-                dirs.insert(path, plan.needed.len());
-                plan.needed.push(Needed { path, comps: comps[..=i].to_vec(), restored: false });
-            }
+            dirs.insert(path, plan.needed.len());
+            plan.needed.push(Needed { path, restored: false });
         }
-        let entry = Entry { node, comps };
+        let entry = Entry { node };
         match node.kind {
             NodeKind::Dir => {
-                if !entry.comps.is_empty() {
+                if !comps.is_empty() {
                     let at = *dirs.entry(&node.path).or_insert_with(|| {
-                        plan.needed.push(Needed {
-                            path: &node.path,
-                            comps: entry.comps.clone(),
-                            restored: false,
-                        });
+                        plan.needed.push(Needed { path: &node.path, restored: false });
                         plan.needed.len() - 1
                     });
                     plan.needed[at].restored = true;

@@ -50,7 +50,7 @@ pub(super) fn restore_hardlink(
         return Err(Failure::Skip(format!("its file {} was not restored", escape(&e.node.target))));
     };
     let (parent, name) = e.split().expect("a hard link is never the target itself");
-    let at = cur.dir(parent).map_err(|b| Failure::blocked(&e.comps, b))?;
+    let at = cur.dir(&parent).map_err(|b| Failure::blocked(&e.comps(), b))?;
     let same = |st: &libc::stat| resume && st.st_dev == file.st_dev && st.st_ino == file.st_ino;
     if clear(at, name, same)? {
         return Ok(None);
@@ -82,7 +82,7 @@ pub(super) fn restore_special(
         return Err(Failure::Skip(format!("it is a {}, and only root can make one", e.node.kind.name())));
     }
     let (parent, name) = e.split().expect("a special file is never the target itself");
-    let at = cur.dir(parent).map_err(|b| Failure::blocked(&e.comps, b))?;
+    let at = cur.dir(&parent).map_err(|b| Failure::blocked(&e.comps(), b))?;
     let local = |what: &str, err: io::Error| {
         Failure::Local(anyhow!(err).context(format!(
             "cannot {what} {} {}",

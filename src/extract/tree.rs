@@ -29,7 +29,8 @@ pub(super) fn check_targets(opts: &ExtractOptions, plan: &Plan) -> Result<()> {
     let mut cur = Cursor::new(&fs);
     let mut in_way: Vec<&[u8]> = Vec::new();
     for nd in &plan.needed {
-        let (name, parent) = nd.comps.split_last().expect("never the target itself");
+        let comps = nd.comps();
+        let (name, parent) = comps.split_last().expect("never the target itself");
         let Ok(at) = cur.dir(parent) else { continue };
         match stat_at(at, name) {
             Ok(Some(st)) if !is(&st, libc::S_IFDIR) && !is(&st, libc::S_IFLNK) => in_way.push(nd.path),
@@ -39,7 +40,7 @@ pub(super) fn check_targets(opts: &ExtractOptions, plan: &Plan) -> Result<()> {
     let replace = opts.resume || opts.overwrite;
     for e in plan.files.iter().chain(&plan.links).chain(&plan.hardlinks).chain(&plan.specials) {
         let Some((parent, name)) = e.split() else { continue };
-        let Ok(at) = cur.dir(parent) else { continue };
+        let Ok(at) = cur.dir(&parent) else { continue };
         match stat_at(at, name) {
             Ok(Some(st)) if is(&st, libc::S_IFDIR) && replace => bail!(
                 "{} is a directory where archive {:?} has a {} ({}): move it away, or extract elsewhere",
@@ -83,13 +84,14 @@ pub(super) fn make_dirs(fs: &Beneath, plan: &Plan, replace: bool) -> Result<Bloc
         let fail = |what: &str, e: io::Error| {
             anyhow!(e).context(format!("cannot {what} directory {}", escape(nd.path)))
         };
-        let (name, parent) = nd.comps.split_last().expect("never the target itself");
+        let comps = nd.comps();
+        let (name, parent) = comps.split_last().expect("never the target itself");
         let at = match cur.dir(parent) {
             Ok(at) => at,
             Err(b) => match b.why {
                 InWay::Io(e) => return Err(fail("open the parent of", e)),
                 why => {
-                    blocked.insert(nd.comps[..=b.depth].join(&b'/'), why);
+                    blocked.insert(comps[..=b.depth].join(&b'/'), why);
                     continue;
                 }
             },
@@ -135,7 +137,7 @@ pub(super) fn restore_symlink(
     resume: bool,
 ) -> Result<Option<String>, Failure> {
     let (parent, name) = e.split().expect("a symlink is never the target itself");
-    let at = cur.dir(parent).map_err(|b| Failure::blocked(&e.comps, b))?;
+    let at = cur.dir(&parent).map_err(|b| Failure::blocked(&e.comps(), b))?;
     let local = |what: &str, err: io::Error| {
         Failure::Local(anyhow!(err).context(format!("cannot {what} symlink {}", escape(&e.node.path))))
     };
@@ -191,7 +193,7 @@ pub(super) fn set_dir_attrs(
     let h = match e.split() {
         None => attrs::open(fs.root(), b".", true),
         Some((parent, name)) => {
-            let at = cur.dir(parent).map_err(|b| Failure::blocked(&e.comps, b))?;
+            let at = cur.dir(&parent).map_err(|b| Failure::blocked(&e.comps(), b))?;
             attrs::open(at, name, true)
         }
     };

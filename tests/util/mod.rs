@@ -4,7 +4,7 @@
 //! on disk), `tree` (snapshots that compare content, mode bits, nanosecond mtimes and symlink
 //! targets), `crash` (crash, checkpoint and signal tests: failpoints, transaction records,
 //! invariant 3), `s3` (a real S3 server, moto), and the HTTP helpers `server`, `proxy` and `hostile`, `craft` (repository
-//! content made through the library) and `mem` (memory-measured runs).
+//! content made through the library) `mem` (memory-measured runs) and `oracle` (rsync as the judge of a round trip).
 #![allow(dead_code)]
 
 pub mod craft;
@@ -15,6 +15,7 @@ mod files;
 pub mod hostile;
 pub mod mem;
 pub mod nightly;
+pub mod oracle;
 pub mod proxy;
 pub mod s3;
 pub mod s3fs;

@@ -1,0 +1,80 @@
+//! Where a tree walk is (`create`'s walker and its size scan): the path a user would name the
+//! entry by (`real`: messages, the file-change cache), and a path the kernel can take (`sys`).
+//!
+//! A path of more than `PATH_MAX` (4,096 bytes) cannot be given to one system call, yet trees
+//! hold longer ones (bsdtar and tarsnap walk them by changing directory). So once the path to a
+//! directory grows past `ANCHOR_AT` bytes, the walk opens that directory (never through a
+//! symlink) and names what is inside it as `/proc/self/fd/N/name`: the kernel resolves that from
+//! the open directory. Invariants: `sys` stays under `ANCHOR_AT` plus one name; an anchor stays
+//! open while anything beneath it is walked, and no longer (at most one per `ANCHOR_AT` bytes of
+//! depth); without `/proc`, long paths fail as before, with a warning naming them.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// Length of `sys` beyond which a directory is opened and walked from its descriptor.
+const ANCHOR_AT: usize = 2048;
+
+#[derive(Clone)]
+pub struct Place {
+    /// The path as the user would give it (any length).
+    pub real: PathBuf,
+    /// The same entry, as the kernel can resolve it.
+    pub sys: PathBuf,
+    /// The open directory `sys` starts from, if any.
+    _anchor: Option<Rc<OwnedFd>>,
+}
+
+impl Place {
+    pub fn new(path: &Path) -> Place {
+        Place { real: path.to_path_buf(), sys: path.to_path_buf(), _anchor: None }
+    }
+
+    /// The entry `name` inside this directory.
+    pub fn child(&self, name: &OsStr) -> Place {
+        Place { real: self.real.join(name), sys: self.sys.join(name), _anchor: self._anchor.clone() }
+    }
+
+    /// This directory, ready for its entries to be named from it: re-anchored on its own
+    /// descriptor when its path grew long. If it cannot be opened, it stays as it is (the
+    /// listing then fails with the reason).
+    pub fn enter(&self) -> Place {
+        if self.sys.as_os_str().len() <= ANCHOR_AT {
+            return self.clone();
+        }
+        let Ok(name) = std::ffi::CString::new(self.sys.as_os_str().as_bytes()) else { return self.clone() };
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: NUL-terminated path; the descriptor is checked and then owned.
+        let fd = unsafe { libc::open(name.as_ptr(), flags) };
+        if fd < 0 {
+            return self.clone();
+        }
+        // SAFETY: fd was just opened and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let sys = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        Place { real: self.real.clone(), sys, _anchor: Some(Rc::new(fd)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_paths_are_reached_from_an_open_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Place::new(dir.path());
+        let name = OsStr::from_bytes(&[b'n'; 250]);
+        for _ in 0..30 {
+            std::fs::create_dir(p.child(name).sys).unwrap();
+            p = p.child(name).enter();
+            assert!(p.sys.as_os_str().len() <= ANCHOR_AT + 251, "{}", p.sys.display());
+        }
+        std::fs::write(p.child(OsStr::new("f")).sys, b"deep").unwrap();
+        assert!(p.real.as_os_str().len() > 7000);
+        assert_eq!(std::fs::read(p.child(OsStr::new("f")).sys).unwrap(), b"deep");
+    }
+}
