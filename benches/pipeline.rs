@@ -140,6 +140,7 @@ fn main() {
             patterns: vec![],
             resume: false,
             overwrite: false,
+            numeric_owner: false,
         };
         extract(&session, &x, &silent).unwrap();
         restore.push(t.elapsed().as_secs_f64());

@@ -6,15 +6,18 @@
 //! Paths are raw bytes (any Unix name, newlines included), relative, without `..` components.
 //!
 //! Node kinds 1 to 3 (file, directory, symlink) are what the first archivers wrote; 4 to 7 (hard
-//! link, FIFO, character and block device) and the flag `XATTRS` on a kind byte (extended
-//! attributes, POSIX ACLs among them, follow the node) came later. An older archiver refuses an
+//! link, FIFO, character and block device) and the flags on a kind byte, `OWNERS` (user and group
+//! names follow the node) and `XATTRS` (extended attributes, POSIX ACLs among them, follow
+//! those), came later. An older archiver refuses an
 //! archive using them ("unknown node kind") instead of misreading it, and an archive without
 //! them is encoded exactly as before, so unchanged trees keep deduplicating their metadata.
 //! Invariant: every count and length decoded is bounded (`limits`) before it is used.
 
 use crate::codec::{Reader, Writer};
 use crate::crypto::BlockId;
-use crate::limits::{MAX_PATH, MAX_PLAIN, MAX_XATTRS, MAX_XATTR_NAME, MAX_XATTR_VALUE, META_REPEAT};
+use crate::limits::{
+    MAX_OWNER_NAME, MAX_PATH, MAX_PLAIN, MAX_XATTRS, MAX_XATTR_NAME, MAX_XATTR_VALUE, META_REPEAT,
+};
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 
@@ -35,6 +38,8 @@ pub enum NodeKind {
 
 /// On a kind byte: extended attributes follow the node.
 const XATTRS: u8 = 0x80;
+/// On a kind byte: the owner's user and group names follow the node (before any attributes).
+const OWNERS: u8 = 0x40;
 
 impl NodeKind {
     fn code(self) -> u8 {
@@ -96,6 +101,9 @@ pub struct Node {
     /// Extended attributes (name, value), sorted by name; POSIX ACLs are the `system.posix_acl_*`
     /// ones.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The owner's user and group names where the system had them (empty: none; `owners`).
+    pub uname: Vec<u8>,
+    pub gname: Vec<u8>,
 }
 
 impl Node {
@@ -115,11 +123,14 @@ impl Node {
             partial: false,
             rdev: 0,
             xattrs: Vec::new(),
+            uname: Vec::new(),
+            gname: Vec::new(),
         }
     }
 
     pub fn encode(&self, w: &mut Writer) {
-        let flags = if self.xattrs.is_empty() { 0 } else { XATTRS };
+        let named = !self.uname.is_empty() || !self.gname.is_empty();
+        let flags = if self.xattrs.is_empty() { 0 } else { XATTRS } | if named { OWNERS } else { 0 };
         w.u8(self.kind.code() | flags)
             .bytes(&self.path)
             .uvar(self.mode as u64)
@@ -141,6 +152,9 @@ impl Node {
             }
             NodeKind::Dir | NodeKind::Fifo => {}
         }
+        if named {
+            w.bytes(&self.uname).bytes(&self.gname);
+        }
         if !self.xattrs.is_empty() {
             w.uvar(self.xattrs.len() as u64);
             for (name, value) in &self.xattrs {
@@ -153,7 +167,7 @@ impl Node {
     /// targets at most `MAX_PATH`, block lengths at most a block's largest plaintext.
     pub fn decode(r: &mut Reader) -> Result<Node> {
         let code = r.u8()?;
-        let Some(kind) = NodeKind::of(code & !XATTRS) else {
+        let Some(kind) = NodeKind::of(code & !(XATTRS | OWNERS)) else {
             bail!("archive metadata has an unknown node kind {code}: it was written by a newer archiver (upgrade archiver), or is damaged");
         };
         let path = r.bytes()?;
@@ -192,6 +206,15 @@ impl Node {
             }
             NodeKind::CharDev | NodeKind::BlockDev => n.rdev = r.uvar()?,
             NodeKind::Dir | NodeKind::Fifo => {}
+        }
+        if code & OWNERS != 0 {
+            for name in [&mut n.uname, &mut n.gname] {
+                let got = r.bytes()?;
+                if got.len() > MAX_OWNER_NAME || got.contains(&0) {
+                    bail!("archive metadata holds an owner name of {} bytes or with a NUL byte: it is damaged or hostile", got.len());
+                }
+                *name = got.to_vec();
+            }
         }
         if code & XATTRS != 0 {
             n.xattrs = decode_xattrs(r)?;
@@ -371,67 +394,5 @@ pub(crate) fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nodes_and_root_round_trip() {
-        let n = Node {
-            path: b"a/b\nc".to_vec(),
-            kind: NodeKind::File,
-            mode: 0o100644,
-            uid: 1,
-            gid: 2,
-            mtime: -5,
-            mtime_ns: 999_999_999,
-            size: 10,
-            blocks: vec![([3; 32], 10)],
-            target: vec![],
-            partial: true,
-            rdev: 0,
-            xattrs: vec![],
-        };
-        let mut w = Writer::new();
-        n.encode(&mut w);
-        let plain = w.finish();
-        assert_eq!(decode_nodes(&plain).unwrap(), vec![n.clone()]);
-        assert_eq!(plain[0], 1, "a node without the later features is encoded as before");
-        let xattrs =
-            vec![(b"system.posix_acl_access".to_vec(), vec![2, 0, 0, 0]), (b"user.a".to_vec(), vec![])];
-        let later = [
-            Node { xattrs: xattrs.clone(), ..n.clone() },
-            Node { target: b"a/b\nc".to_vec(), ..Node::new(b"h".to_vec(), NodeKind::Hardlink) },
-            Node::new(b"p".to_vec(), NodeKind::Fifo),
-            Node { rdev: 0x0103, xattrs, ..Node::new(b"null".to_vec(), NodeKind::CharDev) },
-            Node { rdev: 8 << 8, ..Node::new(b"sda".to_vec(), NodeKind::BlockDev) },
-        ];
-        let mut w = Writer::new();
-        for node in &later {
-            node.encode(&mut w);
-        }
-        assert_eq!(decode_nodes(&w.finish()).unwrap(), later);
-        let root = Root { name: "x".into(), time: 7, host: "h".into(), meta: vec![([1; 32], 5)] };
-        assert_eq!(Root::decode(&root.encode()).unwrap(), root);
-    }
-
-    #[test]
-    fn roots_and_nodes_beyond_the_limits_are_refused() {
-        let root = |meta: Vec<(BlockId, u32)>| Root { name: "x".into(), time: 7, host: "h".into(), meta };
-        let ok = root(vec![([1; 32], 100), ([2; 32], 50), ([1; 32], 100), ([1; 32], 100), ([1; 32], 100)]);
-        assert!(Root::decode(&ok.encode()).is_ok(), "four times over is allowed");
-        for bad in [
-            root(vec![([1; 32], 100); 5]),
-            root(vec![([1; 32], 100), ([1; 32], 101)]),
-            root(vec![([1; 32], MAX_PLAIN + 1)]),
-        ] {
-            let err = Root::decode(&bad.encode()).unwrap_err().to_string();
-            assert!(err.contains("damaged or hostile"), "{err}");
-        }
-        let mut w = Writer::new();
-        w.u8(2).bytes(&[b'a'; MAX_PATH + 1]).uvar(0o40755).uvar(0).uvar(0).ivar(0).uvar(0);
-        assert!(decode_nodes(&w.finish()).unwrap_err().to_string().contains("path of 65537 bytes"));
-        let mut w = Writer::new();
-        w.u8(2).bytes(b"a").uvar(1 << 32).uvar(0).uvar(0).ivar(0).uvar(0);
-        assert!(decode_nodes(&w.finish()).is_err(), "a mode beyond 32 bits is refused, not truncated");
-    }
-}
+#[path = "archive_tests.rs"]
+mod tests;

@@ -235,6 +235,7 @@ fn walker<'a>(
         select: opts.select.clone(),
         device: None,
         links: Default::default(),
+        names: Default::default(),
     }
 }
 

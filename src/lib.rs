@@ -39,6 +39,7 @@ pub mod limits;
 pub mod manifest;
 pub mod metastream;
 pub mod operands;
+pub mod owners;
 pub mod pack;
 pub mod place;
 pub mod process;

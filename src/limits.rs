@@ -37,6 +37,8 @@ pub const MAX_PATH: usize = 64 << 10;
 pub const MAX_XATTRS: usize = 10_000;
 pub const MAX_XATTR_NAME: usize = 255;
 pub const MAX_XATTR_VALUE: usize = 64 << 10;
+/// A user or group name kept with a node (glibc's `LOGIN_NAME_MAX` is 256).
+pub const MAX_OWNER_NAME: usize = 256;
 /// A sealed structure (manifest, index segment, pack header, checkpoint record) may decompress
 /// to at most `STRUCT_RATIO` times its sealed size, or `STRUCT_FLOOR`, whichever is larger: what
 /// archiver writes is mostly random block ids, which do not compress, while a hostile zstd frame

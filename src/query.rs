@@ -117,8 +117,14 @@ pub fn long_line(n: &Node) -> String {
         NodeKind::CharDev | NodeKind::BlockDev => format!("{},{}", libc::major(n.rdev), libc::minor(n.rdev)),
         _ => n.size.to_string(),
     };
+    // Owners by name where the archive has one (as tar does), else by id.
+    let owner = |name: &[u8], id: u32| match name {
+        b"" => id.to_string(),
+        name => escape(name),
+    };
+    let (user, group) = (owner(&n.uname, n.uid), owner(&n.gname, n.gid));
     let mut line =
-        format!("{mode} {:>5} {:>5} {size:>12} {} {}", n.uid, n.gid, format_time(n.mtime), escape(&n.path));
+        format!("{mode} {user:>5} {group:>5} {size:>12} {} {}", format_time(n.mtime), escape(&n.path));
     match n.kind {
         NodeKind::Symlink => line.push_str(&format!(" -> {}", escape(&n.target))),
         NodeKind::Hardlink => line.push_str(&format!(" link to {}", escape(&n.target))),

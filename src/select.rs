@@ -41,6 +41,8 @@ pub struct Selection {
     pub no_xattrs: bool,
     /// Store no POSIX ACLs (`--no-acls`).
     pub no_acls: bool,
+    /// Store owners by id only, without their names (`--numeric-owner`).
+    pub numeric_owner: bool,
 }
 
 /// What to do with a directory once it is known to be stored.

@@ -86,6 +86,8 @@ pub struct Walker<'a> {
     pub device: Option<u64>,
     /// Files with several names seen so far: later names are stored as hard links.
     pub links: crate::fsmeta::Links,
+    /// Owner names by id (none stored with `--numeric-owner`).
+    pub names: crate::owners::Names,
 }
 
 impl Walker<'_> {
@@ -217,6 +219,9 @@ impl Walker<'_> {
             mtime_ns: md.mtime_nsec() as u32,
             ..Node::new(apath, NodeKind::Dir)
         };
+        if !self.select.numeric_owner {
+            self.names.name(&mut node);
+        }
         let ft = md.file_type();
         if !ft.is_symlink() {
             let wanted =
@@ -398,6 +403,9 @@ impl Walker<'_> {
             size: u64::MAX, // unknown: a checkpoint during the read marks the file partial
             ..Node::new(apath, NodeKind::File)
         };
+        if !self.select.numeric_owner {
+            self.names.name(&mut node);
+        }
         if let Err(e) = self.read_into(input, &mut node) {
             if e.downcast_ref::<std::io::Error>().is_none() {
                 return Err(e);

@@ -202,3 +202,70 @@ fn a_sparse_file_comes_back_sparse() {
     let diff = rsync_diff(&src, &to.join("src"), &[]);
     assert!(diff.is_empty(), "rsync finds differences:\n{diff}");
 }
+
+/// The id a user or group name has on this system (`getent`), if any.
+fn id_of(db: &str, name: &str) -> Option<u32> {
+    let out = Command::new("getent").args([db, name]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).split(':').nth(2)?.trim().parse().ok()
+}
+
+#[test]
+fn owners_are_stored_by_name_and_restored_by_name_unless_numeric_owner() {
+    if !is_root() {
+        return unavailable("restoring owners needs root");
+    }
+    let (nobody, nogroup) = (id_of("passwd", "nobody").unwrap(), id_of("group", "nogroup").unwrap());
+    let env = Env::new();
+    // Created here: stored with the names this system gives their ids, or by id alone.
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    write_data(&src.join("theirs"), 1, 10);
+    std::os::unix::fs::chown(src.join("theirs"), Some(nobody), Some(nogroup)).unwrap();
+    write_data(&src.join("nameless"), 2, 10);
+    std::os::unix::fs::chown(src.join("nameless"), Some(3_999_999_001), Some(3_999_999_002)).unwrap();
+    env.ok(["create", "named", "src"]);
+    env.ok(["create", "--numeric-owner", "numeric", "src"]);
+    let line = |archive: &str, path: &str| {
+        let ls = env.ok(["ls", "-v", archive]).stdout;
+        ls.lines()
+            .find(|l| l.ends_with(path))
+            .unwrap()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(line("named", "src/theirs").ends_with(" nobody nogroup"), "{}", line("named", "src/theirs"));
+    assert!(line("named", "src/nameless").ends_with(" 3999999001 3999999002"));
+    assert!(line("numeric", "src/theirs").ends_with(&format!(" {nobody} {nogroup}")));
+    let json = env.ok(["--json", "ls", "named"]).stdout;
+    assert!(json.contains(r#""user":"nobody","group":"nogroup""#), "{json}");
+
+    // Written elsewhere: a name known here wins over the stored id, unless --numeric-owner; an
+    // unknown name, or none, keeps the stored id.
+    let file = |path: &str, uname: &str, gname: &str, ids: u32| {
+        let mut n = util::craft::node(path.as_bytes().to_vec(), archiver::archive::NodeKind::File);
+        (n.uid, n.gid, n.uname, n.gname) = (ids, ids + 1, uname.into(), gname.into());
+        n
+    };
+    let mut w = archiver::codec::Writer::new();
+    file("by-name", "nobody", "nogroup", 1234).encode(&mut w);
+    file("unknown", "no-such-user-archiver", "no-such-group-archiver", 4321).encode(&mut w);
+    file("ids-only", "", "", 777).encode(&mut w);
+    util::craft::commit_archive(&env, "elsewhere", &[w.finish()], vec![0], Default::default());
+    for (numeric, by_name) in [(false, (nobody, nogroup)), (true, (1234, 1235))] {
+        let to = env.path(format!("out-{numeric}"));
+        let mut args = vec!["extract", "-C", to.to_str().unwrap(), "elsewhere"];
+        if numeric {
+            args.insert(1, "--numeric-owner");
+        }
+        env.ok(args);
+        let ids = |p: &str| {
+            let md = std::fs::symlink_metadata(to.join(p)).unwrap();
+            (md.uid(), md.gid())
+        };
+        assert_eq!(ids("by-name"), by_name, "--numeric-owner: {numeric}");
+        assert_eq!(ids("unknown"), (4321, 4322));
+        assert_eq!(ids("ids-only"), (777, 778));
+    }
+}

@@ -105,6 +105,8 @@ fn node(path: &str, kind: NodeKind) -> Node {
         partial: false,
         rdev: 0,
         xattrs: Vec::new(),
+        uname: if kind == NodeKind::File { b"alice".to_vec() } else { vec![] },
+        gname: if kind == NodeKind::File { b"staff".to_vec() } else { vec![] },
     }
 }
 

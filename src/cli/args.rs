@@ -136,6 +136,9 @@ pub enum Cmd {
         /// Store no POSIX ACLs
         #[arg(long)]
         no_acls: bool,
+        /// Store owners by numeric id only, without user and group names
+        #[arg(long)]
+        numeric_owner: bool,
         /// Record EPOCH (seconds since 1970-01-01 UTC) as the archive's creation time
         #[arg(long, value_name = "EPOCH", value_parser = parse_epoch)]
         creationtime: Option<i64>,
@@ -173,6 +176,9 @@ pub enum Cmd {
         /// Write one file's content to stdout instead (give its stored path as the only PATTERN)
         #[arg(long, conflicts_with_all = ["resume", "overwrite"])]
         to_stdout: bool,
+        /// As root, restore owners by their stored ids, ignoring user and group names
+        #[arg(long)]
+        numeric_owner: bool,
         /// Shell patterns; a pattern matching a directory selects all under it
         patterns: Vec<String>,
     },

@@ -36,6 +36,7 @@ pub fn run(
         one_file_system,
         no_xattrs,
         no_acls,
+        numeric_owner,
         creationtime,
         dry_run,
         stdin_name,
@@ -58,6 +59,7 @@ pub fn run(
         one_file_system: *one_file_system || cfg.flag("one-file-system"),
         no_xattrs: *no_xattrs || cfg.flag("no-xattrs"),
         no_acls: *no_acls || cfg.flag("no-acls"),
+        numeric_owner: *numeric_owner,
     }
     .with_exclude_files(&files)?;
     let size = |flag: Option<u64>, key: &str| -> anyhow::Result<Option<u64>> {

@@ -64,6 +64,12 @@ pub fn node(n: &Node) -> Value {
         "mtime_ns": n.mtime_ns,
         "partial": n.partial,
     });
+    if !n.uname.is_empty() {
+        v["user"] = Value::from(escape(&n.uname));
+    }
+    if !n.gname.is_empty() {
+        v["group"] = Value::from(escape(&n.gname));
+    }
     if matches!(n.kind, NodeKind::Symlink | NodeKind::Hardlink) {
         v["target"] = Value::from(escape(&n.target));
     }

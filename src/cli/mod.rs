@@ -171,7 +171,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 return Ok(Done::Skipped);
             }
         }
-        Cmd::Extract { name, dir, patterns, resume, overwrite, print_stats, .. } => {
+        Cmd::Extract { name, dir, patterns, resume, overwrite, print_stats, numeric_owner, .. } => {
             let session = Session::open(&settings)?;
             let opts = ExtractOptions {
                 name: name.clone(),
@@ -179,6 +179,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 patterns: patterns.clone(),
                 resume: *resume,
                 overwrite: *overwrite,
+                numeric_owner: *numeric_owner,
             };
             let res = extract(&session, &opts, &progress)?;
             if out.json {

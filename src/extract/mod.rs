@@ -74,6 +74,9 @@ pub struct ExtractOptions {
     pub resume: bool,
     /// Replace existing files. Without this or `resume`, existing files make extract refuse.
     pub overwrite: bool,
+    /// As root, give entries their stored ids even where their stored names have other ids on
+    /// this system (`--numeric-owner`; `owners`).
+    pub numeric_owner: bool,
 }
 
 /// What an extract did. Only file data counts as fetched: the archive's metadata, read to learn
@@ -122,13 +125,20 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
     let head = session.head()?;
     let archive = reader::find(&head.0, &opts.name)?.clone();
     let cache = session.open_cache(&head, progress)?;
-    let nodes = reader::nodes(session, &cache, &archive)?;
+    let mut nodes = reader::nodes(session, &cache, &archive)?;
+    // SAFETY: geteuid has no preconditions.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    if is_root && !opts.numeric_owner {
+        // Owners by name: the ids the stored names have here (else the stored ids).
+        let mut names = crate::owners::Names::default();
+        for n in &mut nodes {
+            (n.uid, n.gid) = names.ids(n);
+        }
+    }
     let selected = select(&nodes, &opts.patterns)?;
     // A hard link whose file is not selected comes back as a copy of that file.
     let copies = paths::copies(&nodes, &selected);
     let selected = paths::with_copies(selected, &copies);
-    // SAFETY: geteuid has no preconditions.
-    let is_root = unsafe { libc::geteuid() } == 0;
     let counters = Counters::default();
     // An entry restored incompletely, or skipped: a warning naming it, and exit code 3.
     let warn = |text: String| {
