@@ -59,7 +59,9 @@ impl HoleAware {
         });
         match found {
             Ok((data_end, hole_end)) => {
-                self.data_end = data_end.unwrap_or(u64::MAX);
+                // In a hole, where it ends is asked again (`data_end` 0); in data without a hole
+                // after it, everything left is read.
+                self.data_end = data_end.unwrap_or(if hole_end.is_some() { 0 } else { u64::MAX });
                 self.hole_end = hole_end;
             }
             // The file system cannot say: read everything that is left.

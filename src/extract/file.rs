@@ -120,6 +120,32 @@ fn is_zeros(b: &[u8]) -> bool {
     head.iter().all(|&x| x == 0) && words.iter().all(|&w| w == 0) && tail.iter().all(|&x| x == 0)
 }
 
+/// Writes `plain` at `offset` of a file made by extract (so reading zeros wherever nothing was
+/// written), leaving out every piece of it that falls in one file page (4 KiB) and is all zeros:
+/// those pages stay holes. The rest is written in as few calls as it has runs of data.
+fn write_sparse(f: &File, plain: &[u8], offset: u64) -> io::Result<()> {
+    const PAGE: u64 = 4096;
+    let end = offset + plain.len() as u64;
+    let slice = |from: u64, to: u64| &plain[(from - offset) as usize..(to - offset) as usize];
+    let (mut run, mut at) = (None, offset);
+    while at < end {
+        let next = ((at / PAGE + 1) * PAGE).min(end);
+        match (is_zeros(slice(at, next)), run) {
+            (true, Some(start)) => {
+                f.write_all_at(slice(start, at), start)?;
+                run = None;
+            }
+            (false, None) => run = Some(at),
+            _ => {}
+        }
+        at = next;
+    }
+    match run {
+        Some(start) => f.write_all_at(slice(start, end), start),
+        None => Ok(()),
+    }
+}
+
 /// Restores one file. `Ok(Some(note))`: restored, but incompletely (`note` says how).
 pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<Option<String>, Failure> {
     let (node, target) = (job.node, &job.target);
@@ -166,12 +192,13 @@ pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<Option<String>, Failure> {
         c.bytes_fetched.fetch_add(blocks.iter().map(|b| b.len() as u64).sum(), Relaxed);
         c.stored_fetched.fetch_add(which.iter().map(|&i| job.locs[i].len as u64).sum(), Relaxed);
         for (&i, plain) in which.iter().zip(&blocks) {
-            // A block of zeros in a file made here is left a hole (`set_len` below gives the file
+            // In a file made here, pages of zeros are left holes (`set_len` below gives the file
             // its size): a sparse file comes back sparse, not as allocated zeros.
-            if created && is_zeros(plain) {
-                continue;
+            match created {
+                true => write_sparse(&f, plain, offsets[i]),
+                false => f.write_all_at(plain, offsets[i]),
             }
-            f.write_all_at(plain, offsets[i]).map_err(local("write"))?;
+            .map_err(local("write"))?;
         }
     }
     drop(windows);
