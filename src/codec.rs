@@ -51,15 +51,27 @@ pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
     what: &'static str,
+    /// A read failed for want of bytes (the input may go on beyond `buf`).
+    short: bool,
 }
 
 impl<'a> Reader<'a> {
     /// `what` names the structure in error messages ("manifest", "index segment", ...).
     pub fn new(buf: &'a [u8], what: &'static str) -> Self {
-        Self { buf, pos: 0, what }
+        Self { buf, pos: 0, what, short: false }
+    }
+    /// Bytes decoded so far.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+    /// Whether the last failure was for want of bytes: a stream decoded piece by piece may hold
+    /// the rest in its next piece.
+    pub fn ran_short(&self) -> bool {
+        self.short
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.buf.len() - self.pos < n {
+            self.short = true;
             bail!("{} is truncated or malformed", self.what);
         }
         let s = &self.buf[self.pos..self.pos + n];
@@ -112,6 +124,7 @@ impl<'a> Reader<'a> {
     pub fn count(&mut self, min_item_bytes: usize) -> Result<usize> {
         let n = self.usize()?;
         if n.saturating_mul(min_item_bytes.max(1)) > self.buf.len() - self.pos {
+            self.short = true;
             bail!("{} is truncated or malformed", self.what);
         }
         Ok(n)

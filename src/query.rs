@@ -47,12 +47,17 @@ pub fn list(session: &Session) -> Result<Vec<ArchiveRef>> {
     Ok(session.head()?.0.archives)
 }
 
-pub fn ls(session: &Session, name: &str, progress: Progress) -> Result<Vec<Node>> {
+/// Calls `each` with every node of archive `name`, in stored (path) order, as its metadata is
+/// fetched: memory stays flat whatever the number of entries.
+pub fn ls(session: &Session, name: &str, progress: Progress, mut each: impl FnMut(Node) -> Result<()>) -> Result<()> {
     session.require(&[crate::access::Perm::Read], "list an archive's contents")?;
     let head = session.head()?;
     let a = reader::find(&head.0, name)?.clone();
     let cache = session.open_cache(&head, progress)?;
-    reader::nodes(session, &cache, &a)
+    for node in reader::stream(session, &cache, &a)? {
+        each(node?)?;
+    }
+    Ok(())
 }
 
 /// Sizes in tarsnap's table: (plain bytes, stored bytes).

@@ -14,7 +14,8 @@ use util::*;
 /// The block lengths of `path` in archive `name`, as stored.
 fn stored_cuts(env: &Env, name: &str, path: &str) -> Vec<u32> {
     let session = util::craft::crafter(env);
-    let nodes = archiver::query::ls(&session, name, &|_| {}).unwrap();
+    let mut nodes = Vec::new();
+    archiver::query::ls(&session, name, &|_| {}, |n| Ok(nodes.push(n))).unwrap();
     let node =
         nodes.iter().find(|n| n.path == path.as_bytes()).unwrap_or_else(|| panic!("{path} not stored"));
     node.blocks.iter().map(|b| b.1).collect()

@@ -141,13 +141,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
         }
         Cmd::Ls { name } => {
             let session = Session::open(&settings)?;
-            for n in query::ls(&session, name, &progress)? {
+            query::ls(&session, name, &progress, |n| {
                 let text = || match cli.verbose {
                     true => query::long_line(&n),
                     false => query::escape(&n.path),
                 };
-                out.item(text, || json::node(&n))?;
-            }
+                out.item(text, || json::node(&n))
+            })?;
         }
         Cmd::Extract { name, patterns, to_stdout: true, .. } => {
             if out.json {

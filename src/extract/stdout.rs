@@ -32,14 +32,25 @@ pub fn to_writer(
     let head = session.head()?;
     let archive = reader::find(&head.0, name)?.clone();
     let cache = session.open_cache(&head, progress)?;
-    let nodes = reader::nodes(session, &cache, &archive)?;
     let want = path.trim_end_matches('/').trim_start_matches("./").as_bytes();
-    let Some(mut node) = nodes.iter().find(|n| n.path == want) else {
+    // The node, found as the metadata streams by (memory stays flat).
+    let find = |want: &[u8]| -> Result<Option<crate::archive::Node>> {
+        for n in reader::stream(session, &cache, &archive)? {
+            let n = n?;
+            if n.path == want {
+                return Ok(Some(n));
+            }
+        }
+        Ok(None)
+    };
+    let Some(mut node) = find(want)? else {
         bail!("archive {name:?} holds no {path:?}: `archiver ls {name}` lists its paths");
     };
-    // A hard link writes its file's content.
+    // A hard link writes its file's content (stored before it: a second pass finds it).
     if node.kind == NodeKind::Hardlink {
-        node = nodes.iter().find(|n| n.path == node.target && n.kind == NodeKind::File).unwrap_or(node);
+        if let Some(file) = find(&node.target)?.filter(|n| n.kind == NodeKind::File) {
+            node = file;
+        }
     }
     if node.kind != NodeKind::File {
         bail!(
