@@ -49,7 +49,12 @@ pub fn list(session: &Session) -> Result<Vec<ArchiveRef>> {
 
 /// Calls `each` with every node of archive `name`, in stored (path) order, as its metadata is
 /// fetched: memory stays flat whatever the number of entries.
-pub fn ls(session: &Session, name: &str, progress: Progress, mut each: impl FnMut(Node) -> Result<()>) -> Result<()> {
+pub fn ls(
+    session: &Session,
+    name: &str,
+    progress: Progress,
+    mut each: impl FnMut(Node) -> Result<()>,
+) -> Result<()> {
     session.require(&[crate::access::Perm::Read], "list an archive's contents")?;
     let head = session.head()?;
     let a = reader::find(&head.0, name)?.clone();

@@ -189,6 +189,19 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     for group in [
         vec![node(".", NodeKind::Dir), node("d", NodeKind::Dir)],
         vec![node("d/f", NodeKind::File), node("d/l", NodeKind::Symlink)],
+        // The later kinds and flags: a hard link, a FIFO, a device, extended attributes.
+        vec![
+            Node { target: b"d/f".to_vec(), ..node("d/h", NodeKind::Hardlink) },
+            node("d/p", NodeKind::Fifo),
+            Node {
+                rdev: 0x0103,
+                xattrs: vec![
+                    (b"system.posix_acl_access".to_vec(), vec![2, 0, 0, 0]),
+                    (b"user.a".to_vec(), b"v".to_vec()),
+                ],
+                ..node("d/z", NodeKind::CharDev)
+            },
+        ],
     ] {
         let mut w = Writer::new();
         for n in &group {
