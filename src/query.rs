@@ -59,7 +59,7 @@ pub fn ls(
     let head = session.head()?;
     let a = reader::find(&head.0, name)?.clone();
     let cache = session.open_cache(&head, progress)?;
-    for node in reader::stream(session, &cache, &a)? {
+    for node in reader::stream(session, &cache, &a)?.1 {
         each(node?)?;
     }
     Ok(())

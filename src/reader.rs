@@ -177,13 +177,14 @@ pub fn read_with<B: AsRef<[u8]>>(
     Ok((root, stream.collect::<Result<Vec<_>>>()?))
 }
 
-/// The nodes of archive `a` from the repository, as a stream.
+/// The root of archive `a` from the repository, and its nodes as a stream.
+#[allow(clippy::type_complexity)]
 pub fn stream<'a>(
     session: &'a Session,
     cache: &'a Cache,
     a: &ArchiveRef,
-) -> Result<NodeStream<Vec<u8>, impl FnMut(&BlockId) -> Result<Vec<u8>> + 'a>> {
-    Ok(NodeStream::open(a, move |id: &BlockId| fetch(session, id, &locate(cache, id)?))?.1)
+) -> Result<(Root, NodeStream<Vec<u8>, impl FnMut(&BlockId) -> Result<Vec<u8>> + 'a>)> {
+    NodeStream::open(a, move |id: &BlockId| fetch(session, id, &locate(cache, id)?))
 }
 
 /// An archive's root and nodes, fetched from the repository.

@@ -65,9 +65,11 @@ pub fn collect(
     for a in head.0.archives.iter().filter(|a| !gone.contains(a.name.as_str())) {
         progress(Event::Advance { files: 1, bytes: 0 });
         live.insert(a.root);
-        let (root, nodes) = reader::read(session, &cache, a)?;
+        // Node by node as the metadata is fetched: one archive's nodes are never all held.
+        let (root, nodes) = reader::stream(session, &cache, a)?;
         live.extend(root.meta.iter().map(|(id, _)| *id));
         for node in nodes {
+            let node = node?;
             if node.kind == NodeKind::File {
                 live.extend(node.blocks.iter().map(|(id, _)| *id));
             }

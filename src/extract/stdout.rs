@@ -35,7 +35,7 @@ pub fn to_writer(
     let want = path.trim_end_matches('/').trim_start_matches("./").as_bytes();
     // The node, found as the metadata streams by (memory stays flat).
     let find = |want: &[u8]| -> Result<Option<crate::archive::Node>> {
-        for n in reader::stream(session, &cache, &archive)? {
+        for n in reader::stream(session, &cache, &archive)?.1 {
             let n = n?;
             if n.path == want {
                 return Ok(Some(n));
