@@ -236,6 +236,7 @@ fn walker<'a>(
         device: None,
         links: Default::default(),
         names: Default::default(),
+        zero_id: Default::default(),
     }
 }
 

@@ -92,6 +92,13 @@ impl Read for HoleAware {
     }
 }
 
+/// Whether `b` holds only zero bytes (compared a word at a time).
+pub fn is_zeros(b: &[u8]) -> bool {
+    // SAFETY: every bit pattern is a valid u64, and `align_to` keeps the words aligned.
+    let (head, words, tail) = unsafe { b.align_to::<u64>() };
+    head.iter().all(|&x| x == 0) && words.iter().all(|&w| w == 0) && tail.iter().all(|&x| x == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,6 +88,8 @@ pub struct Walker<'a> {
     pub links: crate::fsmeta::Links,
     /// Owner names by id (none stored with `--numeric-owner`).
     pub names: crate::owners::Names,
+    /// The id of a chunk of zeros as the chunker cuts a run of them, once one was hashed.
+    pub zero_id: Arc<std::sync::OnceLock<BlockId>>,
 }
 
 impl Walker<'_> {
@@ -369,9 +371,15 @@ impl Walker<'_> {
         let chunker = self.chunker.clone();
         let mut buf = std::mem::take(&mut self.buf);
         let keys = self.txn.keys().clone();
+        let (zero_len, zero_id) = (chunker.zero_cut(), self.zero_id.clone());
         let res = chunker.split(f, &mut buf, |batch| {
-            // Hash the batch on all cores, then deduplicate and submit in order.
-            let ids: Vec<_> = batch.par_iter().map(|c| keys.block_id(c)).collect();
+            // Hash the batch on all cores, then deduplicate and submit in order. A chunk of
+            // zeros (holes, preallocated space) has one id, hashed once per walk.
+            let id_of = |c: &[u8]| match c.len() == zero_len && crate::holes::is_zeros(c) {
+                true => *zero_id.get_or_init(|| keys.block_id(c)),
+                false => keys.block_id(c),
+            };
+            let ids: Vec<_> = batch.par_iter().map(|c| id_of(c)).collect();
             for (chunk, id) in batch.iter().zip(ids) {
                 self.txn.put_with_id(Kind::Data, id, chunk)?;
                 node.blocks.push((id, chunk.len() as u32));

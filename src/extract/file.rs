@@ -21,6 +21,7 @@ use super::fetch::Fetcher;
 use super::{attrs, ExtractResult};
 use crate::archive::Node;
 use crate::crypto::BlockId;
+use crate::holes::is_zeros;
 use crate::pack::Location;
 use crate::query::escape;
 use crate::session::Session;
@@ -111,13 +112,6 @@ impl Counters {
             incomplete: self.incomplete.load(Relaxed),
         }
     }
-}
-
-/// Whether `b` holds only zero bytes (compared a word at a time).
-fn is_zeros(b: &[u8]) -> bool {
-    // SAFETY: every bit pattern is a valid u64, and `align_to` keeps the words aligned.
-    let (head, words, tail) = unsafe { b.align_to::<u64>() };
-    head.iter().all(|&x| x == 0) && words.iter().all(|&w| w == 0) && tail.iter().all(|&x| x == 0)
 }
 
 /// Writes `plain` at `offset` of a file made by extract (so reading zeros wherever nothing was
