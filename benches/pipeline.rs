@@ -96,7 +96,7 @@ fn main() {
             rates: Default::default(),
             passphrase: None,
         };
-        keygen(&settings).unwrap();
+        keygen(&settings, None).unwrap();
         let session = Session::open(&settings).unwrap();
         let opts = |name: &str| CreateOptions {
             name: name.into(),
@@ -119,7 +119,7 @@ fn main() {
             rates: Default::default(),
             passphrase: None,
         };
-        keygen(&ck_settings).unwrap();
+        keygen(&ck_settings, None).unwrap();
         let ck_session = Session::open(&ck_settings).unwrap();
         let mut ck = opts("first");
         ck.limits.checkpoint_bytes = Some(64 << 20);

@@ -218,9 +218,9 @@ mod tests {
             Chunker::keyed(&crate::crypto::Keys::new([1; 32], [2; 32], 3), Keying::KeyedGear),
         ] {
             let mut data = pseudo_random(3 << 20, 5);
-            data.extend(std::iter::repeat(0).take(40 << 20));
+            data.extend(std::iter::repeat_n(0, 40 << 20));
             data.extend(pseudo_random(123_457, 6));
-            data.extend(std::iter::repeat(0).take((9 << 20) + 17));
+            data.extend(std::iter::repeat_n(0, (9 << 20) + 17));
             data[20 << 20] = 1; // one byte breaks a run
             let mut scanned = Vec::new();
             let mut rest = &data[..];

@@ -81,7 +81,7 @@ impl Scan<'_> {
         if md.is_file() {
             self.files += 1;
             self.bytes += md.size();
-            if self.files % 4096 == 0 {
+            if self.files.is_multiple_of(4096) {
                 (self.progress)(Event::Total { files: self.files, bytes: self.bytes, complete: false });
             }
             return None;

@@ -15,7 +15,11 @@ use util::*;
 fn stored_cuts(env: &Env, name: &str, path: &str) -> Vec<u32> {
     let session = util::craft::crafter(env);
     let mut nodes = Vec::new();
-    archiver::query::ls(&session, name, &|_| {}, |n| Ok(nodes.push(n))).unwrap();
+    archiver::query::ls(&session, name, &|_| {}, |n| {
+        nodes.push(n);
+        Ok(())
+    })
+    .unwrap();
     let node =
         nodes.iter().find(|n| n.path == path.as_bytes()).unwrap_or_else(|| panic!("{path} not stored"));
     node.blocks.iter().map(|b| b.1).collect()

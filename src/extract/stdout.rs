@@ -55,7 +55,7 @@ pub fn to_writer(
     if node.kind != NodeKind::File {
         bail!(
             "{} in archive {name:?} is a {}: --to-stdout writes one regular file",
-            escape(&want),
+            escape(want),
             node.kind.name()
         );
     }
