@@ -22,30 +22,37 @@ const ANCHOR_AT: usize = 2048;
 pub struct Place {
     /// The path as the user would give it (any length).
     pub real: PathBuf,
-    /// The same entry, as the kernel can resolve it.
-    pub sys: PathBuf,
+    /// The same entry as the kernel can resolve it, where that differs from `real` (beneath an
+    /// anchor); `sys()` gives either.
+    sys: Option<PathBuf>,
     /// The open directory `sys` starts from, if any.
     _anchor: Option<Rc<OwnedFd>>,
 }
 
 impl Place {
     pub fn new(path: &Path) -> Place {
-        Place { real: path.to_path_buf(), sys: path.to_path_buf(), _anchor: None }
+        Place { real: path.to_path_buf(), sys: None, _anchor: None }
+    }
+
+    /// The path to give the kernel.
+    pub fn sys(&self) -> &Path {
+        self.sys.as_deref().unwrap_or(&self.real)
     }
 
     /// The entry `name` inside this directory.
     pub fn child(&self, name: &OsStr) -> Place {
-        Place { real: self.real.join(name), sys: self.sys.join(name), _anchor: self._anchor.clone() }
+        let sys = self.sys.as_ref().map(|s| s.join(name));
+        Place { real: self.real.join(name), sys, _anchor: self._anchor.clone() }
     }
 
     /// This directory, ready for its entries to be named from it: re-anchored on its own
     /// descriptor when its path grew long. If it cannot be opened, it stays as it is (the
     /// listing then fails with the reason).
     pub fn enter(&self) -> Place {
-        if self.sys.as_os_str().len() <= ANCHOR_AT {
+        if self.sys().as_os_str().len() <= ANCHOR_AT {
             return self.clone();
         }
-        let Ok(name) = std::ffi::CString::new(self.sys.as_os_str().as_bytes()) else { return self.clone() };
+        let Ok(name) = std::ffi::CString::new(self.sys().as_os_str().as_bytes()) else { return self.clone() };
         let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         // SAFETY: NUL-terminated path; the descriptor is checked and then owned.
         let fd = unsafe { libc::open(name.as_ptr(), flags) };
@@ -55,7 +62,7 @@ impl Place {
         // SAFETY: fd was just opened and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let sys = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        Place { real: self.real.clone(), sys, _anchor: Some(Rc::new(fd)) }
+        Place { real: self.real.clone(), sys: Some(sys), _anchor: Some(Rc::new(fd)) }
     }
 }
 
@@ -69,12 +76,12 @@ mod tests {
         let mut p = Place::new(dir.path());
         let name = OsStr::from_bytes(&[b'n'; 250]);
         for _ in 0..30 {
-            std::fs::create_dir(p.child(name).sys).unwrap();
+            std::fs::create_dir(p.child(name).sys()).unwrap();
             p = p.child(name).enter();
-            assert!(p.sys.as_os_str().len() <= ANCHOR_AT + 251, "{}", p.sys.display());
+            assert!(p.sys().as_os_str().len() <= ANCHOR_AT + 251, "{}", p.sys().display());
         }
-        std::fs::write(p.child(OsStr::new("f")).sys, b"deep").unwrap();
+        std::fs::write(p.child(OsStr::new("f")).sys(), b"deep").unwrap();
         assert!(p.real.as_os_str().len() > 7000);
-        assert_eq!(std::fs::read(p.child(OsStr::new("f")).sys).unwrap(), b"deep");
+        assert_eq!(std::fs::read(p.child(OsStr::new("f")).sys()).unwrap(), b"deep");
     }
 }

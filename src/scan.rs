@@ -72,7 +72,7 @@ impl Scan<'_> {
 
     /// Counts one entry; a directory to be entered is returned with its names.
     fn visit(&mut self, at: &Place, stored: Vec<u8>, device: Option<u64>) -> Option<Open> {
-        let path = at.sys.as_path();
+        let path = at.sys();
         if self.select.excluded(&stored) {
             return None;
         }
@@ -94,7 +94,7 @@ impl Scan<'_> {
             return None;
         }
         let dir = at.enter();
-        let rd = fs::read_dir(&dir.sys).ok()?;
+        let rd = fs::read_dir(dir.sys()).ok()?;
         let mut names: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
         if let DirRule::Only(keep) = self.select.dir_rule(path) {
             names.retain(|n| keep.iter().any(|k| n.as_bytes() == k.as_bytes()));

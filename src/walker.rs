@@ -191,7 +191,7 @@ impl Walker<'_> {
 
     /// Stores one entry; a directory to be entered is returned with its names.
     fn visit(&mut self, at: &Place, apath: Vec<u8>) -> Result<Option<Open>> {
-        let (path, shown) = (at.sys.as_path(), at.real.display());
+        let (path, shown) = (at.sys(), at.real.display());
         if self.select.excluded(&apath) {
             return Ok(None);
         }
@@ -246,7 +246,7 @@ impl Walker<'_> {
                 return Ok(None); // a mount point: stored, not entered (nor listed)
             }
             let dir = at.enter();
-            let mut names: Vec<_> = match fs::read_dir(&dir.sys) {
+            let mut names: Vec<_> = match fs::read_dir(dir.sys()) {
                 Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
                 Err(e) => {
                     self.warn(format!("cannot read directory {shown}: {e}"));
@@ -301,7 +301,7 @@ impl Walker<'_> {
 
     /// Fills in a file's content; false if the file could not be read at all.
     fn file(&mut self, at: &Place, md: &fs::Metadata, node: &mut Node) -> Result<bool> {
-        let (path, shown) = (at.sys.as_path(), at.real.display());
+        let (path, shown) = (at.sys(), at.real.display());
         let key = std::path::absolute(&at.real).unwrap_or_else(|_| at.real.clone());
         let key = key.as_os_str().as_bytes();
         let seen = FileRecord {

@@ -140,25 +140,26 @@ pub(super) fn with_copies<'a>(selected: Vec<&'a Node>, copies: &'a [Node]) -> Ve
         .collect()
 }
 
-/// The end of the deepest ancestor of `path` (ending at one of `ends`) that the archive holds as
-/// something other than a directory. The search stops at the first ancestor already needed as a
-/// directory, whose own ancestors were checked when it was added; so a tree of any depth is
-/// planned in time linear in its paths' lengths, not quadratic.
-fn not_a_dir(
+/// Checks the ancestors of `path` (ending at `ends`) from the deepest up to the first one already
+/// needed as a directory, whose own ancestors were checked when it was added (so a tree of any
+/// depth is planned in time linear in its paths' lengths). `Ok(k)`: the first `k` ancestors are
+/// needed already; `Err(e)`: the ancestor ending at `e` is held as something other than a
+/// directory.
+fn ancestors(
     path: &[u8],
     ends: &[usize],
     kinds: &HashMap<&[u8], NodeKind>,
     dirs: &HashMap<&[u8], usize>,
-) -> Option<usize> {
-    for &e in ends.iter().rev() {
+) -> Result<usize, usize> {
+    for (i, &e) in ends.iter().enumerate().rev() {
         if kinds.get(&path[..e]).is_some_and(|k| *k != NodeKind::Dir) {
-            return Some(e);
+            return Err(e);
         }
         if dirs.contains_key(&path[..e]) {
-            return None;
+            return Ok(i + 1);
         }
     }
-    None
+    Ok(0)
 }
 
 /// Sorts the selected nodes (in stored order) into what to restore and what to skip.
@@ -177,6 +178,7 @@ pub(super) fn plan<'a>(nodes: &[&'a Node]) -> Plan<'a> {
         };
         // Byte offsets of each ancestor's end in the stored path (the `/` after it).
         let ends: Vec<usize> = (0..node.path.len()).filter(|&i| node.path[i] == b'/').collect();
+        let known = ancestors(&node.path, &ends, &kinds, &dirs);
         let reason = if comps.is_empty() && node.kind != NodeKind::Dir {
             Some(format!(
                 "the stored path names the target directory itself, which is not a {}",
@@ -184,7 +186,7 @@ pub(super) fn plan<'a>(nodes: &[&'a Node]) -> Plan<'a> {
             ))
         } else if kinds.contains_key(&node.path[..]) {
             Some("the stored path appears more than once in the archive (the first is restored)".to_string())
-        } else if let Some(e) = not_a_dir(&node.path, &ends, &kinds, &dirs) {
+        } else if let Err(e) = known {
             let k = kinds[&node.path[..e]];
             Some(format!(
                 "{} is a {} in the archive, not a directory",
@@ -212,8 +214,7 @@ pub(super) fn plan<'a>(nodes: &[&'a Node]) -> Plan<'a> {
         }
         kinds.insert(&node.path, node.kind);
         // Ancestors already needed have theirs needed too: only the missing tail is added.
-        let known = ends.iter().rposition(|&e| dirs.contains_key(&node.path[..e])).map_or(0, |i| i + 1);
-        for &e in ends.iter().skip(known) {
+        for &e in ends.iter().skip(known.unwrap_or(0)) {
             let path = &node.path[..e];
             dirs.insert(path, plan.needed.len());
             plan.needed.push(Needed { path, restored: false });
