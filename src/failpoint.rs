@@ -7,6 +7,7 @@
 pub const POINTS: &[&str] = &[
     "txn-begun",
     "pack-stored",
+    "segment-indexed",
     "checkpoint-flushed",
     "checkpoint-indexed",
     "checkpoint-part-stored",

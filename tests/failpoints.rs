@@ -47,6 +47,8 @@ const TWICE: &[u32] = &[1, 2];
 const TABLE: &[Row] = &[
     row("txn-begun", ONCE, [false, false], false, false),
     row("pack-stored", ONCE, [false, false], false, false),
+    // Written every 65,536 stored blocks, after the checkpoints before it: see its own test.
+    row("segment-indexed", &[], [true, true], false, false),
     // The k-th checkpoint dies before its record: the (k-1)-th one decides.
     row("checkpoint-flushed", TWICE, [false, true], false, false),
     row("checkpoint-indexed", TWICE, [false, true], false, false),
@@ -162,7 +164,7 @@ fn the_table_names_every_failpoint_in_src_in_protocol_order() {
     let untested: Vec<&str> = TABLE.iter().filter(|r| r.hits.is_empty()).map(|r| r.point).collect();
     assert_eq!(
         untested,
-        ["recover-promoting", "abort-decided"],
+        ["segment-indexed", "recover-promoting", "abort-decided"],
         "each failpoint without hits needs a test of its own"
     );
 }
@@ -310,4 +312,56 @@ fn a_crash_while_recovery_discards_a_run_is_finished_by_the_next_command() {
         check_invariant(&env, &e, &when);
         env.remove_fork();
     }
+}
+
+/// A 33 MiB file, then 100,000 files of 128 random bytes, each its own block. With
+/// `--checkpoint-bytes 32M` the run checkpoints once in the large file; the first pack after that
+/// (16 MiB) holds more blocks than a transaction keeps before it writes an index segment of its
+/// own (65,536), long before the next checkpoint could come.
+fn many_blocks_tree(dir: &Path) {
+    // Incompressible, so that packs fill as the sizes above say.
+    let random = |seed: u64, len: usize| {
+        let mut bytes = vec![0u8; len];
+        blake3::Hasher::new().update(&seed.to_le_bytes()).finalize_xof().fill(&mut bytes);
+        bytes
+    };
+    write(&dir.join("a-big.bin"), &random(u64::MAX, 33 * MIB as usize));
+    for i in 0..100_000u64 {
+        write(&dir.join(format!("b/d{:02}/f{i:05}", i / 1000)), &random(i, 128));
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+fn a_transaction_indexes_its_blocks_as_it_goes_and_a_crash_after_such_a_segment_keeps_the_checkpoint() {
+    let (world, committed) = committed_world(many_blocks_tree);
+    let args = &["create", "--checkpoint-bytes", "32M", "night", "data"];
+    let r = TABLE.iter().find(|r| r.point == "segment-indexed").unwrap();
+    let when = "crash after a segment between checkpoints";
+    let env = world.fork_fresh("segment");
+    assert_eq!(env.run_at(r.point, args).code, KILLED, "{when}: the failpoint was not reached");
+    let recs = env.txn_records();
+    assert!(env.has_checkpoint_record(), "{when}: no checkpoint before the segment: {recs:?}");
+    assert_eq!(decided(&env, "night"), (r.part[0], r.whole), "{when}: records say otherwise: {recs:?}");
+    assert_readers_see_last_commit(&env, &committed, r.listed, when);
+    let mut after = committed.clone();
+    next_command(&env, 0, &mut after, when).assert_stderr_contains("committed the last checkpoint");
+    let e = Expect { committed: &after, name: "night", src: "data", part: true, whole: false };
+    eprintln!("{when}: night.part {:?}", check_invariant(&env, &e, when));
+    env.remove_fork();
+
+    // Uninterrupted and without checkpoints, the run writes such a segment before the commit's,
+    // and everything restores exactly.
+    let env = world.fork_fresh("segments");
+    let segments = || env.repo_files().into_keys().filter(|k| k.starts_with("index/")).count();
+    let before = segments();
+    env.ok(["create", "night", "data"]);
+    let new = segments() - before;
+    assert!(new >= 2, "{new} index segments: none written before the commit's");
+    let mut all = committed.clone();
+    all.insert("night".into(), "data".into());
+    let e = Expect { committed: &all, name: "night", src: "data", part: false, whole: false };
+    check_invariant(&env, &e, "uninterrupted");
+    env.ok(["fsck"]);
+    env.remove_fork();
 }

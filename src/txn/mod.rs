@@ -16,6 +16,7 @@
 //! |---|---|---|---|
 //! | `begin`: lock held, recovery done (`txn::lock`), intent record `txn/<t>/begin` | the transaction is pending | a dead writer's transaction is found by its records alone | `txn-begun` |
 //! | a pack stored (`pipeline`) | pack `packs/<t>/<seq>` | a pack is reported only once the repository acknowledged it | `pack-stored` |
+//! | an index segment, every `SEGMENT_BLOCKS` stored blocks (`index_stored`) | segment `index/<t>-<seq>` | segments name only stored packs; the cache learns the blocks in its open transaction only; recovery keeps the segments a checkpoint record lists and discards the rest | `segment-indexed` |
 //! | checkpoint 1, flush | every block submitted so far | the cache names only acknowledged packs | `checkpoint-flushed` |
 //! | checkpoint 2, index | segment for the packs since the previous one | segments name only stored packs | `checkpoint-indexed` |
 //! | checkpoint 3, `NAME.part` root and metadata tail in a pack and segment of their own (`CHECKPOINT_PACK | k`, `CHECKPOINT_INDEX | k`) | checkpoint-only objects | they never enter the dedup set: a later checkpoint or the commit drops them | `checkpoint-part-stored` |
@@ -58,7 +59,13 @@ pub use commit::RepositoryChanged;
 pub use recover::{lock, Writing};
 pub use root::{Draft, PART};
 
-/// Per-block bookkeeping for blocks this transaction stores.
+/// Blocks stored but not yet listed in an index segment: at this many a segment is written
+/// without waiting for a checkpoint or the commit, so what the transaction keeps per new block
+/// (`pending`, `unindexed`) stays bounded, and so does a segment's size (`limits::INDEX`).
+const SEGMENT_BLOCKS: usize = 1 << 16;
+
+/// Per-block bookkeeping for blocks this transaction stores, from their submission until an
+/// index segment lists them (then the cache answers for them).
 #[derive(Default, Clone, Copy)]
 struct PendingBlock {
     /// References counted before the block's stored size was known.
@@ -87,8 +94,9 @@ pub struct Txn {
     pipe: Pipeline,
     submitted: u64,
     pending: HashMap<BlockId, PendingBlock>,
-    /// Packs stored since the last index segment.
+    /// Packs stored since the last index segment, and how many blocks they hold.
     unindexed: Vec<(String, Vec<Entry>)>,
+    unindexed_blocks: usize,
     kept_packs: Vec<String>,
     kept_indexes: Vec<String>,
     index_seq: u32,
@@ -140,6 +148,7 @@ impl Txn {
             submitted: 0,
             pending: HashMap::new(),
             unindexed: Vec::new(),
+            unindexed_blocks: 0,
             kept_packs: Vec::new(),
             kept_indexes: Vec::new(),
             index_seq: 0,
@@ -206,7 +215,22 @@ impl Txn {
             return Ok(());
         }
         self.submitted += 1;
-        self.pipe.submit(Job { id, kind, data })
+        self.pipe.submit(Job { id, kind, data })?;
+        self.index_stored()
+    }
+
+    /// Takes the packs stored so far and, once they hold `SEGMENT_BLOCKS` blocks, indexes them
+    /// in a segment: their blocks then live in the cache's open transaction, not in `pending`.
+    fn index_stored(&mut self) -> Result<()> {
+        let stored = self.pipe.take_stored();
+        if !stored.is_empty() {
+            self.absorb(stored);
+        }
+        if self.unindexed_blocks >= SEGMENT_BLOCKS {
+            self.write_index(Segment::default())?;
+            crate::failpoint::hit("segment-indexed");
+        }
+        Ok(())
     }
 
     /// Adds an already sealed block (repacking) straight to the packer.
@@ -214,12 +238,19 @@ impl Txn {
         self.pipe.check()?;
         self.pending.insert(id, PendingBlock { refs: 0, plain_len, stored_len: None });
         self.submitted += 1;
-        self.pipe.submit_sealed(id, kind, sealed, plain_len)
+        self.pipe.submit_sealed(id, kind, sealed, plain_len)?;
+        self.index_stored()
     }
 
     /// Barrier: returns once every submitted block is durably stored in a pack.
     pub fn flush(&mut self) -> Result<()> {
         let written = self.pipe.flush(self.submitted)?;
+        self.absorb(written);
+        Ok(())
+    }
+
+    /// Counts what stored packs hold and queues them for the next index segment.
+    fn absorb(&mut self, written: pipeline::Written) {
         for (_, entries) in &written {
             for e in entries {
                 if let Some(p) = self.pending.get_mut(&e.id) {
@@ -229,9 +260,9 @@ impl Txn {
                 }
                 self.stats.new_stored += e.len as u64;
             }
+            self.unindexed_blocks += entries.len();
         }
         self.unindexed.extend(written);
-        Ok(())
     }
 
     /// Writes an index segment for packs stored since the last one, plus `extra` (packs of
@@ -240,6 +271,7 @@ impl Txn {
         let mut seg = extra;
         let own = self.unindexed.len();
         seg.packs.extend(std::mem::take(&mut self.unindexed));
+        self.unindexed_blocks = 0;
         if seg.packs.is_empty() {
             return Ok(());
         }
@@ -252,6 +284,12 @@ impl Txn {
             self.cache.add_pack(&stored, pack, entries)?;
         }
         let first_own = seg.packs.len() - own;
+        // The cache's open transaction now answers for these blocks: `pending` lets them go.
+        for (_, entries) in &seg.packs[first_own..] {
+            for e in entries {
+                self.pending.remove(&e.id);
+            }
+        }
         self.kept_packs.extend(seg.packs[first_own..].iter().map(|(p, _)| p.clone()));
         self.kept_indexes.push(stored);
         Ok(())

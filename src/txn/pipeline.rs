@@ -7,6 +7,8 @@
 //! - A pack is reported (in `Written`) only after `put_pack` returned, i.e. the repository
 //!   acknowledged it durably; nothing else reaches the transaction, so the cache and the index
 //!   segments can only name acknowledged packs.
+//! - `take_stored` hands over the packs stored so far without waiting (the transaction indexes
+//!   them as they come, so what it keeps per block stays bounded; `Txn::absorb`).
 //! - `flush(n)` replies once the first `n` blocks have reached the packer, the partial pack was
 //!   handed over, and every pack handed over so far has finished uploading: a barrier.
 //! - The first error stops the transaction: it is kept (later ones are dropped), every later
@@ -104,6 +106,7 @@ pub(super) struct Pipeline {
     pack_tx: Option<Sender<PackMsg>>,
     threads: Vec<JoinHandle<()>>,
     failure: Arc<Failure>,
+    uploads: Arc<Uploads>,
 }
 
 impl Pipeline {
@@ -124,9 +127,9 @@ impl Pipeline {
             let (uploads, failure) = (uploads.clone(), failure.clone());
             threads.push(std::thread::spawn(move || uploader(rx, repo, txn, uploads, failure)));
         }
-        let packer = Packer { keys, txn, up_tx, uploads, failure: failure.clone() };
+        let packer = Packer { keys, txn, up_tx, uploads: uploads.clone(), failure: failure.clone() };
         threads.push(std::thread::spawn(move || packer.run(pack_rx)));
-        Pipeline { job_tx: Some(job_tx), pack_tx: Some(pack_tx), threads, failure }
+        Pipeline { job_tx: Some(job_tx), pack_tx: Some(pack_tx), threads, failure, uploads }
     }
 
     /// The first error of the pipeline, if any.
@@ -162,6 +165,16 @@ impl Pipeline {
         let pack_tx = self.pack_tx.as_ref().expect("open");
         pack_tx.send(PackMsg::Flush(submitted, tx)).map_err(|_| self.dead())?;
         rx.recv().map_err(|_| self.dead())?
+    }
+
+    /// Packs stored since the previous `take_stored` or flush, without waiting for any (not a
+    /// barrier: packs still uploading are reported by a later call). In pack order.
+    pub fn take_stored(&self) -> Written {
+        let mut t = self.uploads.lock();
+        if t.written.is_empty() {
+            return Written::new();
+        }
+        sorted(std::mem::take(&mut t.written))
     }
 
     /// Stops every thread and waits for them (and so for any upload under way).
@@ -284,8 +297,11 @@ impl Packer {
         if let Some(msg) = self.failure.get() {
             return Err(anyhow!("{msg}"));
         }
-        let mut written = std::mem::take(&mut t.written);
-        written.sort_by_key(|(seq, _, _)| *seq);
-        Ok(written.into_iter().map(|(_, name, entries)| (name, entries)).collect())
+        Ok(sorted(std::mem::take(&mut t.written)))
     }
+}
+
+fn sorted(mut written: Vec<(u32, String, Vec<Entry>)>) -> Written {
+    written.sort_by_key(|(seq, _, _)| *seq);
+    written.into_iter().map(|(_, name, entries)| (name, entries)).collect()
 }
