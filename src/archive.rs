@@ -42,7 +42,8 @@ const XATTRS: u8 = 0x80;
 const OWNERS: u8 = 0x40;
 
 impl NodeKind {
-    fn code(self) -> u8 {
+    /// Its code in the node encoding (without flags).
+    pub fn code(self) -> u8 {
         match self {
             NodeKind::File => 1,
             NodeKind::Dir => 2,
@@ -54,7 +55,8 @@ impl NodeKind {
         }
     }
 
-    fn of(code: u8) -> Option<NodeKind> {
+    /// The kind a `code` names.
+    pub fn of(code: u8) -> Option<NodeKind> {
         Some(match code {
             1 => NodeKind::File,
             2 => NodeKind::Dir,

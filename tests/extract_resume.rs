@@ -279,6 +279,22 @@ struct Tally {
     bound: u64,
     /// The largest (fetched − bytes missing) over all runs.
     worst_excess: i64,
+    /// Kills that left extract's plan database behind (the next extract removes it).
+    left_plan: u64,
+}
+
+/// Extract's temporary plan databases (`extract-PID-ID.sqlite`) anywhere under `dir`.
+fn plan_databases(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            found.extend(plan_databases(&p));
+        } else if e.file_name().to_string_lossy().starts_with("extract-") {
+            found.push(p);
+        }
+    }
+    found
 }
 
 fn kill_runs(runs: u64, seed: u64) -> Tally {
@@ -322,7 +338,11 @@ fn kill_runs(runs: u64, seed: u64) -> Tally {
         }
 
         let (missing, in_flight, complete) = left_by_kill(&src, &out.join("data"), &files);
+        tally.left_plan += u64::from(!plan_databases(&env.cache).is_empty());
         let s = resume(&env, &out);
+        // The killed run's plan database is gone (removed by the resume), and the resume's too.
+        let plans = plan_databases(&env.cache);
+        assert!(plans.is_empty(), "{when}: extract's temporary databases left: {plans:?}");
         if snapshot(&out.join("data")) != want {
             assert_same_tree(&src, &out.join("data")); // names the differences
         }
@@ -350,6 +370,7 @@ fn kill_runs(runs: u64, seed: u64) -> Tally {
     eprintln!("{runs} kills: {tally:?}");
     assert_eq!(tally.nothing + tally.partial + tally.finished, runs);
     assert!(tally.cut_inside >= runs / 3, "too few kills left a file partly written: {tally:?}");
+    assert!(tally.left_plan > 0, "no kill left a plan database, so its removal went untested: {tally:?}");
     tally
 }
 

@@ -36,8 +36,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// One file to restore: its node, where it goes (for messages), and where each of its blocks is
 /// stored.
-pub(super) struct Job<'a> {
-    pub node: &'a Node,
+pub(super) struct Job {
+    pub node: Node,
     pub target: PathBuf,
     pub ids: Vec<BlockId>,
     pub locs: Vec<Location>,
@@ -142,7 +142,7 @@ fn write_sparse(f: &File, plain: &[u8], offset: u64) -> io::Result<()> {
 
 /// Restores one file. `Ok(Some(note))`: restored, but incompletely (`note` says how).
 pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<Option<String>, Failure> {
-    let (node, target) = (job.node, &job.target);
+    let (node, target) = (&job.node, &job.target);
     let local = |what: &'static str| {
         move |e: io::Error| Failure::Local(anyhow!(e).context(format!("cannot {what} {}", target.display())))
     };

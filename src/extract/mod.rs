@@ -38,6 +38,10 @@ mod beneath;
 mod fetch;
 mod file;
 mod paths;
+mod patterns;
+mod plan;
+mod restore;
+mod scratch;
 mod special;
 mod stdout;
 pub use stdout::{to_writer, Written};
@@ -49,16 +53,14 @@ use crate::query::escape;
 use crate::reader;
 use crate::session::Session;
 use crate::units::human;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use beneath::{Beneath, Cursor};
-use file::{Counters, Failure, Job};
-use rayon::prelude::*;
-use std::ffi::{CString, OsStr};
+use file::{Counters, Failure};
+use paths::Entry;
+use scratch::Scratch;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 /// Files restored at once, each by its own thread that writes its windows in order while the
 /// fetching threads (`fetch.rs`) bring them: more than the cores, as a restoring thread mostly
@@ -125,73 +127,29 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
     let head = session.head()?;
     let archive = reader::find(&head.0, &opts.name)?.clone();
     let cache = session.open_cache(&head, progress)?;
-    let mut nodes = reader::nodes(session, &cache, &archive)?;
+    let db = Scratch::open(cache.path.parent())?;
     // SAFETY: geteuid has no preconditions.
     let is_root = unsafe { libc::geteuid() } == 0;
-    if is_root && !opts.numeric_owner {
-        // Owners by name: the ids the stored names have here (else the stored ids).
-        let mut names = crate::owners::Names::default();
-        for n in &mut nodes {
-            (n.uid, n.gid) = names.ids(n);
-        }
-    }
-    let selected = select(&nodes, &opts.patterns)?;
-    // A hard link whose file is not selected comes back as a copy of that file.
-    let copies = paths::copies(&nodes, &selected);
-    let selected = paths::with_copies(selected, &copies);
     let counters = Counters::default();
-    // An entry restored incompletely, or skipped: a warning naming it, and exit code 3.
-    let warn = |text: String| {
-        counters.incomplete.fetch_add(1, Ordering::Relaxed);
-        progress(Event::Warning(text));
-    };
-    let skip = |path: &[u8], why: &str| match path.is_empty() {
-        true => warn(format!("skipped an entry: {why}")),
-        false => warn(format!("skipped {}: {why}", escape(path))),
-    };
-    let note = |path: &[u8], what: &str| warn(format!("{}: {what}", escape(path)));
-    let plan = paths::plan(&selected);
-    for (node, why) in &plan.skipped {
-        skip(&node.path, why);
-    }
+    let report = Report { progress, counters: &counters };
 
-    // Resolve every block's location first (the cache is single-threaded), then restore in parallel.
-    let mut jobs = Vec::with_capacity(plan.files.len());
-    for e in &plan.files {
-        let node = e.node;
-        let locs = node
-            .blocks
-            .iter()
-            .map(|(id, _)| reader::locate(&cache, id))
-            .collect::<Result<Vec<_>>>()
-            .with_context(|| format!("archive {:?}: {}", opts.name, show(&node.path)))?;
-        let ids = node.blocks.iter().map(|(id, _)| *id).collect();
-        let target = opts.dir.join(OsStr::from_bytes(&node.path));
-        jobs.push(Job { node, target, ids, locs });
-    }
-    tree::check_targets(opts, &plan)?;
+    // Pass 1: the plan, before anything is written.
+    let planned = plan::read(session, &cache, &archive, &db, &opts.patterns, &|p, why| report.skip(p, why))?;
+    tree::check_targets(opts, &db)?;
 
     // From here on the target is written to.
     let replace = opts.resume || opts.overwrite;
     fs::create_dir_all(&opts.dir).map_err(|e| write_failure(opts, anyhow!(e), &opts.dir, "create"))?;
     let fs = Beneath::open(&opts.dir).map_err(|e| write_failure(opts, anyhow!(e), &opts.dir, "open"))?;
     // Directories alone need no --resume: a plain extract merges existing directories.
-    let blocked = tree::make_dirs(&fs, &plan, replace).map_err(|e| resume_advice(opts, e, false))?;
+    let blocked = tree::make_dirs(&fs, &db, replace).map_err(|e| resume_advice(opts, e, false))?;
     let is_blocked = |path: &[u8]| {
         paths::blocked_at(&blocked, path).map(|(at, why)| format!("{} {}", escape(at), why.describe()))
     };
-    let mut dirs = Vec::with_capacity(plan.dirs.len());
-    for e in &plan.dirs {
-        match is_blocked(&e.node.path) {
-            Some(why) => skip(&e.node.path, &why),
-            None => dirs.push(e),
-        }
-    }
+    progress(Event::Total { files: planned.count, bytes: planned.bytes, complete: true });
 
-    let bytes = jobs.iter().map(|j| j.node.size).sum();
-    progress(Event::Total { files: jobs.len() as u64, bytes, complete: true });
+    // Pass 2: the files, in archive order.
     let stop = AtomicBool::new(false);
-    let fatal: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let fetcher = fetch::Fetcher::new(session.repo.clone(), session.keys.clone())?;
     let ctx = file::Ctx {
         session,
@@ -203,106 +161,104 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
         stop: &stop,
         counters: &counters,
     };
-    let restorers = rayon::ThreadPoolBuilder::new()
-        .num_threads(RESTORERS)
-        .thread_name(|i| format!("restore-{i}"))
-        .build()
-        .context("cannot start the restoring threads")?;
-    let errors: Vec<String> = restorers.install(|| jobs
-        .par_iter()
-        .filter_map(|job| {
-            if stop.load(Ordering::Relaxed) {
-                return None;
-            }
-            if let Some(why) = is_blocked(&job.node.path) {
-                skip(&job.node.path, &why);
-                return None;
-            }
-            progress(Event::File(show(&job.node.path)));
-            let restored = file::restore(&ctx, job);
-            progress(Event::Advance { files: 1, bytes: job.node.size });
-            if restored.is_ok() && job.node.partial {
-                warn(format!(
-                    "{} was cut short when the archive was made (it is marked [partial]: a checkpoint or a read error ended it): restored its first {} bytes only, and its mtime is the time of the restore, so that it is not taken for the complete file",
-                    show(&job.node.path),
-                    job.node.size
-                ));
-            }
-            match restored {
-                Ok(None) | Err(Failure::Stopped) => None,
-                Ok(Some(n)) => {
-                    note(&job.node.path, &n);
-                    None
-                }
-                Err(Failure::Skip(why)) => {
-                    skip(&job.node.path, &why);
-                    None
-                }
-                Err(Failure::Local(e)) => {
-                    stop.store(true, Ordering::Relaxed);
-                    let mut f = fatal.lock().unwrap_or_else(|p| p.into_inner());
-                    f.get_or_insert(e);
-                    None
-                }
-                Err(Failure::File(e)) => {
-                    Some(format!("archive {:?}: {}: {e:#}", opts.name, show(&job.node.path)))
-                }
-            }
-        })
-        .collect());
-    for e in &errors {
-        progress(Event::Warning(e.clone()));
-    }
-    if let Some(e) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    let names = (is_root && !opts.numeric_owner).then(crate::owners::Names::default);
+    let files = restore::Files { ctx: &ctx, opts, report: &report, blocked: &is_blocked };
+    let outcome = restore::files(&files, &cache, &archive, &db, &planned, names)
+        .map_err(|e| resume_advice(opts, e, counters.touched.load(Ordering::Relaxed)))?;
+    if let Some(e) = outcome.fatal {
         return Err(resume_advice(opts, e, counters.touched.load(Ordering::Relaxed)));
     }
-    // Symlinks, then directory attributes deepest first: each as one more entry.
+
+    // Symlinks, hard links, special files, then directory attributes deepest first: each as one
+    // more entry.
+    let mut names = (is_root && !opts.numeric_owner).then(crate::owners::Names::default);
+    let mut owned = |mut node: Node| {
+        if let Some(n) = names.as_mut() {
+            (node.uid, node.gid) = n.ids(&node);
+        }
+        node
+    };
     let finish = |path: &[u8], r: Result<Option<String>, Failure>| -> Result<()> {
         match r {
             Ok(None) | Err(Failure::Stopped) => {}
-            Ok(Some(n)) => note(path, &n),
-            Err(Failure::Skip(why)) => skip(path, &why),
+            Ok(Some(n)) => report.note(path, &n),
+            Err(Failure::Skip(why)) => report.skip(path, &why),
             Err(Failure::Local(e) | Failure::File(e)) => {
-                let written = counters.touched.load(Ordering::Relaxed)
-                    || !(plan.links.is_empty() && plan.hardlinks.is_empty() && plan.specials.is_empty());
+                let written = counters.touched.load(Ordering::Relaxed) || planned.others;
                 return Err(resume_advice(opts, e, written));
             }
         }
         Ok(())
     };
     let mut cur = Cursor::new(&fs);
-    for e in &plan.links {
-        if let Some(why) = is_blocked(&e.node.path) {
-            skip(&e.node.path, &why);
-            continue;
+    let later = [
+        &[NodeKind::Symlink][..],
+        &[NodeKind::Hardlink],
+        &[NodeKind::Fifo, NodeKind::CharDev, NodeKind::BlockDev],
+    ];
+    for kinds in later {
+        db.each_kept(kinds, false, |node| {
+            let node = owned(node);
+            let e = Entry { node: &node };
+            if let Some(why) = is_blocked(&node.path) {
+                report.skip(&node.path, &why);
+                return Ok(());
+            }
+            progress(Event::File(show(&node.path)));
+            let restored = match node.kind {
+                NodeKind::Symlink => tree::restore_symlink(&mut cur, &e, is_root, opts.resume),
+                NodeKind::Hardlink => special::restore_hardlink(&fs, &mut cur, &e, opts.resume),
+                _ => special::restore_special(&mut cur, &e, is_root, opts.resume),
+            };
+            finish(&node.path, restored)
+        })?;
+    }
+    db.each_kept(&[NodeKind::Dir], true, |node| {
+        let node = owned(node);
+        match is_blocked(&node.path) {
+            Some(why) => report.skip(&node.path, &why),
+            None => finish(&node.path, tree::set_dir_attrs(&mut cur, &fs, &Entry { node: &node }, is_root))?,
         }
-        progress(Event::File(show(&e.node.path)));
-        finish(&e.node.path, tree::restore_symlink(&mut cur, e, is_root, opts.resume))?;
-    }
-    for e in plan.hardlinks.iter().chain(&plan.specials) {
-        if let Some(why) = is_blocked(&e.node.path) {
-            skip(&e.node.path, &why);
-            continue;
-        }
-        progress(Event::File(show(&e.node.path)));
-        let restored = match e.node.kind {
-            NodeKind::Hardlink => special::restore_hardlink(&fs, &mut cur, e, opts.resume),
-            _ => special::restore_special(&mut cur, e, is_root, opts.resume),
-        };
-        finish(&e.node.path, restored)?;
-    }
-    for e in dirs.iter().rev() {
-        finish(&e.node.path, tree::set_dir_attrs(&mut cur, &fs, e, is_root))?;
-    }
-    if !errors.is_empty() {
+        Ok(())
+    })?;
+    if outcome.failed > 0 {
         bail!(
             "{} of {} files of archive {:?} could not be restored (listed above)",
-            errors.len(),
-            jobs.len(),
+            outcome.failed,
+            planned.count,
             opts.name
         );
     }
     Ok(counters.result())
+}
+
+/// Warnings of an extract, through the progress callback: each skipped or incompletely restored
+/// entry counts in `ExtractResult::incomplete` (the binary then exits 3).
+pub(super) struct Report<'a> {
+    progress: Progress<'a>,
+    counters: &'a Counters,
+}
+
+impl Report<'_> {
+    pub fn progress(&self, e: Event) {
+        (self.progress)(e)
+    }
+
+    pub fn warn(&self, text: String) {
+        self.counters.incomplete.fetch_add(1, Ordering::Relaxed);
+        (self.progress)(Event::Warning(text));
+    }
+
+    pub fn skip(&self, path: &[u8], why: &str) {
+        match path.is_empty() {
+            true => self.warn(format!("skipped an entry: {why}")),
+            false => self.warn(format!("skipped {}: {why}", escape(path))),
+        }
+    }
+
+    pub fn note(&self, path: &[u8], what: &str) {
+        self.warn(format!("{}: {what}", escape(path)))
+    }
 }
 
 /// A stored path for messages and `-v` output: escaped, on one line (`query::escape`).
@@ -333,39 +289,4 @@ fn resume_advice(opts: &ExtractOptions, e: anyhow::Error, written: bool) -> anyh
         opts.name,
         opts.dir.display()
     )
-}
-
-/// Nodes matching any pattern (a match on a directory selects everything under it).
-fn select<'a>(nodes: &'a [Node], patterns: &[String]) -> Result<Vec<&'a Node>> {
-    if patterns.is_empty() {
-        return Ok(nodes.iter().collect());
-    }
-    let pats: Vec<CString> = patterns
-        .iter()
-        .map(|p| CString::new(p.trim_end_matches('/').as_bytes()).context("pattern contains a NUL byte"))
-        .collect::<Result<_>>()?;
-    let mut used = vec![false; pats.len()];
-    let out: Vec<&Node> = nodes
-        .iter()
-        .filter(|n| {
-            let mut hit = false;
-            for (i, p) in pats.iter().enumerate() {
-                if matches(p, &n.path) {
-                    used[i] = true;
-                    hit = true;
-                }
-            }
-            hit
-        })
-        .collect();
-    if let Some(i) = used.iter().position(|u| !u) {
-        bail!("pattern {:?} matches nothing in the archive: `archiver ls NAME` lists its paths", patterns[i]);
-    }
-    Ok(out)
-}
-
-fn matches(pat: &CString, path: &[u8]) -> bool {
-    let fnm =
-        |s: &[u8]| CString::new(s).is_ok_and(|c| unsafe { libc::fnmatch(pat.as_ptr(), c.as_ptr(), 0) } == 0);
-    fnm(path) || path.iter().enumerate().any(|(i, &b)| b == b'/' && fnm(&path[..i]))
 }

@@ -7,7 +7,8 @@
 use super::attrs;
 use super::beneath::{is, mkdir_at, readlink_at, stat_at, symlink_at, unlink_at, Beneath, Cursor, InWay};
 use super::file::Failure;
-use super::paths::{Entry, Plan};
+use super::paths::{split, Entry};
+use super::scratch::Scratch;
 use super::ExtractOptions;
 use crate::query::escape;
 use anyhow::{anyhow, bail, Result};
@@ -22,69 +23,75 @@ pub(super) type BlockedDirs = HashMap<Vec<u8>, InWay>;
 /// target exists or a non-directory other than a symlink sits where a directory goes; with them,
 /// refuses a directory where a file or symlink goes. A symlink where a directory goes is not
 /// refused here: the entries under it are skipped later.
-pub(super) fn check_targets(opts: &ExtractOptions, plan: &Plan) -> Result<()> {
+pub(super) fn check_targets(opts: &ExtractOptions, db: &Scratch) -> Result<()> {
     let Ok(fs) = Beneath::open(&opts.dir) else {
         return Ok(()); // nothing there yet (or unreadable: creating it will say so)
     };
     let mut cur = Cursor::new(&fs);
-    let mut in_way: Vec<&[u8]> = Vec::new();
-    for nd in &plan.needed {
-        let comps = nd.comps();
-        let (name, parent) = comps.split_last().expect("never the target itself");
-        let Ok(at) = cur.dir(parent) else { continue };
-        match stat_at(at, name) {
-            Ok(Some(st)) if !is(&st, libc::S_IFDIR) && !is(&st, libc::S_IFLNK) => in_way.push(nd.path),
-            _ => {}
+    // How many are in the way, and the first in path order (named in the error).
+    let (mut count, mut first): (u64, Option<Vec<u8>>) = (0, None);
+    let mut in_way = |path: &[u8]| {
+        count += 1;
+        if first.as_deref().is_none_or(|f| path < f) {
+            first = Some(path.to_vec());
         }
-    }
+    };
+    db.each_needed(|path, _| {
+        let comps = split(path);
+        let (name, parent) = comps.split_last().expect("never the target itself");
+        if let Ok(at) = cur.dir(parent) {
+            if let Ok(Some(st)) = stat_at(at, name) {
+                if !is(&st, libc::S_IFDIR) && !is(&st, libc::S_IFLNK) {
+                    in_way(path);
+                }
+            }
+        }
+        Ok(())
+    })?;
     let replace = opts.resume || opts.overwrite;
-    for e in plan.files.iter().chain(&plan.links).chain(&plan.hardlinks).chain(&plan.specials) {
-        let Some((parent, name)) = e.split() else { continue };
-        let Ok(at) = cur.dir(&parent) else { continue };
+    db.each_entry(|path, kind| {
+        let comps = split(path);
+        let Some((name, parent)) = comps.split_last() else { return Ok(()) };
+        let Ok(at) = cur.dir(parent) else { return Ok(()) };
         match stat_at(at, name) {
             Ok(Some(st)) if is(&st, libc::S_IFDIR) && replace => bail!(
                 "{} is a directory where archive {:?} has a {} ({}): move it away, or extract elsewhere",
-                opts.dir.join(std::ffi::OsStr::from_bytes(&e.node.path)).display(),
+                opts.dir.join(std::ffi::OsStr::from_bytes(path)).display(),
                 opts.name,
-                e.node.kind.name(),
-                escape(&e.node.path)
+                kind.name(),
+                escape(path)
             ),
-            Ok(Some(_)) => in_way.push(&e.node.path),
+            Ok(Some(_)) => in_way(path),
             _ => {}
         }
-    }
-    if in_way.is_empty() || replace {
-        return Ok(());
-    }
-    in_way.sort(); // report the first in path order
-    let (n, verb) = if in_way.len() == 1 {
-        ("1 file".to_string(), "exists")
-    } else {
-        (format!("{} files", in_way.len()), "exist")
-    };
+        Ok(())
+    })?;
+    let Some(first) = first.filter(|_| !replace) else { return Ok(()) };
+    let (n, verb) =
+        if count == 1 { ("1 file".to_string(), "exists") } else { (format!("{count} files"), "exist") };
     bail!(
         "{n} to restore already {verb} under {} (first: {}): pass --resume to continue an interrupted extract, or --overwrite to replace them",
         opts.dir.display(),
-        escape(in_way[0])
+        escape(&first)
     )
 }
 
 /// Creates the needed directories, parents first; with `replace`, a non-directory other than a
 /// symlink in the way is removed first. A directory the archive restores is made
 /// owner-writable until its mode is set last. Returns the directories that could not be used.
-pub(super) fn make_dirs(fs: &Beneath, plan: &Plan, replace: bool) -> Result<BlockedDirs> {
+pub(super) fn make_dirs(fs: &Beneath, db: &Scratch, replace: bool) -> Result<BlockedDirs> {
     let mut blocked = BlockedDirs::new();
     let mut cur = Cursor::new(fs);
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
-    for nd in &plan.needed {
-        if super::paths::blocked_at(&blocked, nd.path).is_some() {
-            continue;
+    db.each_needed(|path, restored| {
+        if super::paths::blocked_at(&blocked, path).is_some() {
+            return Ok(());
         }
         let fail = |what: &str, e: io::Error| {
-            anyhow!(e).context(format!("cannot {what} directory {}", escape(nd.path)))
+            anyhow!(e).context(format!("cannot {what} directory {}", escape(path)))
         };
-        let comps = nd.comps();
+        let comps = split(path);
         let (name, parent) = comps.split_last().expect("never the target itself");
         let at = match cur.dir(parent) {
             Ok(at) => at,
@@ -92,23 +99,23 @@ pub(super) fn make_dirs(fs: &Beneath, plan: &Plan, replace: bool) -> Result<Bloc
                 InWay::Io(e) => return Err(fail("open the parent of", e)),
                 why => {
                     blocked.insert(comps[..=b.depth].join(&b'/'), why);
-                    continue;
+                    return Ok(());
                 }
             },
         };
         match stat_at(at, name).map_err(|e| fail("inspect", e))? {
             Some(st) if is(&st, libc::S_IFDIR) => {
-                if nd.restored && st.st_mode & 0o700 != 0o700 && st.st_uid == uid {
+                if restored && st.st_mode & 0o700 != 0o700 && st.st_uid == uid {
                     let h = attrs::open(at, name, true).map_err(|e| fail("open", e))?;
                     attrs::chmod(&h, st.st_mode & 0o7777 | 0o700)
                         .map_err(|e| fail("change the mode of", e))?;
                 }
             }
             Some(st) if is(&st, libc::S_IFLNK) => {
-                blocked.insert(nd.path.to_vec(), InWay::Symlink);
+                blocked.insert(path.to_vec(), InWay::Symlink);
             }
             Some(_) if !replace => {
-                blocked.insert(nd.path.to_vec(), InWay::NotDir);
+                blocked.insert(path.to_vec(), InWay::NotDir);
             }
             found => {
                 if found.is_some() {
@@ -117,13 +124,14 @@ pub(super) fn make_dirs(fs: &Beneath, plan: &Plan, replace: bool) -> Result<Bloc
                 match mkdir_at(at, name, 0o777) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        blocked.insert(nd.path.to_vec(), InWay::Changed);
+                        blocked.insert(path.to_vec(), InWay::Changed);
                     }
                     Err(e) => return Err(fail("create", e)),
                 }
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(blocked)
 }
 
