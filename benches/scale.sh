@@ -5,11 +5,12 @@
 # /usr/bin/time -v and the table gives its wall seconds and peak RSS (MB). With several N (the
 # issue's 20000 200000 1000000), the last lines give archiver's peak RSS at the largest N over
 # the smallest, per step (the aim: at most 1.3).
-# Usage: benches/scale.sh [N ...]     (ARCHIVER=path, RESTIC=path, OUT=dir to override)
+# Usage: benches/scale.sh [N ...]     (ARCHIVER=path, RESTIC=path or none, OUT=dir to override)
 set -eu
 SIZES=${*:-20000 200000}
 ARCHIVER=${ARCHIVER:-$PWD/target/release/archiver}
 RESTIC=${RESTIC:-$(command -v restic || true)}
+[ "$RESTIC" = none ] && RESTIC=
 OUT=${OUT:-${TMPDIR:-/tmp}/scale-bench}
 mkdir -p "$OUT"
 TABLE=$OUT/table.txt

@@ -11,6 +11,9 @@ use crate::pack::Kind;
 use crate::txn::Txn;
 use anyhow::Result;
 
+/// Room beyond `2 * MAX` for the node that crosses it (most nodes are far smaller).
+const SLACK: usize = 1 << 20;
+
 /// The serialised node stream, cut into metadata blocks as it grows.
 #[derive(Default)]
 pub struct MetaStream {
@@ -20,6 +23,11 @@ pub struct MetaStream {
 
 impl MetaStream {
     pub(crate) fn push(&mut self, node: &Node, txn: &mut Txn, chunker: &Chunker) -> Result<()> {
+        if self.buf.capacity() < 2 * MAX + SLACK {
+            // Once, what the buffer holds at most (but for one huge node): doubling from
+            // `2 * MAX` would allocate twice that.
+            self.buf.reserve_exact(2 * MAX + SLACK - self.buf.len());
+        }
         let mut w = Writer { buf: std::mem::take(&mut self.buf) };
         node.encode(&mut w);
         self.buf = w.buf;
