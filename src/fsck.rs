@@ -156,17 +156,18 @@ impl FsckReport {
     }
 }
 
-/// The index as fsck sees it: every block's pack, offset and lengths, by pack.
-pub(crate) struct Index {
-    pub packs: BTreeMap<String, Vec<crate::pack::Entry>>,
+/// The index as fsck sees it: every block's pack, offset and lengths, by pack. It borrows the
+/// segments' entries (a pointer per block), never copies them.
+pub(crate) struct Index<'a> {
+    pub packs: BTreeMap<&'a str, Vec<&'a crate::pack::Entry>>,
 }
 
-impl Index {
-    fn from_segments<'a>(segs: impl IntoIterator<Item = &'a Segment>) -> Index {
-        let mut packs: BTreeMap<String, Vec<crate::pack::Entry>> = BTreeMap::new();
+impl<'a> Index<'a> {
+    fn from_segments(segs: impl IntoIterator<Item = &'a Segment>) -> Index<'a> {
+        let mut packs: BTreeMap<&str, Vec<&crate::pack::Entry>> = BTreeMap::new();
         for s in segs {
             for (p, e) in &s.packs {
-                packs.entry(p.clone()).or_default().extend(e.iter().cloned());
+                packs.entry(p.as_str()).or_default().extend(e.iter());
             }
         }
         Index { packs }
@@ -286,8 +287,11 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         .filter(|(p, _)| !indexed.contains(p.as_str()) && !unindexable.contains(p))
         .map(|(p, n)| (p.clone(), *n))
         .collect();
-    let all: Vec<(String, Vec<crate::pack::Entry>)> =
-        segments.iter().flat_map(|(_, s)| s.packs.iter().cloned()).collect();
+    // Only orphans need the whole index compared (a copy of every entry): most runs have none.
+    let all: Vec<(String, Vec<crate::pack::Entry>)> = match orphans.is_empty() {
+        true => Vec::new(),
+        false => segments.iter().flat_map(|(_, s)| s.packs.iter().cloned()).collect(),
+    };
     let r = lost::relist(session, &head.0, &orphans, &all, false)?;
     report.problems.extend(r.notes);
     unindexable.extend(r.keep);
@@ -314,7 +318,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         let reach = entries.iter().map(|e| e.offset + e.len as u64).max().unwrap_or(0);
         // A truncated pack loses the blocks past its end; those before it are still read (and
         // authenticated) from it, so an archive needing only those still restores.
-        let (why, cut) = match stored.get(pack) {
+        let (why, cut) = match stored.get(*pack) {
             None => (Some(format!("pack {pack} is missing")), 0),
             Some(&size) if size < reach + crate::pack::TRAILER_LEN as u64 => {
                 (Some(format!("pack {pack} is truncated ({size} bytes, its blocks reach {reach})")), size)
@@ -327,11 +331,11 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         if let Some(why) = why {
             let lost: Vec<_> = entries.iter().filter(|e| e.offset + e.len as u64 > cut).collect();
             report.problems.push(format!("{why}: {} block(s) lost", lost.len()));
-            found.extend(lost.iter().map(|e| (e.id, pack.clone(), why.clone())));
+            found.extend(lost.iter().map(|e| (e.id, pack.to_string(), why.clone())));
         }
     }
     for (pack, size) in &stored {
-        if !index.packs.contains_key(pack) && !unindexable.contains(pack) {
+        if !index.packs.contains_key(pack.as_str()) && !unindexable.contains(pack) {
             report.orphan_packs.push(pack.clone());
             report.orphan_bytes += size;
         }

@@ -89,10 +89,12 @@ pub fn collect(
     // A copy fsck marked damaged (`damage`) is dropped when the block has another copy; a live
     // one without another copy is kept, and read (it must authenticate) if its pack is repacked.
     let marked: HashSet<(BlockId, &str)> = head.0.damaged.iter().map(|(id, p)| (*id, p.as_str())).collect();
+    // Of the marked blocks only (the others never ask): those with an unmarked copy.
+    let marked_ids: HashSet<BlockId> = marked.iter().map(|(id, _)| *id).collect();
     let mut unmarked_copies: HashSet<BlockId> = HashSet::new();
     for (pack, entries) in segments.iter().flat_map(|s| &s.packs) {
-        unmarked_copies
-            .extend(entries.iter().filter(|e| !marked.contains(&(e.id, pack.as_str()))).map(|e| e.id));
+        let unmarked = |e: &&Entry| marked_ids.contains(&e.id) && !marked.contains(&(e.id, pack.as_str()));
+        unmarked_copies.extend(entries.iter().filter(unmarked).map(|e| e.id));
     }
     let packs = segments.iter().map(|s| s.packs.len() as u64).sum::<u64>();
     progress(Event::Total { files: remaining + packs, bytes: 0, complete: true });

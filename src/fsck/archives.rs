@@ -2,9 +2,11 @@
 //! reference is looked up in the (freshly rebuilt) index and in the set of blocks found damaged.
 //! Damage is reported by archive and path, at most `MAX_PATHS` paths per archive.
 //!
+//! Each archive's nodes are read as a stream (`reader::NodeStream`), never held together.
 //! Metadata blocks shared between archives (an unchanged tree chunks to the same blocks) are
 //! fetched once and kept in memory up to `MEMO_BYTES`; blocks already found present are not
-//! looked up again.
+//! looked up again (that set still grows with the distinct blocks referenced: docs/STREAMING.md,
+//! step 5, replaces it with an external sort).
 
 use super::FsckReport;
 use crate::archive::NodeKind;
@@ -15,44 +17,44 @@ use crate::progress::{Event, Progress};
 use crate::reader;
 use crate::session::Session;
 use anyhow::{anyhow, Result};
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 const MAX_PATHS: usize = 50;
-const MEMO_BYTES: usize = 256 << 20;
+const MEMO_BYTES: usize = 32 << 20;
 
 struct Checker<'a> {
     session: &'a Session,
     cache: &'a Cache,
     damaged: &'a HashMap<BlockId, String>,
     repaired: &'a HashMap<BlockId, String>,
-    present: HashSet<BlockId>,
-    memo: HashMap<BlockId, Arc<[u8]>>,
-    memo_bytes: usize,
-    read: u64,
+    present: RefCell<HashSet<BlockId>>,
+    memo: RefCell<(HashMap<BlockId, Arc<[u8]>>, usize)>,
+    read: Cell<u64>,
     /// Damaged blocks some archive references.
-    used_damaged: HashSet<BlockId>,
+    used_damaged: RefCell<HashSet<BlockId>>,
 }
 
 impl Checker<'_> {
     /// Why a block cannot be used, if it cannot.
-    fn fault(&mut self, id: &BlockId) -> Result<Option<String>> {
+    fn fault(&self, id: &BlockId) -> Result<Option<String>> {
         if let Some(why) = self.damaged.get(id) {
-            self.used_damaged.insert(*id);
+            self.used_damaged.borrow_mut().insert(*id);
             return Ok(Some(why.clone()));
         }
-        if self.present.contains(id) {
+        if self.present.borrow().contains(id) {
             return Ok(None);
         }
         if self.cache.stored_len(id)?.is_none() {
             return Ok(Some(format!("block {} is in no pack the index lists", hex::encode(&id[..8]))));
         }
-        self.present.insert(*id);
+        self.present.borrow_mut().insert(*id);
         Ok(None)
     }
 
-    fn block(&mut self, id: &BlockId) -> Result<Arc<[u8]>> {
-        if let Some(b) = self.memo.get(id) {
+    fn block(&self, id: &BlockId) -> Result<Arc<[u8]>> {
+        if let Some(b) = self.memo.borrow().0.get(id) {
             return Ok(b.clone());
         }
         if let Some(why) = self.fault(id)? {
@@ -60,42 +62,52 @@ impl Checker<'_> {
         }
         let loc = reader::locate(self.cache, id)?;
         let plain: Arc<[u8]> = reader::fetch(self.session, id, &loc)?.into();
-        self.read += loc.len as u64;
-        if self.memo_bytes + plain.len() > MEMO_BYTES {
-            self.memo.clear();
-            self.memo_bytes = 0;
+        self.read.set(self.read.get() + loc.len as u64);
+        let mut memo = self.memo.borrow_mut();
+        if memo.1 + plain.len() > MEMO_BYTES {
+            *memo = Default::default();
         }
-        self.memo_bytes += plain.len();
-        self.memo.insert(*id, plain.clone());
+        memo.1 += plain.len();
+        memo.0.insert(*id, plain.clone());
         Ok(plain)
     }
 
     /// Checks one archive; returns its problem lines, its file count (0 with a problem line: its
     /// metadata cannot be read) and how many of its blocks have a damaged copy and an intact one.
-    fn archive(&mut self, a: &ArchiveRef) -> Result<(Vec<String>, u64, usize)> {
-        let nodes = match reader::read_with(a, |id| self.block(id)) {
-            Ok((_, nodes)) => nodes,
-            Err(e) => {
-                let line = format!("{e:#}: nothing in it can be restored");
-                return Ok((vec![line], 0, 0));
-            }
+    fn archive(&self, a: &ArchiveRef) -> Result<(Vec<String>, u64, usize)> {
+        let unreadable = |e: anyhow::Error| Ok((vec![format!("{e:#}: nothing in it can be restored")], 0, 0));
+        let stream = match reader::NodeStream::open(a, |id: &BlockId| self.block(id)) {
+            Ok((_, stream)) => stream,
+            Err(e) => return unreadable(e),
         };
+        // The first `MAX_PATHS` damaged paths, and how many more.
         let mut bad: BTreeMap<Vec<u8>, (usize, String)> = BTreeMap::new();
+        let mut more = 0;
         let (mut files, mut repaired) = (0, HashSet::new());
-        for n in nodes.iter().filter(|n| n.kind == NodeKind::File) {
+        for n in stream {
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => return unreadable(e),
+            };
+            if n.kind != NodeKind::File {
+                continue;
+            }
             files += 1;
             for (id, _) in &n.blocks {
                 if self.repaired.contains_key(id) {
                     repaired.insert(*id);
                 }
                 if let Some(why) = self.fault(id)? {
-                    bad.entry(n.path.clone()).or_insert((0, why)).0 += 1;
+                    match bad.get_mut(&n.path) {
+                        Some(b) => b.0 += 1,
+                        None if bad.len() < MAX_PATHS => _ = bad.insert(n.path.clone(), (1, why)),
+                        None => more += 1,
+                    }
                 }
             }
         }
         let mut lines: Vec<String> = bad
             .iter()
-            .take(MAX_PATHS)
             .map(|(path, (count, why))| {
                 format!(
                     "archive {:?}: {}: {count} block(s) unusable ({why})",
@@ -104,8 +116,8 @@ impl Checker<'_> {
                 )
             })
             .collect();
-        if bad.len() > MAX_PATHS {
-            lines.push(format!("archive {:?}: and {} more damaged paths", a.name, bad.len() - MAX_PATHS));
+        if more > 0 {
+            lines.push(format!("archive {:?}: and {more} more damaged paths", a.name));
         }
         Ok((lines, files, repaired.len()))
     }
@@ -120,16 +132,15 @@ pub fn check(
     progress: Progress,
 ) -> Result<()> {
     let damaged = &assessed.unusable;
-    let mut c = Checker {
+    let c = Checker {
         session,
         cache,
         damaged,
         repaired: &assessed.repaired,
-        present: HashSet::new(),
-        memo: HashMap::new(),
-        memo_bytes: 0,
-        read: 0,
-        used_damaged: HashSet::new(),
+        present: Default::default(),
+        memo: Default::default(),
+        read: Cell::new(0),
+        used_damaged: Default::default(),
     };
     let total = m.archives.iter().map(|a| a.stats.raw).sum();
     progress(Event::Total { files: m.archives.len() as u64, bytes: total, complete: true });
@@ -150,12 +161,13 @@ pub fn check(
         report.files += files;
         report.archives += 1;
     }
-    report.read += c.read;
-    report.referenced = (c.present.len() + c.used_damaged.len()) as u64;
-    let unused = damaged.keys().filter(|id| !c.used_damaged.contains(*id)).count();
+    report.read += c.read.get();
+    let used_damaged = c.used_damaged.into_inner();
+    report.referenced = (c.present.into_inner().len() + used_damaged.len()) as u64;
+    let unused = damaged.keys().filter(|id| !used_damaged.contains(*id)).count();
     // With an archive unreadable, which damaged blocks it would use is unknown.
     if unused > 0 && report.unreadable_archives == 0 {
-        let example = damaged.iter().find(|(id, _)| !c.used_damaged.contains(*id)).map(|(_, w)| w.clone());
+        let example = damaged.iter().find(|(id, _)| !used_damaged.contains(*id)).map(|(_, w)| w.clone());
         report.problems.push(format!(
             "{unused} damaged block(s) that no archive references ({}); `archiver fsck --prune` removes them",
             example.unwrap_or_default()

@@ -98,7 +98,7 @@ pub type BadCopy = (BlockId, String, String);
 /// repeated runs cover different packs.
 pub fn unsampled(index: &Index, share: f64) -> Result<Vec<&str>> {
     let mut packs: Vec<(&str, u64)> =
-        index.packs.iter().map(|(p, es)| (p.as_str(), es.iter().map(|e| e.len as u64).sum())).collect();
+        index.packs.iter().map(|(p, es)| (*p, es.iter().map(|e| e.len as u64).sum())).collect();
     // Fisher-Yates with OS randomness.
     for i in (1..packs.len()).rev() {
         let mut r = [0u8; 8];
@@ -130,7 +130,7 @@ pub fn verify(
     let mut bad = Vec::new();
     let (mut blocks, mut bytes) = (0u64, 0u64);
     for (i, (pack, entries)) in index.packs.iter().enumerate() {
-        if skip.contains(pack.as_str()) || entries.is_empty() {
+        if skip.contains(*pack) || entries.is_empty() {
             continue; // missing or truncated: already reported
         }
         let reach = entries.iter().map(|e| e.offset + e.len as u64).max().unwrap_or(0);
@@ -138,7 +138,7 @@ pub fn verify(
             Ok(d) => d,
             Err(e) => {
                 for en in entries {
-                    bad.push((en.id, pack.clone(), format!("pack {pack} cannot be read ({e})")));
+                    bad.push((en.id, pack.to_string(), format!("pack {pack} cannot be read ({e})")));
                 }
                 continue;
             }
@@ -151,7 +151,7 @@ pub fn verify(
                     Ok(_) => None,
                     Err(err) => Some((
                         e.id,
-                        pack.clone(),
+                        pack.to_string(),
                         format!(
                             "block {} in pack {pack} fails authentication ({err:#})",
                             hex::encode(&e.id[..8])
