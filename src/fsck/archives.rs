@@ -93,15 +93,18 @@ impl Checker<'_> {
                 continue;
             }
             files += 1;
+            let mut counted = false; // among the `more` paths
             for (id, _) in &n.blocks {
                 if self.repaired.contains_key(id) {
                     repaired.insert(*id);
                 }
                 if let Some(why) = self.fault(id)? {
-                    match bad.get_mut(&n.path) {
-                        Some(b) => b.0 += 1,
-                        None if bad.len() < MAX_PATHS => _ = bad.insert(n.path.clone(), (1, why)),
-                        None => more += 1,
+                    if let Some(b) = bad.get_mut(&n.path) {
+                        b.0 += 1;
+                    } else if bad.len() < MAX_PATHS {
+                        bad.insert(n.path.clone(), (1, why));
+                    } else if !counted {
+                        (more, counted) = (more + 1, true);
                     }
                 }
             }

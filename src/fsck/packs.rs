@@ -96,7 +96,7 @@ pub type BadCopy = (BlockId, String, String);
 /// The packs left out of a random sample holding about `share` of the indexed stored bytes (at
 /// least one pack is in it). Packs are drawn in a random order from the system's generator, so
 /// repeated runs cover different packs.
-pub fn unsampled(index: &Index, share: f64) -> Result<Vec<&str>> {
+pub fn unsampled<'a>(index: &Index<'a>, share: f64) -> Result<Vec<&'a str>> {
     let mut packs: Vec<(&str, u64)> =
         index.packs.iter().map(|(p, es)| (*p, es.iter().map(|e| e.len as u64).sum())).collect();
     // Fisher-Yates with OS randomness.
