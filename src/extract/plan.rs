@@ -251,7 +251,11 @@ mod tests {
             }
         }
         let mut needed = Vec::new();
-        db.each_needed(|path, restored| Ok(needed.push((show(path), restored)))).unwrap();
+        db.each_needed(|path, restored| {
+            needed.push((show(path), restored));
+            Ok(())
+        })
+        .unwrap();
         (skipped, needed)
     }
 

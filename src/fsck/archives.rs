@@ -22,6 +22,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 const MAX_PATHS: usize = 50;
+
+/// Metadata blocks fetched, and their total size (at most `MEMO_BYTES`).
+type Memo = (HashMap<BlockId, Arc<[u8]>>, usize);
 const MEMO_BYTES: usize = 32 << 20;
 
 struct Checker<'a> {
@@ -30,7 +33,7 @@ struct Checker<'a> {
     damaged: &'a HashMap<BlockId, String>,
     repaired: &'a HashMap<BlockId, String>,
     present: RefCell<HashSet<BlockId>>,
-    memo: RefCell<(HashMap<BlockId, Arc<[u8]>>, usize)>,
+    memo: RefCell<Memo>,
     read: Cell<u64>,
     /// Damaged blocks some archive references.
     used_damaged: RefCell<HashSet<BlockId>>,
