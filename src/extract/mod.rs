@@ -31,7 +31,9 @@
 //! restore and fetches only what is missing; no state file is kept (docs/ARCHITECTURE.md, "Extract
 //! and resume", says why). A write error under the target (disk full) stops the whole extract with
 //! one error; what was written stays for `resume`. Directory modes and times are set last, deepest
-//! first. Per-file work lives in `file.rs`, the other phases in `tree.rs`.
+//! first. Memory stays flat in the number of entries: pass 1 plans into a temporary database on
+//! disk (`plan.rs`, `scratch.rs`), pass 2 restores the files in archive order through a bounded
+//! queue (`restore.rs`); per-file work lives in `file.rs`, the other phases in `tree.rs`.
 
 mod attrs;
 mod beneath;
