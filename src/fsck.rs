@@ -16,9 +16,9 @@ mod archives;
 mod lost;
 mod marks;
 pub(crate) mod packs;
+mod scan;
 
 use crate::access::Perm;
-use crate::index::Segment;
 use crate::progress::{Event, Progress};
 use crate::session::Session;
 use crate::units::human;
@@ -156,24 +156,6 @@ impl FsckReport {
     }
 }
 
-/// The index as fsck sees it: every block's pack, offset and lengths, by pack. It borrows the
-/// segments' entries (a pointer per block), never copies them.
-pub(crate) struct Index<'a> {
-    pub packs: BTreeMap<&'a str, Vec<&'a crate::pack::Entry>>,
-}
-
-impl<'a> Index<'a> {
-    fn from_segments(segs: impl IntoIterator<Item = &'a Segment>) -> Index<'a> {
-        let mut packs: BTreeMap<&str, Vec<&crate::pack::Entry>> = BTreeMap::new();
-        for s in segs {
-            for (p, e) in &s.packs {
-                packs.entry(p.as_str()).or_default().extend(e.iter());
-            }
-        }
-        Index { packs }
-    }
-}
-
 pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result<FsckReport> {
     session.require(&[Perm::Read], "check the repository")?;
     if opts.prune {
@@ -228,29 +210,21 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         }
     };
 
-    // 1. The index, as the manifest names it.
-    let mut segments = Vec::new();
-    let mut broken = Vec::new();
-    let mut unindexable = Vec::new();
-    for name in &head.0.indexes {
-        match session.repo.get_index(name) {
-            Ok(bytes) => {
-                report.read += bytes.len() as u64;
-                report.stored += bytes.len() as u64;
-                match Segment::open(&session.keys, name, &bytes) {
-                    Ok(s) => segments.push((name.clone(), s)),
-                    Err(e) => broken.push(format!("index segment {name} is damaged ({e:#})")),
-                }
-            }
-            Err(e) => broken.push(format!("index segment {name} cannot be read ({e})")),
-        }
-    }
+    // 1. The index, one segment at a time, summed per pack; the cache reloaded from it.
     let stored = packs::list_ended(session, &pending)?;
     report.stored += stored.values().sum::<u64>();
+    let (mut cache, note) = session.cache()?;
+    if let Some(n) = note {
+        progress(Event::Notice(n));
+    }
+    let mut sum = scan::summarise(session, &head, &stored, &cache)?;
+    report.read += sum.read;
+    report.stored += sum.read;
 
     // 2. A damaged index is rebuilt from the packs' headers and committed.
-    if !broken.is_empty() {
-        for b in &broken {
+    let mut unindexable = Vec::new();
+    if !sum.broken.is_empty() {
+        for b in &sum.broken {
             progress(Event::Warning(format!("{b}: rebuilding the index from the packs")));
         }
         let packs::Rebuilt { segment: seg, read, unreadable } = packs::rebuild_index(session, &stored)?;
@@ -263,36 +237,30 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         unindexable = unreadable.into_iter().map(|(p, _)| p).collect();
         report.index_rebuilt = Some(seg.block_count() as u64);
         session.require(&[Perm::Write, Perm::Delete], "replace the damaged index")?;
-        let (cache, note) = session.cache()?;
-        if let Some(n) = note {
-            progress(Event::Notice(n));
-        }
         let txn = crate::txn::Txn::begin(session, head.0.clone(), cache, b"fsck: rebuild the index")?;
         txn.cache.clear_blocks()?;
         let old = head.0.indexes.clone();
         txn.commit(seg, |m, new, _| m.indexes = new.to_vec(), Vec::new(), old)
             .context("cannot commit the rebuilt index")?;
         head = session.head()?;
-        segments.clear();
-        for name in &head.0.indexes {
-            let s = session.read_segment(name)?;
-            segments.push((name.clone(), s));
-        }
+        cache = session.cache()?.0;
+        sum = scan::summarise(session, &head, &stored, &cache)?;
+        anyhow::ensure!(sum.broken.is_empty(), "the rebuilt index cannot be read: {}", sum.broken.join("; "));
     }
     // 2b. Archives whose roots are in packs the index does not list (a manifest lost or replaced).
-    let indexed: HashSet<&str> =
-        segments.iter().flat_map(|(_, s)| s.packs.iter().map(|(p, _)| p.as_str())).collect();
     let orphans: BTreeMap<String, u64> = stored
         .iter()
-        .filter(|(p, _)| !indexed.contains(p.as_str()) && !unindexable.contains(p))
+        .filter(|(p, _)| !sum.packs.contains_key(p.as_str()) && !unindexable.contains(p))
         .map(|(p, n)| (p.clone(), *n))
         .collect();
-    // Only orphans need the whole index compared (a copy of every entry): most runs have none.
-    let all: Vec<(String, Vec<crate::pack::Entry>)> = match orphans.is_empty() {
-        true => Vec::new(),
-        false => segments.iter().flat_map(|(_, s)| s.packs.iter().cloned()).collect(),
-    };
+    // Only orphans need the whole index in memory (their roots' blocks are looked up in it):
+    // most runs have none.
+    let mut all: Vec<(String, Vec<crate::pack::Entry>)> = Vec::new();
+    if !orphans.is_empty() {
+        scan::each_segment(session, &head.0.indexes, |_, s| Ok(all.extend(s.packs)))?;
+    }
     let r = lost::relist(session, &head.0, &orphans, &all, false)?;
+    drop(all);
     report.problems.extend(r.notes);
     unindexable.extend(r.keep);
     if !r.lines.is_empty() {
@@ -302,40 +270,32 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         ));
         report.relisted.extend(r.lines);
         head = session.head()?;
-        segments.clear();
-        for name in &head.0.indexes {
-            let s = session.read_segment(name)?;
-            segments.push((name.clone(), s));
-        }
+        sum = scan::summarise(session, &head, &stored, &cache)?;
     }
     report.gen = head.0.gen;
-    report.segments = segments.len();
-    let index = Index::from_segments(segments.iter().map(|(_, s)| s));
+    report.segments = sum.segments;
 
     // 3. Packs: indexed but missing or short (damage), stored but unindexed (orphans).
     let mut found: Vec<packs::BadCopy> = Vec::new();
-    for (pack, entries) in &index.packs {
-        let reach = entries.iter().map(|e| e.offset + e.len as u64).max().unwrap_or(0);
-        // A truncated pack loses the blocks past its end; those before it are still read (and
-        // authenticated) from it, so an archive needing only those still restores.
-        let (why, cut) = match stored.get(*pack) {
-            None => (Some(format!("pack {pack} is missing")), 0),
-            Some(&size) if size < reach + crate::pack::TRAILER_LEN as u64 => {
-                (Some(format!("pack {pack} is truncated ({size} bytes, its blocks reach {reach})")), size)
+    for (pack, s) in &sum.packs {
+        let why = match stored.get(pack) {
+            None => Some(format!("pack {pack} is missing")),
+            Some(&size) if size < s.reach + crate::pack::TRAILER_LEN as u64 => {
+                Some(format!("pack {pack} is truncated ({size} bytes, its blocks reach {})", s.reach))
             }
-            _ => (None, 0),
+            _ => None,
         };
         report.packs += 1;
-        report.indexed_blocks += entries.len() as u64;
-        report.indexed_bytes += entries.iter().map(|e| e.len as u64).sum::<u64>();
+        report.indexed_blocks += s.blocks;
+        report.indexed_bytes += s.bytes;
         if let Some(why) = why {
-            let lost: Vec<_> = entries.iter().filter(|e| e.offset + e.len as u64 > cut).collect();
+            let lost = sum.lost.get(pack).map_or(&[][..], |l| &l[..]);
             report.problems.push(format!("{why}: {} block(s) lost", lost.len()));
-            found.extend(lost.iter().map(|e| (e.id, pack.to_string(), why.clone())));
+            found.extend(lost.iter().map(|id| (*id, pack.clone(), why.clone())));
         }
     }
     for (pack, size) in &stored {
-        if !index.packs.contains_key(pack.as_str()) && !unindexable.contains(pack) {
+        if !sum.packs.contains_key(pack.as_str()) && !unindexable.contains(pack) {
             report.orphan_packs.push(pack.clone());
             report.orphan_bytes += size;
         }
@@ -345,27 +305,28 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
     report.orphan_segments =
         session.repo.list_indexes()?.into_iter().filter(|s| !live.contains(s) && ended(s)).collect();
 
-    // 4. The cache: reloaded from the index alone.
-    let mut cache = marks::reload_cache(session, &head, &segments)?;
-
-    // 5. Every block read and authenticated, if asked.
+    // 4. Every block read and authenticated, if asked (the segments read again, one at a time).
     if opts.verify_data {
         let mut skip: HashSet<&str> = found.iter().map(|(_, p, _)| p.as_str()).collect();
         if let Some(share) = opts.sample.filter(|&s| s < 1.0) {
-            let unsampled = packs::unsampled(&index, share)?;
-            report.sampled = Some((index.packs.len() - unsampled.len(), index.packs.len(), share));
+            let unsampled = packs::unsampled(&sum.packs, share)?;
+            report.sampled = Some((sum.packs.len() - unsampled.len(), sum.packs.len(), share));
             skip.extend(unsampled);
         }
-        let (blocks, bytes, bad) = packs::verify(session, &index, &skip, progress)?;
+        let (blocks, bytes, bad) = packs::verify(session, &head.0.indexes, sum.packs.len(), &skip, progress)?;
         report.verified = Some((blocks, bytes, bad.len()));
         found.extend(bad);
     }
 
-    // 6. Damaged copies recorded, so that the next create stores those blocks again.
-    let assessed = marks::assess(&index, &found);
+    // 5. Damaged copies recorded, so that the next create stores those blocks again. Only the
+    // damaged and marked blocks are looked up in the index (read again only if there are any).
+    let ids: HashSet<crate::crypto::BlockId> = found.iter().map(|(id, _, _)| *id).collect();
+    let copies = scan::copies(session, &head.0.indexes, &ids, &head.0.damaged)?;
+    let assessed = marks::assess(&copies, &found);
     // Marks are cleared only by a check that read every copy (not a sample).
     let verified_all = opts.verify_data && report.sampled.is_none();
-    let wanted = marks::wanted(&head.0, &index, &found, verified_all);
+    let wanted = marks::wanted(&head.0, &copies, &found, verified_all);
+    drop(copies);
     if wanted != head.0.damaged {
         let n = wanted.len();
         if session.access.has(Perm::Write) {
@@ -373,7 +334,8 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
             head = session.head()?;
             report.gen = head.0.gen;
             report.marked = Some(n);
-            cache = marks::reload_cache(session, &head, &segments)?;
+            cache = session.cache()?.0;
+            scan::summarise(session, &head, &stored, &cache)?;
         } else if !found.is_empty() {
             report.problems.push(format!(
                 "the {} damaged block(s) found are not recorded in the repository (this key cannot write): run `archiver fsck` with a key that may write, so that the next `archiver create` stores them again",
@@ -381,12 +343,14 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
             ));
         }
     }
+    drop(sum);
 
-    // 7. Every archive's references, with damage named by archive and path.
-    archives::check(session, &cache, &head.0, &assessed, &mut report, progress)?;
+    // 6. Every archive's references, with damage named by archive and path.
+    let tmp = cache.path.parent().map(|d| d.to_path_buf());
+    archives::check(session, &cache, &head.0, &assessed, tmp, &mut report, progress)?;
     drop(cache);
 
-    // 8. Prune what nothing references.
+    // 7. Prune what nothing references.
     if opts.prune && report.unreadable_archives > 0 {
         report.problems.push(format!(
             "not pruned: {} archive(s) cannot be read, so what they reference is unknown; delete them first (`archiver delete NAME`)",

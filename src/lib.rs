@@ -30,6 +30,7 @@ pub mod fsmeta;
 pub mod fuzzing;
 pub mod history;
 pub mod holes;
+pub mod idsort;
 pub mod index;
 pub mod keycheck;
 pub mod keyfile;

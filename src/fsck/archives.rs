@@ -4,14 +4,16 @@
 //!
 //! Each archive's nodes are read as a stream (`reader::NodeStream`), never held together.
 //! Metadata blocks shared between archives (an unchanged tree chunks to the same blocks) are
-//! fetched once and kept in memory up to `MEMO_BYTES`; blocks already found present are not
-//! looked up again (that set still grows with the distinct blocks referenced: docs/STREAMING.md,
-//! step 5, replaces it with an external sort).
+//! fetched once and kept in memory up to `MEMO_BYTES`. Every reference is looked up in the cache
+//! (reloaded from the index just before), with the last `PRESENT_MEMO` ids found present kept to
+//! spare the lookups of blocks many files or archives share. The distinct blocks referenced are
+//! counted by an external sort (`idsort`), so no set here grows with the repository.
 
 use super::FsckReport;
 use crate::archive::NodeKind;
 use crate::cache::Cache;
 use crate::crypto::BlockId;
+use crate::idsort::IdSorter;
 use crate::manifest::{ArchiveRef, Manifest};
 use crate::progress::{Event, Progress};
 use crate::reader;
@@ -26,6 +28,10 @@ const MAX_PATHS: usize = 50;
 /// Metadata blocks fetched, and their total size (at most `MEMO_BYTES`).
 type Memo = (HashMap<BlockId, Arc<[u8]>>, usize);
 const MEMO_BYTES: usize = 32 << 20;
+/// Ids found present kept in memory (about 10 MB), forgotten all at once when full.
+const PRESENT_MEMO: usize = 1 << 18;
+/// Referenced ids sorted in memory before a run goes to disk (8 MB).
+const SORT_RUN: usize = 1 << 18;
 
 struct Checker<'a> {
     session: &'a Session,
@@ -33,6 +39,7 @@ struct Checker<'a> {
     damaged: &'a HashMap<BlockId, String>,
     repaired: &'a HashMap<BlockId, String>,
     present: RefCell<HashSet<BlockId>>,
+    referenced: RefCell<IdSorter>,
     memo: RefCell<Memo>,
     read: Cell<u64>,
     /// Damaged blocks some archive references.
@@ -42,6 +49,7 @@ struct Checker<'a> {
 impl Checker<'_> {
     /// Why a block cannot be used, if it cannot.
     fn fault(&self, id: &BlockId) -> Result<Option<String>> {
+        self.referenced.borrow_mut().push(*id)?;
         if let Some(why) = self.damaged.get(id) {
             self.used_damaged.borrow_mut().insert(*id);
             return Ok(Some(why.clone()));
@@ -52,7 +60,11 @@ impl Checker<'_> {
         if self.cache.stored_len(id)?.is_none() {
             return Ok(Some(format!("block {} is in no pack the index lists", hex::encode(&id[..8]))));
         }
-        self.present.borrow_mut().insert(*id);
+        let mut present = self.present.borrow_mut();
+        if present.len() == PRESENT_MEMO {
+            present.clear();
+        }
+        present.insert(*id);
         Ok(None)
     }
 
@@ -134,6 +146,7 @@ pub fn check(
     cache: &Cache,
     m: &Manifest,
     assessed: &super::marks::Assessed,
+    tmp: Option<std::path::PathBuf>,
     report: &mut FsckReport,
     progress: Progress,
 ) -> Result<()> {
@@ -144,6 +157,7 @@ pub fn check(
         damaged,
         repaired: &assessed.repaired,
         present: Default::default(),
+        referenced: RefCell::new(IdSorter::new(tmp, SORT_RUN)),
         memo: Default::default(),
         read: Cell::new(0),
         used_damaged: Default::default(),
@@ -169,7 +183,12 @@ pub fn check(
     }
     report.read += c.read.get();
     let used_damaged = c.used_damaged.into_inner();
-    report.referenced = (c.present.into_inner().len() + used_damaged.len()) as u64;
+    let mut distinct = 0u64;
+    for id in c.referenced.into_inner().sorted()? {
+        id?;
+        distinct += 1;
+    }
+    report.referenced = distinct;
     let unused = damaged.keys().filter(|id| !used_damaged.contains(*id)).count();
     // With an archive unreadable, which damaged blocks it would use is unknown.
     if unused > 0 && report.unreadable_archives == 0 {

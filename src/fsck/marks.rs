@@ -1,13 +1,13 @@
 //! fsck's part in healing damaged blocks (`crate::damage`): which damaged blocks are unusable
 //! (every copy the index lists is damaged) and which are repaired (another copy is intact), and
 //! recording the damaged copies in the repository as marks, so that the next create stores them
-//! again; and reloading the cache from the index with the marks (`reload_cache`).
+//! again.
 //!
 //! Marks are committed only by a key that may write, under the lock fsck already holds, in a
 //! transaction that changes nothing but the manifest's marks.
 
 use super::packs::BadCopy;
-use super::Index;
+use super::scan::Copies;
 use crate::cache::Cache;
 use crate::crypto::BlockId;
 use crate::index::Segment;
@@ -24,21 +24,16 @@ pub struct Assessed {
     pub repaired: HashMap<BlockId, String>,
 }
 
-/// Sorts the damaged copies `found` by whether the index lists another, intact, copy.
-pub fn assess(index: &Index, found: &[BadCopy]) -> Assessed {
+/// Sorts the damaged copies `found` by whether the index lists another, intact, copy
+/// (`copies`: how many copies the index lists of each).
+pub fn assess(copies: &Copies, found: &[BadCopy]) -> Assessed {
     let mut bad: HashMap<BlockId, (usize, &str)> = HashMap::new();
     for (id, _, why) in found {
         bad.entry(*id).or_insert((0, why)).0 += 1;
     }
-    let mut copies: HashMap<BlockId, usize> = HashMap::new();
-    for e in index.packs.values().flatten() {
-        if bad.contains_key(&e.id) {
-            *copies.entry(e.id).or_default() += 1;
-        }
-    }
     let mut out = Assessed::default();
     for (id, (n, why)) in bad {
-        let total = copies.get(&id).copied().unwrap_or(0);
+        let total = copies.count.get(&id).copied().unwrap_or(0);
         let side = if total > n { &mut out.repaired } else { &mut out.unusable };
         side.insert(id, why.to_string());
     }
@@ -48,13 +43,13 @@ pub fn assess(index: &Index, found: &[BadCopy]) -> Assessed {
 /// The marks fsck leaves in the manifest (see `damage::updated`).
 pub fn wanted(
     head: &Manifest,
-    index: &Index,
+    copies: &Copies,
     found: &[BadCopy],
     verified_all: bool,
 ) -> Vec<(BlockId, String)> {
     let found: BTreeSet<(BlockId, String)> = found.iter().map(|(id, p, _)| (*id, p.clone())).collect();
     crate::damage::updated(&head.damaged, &found, verified_all, |id, pack| {
-        index.packs.get(pack).is_some_and(|es| es.iter().any(|e| &e.id == id))
+        copies.indexed.contains(&(*id, pack.to_string()))
     })
 }
 
@@ -64,25 +59,4 @@ pub fn record(session: &Session, base: &Manifest, cache: Cache, marks: Vec<(Bloc
     txn.commit(Segment::default(), move |m, _, _| m.damaged = marks, Vec::new(), Vec::new())
         .context("cannot record the damaged blocks in the repository")?;
     Ok(())
-}
-
-/// Reloads the cache from the index segments `segments` of `head` alone (never from itself),
-/// with `head`'s damage marks.
-pub fn reload_cache(
-    session: &Session,
-    head: &(crate::manifest::Manifest, String),
-    segments: &[(String, Segment)],
-) -> Result<Cache> {
-    let (cache, _) = session.cache()?;
-    cache.transaction(|cache| {
-        cache.clear_blocks()?;
-        cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))?;
-        for (name, seg) in segments {
-            for (pack, entries) in &seg.packs {
-                cache.add_pack(name, pack, entries)?;
-            }
-        }
-        cache.set_synced(&head.1)
-    })?;
-    Ok(cache)
 }

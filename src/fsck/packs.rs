@@ -5,10 +5,10 @@
 //! headers is as trustworthy as the segments it replaces. A pack whose header cannot be read is
 //! reported and left out: its blocks are then missing, and the archives using them are named.
 
-use super::Index;
+use super::scan::PackSum;
 use crate::crypto::BlockId;
 use crate::index::Segment;
-use crate::pack::{header_len_from_trailer, parse_header, TRAILER_LEN};
+use crate::pack::{header_len_from_trailer, parse_header, Entry, TRAILER_LEN};
 use crate::progress::{Event, Progress};
 use crate::session::Session;
 use anyhow::{Context, Result};
@@ -90,15 +90,11 @@ pub fn rebuild_index(session: &Session, stored: &BTreeMap<String, u64>) -> Resul
 /// A damaged copy of a block: its id, its pack, and why.
 pub type BadCopy = (BlockId, String, String);
 
-/// Reads every indexed pack and authenticates every block in it. Returns blocks and stored bytes
-/// verified, and each damaged copy with the reason. Packs in `skip` (missing or truncated: already
-/// reported) are not read.
 /// The packs left out of a random sample holding about `share` of the indexed stored bytes (at
 /// least one pack is in it). Packs are drawn in a random order from the system's generator, so
 /// repeated runs cover different packs.
-pub fn unsampled<'a>(index: &Index<'a>, share: f64) -> Result<Vec<&'a str>> {
-    let mut packs: Vec<(&str, u64)> =
-        index.packs.iter().map(|(p, es)| (*p, es.iter().map(|e| e.len as u64).sum())).collect();
+pub fn unsampled(packs: &BTreeMap<String, PackSum>, share: f64) -> Result<Vec<&str>> {
+    let mut packs: Vec<(&str, u64)> = packs.iter().map(|(p, s)| (p.as_str(), s.bytes)).collect();
     // Fisher-Yates with OS randomness.
     for i in (1..packs.len()).rev() {
         let mut r = [0u8; 8];
@@ -121,51 +117,64 @@ pub fn unsampled<'a>(index: &Index<'a>, share: f64) -> Result<Vec<&'a str>> {
     Ok(out)
 }
 
+/// Reads every pack the live `segments` index (`total` of them) and authenticates every block in it. Returns blocks and stored bytes
+/// verified, and each damaged copy with the reason. Packs in `skip` (missing or truncated: already
+/// reported) are not read.
 pub fn verify(
     session: &Session,
-    index: &Index,
+    segments: &[String],
+    total: usize,
     skip: &HashSet<&str>,
     progress: Progress,
 ) -> Result<(u64, u64, Vec<BadCopy>)> {
     let mut bad = Vec::new();
-    let (mut blocks, mut bytes) = (0u64, 0u64);
-    for (i, (pack, entries)) in index.packs.iter().enumerate() {
-        if skip.contains(*pack) || entries.is_empty() {
-            continue; // missing or truncated: already reported
-        }
-        let reach = entries.iter().map(|e| e.offset + e.len as u64).max().unwrap_or(0);
-        let data = match session.repo.read_pack(pack, 0, reach) {
-            Ok(d) => d,
-            Err(e) => {
-                for en in entries {
-                    bad.push((en.id, pack.to_string(), format!("pack {pack} cannot be read ({e})")));
-                }
-                continue;
+    let (mut blocks, mut bytes, mut done) = (0u64, 0u64, 0usize);
+    // One segment at a time: a pack two segments list is read once for each one's blocks.
+    super::scan::each_segment(session, segments, |_, seg| {
+        for (pack, entries) in &seg.packs {
+            if skip.contains(pack.as_str()) || entries.is_empty() {
+                continue; // missing, truncated (already reported) or not in the sample
             }
-        };
-        let failed: Vec<BadCopy> = entries
-            .par_iter()
-            .filter_map(|e| {
-                let sealed = data.get(e.offset as usize..(e.offset + e.len as u64) as usize)?;
-                match session.keys.open_block(&e.id, sealed, e.plain_len as usize) {
-                    Ok(_) => None,
-                    Err(err) => Some((
-                        e.id,
-                        pack.to_string(),
-                        format!(
-                            "block {} in pack {pack} fails authentication ({err:#})",
-                            hex::encode(&e.id[..8])
-                        ),
-                    )),
-                }
-            })
-            .collect();
-        blocks += entries.len() as u64;
-        bytes += reach;
-        bad.extend(failed);
-        if (i + 1) % 64 == 0 {
-            progress(Event::Notice(format!("verified {} of {} packs", i + 1, index.packs.len())));
+            let (n, b, failed) = verify_pack(session, pack, entries);
+            (blocks, bytes) = (blocks + n, bytes + b);
+            bad.extend(failed);
+            done += 1;
+            if done % 64 == 0 {
+                progress(Event::Notice(format!("verified {done} of {total} packs")));
+            }
         }
-    }
+        Ok(())
+    })?;
     Ok((blocks, bytes, bad))
+}
+
+/// Reads one pack up to its last block and authenticates `entries`: blocks and bytes verified,
+/// and the damaged copies.
+fn verify_pack(session: &Session, pack: &str, entries: &[Entry]) -> (u64, u64, Vec<BadCopy>) {
+    let reach = entries.iter().map(|e| e.offset + e.len as u64).max().unwrap_or(0);
+    let data = match session.repo.read_pack(pack, 0, reach) {
+        Ok(d) => d,
+        Err(e) => {
+            let why = format!("pack {pack} cannot be read ({e})");
+            return (0, 0, entries.iter().map(|en| (en.id, pack.to_string(), why.clone())).collect());
+        }
+    };
+    let failed: Vec<BadCopy> = entries
+        .par_iter()
+        .filter_map(|e| {
+            let sealed = data.get(e.offset as usize..(e.offset + e.len as u64) as usize)?;
+            match session.keys.open_block(&e.id, sealed, e.plain_len as usize) {
+                Ok(_) => None,
+                Err(err) => Some((
+                    e.id,
+                    pack.to_string(),
+                    format!(
+                        "block {} in pack {pack} fails authentication ({err:#})",
+                        hex::encode(&e.id[..8])
+                    ),
+                )),
+            }
+        })
+        .collect();
+    (entries.len() as u64, reach, failed)
 }

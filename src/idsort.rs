@@ -1,0 +1,191 @@
+//! Sets of block ids larger than memory should hold, by external sort: ids are collected in a
+//! run of at most `run` ids (32 bytes each), and a full run is sorted, deduplicated and written
+//! to an unnamed temporary file. The distinct ids then come out in order from a k-way merge of
+//! the runs. When `MAX_RUNS` runs are on disk they are merged into one, so a merge never holds
+//! more than `MAX_RUNS` files open.
+//!
+//! Memory: one run plus a small read buffer per run on disk, whatever the number of ids. The
+//! temporary files are unlinked when made (`tempfile::tempfile_in`), so a killed process leaves
+//! nothing behind.
+
+use crate::crypto::BlockId;
+use anyhow::{Context, Result};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::path::PathBuf;
+
+/// How many runs may be on disk before they are merged into one.
+pub const MAX_RUNS: usize = 256;
+/// Read buffer per run during a merge.
+const READ_BUF: usize = 16 << 10;
+
+pub struct IdSorter {
+    run: Vec<BlockId>,
+    cap: usize,
+    runs: Vec<File>,
+    dir: Option<PathBuf>,
+    /// Ids pushed, duplicates included.
+    pub pushed: u64,
+}
+
+impl IdSorter {
+    /// A sorter holding at most `cap` ids in memory, spilling runs to `dir` (the system's
+    /// temporary directory when `None`).
+    pub fn new(dir: Option<PathBuf>, cap: usize) -> IdSorter {
+        IdSorter { run: Vec::new(), cap: cap.max(1), runs: Vec::new(), dir, pushed: 0 }
+    }
+
+    pub fn push(&mut self, id: BlockId) -> Result<()> {
+        self.pushed += 1;
+        if self.run.len() == self.cap {
+            self.run.sort_unstable();
+            self.run.dedup();
+            // Deduplication may leave room: spill only a run still mostly full.
+            if self.run.len() * 4 > self.cap * 3 {
+                self.spill()?;
+            }
+        }
+        self.run.push(id);
+        Ok(())
+    }
+
+    /// Writes the current run (sorted, distinct) to a temporary file.
+    fn spill(&mut self) -> Result<()> {
+        let mut run = std::mem::take(&mut self.run);
+        run.sort_unstable();
+        run.dedup();
+        let mut file = self.tempfile()?;
+        let mut w = BufWriter::with_capacity(64 << 10, &mut file);
+        for id in &run {
+            w.write_all(id)?;
+        }
+        w.flush().context("cannot write a sorted run of block ids")?;
+        drop(w);
+        file.rewind()?;
+        self.runs.push(file);
+        self.run = run;
+        self.run.clear();
+        if self.runs.len() >= MAX_RUNS {
+            let merged = self.merge_runs()?;
+            self.runs = vec![merged];
+        }
+        Ok(())
+    }
+
+    fn tempfile(&self) -> Result<File> {
+        let dir = self.dir.clone().unwrap_or_else(std::env::temp_dir);
+        tempfile::tempfile_in(&dir)
+            .or_else(|_| tempfile::tempfile())
+            .with_context(|| format!("cannot create a temporary file in {} to sort block ids", dir.display()))
+    }
+
+    /// Merges every run on disk into one new run.
+    fn merge_runs(&mut self) -> Result<File> {
+        let mut file = self.tempfile()?;
+        let mut w = BufWriter::with_capacity(64 << 10, &mut file);
+        for id in Merge::new(std::mem::take(&mut self.runs), Vec::new().into_iter())? {
+            w.write_all(&id?)?;
+        }
+        w.flush().context("cannot write a merged run of block ids")?;
+        drop(w);
+        file.rewind()?;
+        Ok(file)
+    }
+
+    /// Every distinct id pushed, in ascending order.
+    pub fn sorted(mut self) -> Result<Merge> {
+        self.run.sort_unstable();
+        self.run.dedup();
+        Merge::new(self.runs, self.run.into_iter())
+    }
+}
+
+/// The k-way merge of sorted runs: each distinct id once, ascending.
+pub struct Merge {
+    readers: Vec<BufReader<File>>,
+    memory: std::vec::IntoIter<BlockId>,
+    /// The smallest unread id of each source; source `readers.len()` is `memory`.
+    heap: BinaryHeap<Reverse<(BlockId, usize)>>,
+    last: Option<BlockId>,
+}
+
+impl Merge {
+    fn new(files: Vec<File>, memory: std::vec::IntoIter<BlockId>) -> Result<Merge> {
+        let readers = files.into_iter().map(|f| BufReader::with_capacity(READ_BUF, f)).collect();
+        let mut m = Merge { readers, memory, heap: BinaryHeap::new(), last: None };
+        for i in 0..=m.readers.len() {
+            m.refill(i)?;
+        }
+        Ok(m)
+    }
+
+    fn refill(&mut self, i: usize) -> Result<()> {
+        let next = match self.readers.get_mut(i) {
+            Some(r) => {
+                let mut id = [0u8; 32];
+                match r.read_exact(&mut id) {
+                    Ok(()) => Some(id),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
+                    Err(e) => return Err(e).context("cannot read a sorted run of block ids"),
+                }
+            }
+            None => self.memory.next(),
+        };
+        if let Some(id) = next {
+            self.heap.push(Reverse((id, i)));
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Merge {
+    type Item = Result<BlockId>;
+
+    fn next(&mut self) -> Option<Result<BlockId>> {
+        loop {
+            let Reverse((id, i)) = self.heap.pop()?;
+            if let Err(e) = self.refill(i) {
+                return Some(Err(e));
+            }
+            if self.last != Some(id) {
+                self.last = Some(id);
+                return Some(Ok(id));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> BlockId {
+        *blake3::hash(&n.to_le_bytes()).as_bytes()
+    }
+
+    #[test]
+    fn distinct_ids_come_out_sorted_across_runs_and_merges() {
+        // 7 ids a run and 3,000 distinct ids pushed twice: hundreds of runs, several merges.
+        let mut s = IdSorter::new(None, 7);
+        for n in (0..3000).chain((0..3000).rev()) {
+            s.push(id(n)).unwrap();
+        }
+        assert!(s.runs.len() < MAX_RUNS && s.pushed == 6000);
+        let out: Vec<BlockId> = s.sorted().unwrap().map(|r| r.unwrap()).collect();
+        let mut want: Vec<BlockId> = (0..3000).map(id).collect();
+        want.sort_unstable();
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn a_set_that_fits_in_memory_uses_no_file() {
+        let mut s = IdSorter::new(None, 1000);
+        for n in [5, 3, 5, 1, 3] {
+            s.push(id(n)).unwrap();
+        }
+        assert!(s.runs.is_empty());
+        assert_eq!(s.sorted().unwrap().count(), 3);
+    }
+}
