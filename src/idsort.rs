@@ -4,6 +4,9 @@
 //! the runs. When `MAX_RUNS` runs are on disk they are merged into one, so a merge never holds
 //! more than `MAX_RUNS` files open.
 //!
+//! `into_set` turns the ids into a set to ask about (`IdSet`): the run itself when it never
+//! spilled, else a temporary SQLite table filled in id order.
+//!
 //! Memory: one run plus a small read buffer per run on disk, whatever the number of ids. The
 //! temporary files are unlinked when made (`tempfile::tempfile_in`), so a killed process leaves
 //! nothing behind.
@@ -94,11 +97,60 @@ impl IdSorter {
         Ok(file)
     }
 
+    /// The distinct ids pushed as a set to ask about: the sorted run itself when nothing went
+    /// to disk, else a temporary SQLite table filled in id order (appends only).
+    pub fn into_set(mut self) -> Result<IdSet> {
+        if self.runs.is_empty() {
+            self.run.sort_unstable();
+            self.run.dedup();
+            self.run.shrink_to_fit();
+            return Ok(IdSet::Memory(std::mem::take(&mut self.run)));
+        }
+        let dir = self.dir.clone().unwrap_or_else(std::env::temp_dir);
+        let path = dir.join(format!("ids-{}-{}.sqlite", std::process::id(), crate::process::random_id()?));
+        let conn = rusqlite::Connection::open(&path)
+            .with_context(|| format!("cannot create a temporary database in {}", dir.display()))?;
+        // Unlinked at once: SQLite keeps its descriptor (no journal is ever opened), and a
+        // killed process leaves nothing behind.
+        let _ = std::fs::remove_file(&path);
+        conn.execute_batch(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE;
+             PRAGMA cache_size=-16000;
+             CREATE TABLE ids (id BLOB PRIMARY KEY) WITHOUT ROWID; BEGIN;",
+        )?;
+        {
+            let mut put = conn.prepare("INSERT INTO ids (id) VALUES (?1)")?;
+            for id in self.sorted()? {
+                put.execute([&id?[..]])?;
+            }
+        }
+        conn.execute_batch("COMMIT;")?;
+        Ok(IdSet::Disk(conn))
+    }
+
     /// Every distinct id pushed, in ascending order.
     pub fn sorted(mut self) -> Result<Merge> {
         self.run.sort_unstable();
         self.run.dedup();
         Merge::new(self.runs, self.run.into_iter())
+    }
+}
+
+/// A set of distinct ids built by `IdSorter::into_set`.
+pub enum IdSet {
+    Memory(Vec<BlockId>),
+    Disk(rusqlite::Connection),
+}
+
+impl IdSet {
+    pub fn contains(&self, id: &BlockId) -> Result<bool> {
+        match self {
+            IdSet::Memory(ids) => Ok(ids.binary_search(id).is_ok()),
+            IdSet::Disk(conn) => {
+                let mut st = conn.prepare_cached("SELECT 1 FROM ids WHERE id = ?1")?;
+                Ok(st.exists([&id[..]])?)
+            }
+        }
     }
 }
 
@@ -177,6 +229,21 @@ mod tests {
         let mut want: Vec<BlockId> = (0..3000).map(id).collect();
         want.sort_unstable();
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn a_set_asks_the_same_in_memory_and_on_disk() {
+        for cap in [7, 100_000] {
+            let mut s = IdSorter::new(None, cap);
+            for n in (0..2000).filter(|n| n % 3 != 0) {
+                s.push(id(n)).unwrap();
+            }
+            let set = s.into_set().unwrap();
+            assert_eq!(matches!(set, IdSet::Disk(_)), cap == 7);
+            for n in 0..2000 {
+                assert_eq!(set.contains(&id(n)).unwrap(), n % 3 != 0, "cap {cap}, id {n}");
+            }
+        }
     }
 
     #[test]

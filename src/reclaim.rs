@@ -2,14 +2,19 @@
 //! (which replaces its own `NAME.part`) and for `fsck --prune`: removes archives and the blocks
 //! no other archive references, in one transaction, under a lock the caller holds.
 //!
-//! The live set is computed from the remaining archives' metadata (never from the cache). Packs
-//! with no live block are deleted; packs with some are repacked: their live blocks are copied,
-//! still sealed, into new packs. The new manifest names a single fresh index segment covering
-//! every live block, and the commit record lists the old packs and segments to delete after the
-//! commit point, so a crash either keeps the old state whole or rolls the delete forward.
+//! The live set is computed from the remaining archives' metadata (never from the cache), and
+//! sorted on disk when large (`idsort`). Packs with no live block are deleted; packs with some
+//! are repacked: their live blocks are copied, still sealed, into new packs. The index is read
+//! one segment at a time: a segment none of whose packs changed stays as it is; one that lost a
+//! pack is replaced by this transaction's segments, which list its unchanged packs again, so a
+//! delete writes index in proportion to what it changed. This relies on every pack being listed
+//! by one live segment, as every writer keeps it. The commit record lists the old packs and
+//! segments to delete after the commit point, so a crash either keeps the old state whole or
+//! rolls the delete forward.
 
 use crate::archive::NodeKind;
 use crate::crypto::BlockId;
+use crate::idsort::IdSorter;
 use crate::index::Segment;
 use crate::pack::Entry;
 use crate::progress::{Event, Progress};
@@ -57,111 +62,104 @@ pub fn collect(
     let cache = session.open_cache(&head, progress)?;
     let gone: HashSet<&str> = names.iter().map(String::as_str).collect();
 
-    // Live blocks: everything the remaining archives reference.
-    let mut live: HashSet<BlockId> = HashSet::new();
-    // Progress counts the archives read for the live set, then the packs sorted out.
+    // Live blocks: everything the remaining archives reference, sorted on disk when they do not
+    // fit a run (`idsort`), so memory does not grow with the archives.
+    let mut live = IdSorter::new(cache.path.parent().map(|d| d.to_path_buf()), LIVE_RUN);
+    // Progress counts the archives read for the live set, then the index segments sorted out.
     let remaining = head.0.archives.iter().filter(|a| !gone.contains(a.name.as_str())).count() as u64;
     progress(Event::Total { files: remaining, bytes: 0, complete: false });
     for a in head.0.archives.iter().filter(|a| !gone.contains(a.name.as_str())) {
         progress(Event::Advance { files: 1, bytes: 0 });
-        live.insert(a.root);
+        live.push(a.root)?;
         // Node by node as the metadata is fetched: one archive's nodes are never all held.
         let (root, nodes) = reader::stream(session, &cache, a)?;
-        live.extend(root.meta.iter().map(|(id, _)| *id));
+        for (id, _) in &root.meta {
+            live.push(*id)?;
+        }
         for node in nodes {
             let node = node?;
             if node.kind == NodeKind::File {
-                live.extend(node.blocks.iter().map(|(id, _)| *id));
+                for (id, _) in &node.blocks {
+                    live.push(*id)?;
+                }
             }
         }
     }
+    let live = live.into_set()?;
 
-    let mut segments = Vec::new();
-    for name in &head.0.indexes {
-        segments.push(session.read_segment(name)?);
-    }
-    let mut txn =
-        Txn::begin(session, head.0.clone(), cache, format!("delete {}", names.join(" ")).as_bytes())?;
-    txn.cache.clear_blocks()?;
-    let mut result = DeleteResult { archives: names.len(), ..Default::default() };
-    let mut keep = Segment::default();
-    let mut delete_packs = Vec::new();
     // A copy fsck marked damaged (`damage`) is dropped when the block has another copy; a live
     // one without another copy is kept, and read (it must authenticate) if its pack is repacked.
     let marked: HashSet<(BlockId, &str)> = head.0.damaged.iter().map(|(id, p)| (*id, p.as_str())).collect();
-    // Of the marked blocks only (the others never ask): those with an unmarked copy.
-    let marked_ids: HashSet<BlockId> = marked.iter().map(|(id, _)| *id).collect();
-    let mut unmarked_copies: HashSet<BlockId> = HashSet::new();
-    for (pack, entries) in segments.iter().flat_map(|s| &s.packs) {
-        let unmarked = |e: &&Entry| marked_ids.contains(&e.id) && !marked.contains(&(e.id, pack.as_str()));
-        unmarked_copies.extend(entries.iter().filter(unmarked).map(|e| e.id));
-    }
-    let packs = segments.iter().map(|s| s.packs.len() as u64).sum::<u64>();
-    progress(Event::Total { files: remaining + packs, bytes: 0, complete: true });
-    for (pack, entries) in segments.into_iter().flat_map(|s| s.packs) {
+    let unmarked_copies = unmarked_copies(session, &head.0.indexes, &marked)?;
+    let mut txn =
+        Txn::begin(session, head.0.clone(), cache, format!("delete {}", names.join(" ")).as_bytes())?;
+    let mut result = DeleteResult { archives: names.len(), ..Default::default() };
+    let mut delete_packs = Vec::new();
+    // Segments whose packs all stay are kept as they are; the others are replaced by this
+    // transaction's, which list their unchanged packs again (`Txn::reindex`). Each segment is
+    // read, sorted out and dropped before the next.
+    let (mut kept, mut replaced) = (Vec::new(), Vec::new());
+    progress(Event::Total { files: remaining + head.0.indexes.len() as u64, bytes: 0, complete: true });
+    for name in &head.0.indexes {
         progress(Event::Advance { files: 1, bytes: 0 });
-        let is_marked = |e: &Entry| marked.contains(&(e.id, pack.as_str()));
-        let (alive, dead): (Vec<Entry>, Vec<Entry>) = entries
-            .into_iter()
-            .partition(|e| live.contains(&e.id) && !(is_marked(e) && unmarked_copies.contains(&e.id)));
-        if dead.is_empty() {
-            keep.packs.push((pack, alive));
+        let (mut untouched, before) = (Vec::new(), delete_packs.len());
+        for (pack, entries) in session.read_segment(name)?.packs {
+            let is_marked = |e: &Entry| marked.contains(&(e.id, pack.as_str()));
+            let (mut alive, mut dead) = (Vec::new(), Vec::new());
+            for e in entries {
+                let other_copy = is_marked(&e) && unmarked_copies.contains(&e.id);
+                if !other_copy && live.contains(&e.id)? {
+                    alive.push(e);
+                } else {
+                    dead.push(e);
+                }
+            }
+            if dead.is_empty() {
+                untouched.push((pack, alive));
+                continue;
+            }
+            result.reclaimed += dead.iter().map(|e| e.len as u64).sum::<u64>();
+            if repack(session, &mut txn, &pack, alive, &is_marked, &mut result)? > 0 {
+                result.packs_repacked += 1;
+            } else {
+                result.packs_deleted += 1;
+            }
+            delete_packs.push(pack);
+        }
+        if delete_packs.len() == before {
+            kept.push(name.clone());
             continue;
         }
-        result.reclaimed += dead.iter().map(|e| e.len as u64).sum::<u64>();
-        let mut alive = alive;
-        if !alive.is_empty() {
-            // Copy the live blocks, still sealed, into this transaction's packs. One read spans
-            // them (the index's entries lie within `limits::MAX_PACK_DATA` bytes of blocks; the
-            // pack's header and trailer are not read).
-            let start = alive.iter().map(|e| e.offset).min().unwrap_or(0);
-            let end = alive.iter().map(|e| e.offset + e.len as u64).max().unwrap_or(0);
-            let bytes = session
-                .repo
-                .read_pack(&pack, start, end - start)
-                .with_context(|| format!("cannot read pack {pack} to repack it"))?;
-            let mut copied = Vec::new();
-            for e in alive.drain(..) {
-                let at = (e.offset - start) as usize;
-                let sealed = bytes
-                    .get(at..at + e.len as usize)
-                    .with_context(|| format!("pack {pack} is truncated: the repository is damaged (`archiver fsck` names everything affected)"))?;
-                if is_marked(&e) && session.keys.open_block(&e.id, sealed, e.plain_len as usize).is_err() {
-                    // Damaged beyond doubt: not copied into a new pack, where no mark would name it.
-                    result.reclaimed += e.len as u64;
-                    continue;
-                }
-                txn.put_sealed(e.id, e.kind, sealed.to_vec(), e.plain_len)?;
-                copied.push(e);
-            }
-            alive = copied;
+        for (pack, entries) in untouched {
+            txn.reindex(pack, entries)?;
         }
-        if !alive.is_empty() {
-            result.packs_repacked += 1;
-        } else {
-            result.packs_deleted += 1;
-        }
-        delete_packs.push(pack);
+        replaced.push(name.clone());
     }
+    drop(live);
     result.reclaimed += orphans.packs.iter().filter_map(|p| session.repo.pack_size(p).ok()).sum::<u64>();
     result.packs_deleted += orphans.packs.len();
     delete_packs.extend(orphans.packs);
-    // The surviving packs are re-indexed in one segment of this transaction.
-    let mut old_indexes = head.0.indexes.clone();
+    // The cache forgets the replaced segments' packs; this transaction's segments list the
+    // surviving ones again when they are written.
+    for name in &replaced {
+        txn.cache.drop_segment(name)?;
+    }
+    let mut old_indexes = replaced;
     old_indexes.extend(orphans.indexes);
     let names_owned: Vec<String> = names.to_vec();
     // Marks on copies in deleted packs go with them.
     let gone_packs: HashSet<&str> = delete_packs.iter().map(String::as_str).collect();
     let mut marks = head.0.damaged.clone();
     marks.retain(|(_, p)| !gone_packs.contains(p.as_str()));
-    txn.cache.set_marks(&marks, &crate::damage::token_of(&marks))?;
+    txn.cache.forget_marks_in(&delete_packs, &crate::damage::token_of(&marks))?;
     txn.commit(
-        keep,
+        Segment::default(),
         move |m, new_indexes, _| {
             for n in &names_owned {
                 m.remove(n);
             }
-            m.indexes = new_indexes.to_vec();
+            m.indexes = kept;
+            m.indexes.extend_from_slice(new_indexes);
             m.damaged = marks;
         },
         delete_packs,
@@ -178,4 +176,67 @@ pub fn collect(
         result.packs_repacked
     )));
     Ok(result)
+}
+
+/// Ids pushed before a run of the live set goes to disk (8 MB).
+const LIVE_RUN: usize = 1 << 18;
+
+/// Of the blocks with a marked copy (`marked`), those the index lists another, unmarked, copy
+/// of. Reads the segments only when something is marked, and holds only those ids.
+fn unmarked_copies(
+    session: &Session,
+    indexes: &[String],
+    marked: &HashSet<(BlockId, &str)>,
+) -> Result<HashSet<BlockId>> {
+    let mut out = HashSet::new();
+    if marked.is_empty() {
+        return Ok(out);
+    }
+    let marked_ids: HashSet<BlockId> = marked.iter().map(|(id, _)| *id).collect();
+    for name in indexes {
+        for (pack, entries) in &session.read_segment(name)?.packs {
+            let unmarked =
+                |e: &&Entry| marked_ids.contains(&e.id) && !marked.contains(&(e.id, pack.as_str()));
+            out.extend(entries.iter().filter(unmarked).map(|e| e.id));
+        }
+    }
+    Ok(out)
+}
+
+/// Copies the live blocks `alive` of `pack`, still sealed, into this transaction's packs (a
+/// marked copy only if it authenticates); returns how many were copied.
+fn repack(
+    session: &Session,
+    txn: &mut Txn,
+    pack: &str,
+    alive: Vec<Entry>,
+    is_marked: &dyn Fn(&Entry) -> bool,
+    result: &mut DeleteResult,
+) -> Result<usize> {
+    if alive.is_empty() {
+        return Ok(0);
+    }
+    // One read spans them (the index's entries lie within `limits::MAX_PACK_DATA` bytes of
+    // blocks; the pack's header and trailer are not read).
+    let start = alive.iter().map(|e| e.offset).min().unwrap_or(0);
+    let end = alive.iter().map(|e| e.offset + e.len as u64).max().unwrap_or(0);
+    let bytes = session
+        .repo
+        .read_pack(pack, start, end - start)
+        .with_context(|| format!("cannot read pack {pack} to repack it"))?;
+    let mut copied = 0;
+    for e in alive {
+        let at = (e.offset - start) as usize;
+        let sealed = bytes.get(at..at + e.len as usize).with_context(|| {
+            format!("pack {pack} is truncated: the repository is damaged (`archiver fsck` names everything affected)")
+        })?;
+        if is_marked(&e) && session.keys.open_block(&e.id, sealed, e.plain_len as usize).is_err() {
+            // Damaged beyond doubt: not copied into a new pack, where no mark would name it.
+            result.reclaimed += e.len as u64;
+            continue;
+        }
+        txn.put_sealed(e.id, e.kind, sealed.to_vec(), e.plain_len)?;
+        copied += 1;
+    }
+    Ok(copied)
 }

@@ -40,6 +40,19 @@ impl Cache {
         self.set_meta("marks", token)
     }
 
+    /// Forgets the marks on copies in `packs` (deleted ones) and keeps the others, with what
+    /// they know of where their copies are; `token` names the marks that remain.
+    pub fn forget_marks_in(&self, packs: &[String], token: &str) -> Result<()> {
+        self.guard(|| {
+            let mut st = self.conn.prepare_cached("DELETE FROM damaged WHERE pack = ?1")?;
+            for p in packs {
+                st.execute([p])?;
+            }
+            Ok(())
+        })?;
+        self.set_meta("marks", token)
+    }
+
     /// Whether copy (`id`, `pack`) is marked damaged; records its location there if it is.
     pub(super) fn park_if_marked(&self, pack: &str, e: &Entry) -> Result<bool> {
         let mut st = self.conn.prepare_cached(

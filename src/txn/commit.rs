@@ -63,7 +63,9 @@ impl Txn {
         // Step 1: every block durable.
         self.flush()?;
         crate::failpoint::hit("commit-flushed");
-        // Step 2: index segment for what this transaction stored.
+        // Step 2: index segment for what this transaction stored (and re-indexes).
+        let mut extra = extra;
+        extra.packs.append(&mut self.reindexed.packs);
         self.write_index(extra)?;
         crate::failpoint::hit("commit-indexed");
         let mut m = self.base.clone();

@@ -97,6 +97,9 @@ pub struct Txn {
     /// Packs stored since the last index segment, and how many blocks they hold.
     unindexed: Vec<(String, Vec<Entry>)>,
     unindexed_blocks: usize,
+    /// Packs of earlier transactions to list in this one's next segment (`reindex`).
+    reindexed: Segment,
+    reindexed_blocks: usize,
     kept_packs: Vec<String>,
     kept_indexes: Vec<String>,
     index_seq: u32,
@@ -149,6 +152,8 @@ impl Txn {
             pending: HashMap::new(),
             unindexed: Vec::new(),
             unindexed_blocks: 0,
+            reindexed: Segment::default(),
+            reindexed_blocks: 0,
             kept_packs: Vec::new(),
             kept_indexes: Vec::new(),
             index_seq: 0,
@@ -240,6 +245,20 @@ impl Txn {
         self.submitted += 1;
         self.pipe.submit_sealed(id, kind, sealed, plain_len)?;
         self.index_stored()
+    }
+
+    /// Lists `entries` of `pack`, a pack of an earlier transaction, in this transaction's index
+    /// segments: a delete that replaces a segment keeps the packs of it that it did not change.
+    /// Segments are written as these fill, at most `SEGMENT_BLOCKS` blocks of them each.
+    pub fn reindex(&mut self, pack: String, entries: Vec<Entry>) -> Result<()> {
+        self.reindexed_blocks += entries.len();
+        self.reindexed.packs.push((pack, entries));
+        if self.reindexed_blocks >= SEGMENT_BLOCKS {
+            let seg = std::mem::take(&mut self.reindexed);
+            self.reindexed_blocks = 0;
+            self.write_index(seg)?;
+        }
+        Ok(())
     }
 
     /// Barrier: returns once every submitted block is durably stored in a pack.
