@@ -128,6 +128,8 @@ impl<B: AsRef<[u8]>, F: FnMut(&BlockId) -> Result<B>> NodeStream<B, F> {
         }
         self.buf.drain(..self.start);
         self.start = 0;
+        // Exactly what is held: doubling would keep up to twice the largest block.
+        self.buf.reserve_exact(b.len());
         self.buf.extend_from_slice(b);
         Ok(true)
     }

@@ -5,7 +5,7 @@
 //! Each archive's nodes are read as a stream (`reader::NodeStream`), never held together.
 //! Metadata blocks shared between archives (an unchanged tree chunks to the same blocks) are
 //! fetched once and kept in memory up to `MEMO_BYTES`. Every reference is looked up in the cache
-//! (reloaded from the index just before), with the last `PRESENT_MEMO` ids found present kept to
+//! (reloaded from the index just before), with up to `PRESENT_MEMO` ids found present kept to
 //! spare the lookups of blocks many files or archives share. The distinct blocks referenced are
 //! counted by an external sort (`idsort`), so no set here grows with the repository.
 
@@ -27,11 +27,11 @@ const MAX_PATHS: usize = 50;
 
 /// Metadata blocks fetched, and their total size (at most `MEMO_BYTES`).
 type Memo = (HashMap<BlockId, Arc<[u8]>>, usize);
-const MEMO_BYTES: usize = 32 << 20;
-/// Ids found present kept in memory (about 10 MB), forgotten all at once when full.
-const PRESENT_MEMO: usize = 1 << 18;
-/// Referenced ids sorted in memory before a run goes to disk (8 MB).
-const SORT_RUN: usize = 1 << 18;
+const MEMO_BYTES: usize = 8 << 20;
+/// Ids found present kept in memory (about 4 MB), forgotten all at once when full.
+const PRESENT_MEMO: usize = 1 << 16;
+/// Referenced ids sorted in memory before a run goes to disk (4 MB).
+const SORT_RUN: usize = 1 << 17;
 
 struct Checker<'a> {
     session: &'a Session,
