@@ -248,7 +248,7 @@ impl Session {
     /// damage marks name. Marks that changed reload every segment (rare: fsck changes them).
     fn sync_cache(&self, cache: &Cache, head: &(Manifest, String)) -> Result<CacheSync> {
         let want: HashSet<&str> = head.0.indexes.iter().map(String::as_str).collect();
-        cache.transaction(|cache| {
+        let todo: Vec<&String> = cache.transaction(|cache| {
             if !marks_applied(cache, &head.0)? {
                 cache.clear_blocks()?;
                 cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))?;
@@ -258,22 +258,33 @@ impl Session {
                 cache.drop_segment(name)?;
             }
             let have: HashSet<&str> = have.iter().map(String::as_str).collect();
-            let mut sync = CacheSync::default();
-            for name in head.0.indexes.iter().filter(|n| !have.contains(n.as_str())) {
-                let seg = self.read_segment(name).map_err(|e| {
-                    e.context(format!(
-                        "the local cache cannot be brought up to date because index segment {name} cannot be used: run `archiver fsck` to rebuild the index from the packs"
-                    ))
-                })?;
-                for (pack, entries) in &seg.packs {
-                    cache.add_pack(name, pack, entries)?;
-                    sync.blocks += entries.len();
+            // Behind until the last batch below is in (never a manifest's token).
+            cache.set_synced("syncing")?;
+            Ok(head.0.indexes.iter().filter(|n| !have.contains(n.as_str())).collect())
+        })?;
+        // Committed every `SYNC_BATCH` segments: one SQLite transaction for a large index grows
+        // the WAL to the database's size, and every page read searches the WAL (quadratic at
+        // 100M blocks). The segments table says what is in, so a sync cut short goes on later.
+        let mut sync = CacheSync::default();
+        for batch in todo.chunks(SYNC_BATCH) {
+            cache.transaction(|cache| {
+                for name in batch {
+                    let seg = self.read_segment(name).map_err(|e| {
+                        e.context(format!(
+                            "the local cache cannot be brought up to date because index segment {name} cannot be used: run `archiver fsck` to rebuild the index from the packs"
+                        ))
+                    })?;
+                    for (pack, entries) in &seg.packs {
+                        cache.add_pack(name, pack, entries)?;
+                        sync.blocks += entries.len();
+                    }
+                    sync.added += 1;
                 }
-                sync.added += 1;
-            }
-            cache.set_synced(&head.1)?;
-            Ok(sync)
-        })
+                Ok(())
+            })?;
+        }
+        cache.set_synced(&head.1)?;
+        Ok(sync)
     }
 
     pub fn read_segment(&self, name: &str) -> Result<Segment> {
@@ -281,6 +292,9 @@ impl Session {
         Segment::open(&self.keys, name, &bytes)
     }
 }
+
+/// Index segments loaded into the cache per SQLite transaction by a sync (about 1M blocks).
+const SYNC_BATCH: usize = 16;
 
 /// The error for a repository with no config: a directory holding repository data lost it
 /// (`keycheck::rebuild_advice`); anything else is no repository.

@@ -4,7 +4,7 @@
 //!
 //! The first pass (`summarise`) sums each pack's blocks, bytes and reach (what the pack check
 //! needs), notes the blocks of missing or truncated packs, and reloads the cache's block table
-//! from the same segments in one SQLite transaction. Later passes read the segments again only
+//! from the same segments, committing every `LOAD_BATCH` segments. Later passes read the segments again only
 //! when they are needed: `--verify-data` (`packs::verify`) and, when something is damaged or
 //! marked, the copies of just those blocks (`copies`).
 
@@ -62,50 +62,77 @@ pub fn summarise(
     cache: &Cache,
 ) -> Result<Summary> {
     let mut sum = Summary::default();
+    // The reload commits every `LOAD_BATCH` segments: one SQLite transaction for a whole large
+    // index would grow the WAL to the size of the database, and every page read looks through
+    // the WAL's frames (at 100M blocks that made the reload quadratic). The cache says it is
+    // behind (`RELOADING`) until the last batch, and lists the segments it holds, so a reload
+    // cut short is finished by the next command's sync.
     cache.transaction(|cache| {
         cache.clear_blocks()?;
         cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))?;
-        for name in &head.0.indexes {
-            let seg = match session.repo.get_index(name) {
-                Ok(bytes) => {
-                    sum.read += bytes.len() as u64;
-                    match Segment::open(&session.keys, name, &bytes) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            sum.broken.push(format!("index segment {name} is damaged ({e:#})"));
-                            continue;
-                        }
-                    }
-                }
+        cache.set_synced(RELOADING)
+    })?;
+    for batch in head.0.indexes.chunks(LOAD_BATCH) {
+        cache.transaction(|cache| {
+            for name in batch {
+                load(session, name, stored, cache, &mut sum)?;
+            }
+            Ok(())
+        })?;
+    }
+    // A cache missing a broken segment's blocks is not in sync with `head`.
+    if sum.broken.is_empty() {
+        cache.set_synced(&head.1)?;
+    }
+    Ok(sum)
+}
+
+/// Segments loaded into the cache per SQLite transaction (about 1M blocks).
+const LOAD_BATCH: usize = 16;
+/// What the cache's synced state says while a reload is under way: never a manifest's token.
+const RELOADING: &str = "fsck: reloading";
+
+/// Reads segment `name`, adds its packs to the summary and its blocks to the cache.
+fn load(
+    session: &Session,
+    name: &str,
+    stored: &BTreeMap<String, u64>,
+    cache: &Cache,
+    sum: &mut Summary,
+) -> Result<()> {
+    let seg = match session.repo.get_index(name) {
+        Ok(bytes) => {
+            sum.read += bytes.len() as u64;
+            match Segment::open(&session.keys, name, &bytes) {
+                Ok(s) => s,
                 Err(e) => {
-                    sum.broken.push(format!("index segment {name} cannot be read ({e})"));
-                    continue;
-                }
-            };
-            sum.segments += 1;
-            for (pack, entries) in &seg.packs {
-                cache.add_pack(name, pack, entries)?;
-                let s = sum.packs.entry(pack.clone()).or_default();
-                s.blocks += entries.len() as u64;
-                s.bytes += entries.iter().map(|e| e.len as u64).sum::<u64>();
-                s.reach = entries.iter().map(|e| e.offset + e.len as u64).fold(s.reach, u64::max);
-                // A truncated pack loses the blocks past its end; those before it are still
-                // read (and authenticated) from it.
-                let cut = stored.get(pack).copied().unwrap_or(0);
-                let lost: Vec<BlockId> =
-                    entries.iter().filter(|e| e.offset + e.len as u64 > cut).map(|e| e.id).collect();
-                if !lost.is_empty() {
-                    sum.lost.entry(pack.clone()).or_default().extend(lost);
+                    sum.broken.push(format!("index segment {name} is damaged ({e:#})"));
+                    return Ok(());
                 }
             }
         }
-        // A cache missing a broken segment's blocks is not in sync with `head`.
-        if sum.broken.is_empty() {
-            cache.set_synced(&head.1)?;
+        Err(e) => {
+            sum.broken.push(format!("index segment {name} cannot be read ({e})"));
+            return Ok(());
         }
-        Ok(())
-    })?;
-    Ok(sum)
+    };
+    sum.segments += 1;
+    for (pack, entries) in &seg.packs {
+        cache.add_pack(name, pack, entries)?;
+        let s = sum.packs.entry(pack.clone()).or_default();
+        s.blocks += entries.len() as u64;
+        s.bytes += entries.iter().map(|e| e.len as u64).sum::<u64>();
+        s.reach = entries.iter().map(|e| e.offset + e.len as u64).fold(s.reach, u64::max);
+        // A truncated pack loses the blocks past its end; those before it are still read (and
+        // authenticated) from it.
+        let cut = stored.get(pack).copied().unwrap_or(0);
+        let lost: Vec<BlockId> =
+            entries.iter().filter(|e| e.offset + e.len as u64 > cut).map(|e| e.id).collect();
+        if !lost.is_empty() {
+            sum.lost.entry(pack.clone()).or_default().extend(lost);
+        }
+    }
+    Ok(())
 }
 
 /// What the index says about the blocks fsck found damaged or the manifest marks: how many
