@@ -22,6 +22,7 @@ pub mod create;
 pub mod crypto;
 pub mod damage;
 pub mod delete;
+pub mod dirnames;
 pub mod extract;
 pub mod failpoint;
 pub mod fsck;

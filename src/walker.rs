@@ -62,7 +62,7 @@ impl std::error::Error for Stopped {}
 struct Open {
     dir: Place,
     path: Vec<u8>,
-    names: std::vec::IntoIter<std::ffi::OsString>,
+    names: crate::dirnames::DirNames,
 }
 
 pub struct Walker<'a> {
@@ -177,9 +177,18 @@ impl Walker<'_> {
     pub fn walk(&mut self, at: &Place, apath: Vec<u8>) -> Result<()> {
         let mut stack: Vec<Open> = self.visit(at, apath)?.into_iter().collect();
         while let Some(top) = stack.last_mut() {
-            let Some(name) = top.names.next() else {
-                stack.pop();
-                continue;
+            let name = match top.names.next() {
+                Some(Ok(name)) => name,
+                None => {
+                    stack.pop();
+                    continue;
+                }
+                Some(Err(e)) => {
+                    let shown = crate::query::escape(&top.path);
+                    stack.pop();
+                    self.warn(format!("cannot read the rest of directory {shown}'s names: {e}"));
+                    continue;
+                }
             };
             let (child, cpath) = (top.dir.child(&name), join(&top.path, name.as_bytes()));
             if let Some(open) = self.visit(&child, cpath)? {
@@ -246,18 +255,26 @@ impl Walker<'_> {
                 return Ok(None); // a mount point: stored, not entered (nor listed)
             }
             let dir = at.enter();
-            let mut names: Vec<_> = match fs::read_dir(dir.sys()) {
-                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+            let entries = match fs::read_dir(dir.sys()) {
+                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())),
                 Err(e) => {
                     self.warn(format!("cannot read directory {shown}: {e}"));
                     return Ok(None);
                 }
             };
-            names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            if let crate::select::DirRule::Only(keep) = self.select.dir_rule(path) {
-                names.retain(|n| keep.iter().any(|k| n.as_bytes() == k.as_bytes()));
-            }
-            return Ok(Some(Open { dir, path: node.path, names: names.into_iter() }));
+            // In byte order, spilled to sorted runs on disk past `dirnames::BATCH` names.
+            let only = match self.select.dir_rule(path) {
+                crate::select::DirRule::Only(keep) => Some(keep),
+                _ => None,
+            };
+            let keep = |n: &[u8]| only.as_ref().is_none_or(|k| k.iter().any(|k| k.as_bytes() == n));
+            return match crate::dirnames::DirNames::sorted(entries, keep) {
+                Ok(names) => Ok(Some(Open { dir, path: node.path, names })),
+                Err(e) => {
+                    self.warn(format!("cannot sort directory {shown}'s names (temporary files): {e}"));
+                    Ok(None)
+                }
+            };
         } else if ft.is_symlink() {
             match fs::read_link(path) {
                 Ok(t) => {
