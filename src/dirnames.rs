@@ -77,6 +77,13 @@ impl Iterator for DirNames {
     }
 }
 
+/// The names in directory `dir` in byte order (only those `only` lists, when it is given),
+/// spilled to sorted runs on disk past `BATCH` names.
+pub fn read_sorted(dir: &std::path::Path, only: Option<&[&str]>) -> io::Result<DirNames> {
+    let entries = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.file_name()));
+    DirNames::sorted(entries, |n| only.is_none_or(|k| k.iter().any(|k| k.as_bytes() == n)))
+}
+
 /// Sorts `names` and writes them to a new temporary file, leaving `names` empty.
 fn spill(names: &mut Vec<Vec<u8>>) -> io::Result<BufReader<File>> {
     names.sort_unstable();

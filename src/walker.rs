@@ -255,23 +255,14 @@ impl Walker<'_> {
                 return Ok(None); // a mount point: stored, not entered (nor listed)
             }
             let dir = at.enter();
-            let entries = match fs::read_dir(dir.sys()) {
-                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())),
-                Err(e) => {
-                    self.warn(format!("cannot read directory {shown}: {e}"));
-                    return Ok(None);
-                }
-            };
-            // In byte order, spilled to sorted runs on disk past `dirnames::BATCH` names.
             let only = match self.select.dir_rule(path) {
                 crate::select::DirRule::Only(keep) => Some(keep),
                 _ => None,
             };
-            let keep = |n: &[u8]| only.as_ref().is_none_or(|k| k.iter().any(|k| k.as_bytes() == n));
-            return match crate::dirnames::DirNames::sorted(entries, keep) {
+            return match crate::dirnames::read_sorted(dir.sys(), only.as_deref()) {
                 Ok(names) => Ok(Some(Open { dir, path: node.path, names })),
                 Err(e) => {
-                    self.warn(format!("cannot sort directory {shown}'s names (temporary files): {e}"));
+                    self.warn(format!("cannot read directory {shown}: {e}"));
                     Ok(None)
                 }
             };
