@@ -148,7 +148,6 @@ fn store_archive(session: &Session, blocks: u64) -> Result<()> {
         next += n;
     }
     put(&mut stream, true, &mut txn)?;
-    drop(put);
     let time = archiver::process::now_ns() / 1_000_000_000;
     txn.commit_archive(Draft { name: "sim".into(), time, meta, stats: Default::default() })?;
     Ok(())
