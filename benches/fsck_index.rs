@@ -124,23 +124,10 @@ fn store_archive(session: &Session, blocks: u64) -> Result<()> {
     let mut next = 0;
     while next < blocks {
         let n = NODE_BLOCKS.min(blocks - next);
-        let node = Node {
-            path: format!("sim/f{:09}", next / NODE_BLOCKS).into_bytes(),
-            kind: NodeKind::File,
-            mode: 0o100644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_ns: 0,
-            size: n * PLAIN as u64,
-            blocks: (next..next + n).map(|i| (id(i), PLAIN)).collect(),
-            target: Vec::new(),
-            partial: false,
-            rdev: 0,
-            xattrs: Vec::new(),
-            uname: Vec::new(),
-            gname: Vec::new(),
-        };
+        let mut node = Node::new(format!("sim/f{:09}", next / NODE_BLOCKS).into_bytes(), NodeKind::File);
+        node.mode = 0o100644;
+        node.size = n * PLAIN as u64;
+        node.blocks = (next..next + n).map(|i| (id(i), PLAIN)).collect();
         let mut w = Writer::new();
         node.encode(&mut w);
         stream.extend_from_slice(&w.finish());
