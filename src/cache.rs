@@ -40,6 +40,11 @@ pub struct Cache {
     pub path: PathBuf,
 }
 
+/// Index segments loaded into the cache per SQLite transaction (about 1M blocks) by a sync or
+/// a reload: one transaction for a large index grows the WAL to the database's size, and every
+/// page read searches the WAL (quadratic at 100M blocks).
+pub const LOAD_BATCH: usize = 16;
+
 impl Cache {
     /// Opens (creating if needed) the cache for repository `repo_id` and key id `key_id` under
     /// `dir`, at `dir/<repo id>/<key id>/`. A cache that cannot be opened or has another schema is

@@ -262,11 +262,10 @@ impl Session {
             cache.set_synced("syncing")?;
             Ok(head.0.indexes.iter().filter(|n| !have.contains(n.as_str())).collect())
         })?;
-        // Committed every `SYNC_BATCH` segments: one SQLite transaction for a large index grows
-        // the WAL to the database's size, and every page read searches the WAL (quadratic at
-        // 100M blocks). The segments table says what is in, so a sync cut short goes on later.
+        // Committed every `cache::LOAD_BATCH` segments. The segments table says what is in, so a
+        // sync cut short goes on later.
         let mut sync = CacheSync::default();
-        for batch in todo.chunks(SYNC_BATCH) {
+        for batch in todo.chunks(crate::cache::LOAD_BATCH) {
             cache.transaction(|cache| {
                 for name in batch {
                     let seg = self.read_segment(name).map_err(|e| {
@@ -292,9 +291,6 @@ impl Session {
         Segment::open(&self.keys, name, &bytes)
     }
 }
-
-/// Index segments loaded into the cache per SQLite transaction by a sync (about 1M blocks).
-const SYNC_BATCH: usize = 16;
 
 /// The error for a repository with no config: a directory holding repository data lost it
 /// (`keycheck::rebuild_advice`); anything else is no repository.

@@ -49,13 +49,16 @@ struct Checker<'a> {
 impl Checker<'_> {
     /// Why a block cannot be used, if it cannot.
     fn fault(&self, id: &BlockId) -> Result<Option<String>> {
+        // An id remembered as present was counted when it was first seen (and is not damaged:
+        // only ids past the damage check are remembered), so a shared block is sorted once per
+        // stay in the memo, not once per reference.
+        if self.present.borrow().contains(id) {
+            return Ok(None);
+        }
         self.referenced.borrow_mut().push(*id)?;
         if let Some(why) = self.damaged.get(id) {
             self.used_damaged.borrow_mut().insert(*id);
             return Ok(Some(why.clone()));
-        }
-        if self.present.borrow().contains(id) {
-            return Ok(None);
         }
         if self.cache.stored_len(id)?.is_none() {
             return Ok(Some(format!("block {} is in no pack the index lists", hex::encode(&id[..8]))));

@@ -4,8 +4,8 @@
 //!
 //! The first pass (`summarise`) sums each pack's blocks, bytes and reach (what the pack check
 //! needs), notes the blocks of missing or truncated packs, and reloads the cache's block table
-//! from the same segments, committing every `LOAD_BATCH` segments. Later passes read the segments again only
-//! when they are needed: `--verify-data` (`packs::verify`) and, when something is damaged or
+//! from the same segments, committing every `cache::LOAD_BATCH` segments. Later passes read the
+//! segments again only when they are needed: `--verify-data` (`packs::verify`) and, when something is damaged or
 //! marked, the copies of just those blocks (`copies`).
 
 use crate::cache::Cache;
@@ -62,9 +62,7 @@ pub fn summarise(
     cache: &Cache,
 ) -> Result<Summary> {
     let mut sum = Summary::default();
-    // The reload commits every `LOAD_BATCH` segments: one SQLite transaction for a whole large
-    // index would grow the WAL to the size of the database, and every page read looks through
-    // the WAL's frames (at 100M blocks that made the reload quadratic). The cache says it is
+    // The reload commits every `cache::LOAD_BATCH` segments (why: there). The cache says it is
     // behind (`RELOADING`) until the last batch, and lists the segments it holds, so a reload
     // cut short is finished by the next command's sync.
     cache.transaction(|cache| {
@@ -72,7 +70,7 @@ pub fn summarise(
         cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))?;
         cache.set_synced(RELOADING)
     })?;
-    for batch in head.0.indexes.chunks(LOAD_BATCH) {
+    for batch in head.0.indexes.chunks(crate::cache::LOAD_BATCH) {
         cache.transaction(|cache| {
             for name in batch {
                 load(session, name, stored, cache, &mut sum)?;
@@ -87,8 +85,6 @@ pub fn summarise(
     Ok(sum)
 }
 
-/// Segments loaded into the cache per SQLite transaction (about 1M blocks).
-const LOAD_BATCH: usize = 16;
 /// What the cache's synced state says while a reload is under way: never a manifest's token.
 const RELOADING: &str = "fsck: reloading";
 
