@@ -26,8 +26,10 @@
 mod blocks;
 mod damage;
 mod files;
+mod load;
 
 pub use files::FileRecord;
+pub use load::{Loader, LOADING};
 
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension};

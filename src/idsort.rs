@@ -1,8 +1,8 @@
-//! Sets of block ids larger than memory should hold, by external sort: ids are collected in a
-//! run of at most `run` ids (32 bytes each), and a full run is sorted, deduplicated and written
-//! to an unnamed temporary file. The distinct ids then come out in order from a k-way merge of
-//! the runs. When `MAX_RUNS` runs are on disk they are merged into one, so a merge never holds
-//! more than `MAX_RUNS` files open.
+//! Sets of block ids (or other fixed-size records, `Record`) larger than memory should hold, by
+//! external sort: records are collected in a run of at most `cap`, and a full run is sorted,
+//! deduplicated and written to an unnamed temporary file. The distinct records then come out in
+//! order from a k-way merge of the runs. When `MAX_RUNS` runs are on disk they are merged into
+//! one, so a merge never holds more than `MAX_RUNS` files open.
 //!
 //! `into_set` turns the ids into a set to ask about (`IdSet`): the run itself when it never
 //! spilled, else a temporary SQLite table filled in id order.
@@ -24,8 +24,31 @@ pub const MAX_RUNS: usize = 256;
 /// Read buffer per run during a merge.
 const READ_BUF: usize = 16 << 10;
 
-pub struct IdSorter {
-    run: Vec<BlockId>,
+/// A record of fixed size, ordered as it is to come out.
+pub trait Record: Ord + Copy {
+    /// Bytes on disk; at most `MAX_RECORD`.
+    const SIZE: usize;
+    fn put(&self, out: &mut [u8]);
+    fn get(b: &[u8]) -> Self;
+}
+
+const MAX_RECORD: usize = 128;
+
+impl Record for BlockId {
+    const SIZE: usize = 32;
+    fn put(&self, out: &mut [u8]) {
+        out.copy_from_slice(self);
+    }
+    fn get(b: &[u8]) -> Self {
+        b.try_into().expect("32 bytes")
+    }
+}
+
+/// Sorts block ids.
+pub type IdSorter = Sorter<BlockId>;
+
+pub struct Sorter<R: Record> {
+    run: Vec<R>,
     cap: usize,
     runs: Vec<File>,
     dir: Option<PathBuf>,
@@ -33,14 +56,15 @@ pub struct IdSorter {
     pub pushed: u64,
 }
 
-impl IdSorter {
-    /// A sorter holding at most `cap` ids in memory, spilling runs to `dir` (the system's
+impl<R: Record> Sorter<R> {
+    /// A sorter holding at most `cap` records in memory, spilling runs to `dir` (the system's
     /// temporary directory when `None`).
-    pub fn new(dir: Option<PathBuf>, cap: usize) -> IdSorter {
-        IdSorter { run: Vec::new(), cap: cap.max(1), runs: Vec::new(), dir, pushed: 0 }
+    pub fn new(dir: Option<PathBuf>, cap: usize) -> Sorter<R> {
+        assert!(R::SIZE <= MAX_RECORD);
+        Sorter { run: Vec::new(), cap: cap.max(1), runs: Vec::new(), dir, pushed: 0 }
     }
 
-    pub fn push(&mut self, id: BlockId) -> Result<()> {
+    pub fn push(&mut self, id: R) -> Result<()> {
         self.pushed += 1;
         if self.run.len() == self.cap {
             self.run.sort_unstable();
@@ -60,13 +84,7 @@ impl IdSorter {
         run.sort_unstable();
         run.dedup();
         let mut file = self.tempfile()?;
-        let mut w = BufWriter::with_capacity(64 << 10, &mut file);
-        for id in &run {
-            w.write_all(id)?;
-        }
-        w.flush().context("cannot write a sorted run of block ids")?;
-        drop(w);
-        file.rewind()?;
+        write_all(&mut file, run.iter().map(|r| Ok(*r)))?;
         self.runs.push(file);
         self.run = run;
         self.run.clear();
@@ -81,22 +99,39 @@ impl IdSorter {
         let dir = self.dir.clone().unwrap_or_else(std::env::temp_dir);
         tempfile::tempfile_in(&dir)
             .or_else(|_| tempfile::tempfile())
-            .with_context(|| format!("cannot create a temporary file in {} to sort block ids", dir.display()))
+            .with_context(|| format!("cannot create a temporary file in {} to sort records", dir.display()))
     }
 
     /// Merges every run on disk into one new run.
     fn merge_runs(&mut self) -> Result<File> {
         let mut file = self.tempfile()?;
-        let mut w = BufWriter::with_capacity(64 << 10, &mut file);
-        for id in Merge::new(std::mem::take(&mut self.runs), Vec::new().into_iter())? {
-            w.write_all(&id?)?;
-        }
-        w.flush().context("cannot write a merged run of block ids")?;
-        drop(w);
-        file.rewind()?;
+        write_all(&mut file, Merge::<R>::new(std::mem::take(&mut self.runs), Vec::new().into_iter())?)?;
         Ok(file)
     }
 
+    /// Every distinct record pushed, in ascending order.
+    pub fn sorted(mut self) -> Result<Merge<R>> {
+        self.run.sort_unstable();
+        self.run.dedup();
+        Merge::new(self.runs, self.run.into_iter())
+    }
+}
+
+/// Writes `records` to `file` and rewinds it for reading.
+fn write_all<R: Record>(file: &mut File, records: impl Iterator<Item = Result<R>>) -> Result<()> {
+    let mut w = BufWriter::with_capacity(64 << 10, &mut *file);
+    let mut buf = [0u8; MAX_RECORD];
+    for r in records {
+        r?.put(&mut buf[..R::SIZE]);
+        w.write_all(&buf[..R::SIZE]).context("cannot write a sorted run to a temporary file")?;
+    }
+    w.flush().context("cannot write a sorted run to a temporary file")?;
+    drop(w);
+    file.rewind()?;
+    Ok(())
+}
+
+impl IdSorter {
     /// The distinct ids pushed as a set to ask about: the sorted run itself when nothing went
     /// to disk, else a temporary SQLite table filled in id order (appends only).
     pub fn into_set(mut self) -> Result<IdSet> {
@@ -127,13 +162,6 @@ impl IdSorter {
         conn.execute_batch("COMMIT;")?;
         Ok(IdSet::Disk(conn))
     }
-
-    /// Every distinct id pushed, in ascending order.
-    pub fn sorted(mut self) -> Result<Merge> {
-        self.run.sort_unstable();
-        self.run.dedup();
-        Merge::new(self.runs, self.run.into_iter())
-    }
 }
 
 /// A set of distinct ids built by `IdSorter::into_set`.
@@ -154,17 +182,17 @@ impl IdSet {
     }
 }
 
-/// The k-way merge of sorted runs: each distinct id once, ascending.
-pub struct Merge {
+/// The k-way merge of sorted runs: each distinct record once, ascending.
+pub struct Merge<R: Record> {
     readers: Vec<BufReader<File>>,
-    memory: std::vec::IntoIter<BlockId>,
-    /// The smallest unread id of each source; source `readers.len()` is `memory`.
-    heap: BinaryHeap<Reverse<(BlockId, usize)>>,
-    last: Option<BlockId>,
+    memory: std::vec::IntoIter<R>,
+    /// The smallest unread record of each source; source `readers.len()` is `memory`.
+    heap: BinaryHeap<Reverse<(R, usize)>>,
+    last: Option<R>,
 }
 
-impl Merge {
-    fn new(files: Vec<File>, memory: std::vec::IntoIter<BlockId>) -> Result<Merge> {
+impl<R: Record> Merge<R> {
+    fn new(files: Vec<File>, memory: std::vec::IntoIter<R>) -> Result<Merge<R>> {
         let readers = files.into_iter().map(|f| BufReader::with_capacity(READ_BUF, f)).collect();
         let mut m = Merge { readers, memory, heap: BinaryHeap::new(), last: None };
         for i in 0..=m.readers.len() {
@@ -176,11 +204,11 @@ impl Merge {
     fn refill(&mut self, i: usize) -> Result<()> {
         let next = match self.readers.get_mut(i) {
             Some(r) => {
-                let mut id = [0u8; 32];
-                match r.read_exact(&mut id) {
-                    Ok(()) => Some(id),
+                let mut buf = [0u8; MAX_RECORD];
+                match r.read_exact(&mut buf[..R::SIZE]) {
+                    Ok(()) => Some(R::get(&buf[..R::SIZE])),
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
-                    Err(e) => return Err(e).context("cannot read a sorted run of block ids"),
+                    Err(e) => return Err(e).context("cannot read a sorted run from a temporary file"),
                 }
             }
             None => self.memory.next(),
@@ -192,10 +220,10 @@ impl Merge {
     }
 }
 
-impl Iterator for Merge {
-    type Item = Result<BlockId>;
+impl<R: Record> Iterator for Merge<R> {
+    type Item = Result<R>;
 
-    fn next(&mut self) -> Option<Result<BlockId>> {
+    fn next(&mut self) -> Option<Result<R>> {
         loop {
             let Reverse((id, i)) = self.heap.pop()?;
             if let Err(e) = self.refill(i) {

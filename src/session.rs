@@ -245,11 +245,14 @@ impl Session {
     }
 
     /// Makes `cache` hold exactly the blocks of `head`'s index segments, less the copies its
-    /// damage marks name. Marks that changed reload every segment (rare: fsck changes them).
+    /// damage marks name. Marks that changed reload every segment (rare: fsck changes them), as
+    /// does a load cut short (`cache::LOADING`). A cache holding no segment is loaded in id
+    /// order (`cache::Loader`); one behind by some segments has just those added.
     fn sync_cache(&self, cache: &Cache, head: &(Manifest, String)) -> Result<CacheSync> {
         let want: HashSet<&str> = head.0.indexes.iter().map(String::as_str).collect();
-        let todo: Vec<&String> = cache.transaction(|cache| {
-            if !marks_applied(cache, &head.0)? {
+        let (empty, todo): (bool, Vec<&String>) = cache.transaction(|cache| {
+            let cut_short = cache.synced()?.as_deref() == Some(crate::cache::LOADING);
+            if cut_short || !marks_applied(cache, &head.0)? {
                 cache.clear_blocks()?;
                 cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))?;
             }
@@ -260,19 +263,37 @@ impl Session {
             let have: HashSet<&str> = have.iter().map(String::as_str).collect();
             // Behind until the last batch below is in (never a manifest's token).
             cache.set_synced("syncing")?;
-            Ok(head.0.indexes.iter().filter(|n| !have.contains(n.as_str())).collect())
+            Ok((have.is_empty(), head.0.indexes.iter().filter(|n| !have.contains(n.as_str())).collect()))
         })?;
+        let read = |name: &str| {
+            self.read_segment(name).map_err(|e| {
+                e.context(format!(
+                    "the local cache cannot be brought up to date because index segment {name} cannot be used: run `archiver fsck` to rebuild the index from the packs"
+                ))
+            })
+        };
+        let mut sync = CacheSync::default();
+        if empty {
+            let mut loader = cache.loader(cache.path.parent().map(|d| d.to_path_buf()))?;
+            for batch in todo.chunks(crate::cache::LOAD_BATCH) {
+                cache.transaction(|_| {
+                    for name in batch {
+                        loader.add(name, &read(name)?)?;
+                        sync.added += 1;
+                    }
+                    Ok(())
+                })?;
+            }
+            sync.blocks = loader.blocks as usize;
+            loader.finish(&head.1)?;
+            return Ok(sync);
+        }
         // Committed every `cache::LOAD_BATCH` segments. The segments table says what is in, so a
         // sync cut short goes on later.
-        let mut sync = CacheSync::default();
         for batch in todo.chunks(crate::cache::LOAD_BATCH) {
             cache.transaction(|cache| {
                 for name in batch {
-                    let seg = self.read_segment(name).map_err(|e| {
-                        e.context(format!(
-                            "the local cache cannot be brought up to date because index segment {name} cannot be used: run `archiver fsck` to rebuild the index from the packs"
-                        ))
-                    })?;
+                    let seg = read(name)?;
                     for (pack, entries) in &seg.packs {
                         cache.add_pack(name, pack, entries)?;
                         sync.blocks += entries.len();

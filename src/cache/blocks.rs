@@ -59,28 +59,36 @@ impl Cache {
     /// Records that segment `segment` lists `entries` in `pack`. A pack that an earlier segment
     /// listed moves to this one (a compacting commit re-indexes surviving packs).
     pub fn add_pack(&self, segment: &str, pack: &str, entries: &[Entry]) -> Result<()> {
+        let pid = self.pack_row(segment, pack)?;
         self.guard(|| {
-        self.conn.execute("INSERT OR IGNORE INTO segments (name) VALUES (?1)", [segment])?;
-        let seg: i64 =
-            self.conn.query_row("SELECT id FROM segments WHERE name = ?1", [segment], |r| r.get(0))?;
-        self.conn.execute(
-            "INSERT INTO packs (name, seg) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seg = excluded.seg",
-            params![pack, seg],
-        )?;
-        let pid: i64 = self.conn.query_row("SELECT id FROM packs WHERE name = ?1", [pack], |r| r.get(0))?;
-        let mut st = self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO blocks (id, pack, offset, len, plain_len, kind, chk) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        let marked = self.any_marked()?;
-        for e in entries {
-            if marked && self.park_if_marked(pack, e)? {
-                continue; // a damaged copy: not offered for dedup (`damage`)
+            let mut st = self.conn.prepare_cached(
+                "INSERT OR REPLACE INTO blocks (id, pack, offset, len, plain_len, kind, chk) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let marked = self.any_marked()?;
+            for e in entries {
+                if marked && self.park_if_marked(pack, e)? {
+                    continue; // a damaged copy: not offered for dedup (`damage`)
+                }
+                let loc = Location { pack: pack.to_string(), offset: e.offset, len: e.len, plain_len: e.plain_len };
+                let chk = row_check(&e.id, &loc);
+                st.execute(params![&e.id[..], pid, e.offset as i64, e.len, e.plain_len, e.kind as u8, chk])?;
             }
-            let loc = Location { pack: pack.to_string(), offset: e.offset, len: e.len, plain_len: e.plain_len };
-            let chk = row_check(&e.id, &loc);
-            st.execute(params![&e.id[..], pid, e.offset as i64, e.len, e.plain_len, e.kind as u8, chk])?;
-        }
-        Ok(())
+            Ok(())
+        })
+    }
+
+    /// The row id of `pack`, recorded as listed by segment `segment` (added if new, moved to it
+    /// if an earlier segment listed it).
+    pub(super) fn pack_row(&self, segment: &str, pack: &str) -> Result<i64> {
+        self.guard(|| {
+            self.conn.execute("INSERT OR IGNORE INTO segments (name) VALUES (?1)", [segment])?;
+            let seg: i64 =
+                self.conn.query_row("SELECT id FROM segments WHERE name = ?1", [segment], |r| r.get(0))?;
+            self.conn.execute(
+                "INSERT INTO packs (name, seg) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seg = excluded.seg",
+                params![pack, seg],
+            )?;
+            Ok(self.conn.query_row("SELECT id FROM packs WHERE name = ?1", [pack], |r| r.get(0))?)
         })
     }
 
@@ -136,7 +144,7 @@ impl Cache {
 }
 
 /// A row's check value: binds a block's id to its location, so a changed byte in either is seen.
-fn row_check(id: &BlockId, loc: &Location) -> i64 {
+pub(super) fn row_check(id: &BlockId, loc: &Location) -> i64 {
     let mut h = blake3::Hasher::new();
     h.update(id).update(loc.pack.as_bytes()).update(&loc.offset.to_le_bytes());
     h.update(&loc.len.to_le_bytes()).update(&loc.plain_len.to_le_bytes());

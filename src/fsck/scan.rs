@@ -4,11 +4,11 @@
 //!
 //! The first pass (`summarise`) sums each pack's blocks, bytes and reach (what the pack check
 //! needs), notes the blocks of missing or truncated packs, and reloads the cache's block table
-//! from the same segments, committing every `cache::LOAD_BATCH` segments. Later passes read the
+//! from the same segments in id order (`cache::Loader`). Later passes read the
 //! segments again only when they are needed: `--verify-data` (`packs::verify`) and, when something is damaged or
 //! marked, the copies of just those blocks (`copies`).
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Loader};
 use crate::crypto::BlockId;
 use crate::index::Segment;
 use crate::manifest::Manifest;
@@ -62,38 +62,38 @@ pub fn summarise(
     cache: &Cache,
 ) -> Result<Summary> {
     let mut sum = Summary::default();
-    // The reload commits every `cache::LOAD_BATCH` segments (why: there). The cache says it is
-    // behind (`RELOADING`) until the last batch, and lists the segments it holds, so a reload
-    // cut short is finished by the next command's sync.
+    // The blocks go in id order (`cache::Loader`), the segments' reading committed every
+    // `cache::LOAD_BATCH` segments. The cache says it is loading until the end, so a reload
+    // cut short is done again by the next command's sync.
     cache.transaction(|cache| {
         cache.clear_blocks()?;
-        cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))?;
-        cache.set_synced(RELOADING)
+        cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))
     })?;
+    let mut loader = cache.loader(cache.path.parent().map(|d| d.to_path_buf()))?;
     for batch in head.0.indexes.chunks(crate::cache::LOAD_BATCH) {
-        cache.transaction(|cache| {
+        cache.transaction(|_| {
             for name in batch {
-                load(session, name, stored, cache, &mut sum)?;
+                load(session, name, stored, &mut loader, &mut sum)?;
             }
             Ok(())
         })?;
     }
     // A cache missing a broken segment's blocks is not in sync with `head`.
-    if sum.broken.is_empty() {
-        cache.set_synced(&head.1)?;
-    }
+    let synced = if sum.broken.is_empty() { head.1.as_str() } else { BROKEN };
+    loader.finish(synced)?;
     Ok(sum)
 }
 
-/// What the cache's synced state says while a reload is under way: never a manifest's token.
-const RELOADING: &str = "fsck: reloading";
+/// What the cache's synced state says after a reload that missed a broken segment: never a
+/// manifest's token, so the next command syncs again.
+const BROKEN: &str = "fsck: a segment was broken";
 
 /// Reads segment `name`, adds its packs to the summary and its blocks to the cache.
 fn load(
     session: &Session,
     name: &str,
     stored: &BTreeMap<String, u64>,
-    cache: &Cache,
+    loader: &mut Loader,
     sum: &mut Summary,
 ) -> Result<()> {
     let seg = match session.repo.get_index(name) {
@@ -113,8 +113,8 @@ fn load(
         }
     };
     sum.segments += 1;
+    loader.add(name, &seg)?;
     for (pack, entries) in &seg.packs {
-        cache.add_pack(name, pack, entries)?;
         let s = sum.packs.entry(pack.clone()).or_default();
         s.blocks += entries.len() as u64;
         s.bytes += entries.iter().map(|e| e.len as u64).sum::<u64>();
