@@ -222,3 +222,43 @@ fn a_pack_cut_short_loses_only_the_blocks_past_its_end() {
     assert!(new_data < 2_000_000, "the heal stored {new_data} bytes again, more than the cut lost");
     assert_same_tree(&env.path("t"), &env.extract("b", &[]).join("t"));
 }
+
+/// An archive (a broken or hostile writer's) whose files reference blocks no pack holds: fsck
+/// finds them by merging the sorted references with the index, then names the archive and
+/// each path, and counts every distinct block referenced.
+#[test]
+fn blocks_no_pack_holds_are_named_by_archive_and_path() {
+    use archiver::archive::NodeKind;
+    let env = Env::new();
+    tree(&env, "t", 5);
+    env.create("good", &["t"]);
+    let clean = env.run(["fsck"]);
+    assert_eq!(clean.code, 0, "{}", clean.stderr);
+    let before = referenced(&clean);
+    let mut stream = archiver::codec::Writer::new();
+    for (path, ids) in [("a/ghost", &[7u8, 8][..]), ("a/ghost2", &[9, 7][..]), ("a/real", &[][..])] {
+        let mut n = util::craft::node(path.as_bytes().to_vec(), NodeKind::File);
+        n.blocks = ids.iter().map(|&b| ([b; 32], 100)).collect();
+        n.size = 100 * ids.len() as u64;
+        n.encode(&mut stream);
+    }
+    util::craft::commit_archive(&env, "bad", &[stream.finish()], vec![0], Default::default());
+    let out = env.run(["fsck"]);
+    out.assert_one_line_error(1);
+    let why = |b: &str| format!("(block {} is in no pack the index lists)", b.repeat(8));
+    for line in [
+        format!("archive \"bad\": a/ghost: 2 block(s) unusable {}", why("07")),
+        format!("archive \"bad\": a/ghost2: 2 block(s) unusable {}", why("09")),
+    ] {
+        assert!(out.stdout.contains(&line), "no line {line:?} in:\n{}", out.stdout);
+    }
+    assert!(!out.stdout.contains("a/real") && !out.stdout.contains("\"good\""), "{}", out.stdout);
+    // The good archive's blocks, the crafted metadata and root, and the three missing ids.
+    assert_eq!(referenced(&out), before + 2 + 3, "{}", out.stdout);
+}
+
+/// The count of distinct blocks fsck's summary says were referenced.
+fn referenced(out: &Out) -> u64 {
+    let s = out.stdout.split(" distinct blocks referenced").next().unwrap();
+    s.rsplit(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("{}", out.stdout))
+}

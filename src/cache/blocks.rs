@@ -126,6 +126,25 @@ impl Cache {
         })
     }
 
+    /// Calls `f` with the id of every block listed, in ascending order (one read transaction).
+    pub fn each_block_id(&self, mut f: impl FnMut(&BlockId) -> Result<()>) -> Result<()> {
+        self.guard(|| {
+            let mut st = self.conn.prepare("SELECT id FROM blocks ORDER BY id")?;
+            let mut rows = st.query([])?;
+            while let Some(row) = rows.next()? {
+                let Ok(id) = BlockId::try_from(row.get_ref(0)?.as_blob()?) else {
+                    self.discard();
+                    anyhow::bail!(
+                        "the local cache {} is damaged (a block id is not 32 bytes); it was removed and is rebuilt from the repository on the next run: run the command again",
+                        self.path.display()
+                    )
+                };
+                f(&id)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Stored and plain length of a block, if the repository holds it.
     pub fn stored_len(&self, id: &BlockId) -> Result<Option<(u32, u32)>> {
         Ok(self.lookup(id)?.map(|l| (l.len, l.plain_len)))

@@ -1,19 +1,21 @@
 //! fsck's archive check: every archive's root and metadata are read, and every block they
-//! reference is looked up in the (freshly rebuilt) index and in the set of blocks found damaged.
-//! Damage is reported by archive and path, at most `MAX_PATHS` paths per archive.
+//! reference is checked against the set of blocks found damaged and against the (freshly
+//! reloaded) index. Damage is reported by archive and path, at most `MAX_PATHS` paths per archive.
 //!
 //! Each archive's nodes are read as a stream (`reader::NodeStream`), never held together.
 //! Metadata blocks shared between archives (an unchanged tree chunks to the same blocks) are
-//! fetched once and kept in memory up to `MEMO_BYTES`. Every reference is looked up in the cache
-//! (reloaded from the index just before), with up to `PRESENT_MEMO` ids found present kept to
-//! spare the lookups of blocks many files or archives share. The distinct blocks referenced are
-//! counted by an external sort (`idsort`), so no set here grows with the repository.
+//! fetched once and kept in memory up to `MEMO_BYTES`. The blocks files reference are not
+//! looked up one by one (100M random lookups take the better part of an hour): they are sorted
+//! on disk (`idsort`, with up to `SEEN_MEMO` recent ids kept to spare pushing shared blocks
+//! again) and merged with the cache's blocks read in id order. Only when that finds referenced
+//! blocks the index lacks are the archives read a second time, to name the paths using them.
+//! No set here grows with the repository.
 
 use super::FsckReport;
 use crate::archive::NodeKind;
 use crate::cache::Cache;
 use crate::crypto::BlockId;
-use crate::idsort::IdSorter;
+use crate::idsort::{IdSet, IdSorter};
 use crate::manifest::{ArchiveRef, Manifest};
 use crate::progress::{Event, Progress};
 use crate::reader;
@@ -28,8 +30,8 @@ const MAX_PATHS: usize = 50;
 /// Metadata blocks fetched, and their total size (at most `MEMO_BYTES`).
 type Memo = (HashMap<BlockId, Arc<[u8]>>, usize);
 const MEMO_BYTES: usize = 8 << 20;
-/// Ids found present kept in memory (about 4 MB), forgotten all at once when full.
-const PRESENT_MEMO: usize = 1 << 16;
+/// Ids recently sorted kept in memory (about 4 MB), forgotten all at once when full.
+const SEEN_MEMO: usize = 1 << 16;
 /// Referenced ids sorted in memory before a run goes to disk (4 MB).
 const SORT_RUN: usize = 1 << 17;
 
@@ -38,8 +40,10 @@ struct Checker<'a> {
     cache: &'a Cache,
     damaged: &'a HashMap<BlockId, String>,
     repaired: &'a HashMap<BlockId, String>,
-    present: RefCell<HashSet<BlockId>>,
+    seen: RefCell<HashSet<BlockId>>,
     referenced: RefCell<IdSorter>,
+    /// Referenced blocks the index lacks, once known (the second pass).
+    missing: Option<IdSet>,
     memo: RefCell<Memo>,
     read: Cell<u64>,
     /// Damaged blocks some archive references.
@@ -47,28 +51,27 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    /// Why a block cannot be used, if it cannot.
+    /// Why a block cannot be used, if it is known yet: in the first pass a block missing from
+    /// the index is only sorted, to be found by `missing`.
     fn fault(&self, id: &BlockId) -> Result<Option<String>> {
-        // An id remembered as present was counted when it was first seen (and is not damaged:
-        // only ids past the damage check are remembered), so a shared block is sorted once per
-        // stay in the memo, not once per reference.
-        if self.present.borrow().contains(id) {
-            return Ok(None);
+        if self.missing.is_none() {
+            let mut seen = self.seen.borrow_mut();
+            if !seen.contains(id) {
+                self.referenced.borrow_mut().push(*id)?;
+                if seen.len() == SEEN_MEMO {
+                    seen.clear();
+                }
+                seen.insert(*id);
+            }
         }
-        self.referenced.borrow_mut().push(*id)?;
         if let Some(why) = self.damaged.get(id) {
             self.used_damaged.borrow_mut().insert(*id);
             return Ok(Some(why.clone()));
         }
-        if self.cache.stored_len(id)?.is_none() {
-            return Ok(Some(format!("block {} is in no pack the index lists", hex::encode(&id[..8]))));
+        match &self.missing {
+            Some(missing) if missing.contains(id)? => Ok(Some(not_indexed(id))),
+            _ => Ok(None),
         }
-        let mut present = self.present.borrow_mut();
-        if present.len() == PRESENT_MEMO {
-            present.clear();
-        }
-        present.insert(*id);
-        Ok(None)
     }
 
     fn block(&self, id: &BlockId) -> Result<Arc<[u8]>> {
@@ -77,6 +80,9 @@ impl Checker<'_> {
         }
         if let Some(why) = self.fault(id)? {
             return Err(anyhow!(why));
+        }
+        if self.cache.stored_len(id)?.is_none() {
+            return Err(anyhow!(not_indexed(id)));
         }
         let loc = reader::locate(self.cache, id)?;
         let plain: Arc<[u8]> = reader::fetch(self.session, id, &loc)?.into();
@@ -144,6 +150,26 @@ impl Checker<'_> {
     }
 }
 
+/// The fault of a referenced block the index does not list.
+fn not_indexed(id: &BlockId) -> String {
+    format!("block {} is in no pack the index lists", hex::encode(&id[..8]))
+}
+
+/// One pass over every archive: each one's problem lines, file count and repaired blocks.
+type Pass = Vec<(Vec<String>, u64, usize)>;
+
+fn pass(c: &Checker, m: &Manifest, progress: &Progress) -> Result<Pass> {
+    let total = m.archives.iter().map(|a| a.stats.raw).sum();
+    progress(Event::Total { files: m.archives.len() as u64, bytes: total, complete: true });
+    let mut out = Vec::with_capacity(m.archives.len());
+    for a in &m.archives {
+        progress(Event::File(crate::query::escape(a.name.as_bytes())));
+        out.push(c.archive(a)?);
+        progress(Event::Advance { files: 1, bytes: a.stats.raw });
+    }
+    Ok(out)
+}
+
 pub fn check(
     session: &Session,
     cache: &Cache,
@@ -154,23 +180,52 @@ pub fn check(
     progress: Progress,
 ) -> Result<()> {
     let damaged = &assessed.unusable;
-    let c = Checker {
+    let mut c = Checker {
         session,
         cache,
         damaged,
         repaired: &assessed.repaired,
-        present: Default::default(),
-        referenced: RefCell::new(IdSorter::new(tmp, SORT_RUN)),
+        seen: Default::default(),
+        referenced: RefCell::new(IdSorter::new(tmp.clone(), SORT_RUN)),
+        missing: None,
         memo: Default::default(),
         read: Cell::new(0),
         used_damaged: Default::default(),
     };
-    let total = m.archives.iter().map(|a| a.stats.raw).sum();
-    progress(Event::Total { files: m.archives.len() as u64, bytes: total, complete: true });
-    for a in &m.archives {
-        progress(Event::File(crate::query::escape(a.name.as_bytes())));
-        let (lines, files, repaired) = c.archive(a)?;
-        progress(Event::Advance { files: 1, bytes: a.stats.raw });
+    let mut archives = pass(&c, m, &progress)?;
+    // The distinct blocks referenced, merged with the index's: those it lacks (and that are not
+    // already known damaged) are missing.
+    let referenced = std::mem::replace(&mut c.referenced, RefCell::new(IdSorter::new(None, 1)));
+    let mut missing = IdSorter::new(tmp, SORT_RUN);
+    let mut refs = referenced.into_inner().sorted()?.peekable();
+    let mut distinct = 0u64;
+    let mut absent = |id: BlockId, distinct: &mut u64| -> Result<()> {
+        *distinct += 1;
+        if !damaged.contains_key(&id) {
+            missing.push(id)?;
+        }
+        Ok(())
+    };
+    cache.each_block_id(|indexed| {
+        while let Some(r) = refs.next_if(|r| r.as_ref().map_or(true, |r| r < indexed)) {
+            absent(r?, &mut distinct)?;
+        }
+        if refs.next_if(|r| r.as_ref().is_ok_and(|r| r == indexed)).is_some() {
+            distinct += 1;
+        }
+        Ok(())
+    })?;
+    for r in refs {
+        absent(r?, &mut distinct)?;
+    }
+    report.referenced = distinct;
+    if missing.pushed > 0 {
+        // Read again to name the paths using them.
+        c.missing = Some(missing.into_set()?);
+        c.used_damaged.borrow_mut().clear();
+        archives = pass(&c, m, &progress)?;
+    }
+    for ((lines, files, repaired), a) in archives.into_iter().zip(&m.archives) {
         if repaired > 0 && lines.is_empty() {
             report.repaired.push(format!(
                 "archive {:?}: repaired: {repaired} block(s) it uses have a damaged copy and an intact one; it restores",
@@ -186,12 +241,6 @@ pub fn check(
     }
     report.read += c.read.get();
     let used_damaged = c.used_damaged.into_inner();
-    let mut distinct = 0u64;
-    for id in c.referenced.into_inner().sorted()? {
-        id?;
-        distinct += 1;
-    }
-    report.referenced = distinct;
     let unused = damaged.keys().filter(|id| !used_damaged.contains(*id)).count();
     // With an archive unreadable, which damaged blocks it would use is unknown.
     if unused > 0 && report.unreadable_archives == 0 {
