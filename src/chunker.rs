@@ -9,7 +9,7 @@
 //! 64-bit chunk-seed.
 //!
 //! We drive fastcdc's `cut_gear` over our own reusable buffer instead of `StreamCDC`, which moves
-//! its whole buffer after every chunk. Invariant: a cut is only taken when at least `MAX` bytes are
+//! its whole buffer after every chunk. Invariant: a cut is only taken when at least `max()` bytes are
 //! buffered or the input has ended, so boundaries depend on content alone, never on read sizes.
 
 use crate::crypto::Keys;
@@ -20,6 +20,21 @@ pub const MIN: usize = 256 * 1024;
 pub const AVG: usize = 1024 * 1024;
 pub const MAX: usize = 4 * 1024 * 1024;
 const _: () = assert!(MAX == crate::crypto::MAX_PLAIN as usize);
+
+/// Chunk sizes: file data is cut with `DATA`; an archive's metadata stream with `META`, smaller
+/// so that reading or writing metadata holds a few hundred KiB, not several MiB, whatever the
+/// number of files, and an edit re-stores about 128 KiB of unchanged metadata, not 1 MiB. An
+/// archive root lists each metadata block in 36 bytes, so within `MAX_PLAIN` a root lists about
+/// 14 GiB of metadata at `META`'s average (over 100M files).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    pub min: usize,
+    pub avg: usize,
+    pub max: usize,
+}
+
+pub const DATA: Sizes = Sizes { min: MIN, avg: AVG, max: MAX };
+pub const META: Sizes = Sizes { min: 32 << 10, avg: 128 << 10, max: 512 << 10 };
 
 /// How a repository's gear table is keyed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +69,7 @@ pub struct Chunker {
     gear_ls: Box<[u64; 256]>,
     mask_s: u64,
     mask_l: u64,
+    sizes: Sizes,
     /// Where the table cuts a run of zeros: a chunk starting with this many zero bytes is cut
     /// there (the cut at a byte depends on the bytes before it alone), found without the scan.
     zero_cut: usize,
@@ -74,17 +90,25 @@ impl Chunker {
     }
 
     fn with_tables((gear, gear_ls): (Box<[u64; 256]>, Box<[u64; 256]>)) -> Self {
-        let bits = logarithm2(AVG as u32);
+        let c = Chunker { gear, gear_ls, mask_s: 0, mask_l: 0, sizes: DATA, zero_cut: 0 };
+        c.with_sizes(DATA)
+    }
+
+    /// The same keyed table cutting chunks of `sizes` (`META` for metadata streams).
+    pub fn with_sizes(mut self, sizes: Sizes) -> Self {
+        assert!(sizes.min < sizes.avg && sizes.avg < sizes.max && sizes.max <= MAX);
+        let bits = logarithm2(sizes.avg as u32);
         let norm = Normalization::Level1.bits();
-        let mut c = Chunker {
-            gear,
-            gear_ls,
-            mask_s: MASKS[(bits + norm) as usize],
-            mask_l: MASKS[(bits - norm) as usize],
-            zero_cut: 0,
-        };
-        c.zero_cut = c.cut(&vec![0u8; MAX]);
-        c
+        self.mask_s = MASKS[(bits + norm) as usize];
+        self.mask_l = MASKS[(bits - norm) as usize];
+        self.sizes = sizes;
+        self.zero_cut = self.cut(&vec![0u8; sizes.max]);
+        self
+    }
+
+    /// The largest chunk this chunker cuts.
+    pub fn max(&self) -> usize {
+        self.sizes.max
     }
 
     /// The length of a chunk of zeros as this table cuts a long run of them.
@@ -92,17 +116,18 @@ impl Chunker {
         self.zero_cut
     }
 
-    /// Length of the next chunk at the start of `data`. `data` must hold at least `MAX` bytes
+    /// Length of the next chunk at the start of `data`. `data` must hold at least `max()` bytes
     /// unless it is the end of the input.
     pub fn cut(&self, data: &[u8]) -> usize {
-        if data.len() <= MIN {
+        let Sizes { min, avg, max } = self.sizes;
+        if data.len() <= min {
             return data.len();
         }
         let (_, n) = cut_gear(
             data,
-            MIN,
-            AVG,
-            MAX,
+            min,
+            avg,
+            max,
             self.mask_s,
             self.mask_l,
             self.mask_s << 1,
@@ -121,11 +146,11 @@ impl Chunker {
         buf: &mut Vec<u8>,
         mut f: impl FnMut(&[&[u8]]) -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
-        const FILL: usize = 4 * MAX;
-        buf.resize(FILL, 0);
+        let (max, fill) = (self.sizes.max, 4 * self.sizes.max);
+        buf.resize(fill, 0);
         let (mut start, mut end, mut eof, mut total) = (0usize, 0usize, false, 0u64);
         loop {
-            while !eof && end < FILL {
+            while !eof && end < fill {
                 match src.read(&mut buf[end..]) {
                     Ok(0) => eof = true,
                     Ok(n) => end += n,
@@ -134,10 +159,10 @@ impl Chunker {
                 }
             }
             let mut batch = Vec::new();
-            while end - start >= MAX || (eof && end > start) {
+            while end - start >= max || (eof && end > start) {
                 // A run of zeros (a sparse file's holes, preallocated space) is cut where the
                 // table cuts zeros, without the byte-by-byte scan: the same boundaries, faster.
-                let zeros = end - start >= MAX && crate::holes::is_zeros(&buf[start..start + self.zero_cut]);
+                let zeros = end - start >= max && crate::holes::is_zeros(&buf[start..start + self.zero_cut]);
                 let n = if zeros { self.zero_cut } else { self.cut(&buf[start..end]) };
                 batch.push(&buf[start..start + n]);
                 start += n;
@@ -232,6 +257,20 @@ mod tests {
             assert_eq!(chunks(&c, &data, 1 << 20), scanned);
             assert!(scanned.iter().filter(|&&n| n == c.zero_cut()).count() > 5);
         }
+    }
+
+    #[test]
+    fn metadata_sizes_cut_smaller_chunks_with_the_same_table() {
+        let keys = crate::crypto::Keys::new([1; 32], [2; 32], 3);
+        let c = Chunker::keyed(&keys, Keying::KeyedGear).with_sizes(META);
+        let data = pseudo_random(16 << 20, 9);
+        let a = chunks(&c, &data, 1 << 30);
+        assert_eq!(a, chunks(&c, &data, 4096 + 3), "boundaries depend on read sizes");
+        assert!(a[..a.len() - 1].iter().all(|&n| (META.min..=META.max).contains(&n)));
+        let mean = data.len() / a.len();
+        assert!(mean > META.avg / 2 && mean < META.avg * 2, "mean chunk {mean}");
+        let other = Chunker::keyed(&crate::crypto::Keys::new([1; 32], [5; 32], 3), Keying::KeyedGear);
+        assert_ne!(a, chunks(&other.with_sizes(META), &data, 1 << 30), "the key keys the boundaries");
     }
 
     #[test]

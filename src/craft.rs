@@ -33,6 +33,7 @@ pub fn store_archive(session: &Session, name: &str, nodes: Vec<(Node, Vec<u8>)>)
     }
     let mut meta = Vec::new();
     let mut rest = &stream[..];
+    let chunker = chunker.with_sizes(crate::chunker::META);
     while !rest.is_empty() {
         let n = chunker.cut(rest);
         meta.push((txn.put(Kind::Meta, &rest[..n])?, n as u32));

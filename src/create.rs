@@ -131,11 +131,11 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
             )))),
         };
     }
-    let Walker { mut txn, chunker, mut meta, stats, warnings, .. } = w;
+    let Walker { mut txn, mut meta, stats, warnings, .. } = w;
     // After a checkpoint a failure from here on leaves it pending: say where the data goes.
     let checkpointed = txn.checkpoints() > 0;
     let finished = (|| {
-        meta.cut(&mut txn, &chunker, true)?;
+        meta.cut(&mut txn, true)?;
         txn.commit_archive(Draft { name: opts.name.clone(), time, meta: meta.blocks, stats })
     })();
     let m = finished.map_err(|e| match checkpointed && e.downcast_ref::<RepositoryChanged>().is_none() {
@@ -190,8 +190,8 @@ fn dry_run(
     };
     let mut w = walker(session, txn, opts, &own, time, progress);
     walk(&mut w, operands, opts, &own, progress)?;
-    let Walker { mut txn, chunker, mut meta, stats, warnings, .. } = w;
-    meta.cut(&mut txn, &chunker, true)?;
+    let Walker { mut txn, mut meta, stats, warnings, .. } = w;
+    meta.cut(&mut txn, true)?;
     // The root record too, as the commit would store it.
     let draft = Draft { name: opts.name.clone(), time, meta: meta.blocks, stats };
     let (root, mut archive) = draft.build(txn.keys(), true)?;
@@ -223,7 +223,7 @@ fn walker<'a>(
         own: own.to_vec(),
         txn,
         chunker: Arc::new(session.chunker()),
-        meta: MetaStream::default(),
+        meta: MetaStream::new(session.chunker()),
         stats: Stats::default(),
         warnings: 0,
         buf: Vec::new(),

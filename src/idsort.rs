@@ -1,8 +1,9 @@
 //! Sets of block ids (or other fixed-size records, `Record`) larger than memory should hold, by
 //! external sort: records are collected in a run of at most `cap`, and a full run is sorted,
 //! deduplicated and written to an unnamed temporary file. The distinct records then come out in
-//! order from a k-way merge of the runs. When `MAX_RUNS` runs are on disk they are merged into
-//! one, so a merge never holds more than `MAX_RUNS` files open.
+//! order from a k-way merge of the runs. Runs are merged in tiers: when `FAN` runs of one tier
+//! are on disk they are merged into one run of the next tier, so each record is rewritten about
+//! once per tier (log base `FAN` of the runs), and no merge holds more than `MAX_RUNS` files open.
 //!
 //! `into_set` turns the ids into a set to ask about (`IdSet`): the run itself when it never
 //! spilled, else a temporary SQLite table filled in id order.
@@ -19,8 +20,10 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::PathBuf;
 
-/// How many runs may be on disk before they are merged into one.
-pub const MAX_RUNS: usize = 256;
+/// Runs of one tier merged into one of the next.
+const FAN: usize = 64;
+/// The most runs on disk at once (`FAN - 1` per tier, for the tiers 2^64 records can need).
+pub const MAX_RUNS: usize = FAN * 8;
 /// Read buffer per run during a merge.
 const READ_BUF: usize = 16 << 10;
 
@@ -50,7 +53,8 @@ pub type IdSorter = Sorter<BlockId>;
 pub struct Sorter<R: Record> {
     run: Vec<R>,
     cap: usize,
-    runs: Vec<File>,
+    /// Runs on disk and their tiers, tiers never increasing along the list.
+    runs: Vec<(File, u32)>,
     dir: Option<PathBuf>,
     /// Ids pushed, duplicates included.
     pub pushed: u64,
@@ -85,12 +89,18 @@ impl<R: Record> Sorter<R> {
         run.dedup();
         let mut file = self.tempfile()?;
         write_all(&mut file, run.iter().map(|r| Ok(*r)))?;
-        self.runs.push(file);
+        self.runs.push((file, 0));
         self.run = run;
         self.run.clear();
-        if self.runs.len() >= MAX_RUNS {
-            let merged = self.merge_runs()?;
-            self.runs = vec![merged];
+        // The last `FAN` runs of one tier become one run of the next, and so on up.
+        while self.runs.len() >= FAN {
+            let tier = self.runs[self.runs.len() - 1].1;
+            let from = self.runs.len() - FAN;
+            if self.runs[from].1 != tier {
+                break;
+            }
+            let merged = self.merge_runs(from)?;
+            self.runs.push((merged, tier + 1));
         }
         Ok(())
     }
@@ -103,9 +113,11 @@ impl<R: Record> Sorter<R> {
     }
 
     /// Merges every run on disk into one new run.
-    fn merge_runs(&mut self) -> Result<File> {
+    /// Merges the runs from index `from` on into one new run (removed from the list).
+    fn merge_runs(&mut self, from: usize) -> Result<File> {
         let mut file = self.tempfile()?;
-        write_all(&mut file, Merge::<R>::new(std::mem::take(&mut self.runs), Vec::new().into_iter())?)?;
+        let runs = self.runs.drain(from..).map(|(f, _)| f).collect();
+        write_all(&mut file, Merge::<R>::new(runs, Vec::new().into_iter())?)?;
         Ok(file)
     }
 
@@ -113,7 +125,7 @@ impl<R: Record> Sorter<R> {
     pub fn sorted(mut self) -> Result<Merge<R>> {
         self.run.sort_unstable();
         self.run.dedup();
-        Merge::new(self.runs, self.run.into_iter())
+        Merge::new(self.runs.into_iter().map(|(f, _)| f).collect(), self.run.into_iter())
     }
 }
 
@@ -247,12 +259,13 @@ mod tests {
 
     #[test]
     fn distinct_ids_come_out_sorted_across_runs_and_merges() {
-        // 7 ids a run and 3,000 distinct ids pushed twice: hundreds of runs, several merges.
-        let mut s = IdSorter::new(None, 7);
+        // 1 id a run and 3,000 distinct ids pushed twice: 6,000 runs, merges of two tiers.
+        let mut s = IdSorter::new(None, 1);
         for n in (0..3000).chain((0..3000).rev()) {
             s.push(id(n)).unwrap();
         }
-        assert!(s.runs.len() < MAX_RUNS && s.pushed == 6000);
+        assert!(s.runs.len() < 2 * FAN && s.pushed == 6000);
+        assert!(s.runs.iter().any(|r| r.1 == 2), "no run of the third tier");
         let out: Vec<BlockId> = s.sorted().unwrap().map(|r| r.unwrap()).collect();
         let mut want: Vec<BlockId> = (0..3000).map(id).collect();
         want.sort_unstable();

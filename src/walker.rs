@@ -153,7 +153,7 @@ impl Walker<'_> {
         let mut tail_blocks = Vec::new();
         let mut rest = &tail.buf[..];
         while !rest.is_empty() {
-            let n = self.chunker.cut(rest);
+            let n = self.meta.chunker.cut(rest);
             meta.push((self.txn.keys().block_id(&rest[..n]), n as u32));
             tail_blocks.push(rest[..n].to_vec());
             rest = &rest[n..];
@@ -303,7 +303,7 @@ impl Walker<'_> {
 
     fn emit(&mut self, node: &Node) -> Result<()> {
         (self.progress)(Event::File(crate::query::escape(&node.path)));
-        self.meta.push(node, &mut self.txn, &self.chunker)?;
+        self.meta.push(node, &mut self.txn)?;
         self.maybe_checkpoint(None)
     }
 
