@@ -4,7 +4,7 @@
 //! and wall time.
 //!
 //! Storing 100M real blocks would take terabytes, so the blocks are simulated where fsck does not
-//! read them: the index segments are real (sealed with the repository's key, 65,536 blocks each,
+//! read them: the index segments are real (sealed with the repository's key, 16,384 blocks each,
 //! 1,024 blocks of 40,000 stored bytes per pack, as `create` writes them), and the packs they
 //! name are sparse files of the size the index says. The archive is real: its metadata (about
 //! 35 bytes per block reference, 3.5 GB at 100M) is stored and read like any other. fsck checks
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-const SEGMENT_BLOCKS: u64 = 65_536;
+const SEGMENT_BLOCKS: u64 = 16_384;
 const PACK_BLOCKS: u64 = 1_024;
 const STORED: u32 = 40_000;
 const PLAIN: u32 = 65_536;

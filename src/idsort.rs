@@ -162,7 +162,7 @@ impl IdSorter {
         let _ = std::fs::remove_file(&path);
         conn.execute_batch(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE;
-             PRAGMA cache_size=-16000;
+             PRAGMA cache_size=-2000;
              CREATE TABLE ids (id BLOB PRIMARY KEY) WITHOUT ROWID; BEGIN;",
         )?;
         {

@@ -141,9 +141,7 @@ pub fn collect(
     delete_packs.extend(orphans.packs);
     // The cache forgets the replaced segments' packs; this transaction's segments list the
     // surviving ones again when they are written.
-    for name in &replaced {
-        txn.cache.drop_segment(name)?;
-    }
+    txn.cache.drop_segments(&replaced)?;
     let mut old_indexes = replaced;
     old_indexes.extend(orphans.indexes);
     let names_owned: Vec<String> = names.to_vec();
@@ -178,8 +176,8 @@ pub fn collect(
     Ok(result)
 }
 
-/// Ids pushed before a run of the live set goes to disk (8 MB).
-const LIVE_RUN: usize = 1 << 18;
+/// Ids pushed before a run of the live set goes to disk (2 MB).
+const LIVE_RUN: usize = 1 << 16;
 
 /// Of the blocks with a marked copy (`marked`), those the index lists another, unmarked, copy
 /// of. Reads the segments only when something is marked, and holds only those ids.

@@ -257,9 +257,8 @@ impl Session {
                 cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))?;
             }
             let have = cache.segments()?;
-            for name in have.iter().filter(|n| !want.contains(n.as_str())) {
-                cache.drop_segment(name)?;
-            }
+            let gone: Vec<String> = have.iter().filter(|n| !want.contains(n.as_str())).cloned().collect();
+            cache.drop_segments(&gone)?;
             let have: HashSet<&str> = have.iter().map(String::as_str).collect();
             // Behind until the last batch below is in (never a manifest's token).
             cache.set_synced("syncing")?;

@@ -1,6 +1,6 @@
 //! The cache's block index: which blocks the repository holds and where (`blocks`), grouped by
 //! the pack holding them (`packs`) and the index segment that listed the pack (`segments`), so a
-//! segment the repository dropped is forgotten with exactly its blocks (`drop_segment`) and a
+//! segment the repository dropped is forgotten with exactly its blocks (`drop_segments`) and a
 //! re-sync reads only the segments it gained (`session`).
 //!
 //! Invariants: every block row carries a check value binding its id to its location
@@ -37,20 +37,31 @@ impl Cache {
         })
     }
 
-    /// Forgets the blocks of the packs that segment `name` listed (when the repository dropped it).
-    pub fn drop_segment(&self, name: &str) -> Result<()> {
+    /// Forgets the blocks of the packs that the segments `names` listed (the repository dropped
+    /// them). Blocks are keyed by id, so finding a pack's blocks is a scan of the table: one
+    /// scan for all the segments, not one per segment.
+    pub fn drop_segments(&self, names: &[String]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
         self.guard(|| {
-            let seg: Option<i64> = self
-                .conn
-                .query_row("SELECT id FROM segments WHERE name = ?1", [name], |r| r.get(0))
-                .optional()?;
-            if let Some(seg) = seg {
-                self.conn.execute(
-                    "DELETE FROM blocks WHERE pack IN (SELECT id FROM packs WHERE seg = ?1)",
-                    [seg],
-                )?;
-                self.conn.execute("DELETE FROM packs WHERE seg = ?1", [seg])?;
-                self.conn.execute("DELETE FROM segments WHERE id = ?1", [seg])?;
+            self.conn.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS dropping (id INTEGER PRIMARY KEY); DELETE FROM temp.dropping;",
+            )?;
+            let mut put = self.conn.prepare_cached(
+                "INSERT OR IGNORE INTO temp.dropping SELECT p.id FROM packs p JOIN segments s ON s.id = p.seg WHERE s.name = ?1",
+            )?;
+            for name in names {
+                put.execute([name])?;
+            }
+            self.conn.execute_batch(
+                "DELETE FROM blocks WHERE pack IN (SELECT id FROM temp.dropping);
+                 DELETE FROM packs WHERE id IN (SELECT id FROM temp.dropping);
+                 DELETE FROM temp.dropping;",
+            )?;
+            let mut gone = self.conn.prepare_cached("DELETE FROM segments WHERE name = ?1")?;
+            for name in names {
+                gone.execute([name])?;
             }
             Ok(())
         })

@@ -25,8 +25,9 @@ use std::path::PathBuf;
 
 /// The synced state of a cache while a load is under way: never a manifest's token.
 pub const LOADING: &str = "loading";
-/// Rows sorted in memory before a run goes to disk (about 9 MB).
-const SORT_RUN: usize = 1 << 17;
+/// Rows sorted in memory before a run goes to disk (about 2.4 MB; runs are merged in tiers,
+/// so small runs cost little: `idsort`).
+const SORT_RUN: usize = 1 << 15;
 /// Rows appended per SQLite transaction (a bounded WAL; see `LOAD_BATCH`).
 const ROWS_PER_COMMIT: usize = 1 << 20;
 

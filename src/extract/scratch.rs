@@ -42,7 +42,7 @@ impl Scratch {
         let s = Scratch { conn, file };
         s.conn
             .execute_batch(
-                "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-16000;
+                "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-2000;
                  PRAGMA temp_store=FILE;
                  CREATE TABLE kinds (path BLOB PRIMARY KEY, kind INTEGER NOT NULL) WITHOUT ROWID;
                  CREATE TABLE needed (ord INTEGER PRIMARY KEY, path BLOB NOT NULL UNIQUE,

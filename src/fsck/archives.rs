@@ -29,11 +29,11 @@ const MAX_PATHS: usize = 50;
 
 /// Metadata blocks fetched, and their total size (at most `MEMO_BYTES`).
 type Memo = (HashMap<BlockId, Arc<[u8]>>, usize);
-const MEMO_BYTES: usize = 8 << 20;
-/// Ids recently sorted kept in memory (about 4 MB), forgotten all at once when full.
-const SEEN_MEMO: usize = 1 << 16;
-/// Referenced ids sorted in memory before a run goes to disk (4 MB).
-const SORT_RUN: usize = 1 << 17;
+const MEMO_BYTES: usize = 2 << 20;
+/// Ids recently sorted kept in memory (about 1 MB), forgotten all at once when full.
+const SEEN_MEMO: usize = 1 << 14;
+/// Referenced ids sorted in memory before a run goes to disk (1 MB).
+const SORT_RUN: usize = 1 << 15;
 
 struct Checker<'a> {
     session: &'a Session,

@@ -1,5 +1,5 @@
 //! fsck's passes over the index, one segment at a time: a segment is read, used and dropped
-//! before the next is read, so memory holds one segment (at most 65,536 blocks for those
+//! before the next is read, so memory holds one segment (at most 16,384 blocks for those
 //! `create` writes) plus a summary per pack, never the whole index.
 //!
 //! The first pass (`summarise`) sums each pack's blocks, bytes and reach (what the pack check

@@ -61,8 +61,9 @@ pub use root::{Draft, PART};
 
 /// Blocks stored but not yet listed in an index segment: at this many a segment is written
 /// without waiting for a checkpoint or the commit, so what the transaction keeps per new block
-/// (`pending`, `unindexed`) stays bounded, and so does a segment's size (`limits::INDEX`).
-const SEGMENT_BLOCKS: usize = 1 << 16;
+/// (`pending`, `unindexed`) stays bounded, and so does a segment's size (`limits::INDEX`): about
+/// 700 KB sealed, which is what every command reading the index holds at a time.
+const SEGMENT_BLOCKS: usize = 1 << 14;
 
 /// Per-block bookkeeping for blocks this transaction stores, from their submission until an
 /// index segment lists them (then the cache answers for them).
