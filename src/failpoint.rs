@@ -22,6 +22,8 @@ pub const POINTS: &[&str] = &[
     "commit-done",
     "recover-promoting",
     "abort-decided",
+    // Not a step of the transaction protocol: a cache load cut short (`cache::Loader`).
+    "cache-load-appending",
 ];
 
 #[cfg(feature = "failpoints")]

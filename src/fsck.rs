@@ -185,7 +185,7 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
             let (gen, _) = session.repo.head().context("cannot read the repository's manifest")?;
             let stored = packs::list_ended(session, &pending)?;
             let base = crate::manifest::Manifest { gen, ..Default::default() };
-            let r = lost::relist(session, &base, &stored, &[], true)?;
+            let r = lost::relist(session, &base, &stored, None, true)?;
             report.problems.push(match gen {
                 0 => format!("{e:#}; rebuilt it from the packs' headers"),
                 _ => format!("the current manifest (generation {gen}) could not be opened ({e:#}); rebuilt it from the packs' headers"),
@@ -227,20 +227,22 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         for b in &sum.broken {
             progress(Event::Warning(format!("{b}: rebuilding the index from the packs")));
         }
-        let packs::Rebuilt { segment: seg, read, unreadable } = packs::rebuild_index(session, &stored)?;
-        report.read += read;
-        for (pack, why) in &unreadable {
+        session.require(&[Perm::Write, Perm::Delete], "replace the damaged index")?;
+        // The packs' headers are listed in the transaction's segments as they are read (at
+        // most 16,384 blocks a segment), never held together.
+        let mut txn = crate::txn::Txn::begin(session, head.0.clone(), cache, b"fsck: rebuild the index")?;
+        txn.cache.clear_blocks()?;
+        let rebuilt = packs::each_header(session, &stored, |pack, entries| txn.reindex(pack, entries))?;
+        report.read += rebuilt.read;
+        for (pack, why) in &rebuilt.unreadable {
             report.problems.push(format!(
                 "pack {pack} has no readable header ({why}): its blocks cannot be indexed; it is kept"
             ));
         }
-        unindexable = unreadable.into_iter().map(|(p, _)| p).collect();
-        report.index_rebuilt = Some(seg.block_count() as u64);
-        session.require(&[Perm::Write, Perm::Delete], "replace the damaged index")?;
-        let txn = crate::txn::Txn::begin(session, head.0.clone(), cache, b"fsck: rebuild the index")?;
-        txn.cache.clear_blocks()?;
+        unindexable = rebuilt.unreadable.into_iter().map(|(p, _)| p).collect();
+        report.index_rebuilt = Some(rebuilt.blocks);
         let old = head.0.indexes.clone();
-        txn.commit(seg, |m, new, _| m.indexes = new.to_vec(), Vec::new(), old)
+        txn.commit(crate::index::Segment::default(), |m, new, _| m.indexes = new.to_vec(), Vec::new(), old)
             .context("cannot commit the rebuilt index")?;
         head = session.head()?;
         cache = session.cache()?.0;
@@ -253,14 +255,9 @@ pub fn fsck(session: &Session, opts: &FsckOptions, progress: Progress) -> Result
         .filter(|(p, _)| !sum.packs.contains_key(p.as_str()) && !unindexable.contains(p))
         .map(|(p, n)| (p.clone(), *n))
         .collect();
-    // Only orphans need the whole index in memory (their roots' blocks are looked up in it):
-    // most runs have none.
-    let mut all: Vec<(String, Vec<crate::pack::Entry>)> = Vec::new();
-    if !orphans.is_empty() {
-        scan::each_segment(session, &head.0.indexes, |_, s| Ok(all.extend(s.packs)))?;
-    }
-    let r = lost::relist(session, &head.0, &orphans, &all, false)?;
-    drop(all);
+    // The orphans' roots' blocks are looked up in the orphans' headers, then in the cache
+    // (just loaded from the index), so the index is not held in memory.
+    let r = lost::relist(session, &head.0, &orphans, Some(&cache), false)?;
     report.problems.extend(r.notes);
     unindexable.extend(r.keep);
     if !r.lines.is_empty() {

@@ -262,3 +262,23 @@ fn referenced(out: &Out) -> u64 {
     let s = out.stdout.split(" distinct blocks referenced").next().unwrap();
     s.rsplit(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("{}", out.stdout))
 }
+
+/// An index rebuilt from the packs of a repository of many blocks is written as the headers are
+/// read, in segments of at most 16,384 blocks (one segment for every pack would hold the whole
+/// index in memory and pass the segment size limit at about 6M blocks); everything restores.
+#[test]
+fn a_rebuilt_index_is_written_in_bounded_segments() {
+    let env = Env::new();
+    small_tree(&env.path("t"), 4, 40_000, 300);
+    env.create("one", &["t"]);
+    let segments = || fs::read_dir(env.repo.join("index")).unwrap().count();
+    for seg in fs::read_dir(env.repo.join("index")).unwrap() {
+        fs::remove_file(seg.unwrap().path()).unwrap();
+    }
+    fs::remove_dir_all(&env.cache).unwrap();
+    let out = env.ok(["fsck"]);
+    assert!(out.stdout.contains("rebuilt from the packs' headers"), "{}", out.stdout);
+    assert!(segments() >= 3, "{} segment(s) for about 40,000 blocks", segments());
+    assert_eq!(env.ok(["fsck"]).code, 0);
+    assert_same_tree(&env.path("t"), &env.extract("one", &[]).join("t"));
+}

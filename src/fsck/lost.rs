@@ -11,9 +11,10 @@
 //! names what it found, and `--prune` keeps the packs holding such roots.
 
 use crate::archive::{NodeKind, Root, Stats};
+use crate::cache::Cache;
 use crate::crypto::BlockId;
 use crate::manifest::{ArchiveRef, Manifest};
-use crate::pack::{Entry, Kind};
+use crate::pack::{Entry, Kind, Location};
 use crate::session::Session;
 use anyhow::{anyhow, Result};
 use std::collections::{HashMap, HashSet};
@@ -25,25 +26,40 @@ pub struct Found {
 }
 
 /// Archives whose root is in `packs` (their headers' entries) and that `m` does not list, with
-/// their blocks looked up in `packs` and `more` (the rest of the index). Roots that cannot be
-/// read, or whose name a listed archive has, are returned as lines saying so.
+/// their blocks looked up in `packs` and then in `indexed` (the cache, loaded from the index
+/// `m` lists: the index is not held in memory). Roots that cannot be read, or whose name a
+/// listed archive has, are returned as lines saying so.
 pub fn find(
     session: &Session,
     m: &Manifest,
     packs: &[(String, Vec<Entry>)],
-    more: &[(String, Vec<Entry>)],
+    indexed: Option<&Cache>,
 ) -> (Vec<Found>, Vec<String>) {
     let listed: HashSet<BlockId> = m.archives.iter().map(|a| a.root).collect();
     let mut at: HashMap<BlockId, (&str, &Entry)> = HashMap::new();
-    for (pack, entries) in more.iter().chain(packs) {
+    for (pack, entries) in packs {
         for e in entries {
             at.insert(e.id, (pack.as_str(), e));
         }
     }
+    let locate = |id: &BlockId| -> Result<Location> {
+        if let Some((pack, e)) = at.get(id) {
+            return Ok(Location {
+                pack: pack.to_string(),
+                offset: e.offset,
+                len: e.len,
+                plain_len: e.plain_len,
+            });
+        }
+        match indexed {
+            Some(cache) => crate::reader::locate(cache, id),
+            None => Err(anyhow!("block {} is in no pack", hex::encode(&id[..8]))),
+        }
+    };
     let fetch = |id: &BlockId| -> Result<Vec<u8>> {
-        let (pack, e) = at.get(id).ok_or_else(|| anyhow!("block {} is in no pack", hex::encode(&id[..8])))?;
-        let sealed = session.repo.read_pack(pack, e.offset, e.len as u64)?;
-        session.keys.open_block(id, &sealed, e.plain_len as usize)
+        let loc = locate(id)?;
+        let sealed = session.repo.read_pack(&loc.pack, loc.offset, loc.len as u64)?;
+        session.keys.open_block(id, &sealed, loc.plain_len as usize)
     };
     let (mut found, mut notes) = (Vec::new(), Vec::new());
     let mut names: HashSet<String> = m.archives.iter().map(|a| a.name.clone()).collect();
@@ -73,7 +89,7 @@ pub fn find(
             partial: root.name.ends_with(".part"),
             stats: Stats::default(),
         };
-        let stored = |id: &BlockId| at.get(id).map_or(0, |(_, e)| e.len as u64);
+        let stored = |id: &BlockId| locate(id).map_or(0, |l| l.len as u64);
         if let Ok((root, nodes)) = crate::reader::read_with(&archive, fetch) {
             let s = &mut archive.stats;
             s.raw = e.plain_len as u64 + root.meta.iter().map(|(_, l)| *l as u64).sum::<u64>();
@@ -104,14 +120,15 @@ pub struct Relisted {
 }
 
 /// Lists again the archives whose roots are in `orphans` (packs the index does not list), in one
-/// commit on `base` that also indexes those packs. `indexed`: the packs the index lists. With
+/// commit on `base` that also indexes those packs. `indexed`: the cache loaded from `base`'s
+/// index, if it has one. With
 /// `always`, commits even when no archive is found (the base replaces a manifest that cannot be
 /// opened). Without a key that may write, commits nothing and says what it would do.
 pub fn relist(
     session: &Session,
     base: &Manifest,
     orphans: &std::collections::BTreeMap<String, u64>,
-    indexed: &[(String, Vec<Entry>)],
+    indexed: Option<&Cache>,
     always: bool,
 ) -> Result<Relisted> {
     let mut out = Relisted::default();
@@ -120,7 +137,7 @@ pub fn relist(
     }
     // An orphan whose header cannot be read (not this repository's, or damaged) has no blocks
     // anyone can find: it stays an orphan, for `--prune`.
-    let super::packs::Rebuilt { segment, .. } = super::packs::rebuild_index(session, orphans)?;
+    let (segment, _) = super::packs::rebuild_index(session, orphans)?;
     let (found, notes) = find(session, base, &segment.packs, indexed);
     out.notes.extend(notes);
     if found.is_empty() && !always {

@@ -57,34 +57,55 @@ fn header(session: &Session, pack: &str, size: u64) -> Result<Header> {
     Ok((entries, read))
 }
 
-/// A rebuilt index: the segment, bytes read, and packs whose header could not be read (with why).
+type Header = (Vec<crate::pack::Entry>, u64);
+
+/// What reading the packs' headers found: blocks listed, bytes read, and packs whose header
+/// cannot be read (with why).
+#[derive(Default)]
 pub struct Rebuilt {
-    pub segment: Segment,
+    pub blocks: u64,
     pub read: u64,
     pub unreadable: Vec<(String, String)>,
 }
 
-type Header = (Vec<crate::pack::Entry>, u64);
+/// Packs whose headers are read at once (in parallel): what memory holds at a time.
+const HEADER_BATCH: usize = 32;
 
-/// An index segment covering every pack whose header can be read; the bytes read; the packs
-/// whose header cannot be read, with the reason.
-pub fn rebuild_index(session: &Session, stored: &BTreeMap<String, u64>) -> Result<Rebuilt> {
-    let results: Vec<(String, Result<Header>)> =
-        stored.par_iter().map(|(p, &size)| (p.clone(), header(session, p, size))).collect();
-    let mut seg = Segment::default();
-    let (mut read, mut problems) = (0, Vec::new());
-    for (pack, r) in results {
-        match r {
-            Ok((entries, n)) => {
-                read += n;
-                seg.packs.push((pack, entries));
-            }
-            Err(e) => {
-                problems.push((pack, format!("{e:#}")));
+/// Reads the header of every pack in `stored`, a batch at a time, and hands each readable one
+/// to `each`, in pack order: memory holds one batch of headers, not the whole index.
+pub fn each_header(
+    session: &Session,
+    stored: &BTreeMap<String, u64>,
+    mut each: impl FnMut(String, Vec<crate::pack::Entry>) -> Result<()>,
+) -> Result<Rebuilt> {
+    let mut out = Rebuilt::default();
+    let packs: Vec<(&String, &u64)> = stored.iter().collect();
+    for batch in packs.chunks(HEADER_BATCH) {
+        let results: Vec<(String, Result<Header>)> =
+            batch.par_iter().map(|(p, &size)| ((*p).clone(), header(session, p, size))).collect();
+        for (pack, r) in results {
+            match r {
+                Ok((entries, n)) => {
+                    out.read += n;
+                    out.blocks += entries.len() as u64;
+                    each(pack, entries)?;
+                }
+                Err(e) => out.unreadable.push((pack, format!("{e:#}"))),
             }
         }
     }
-    Ok(Rebuilt { segment: seg, read, unreadable: problems })
+    Ok(out)
+}
+
+/// An index segment covering every pack of `stored` whose header can be read (for the few packs
+/// recovery looks at, or a key proof), with what reading found.
+pub fn rebuild_index(session: &Session, stored: &BTreeMap<String, u64>) -> Result<(Segment, Rebuilt)> {
+    let mut seg = Segment::default();
+    let r = each_header(session, stored, |pack, entries| {
+        seg.packs.push((pack, entries));
+        Ok(())
+    })?;
+    Ok((seg, r))
 }
 
 /// A damaged copy of a block: its id, its pack, and why.

@@ -63,7 +63,7 @@ pub fn prove(session: &Session, backend: &dyn Backend) -> Result<Proof> {
     let repo = &session.repo;
     let keyfile = session.settings.keyfile.display();
     let stored = crate::fsck::packs::list(session)?;
-    let headers = crate::fsck::packs::rebuild_index(session, &stored)?.segment.packs;
+    let headers = crate::fsck::packs::rebuild_index(session, &stored)?.0.packs;
     let (manifest, mut tried) = opened_manifest(session)?;
     let mut enc = manifest.as_ref().map(|(m, what)| format!("{what} (generation {})", m.gen));
     let pending = repo.pending()?;
