@@ -274,14 +274,9 @@ impl Session {
         let mut sync = CacheSync::default();
         if empty {
             let mut loader = cache.loader(cache.path.parent().map(|d| d.to_path_buf()))?;
-            for batch in todo.chunks(crate::cache::LOAD_BATCH) {
-                cache.transaction(|_| {
-                    for name in batch {
-                        loader.add(name, &read(name)?)?;
-                        sync.added += 1;
-                    }
-                    Ok(())
-                })?;
+            for name in &todo {
+                loader.add(name, &read(name)?)?;
+                sync.added += 1;
             }
             sync.blocks = loader.blocks as usize;
             loader.finish(&head.1)?;

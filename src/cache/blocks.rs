@@ -80,8 +80,7 @@ impl Cache {
                 if marked && self.park_if_marked(pack, e)? {
                     continue; // a damaged copy: not offered for dedup (`damage`)
                 }
-                let loc = Location { pack: pack.to_string(), offset: e.offset, len: e.len, plain_len: e.plain_len };
-                let chk = row_check(&e.id, &loc);
+                let chk = entry_check(pack, e);
                 st.execute(params![&e.id[..], pid, e.offset as i64, e.len, e.plain_len, e.kind as u8, chk])?;
             }
             Ok(())
@@ -174,10 +173,20 @@ impl Cache {
 }
 
 /// A row's check value: binds a block's id to its location, so a changed byte in either is seen.
-pub(super) fn row_check(id: &BlockId, loc: &Location) -> i64 {
+fn row_check(id: &BlockId, loc: &Location) -> i64 {
+    check(id, &loc.pack, loc.offset, loc.len, loc.plain_len)
+}
+
+/// The check value of the row for entry `e` of `pack` (what `row_check` gives for its
+/// location), without building a location: loads call it once per block.
+pub(super) fn entry_check(pack: &str, e: &Entry) -> i64 {
+    check(&e.id, pack, e.offset, e.len, e.plain_len)
+}
+
+fn check(id: &BlockId, pack: &str, offset: u64, len: u32, plain_len: u32) -> i64 {
     let mut h = blake3::Hasher::new();
-    h.update(id).update(loc.pack.as_bytes()).update(&loc.offset.to_le_bytes());
-    h.update(&loc.len.to_le_bytes()).update(&loc.plain_len.to_le_bytes());
+    h.update(id).update(pack.as_bytes()).update(&offset.to_le_bytes());
+    h.update(&len.to_le_bytes()).update(&plain_len.to_le_bytes());
     i64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
 }
 

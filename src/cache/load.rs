@@ -13,12 +13,11 @@
 //! `LOADING`, and a cache found in that state (a load cut short) holds an unknown part of the
 //! blocks: `session::sync_cache` clears it and loads again.
 
-use super::blocks::row_check;
+use super::blocks::entry_check;
 use super::Cache;
 use crate::crypto::BlockId;
 use crate::idsort::{Record, Sorter};
 use crate::index::Segment;
-use crate::pack::Location;
 use anyhow::Result;
 use rusqlite::params;
 use std::path::PathBuf;
@@ -77,6 +76,8 @@ pub struct Loader<'a> {
     cache: &'a Cache,
     rows: Sorter<Row>,
     marked: bool,
+    /// Segments added in the SQLite transaction open now (0: none is open).
+    open: usize,
     /// Block rows added so far.
     pub blocks: u64,
 }
@@ -92,22 +93,26 @@ impl Cache {
     fn loader_with_run(&self, tmp: Option<PathBuf>, run: usize) -> Result<Loader<'_>> {
         self.set_synced(LOADING)?;
         let marked = self.guard(|| self.any_marked())?;
-        Ok(Loader { cache: self, rows: Sorter::new(tmp, run), marked, blocks: 0 })
+        Ok(Loader { cache: self, rows: Sorter::new(tmp, run), marked, open: 0, blocks: 0 })
     }
 }
 
 impl Loader<'_> {
-    /// Adds segment `name`'s pack rows now and its block rows to the sort.
+    /// Adds segment `name`'s pack rows now and its block rows to the sort. The pack rows are
+    /// committed every `LOAD_BATCH` segments (a bounded WAL); one failed `add` rolls back its
+    /// batch when the loader is dropped.
     pub fn add(&mut self, name: &str, seg: &Segment) -> Result<()> {
         let c = self.cache;
+        if self.open == 0 {
+            c.begin()?;
+        }
+        self.open += 1;
         for (pack, entries) in &seg.packs {
             let pid = c.pack_row(name, pack)?;
             for e in entries {
                 if self.marked && c.guard(|| c.park_if_marked(pack, e))? {
                     continue; // a damaged copy: not offered for dedup (`damage`)
                 }
-                let loc =
-                    Location { pack: pack.clone(), offset: e.offset, len: e.len, plain_len: e.plain_len };
                 self.rows.push(Row {
                     id: e.id,
                     ordinal: self.blocks,
@@ -116,18 +121,27 @@ impl Loader<'_> {
                     len: e.len,
                     plain_len: e.plain_len,
                     kind: e.kind as u8,
-                    chk: row_check(&e.id, &loc),
+                    chk: entry_check(pack, e),
                 })?;
                 self.blocks += 1;
             }
+        }
+        if self.open == super::LOAD_BATCH {
+            c.commit()?;
+            self.open = 0;
         }
         Ok(())
     }
 
     /// Appends the block rows in id order and records `synced` as the state the cache mirrors.
-    pub fn finish(self, synced: &str) -> Result<()> {
+    pub fn finish(mut self, synced: &str) -> Result<()> {
         let c = self.cache;
-        let mut rows = self.rows.sorted()?.peekable();
+        if self.open > 0 {
+            c.commit()?;
+            self.open = 0;
+        }
+        let rows = std::mem::replace(&mut self.rows, Sorter::new(None, 1));
+        let mut rows = rows.sorted()?.peekable();
         loop {
             // Dies here in crash tests: a load cut short between two commits.
             crate::failpoint::hit("cache-load-appending");
@@ -149,6 +163,14 @@ impl Loader<'_> {
             }
         }
         c.set_synced(synced)
+    }
+}
+
+impl Drop for Loader<'_> {
+    fn drop(&mut self) {
+        if self.open > 0 {
+            self.cache.rollback();
+        }
     }
 }
 

@@ -62,21 +62,15 @@ pub fn summarise(
     cache: &Cache,
 ) -> Result<Summary> {
     let mut sum = Summary::default();
-    // The blocks go in id order (`cache::Loader`), the segments' reading committed every
-    // `cache::LOAD_BATCH` segments. The cache says it is loading until the end, so a reload
-    // cut short is done again by the next command's sync.
+    // The blocks go in id order (`cache::Loader`). The cache says it is loading until the end,
+    // so a reload cut short is done again by the next command's sync.
     cache.transaction(|cache| {
         cache.clear_blocks()?;
         cache.set_marks(&head.0.damaged, &crate::damage::token(&head.0))
     })?;
     let mut loader = cache.loader(cache.path.parent().map(|d| d.to_path_buf()))?;
-    for batch in head.0.indexes.chunks(crate::cache::LOAD_BATCH) {
-        cache.transaction(|_| {
-            for name in batch {
-                load(session, name, stored, &mut loader, &mut sum)?;
-            }
-            Ok(())
-        })?;
+    for name in &head.0.indexes {
+        load(session, name, stored, &mut loader, &mut sum)?;
     }
     // A cache missing a broken segment's blocks is not in sync with `head`.
     let synced = if sum.broken.is_empty() { head.1.as_str() } else { BROKEN };
