@@ -108,6 +108,8 @@ fn main() {
             scan_totals: false,
             dry_run: false,
             stdin_name: None,
+            sources: Vec::new(),
+            command: Vec::new(),
         };
         // The same first backup with a checkpoint every 64 MiB, into a repository of its own.
         let ck_settings = Settings {

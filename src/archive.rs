@@ -285,6 +285,10 @@ pub struct Root {
     pub time: i64,
     pub host: String,
     pub meta: Vec<(BlockId, u32)>,
+    /// The command line that made the archive, one argument each (tarsnap's `--list-archives
+    /// -vv` shows it); empty when not recorded. Encoded after `meta`, only when not empty, so
+    /// roots without it keep their bytes and readers from before it ignore it.
+    pub command: Vec<Vec<u8>>,
 }
 
 impl Root {
@@ -294,6 +298,12 @@ impl Root {
         w.uvar(self.meta.len() as u64);
         for (id, len) in &self.meta {
             w.id(id).uvar(*len as u64);
+        }
+        if !self.command.is_empty() {
+            w.uvar(self.command.len() as u64);
+            for arg in &self.command {
+                w.bytes(arg);
+            }
         }
         w.finish()
     }
@@ -316,7 +326,14 @@ impl Root {
             meta.push((id, plain_len(&mut r)?));
         }
         check_meta_list(&meta)?;
-        Ok(Root { name, time, host, meta })
+        let mut command = Vec::new();
+        if !r.is_empty() {
+            let n = r.count(1)?;
+            for _ in 0..n {
+                command.push(r.bytes()?.to_vec());
+            }
+        }
+        Ok(Root { name, time, host, meta, command })
     }
 }
 
@@ -352,8 +369,10 @@ pub fn validate_name(name: &str) -> Result<()> {
     if name.is_empty() {
         bail!("archive name is empty: give a name such as nightly-2026-11-22");
     }
-    if name.contains('/') || name.contains('\n') || name.contains('\0') {
-        bail!("archive name {name:?} contains '/', a newline or NUL: choose a name without them");
+    // `/` is allowed, as tarsnap allows it (tarsnapper names archives `/host/job-DATE`): a name
+    // is never used as a path.
+    if name.contains('\n') || name.contains('\0') {
+        bail!("archive name {name:?} contains a newline or NUL: choose a name without them");
     }
     if name.len() > 1024 {
         bail!("archive name is longer than 1024 bytes: choose a shorter name");

@@ -46,13 +46,30 @@ fn nodes_and_root_round_trip() {
         node.encode(&mut w);
     }
     assert_eq!(decode_nodes(&w.finish()).unwrap(), later);
-    let root = Root { name: "x".into(), time: 7, host: "h".into(), meta: vec![([1; 32], 5)] };
+    let root =
+        Root { name: "x".into(), time: 7, host: "h".into(), meta: vec![([1; 32], 5)], command: vec![] };
     assert_eq!(Root::decode(&root.encode()).unwrap(), root);
+    // A command line is appended after the metadata list; a root without one keeps the bytes
+    // roots had before it existed (readers from before it stop after the list).
+    let mut w = Writer::new();
+    w.u8(crate::archive::VERSION).str("x").ivar(7).str("h").uvar(1).id(&[1; 32]).uvar(5);
+    assert_eq!(root.encode(), w.finish());
+    let with = Root { command: vec![b"tarsnap".to_vec(), b"-c".to_vec(), vec![0xff]], ..root.clone() };
+    assert_eq!(Root::decode(&with.encode()).unwrap(), with);
+    let mut bytes = with.encode();
+    bytes.truncate(bytes.len() - 1);
+    assert!(Root::decode(&bytes).is_err(), "a cut command line is refused");
 }
 
 #[test]
 fn roots_and_nodes_beyond_the_limits_are_refused() {
-    let root = |meta: Vec<(BlockId, u32)>| Root { name: "x".into(), time: 7, host: "h".into(), meta };
+    let root = |meta: Vec<(BlockId, u32)>| Root {
+        name: "x".into(),
+        time: 7,
+        host: "h".into(),
+        meta,
+        command: vec![],
+    };
     let ok = root(vec![([1; 32], 100), ([2; 32], 50), ([1; 32], 100), ([1; 32], 100), ([1; 32], 100)]);
     assert!(Root::decode(&ok.encode()).is_ok(), "four times over is allowed");
     for bad in [

@@ -40,6 +40,12 @@ pub fn store_archive(session: &Session, name: &str, nodes: Vec<(Node, Vec<u8>)>)
         rest = &rest[n..];
     }
     let time = crate::process::now_ns() / 1_000_000_000;
-    txn.commit_archive(Draft { name: name.to_string(), time, meta, stats: Default::default() })?;
+    txn.commit_archive(Draft {
+        name: name.to_string(),
+        time,
+        meta,
+        stats: Default::default(),
+        command: vec![],
+    })?;
     Ok(())
 }

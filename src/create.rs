@@ -42,6 +42,10 @@ pub struct CreateOptions {
     pub dry_run: bool,
     /// With `paths` just `-`: store standard input as one file of this name (default `stdin`).
     pub stdin_name: Option<String>,
+    /// Inputs stored after `paths`: other archives' entries, tar streams' (`inputs`).
+    pub sources: Vec<crate::inputs::Source>,
+    /// The command line recorded in the archive (`Root::command`).
+    pub command: Vec<Vec<u8>>,
 }
 
 pub struct CreateResult {
@@ -63,7 +67,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     }
     let part_name = format!("{}{PART}", opts.name);
     validate_name(&format!("{part_name}.99"))?;
-    if opts.paths.is_empty() {
+    if opts.paths.is_empty() && opts.sources.is_empty() {
         bail!("no paths given: name the files or directories to archive");
     }
     let operands = match stdin_name(opts)? {
@@ -86,7 +90,7 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
     let time = opts.creationtime.unwrap_or_else(|| now_ns() / 1_000_000_000);
     let own = own_dirs(session);
     let mut w = walker(session, txn, opts, &own, time, progress);
-    let walked = walk(&mut w, &operands, opts, &own, progress);
+    let walked = walk(&mut w, session, &operands, opts, &own, progress);
     if let Err(e) = walked {
         if !writing.still_held() {
             // Recovering now could touch the new holder's transaction: leave it all to it.
@@ -131,12 +135,12 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
             )))),
         };
     }
-    let Walker { mut txn, mut meta, stats, warnings, .. } = w;
+    let Walker { mut txn, mut meta, stats, warnings, command, .. } = w;
     // After a checkpoint a failure from here on leaves it pending: say where the data goes.
     let checkpointed = txn.checkpoints() > 0;
     let finished = (|| {
         meta.cut(&mut txn, true)?;
-        txn.commit_archive(Draft { name: opts.name.clone(), time, meta: meta.blocks, stats })
+        txn.commit_archive(Draft { name: opts.name.clone(), time, meta: meta.blocks, stats, command })
     })();
     let m = finished.map_err(|e| match checkpointed && e.downcast_ref::<RepositoryChanged>().is_none() {
         _ if !writing.still_held() => e.context(RepositoryChanged(crate::txn::recover::LOCK_LOST.into())),
@@ -189,11 +193,11 @@ fn dry_run(
         ..opts.clone()
     };
     let mut w = walker(session, txn, opts, &own, time, progress);
-    walk(&mut w, operands, opts, &own, progress)?;
-    let Walker { mut txn, mut meta, stats, warnings, .. } = w;
+    walk(&mut w, session, operands, opts, &own, progress)?;
+    let Walker { mut txn, mut meta, stats, warnings, command, .. } = w;
     meta.cut(&mut txn, true)?;
     // The root record too, as the commit would store it.
-    let draft = Draft { name: opts.name.clone(), time, meta: meta.blocks, stats };
+    let draft = Draft { name: opts.name.clone(), time, meta: meta.blocks, stats, command };
     let (root, mut archive) = draft.build(txn.keys(), true)?;
     txn.put(crate::pack::Kind::Root, &root)?;
     archive.stats.raw = txn.stats.refs_raw;
@@ -237,6 +241,7 @@ fn walker<'a>(
         links: Default::default(),
         names: Default::default(),
         zero_id: Default::default(),
+        command: opts.command.clone(),
     }
 }
 
@@ -268,6 +273,7 @@ fn stdin_name(opts: &CreateOptions) -> Result<Option<Vec<u8>>> {
 /// Walks every operand into `w` (or standard input), with the size scan beside it when asked for.
 fn walk(
     w: &mut Walker,
+    session: &Session,
     operands: &[Operand],
     opts: &CreateOptions,
     own: &[(u64, u64)],
@@ -286,7 +292,11 @@ fn walk(
             w.walk(&crate::place::Place::new(&o.path), o.stored.clone())
         });
         stop_scan.store(true, std::sync::atomic::Ordering::Relaxed);
-        walked
+        walked?;
+        opts.sources.iter().try_for_each(|s| match s {
+            crate::inputs::Source::Archive(name) => w.copy_archive(session, name),
+            crate::inputs::Source::Tar(path) => w.tar_file(path),
+        })
     })
 }
 

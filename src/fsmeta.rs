@@ -118,6 +118,31 @@ pub fn special(md: &std::fs::Metadata) -> Option<(NodeKind, u64)> {
     }
 }
 
+/// Whether the regular file or directory at `path` carries the nodump flag (`chattr +d`);
+/// false where the file system has no flags or the entry cannot be opened (never a device or
+/// FIFO: opening one can have effects).
+pub fn nodump(path: &Path, md: &std::fs::Metadata) -> bool {
+    const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+    const FS_NODUMP_FL: libc::c_long = 0x40;
+    if !md.is_file() && !md.is_dir() {
+        return false;
+    }
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    let how = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY;
+    // SAFETY: a NUL-terminated path; the descriptor is closed before returning; the ioctl writes
+    // one long into `flags`.
+    unsafe {
+        let fd = libc::open(c.as_ptr(), how);
+        if fd < 0 {
+            return false;
+        }
+        let mut flags: libc::c_long = 0;
+        let ok = libc::ioctl(fd, FS_IOC_GETFLAGS as _, &mut flags) == 0;
+        libc::close(fd);
+        ok && flags & FS_NODUMP_FL != 0
+    }
+}
+
 /// The stored paths of files with several names, by (device, inode): the first name stored is
 /// the file, later ones are hard links to it.
 #[derive(Default)]

@@ -33,6 +33,7 @@ pub mod history;
 pub mod holes;
 pub mod idsort;
 pub mod index;
+pub mod inputs;
 pub mod keycheck;
 pub mod keyfile;
 pub mod keyseal;

@@ -9,6 +9,20 @@ mod cli;
 use clap::FromArgMatches;
 
 fn main() {
+    // Invoked as `tarsnap` (a symlink or link to this binary), or as `archiver tarsnap ARGS`:
+    // tarsnap's command line, handled apart from archiver's own (cli::tarsnap).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let tarsnap = argv.first().and_then(|a| cli::tarsnap::invoked_as(a));
+    if let Some(program) = tarsnap {
+        std::process::exit(cli::tarsnap::main(program, argv));
+    }
+    if let Some(program) = argv
+        .get(1)
+        .and_then(|a| cli::tarsnap::invoked_as(a))
+        .filter(|_| argv[1].to_str().is_some_and(|a| !a.contains('/')))
+    {
+        std::process::exit(cli::tarsnap::main(program, argv[1..].to_vec()));
+    }
     // Known before parsing, so that a command line clap refuses also ends in JSON.
     let json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
     // Parsed through `docs::command()`, so that help shows each command's examples.

@@ -214,7 +214,7 @@ mod tests {
             id
         };
         let meta = blocks.iter().enumerate().map(|(i, b)| (id(i + 1), b.len() as u32)).collect();
-        let root = Root { name: "a".into(), time: 0, host: "h".into(), meta }.encode();
+        let root = Root { name: "a".into(), time: 0, host: "h".into(), meta, command: vec![] }.encode();
         let a = ArchiveRef {
             name: "a".into(),
             root: id(0),

@@ -43,6 +43,8 @@ pub struct Selection {
     pub no_acls: bool,
     /// Store owners by id only, without their names (`--numeric-owner`).
     pub numeric_owner: bool,
+    /// Leave out files and directories marked nodump (`chattr +d`; tarsnap's `--nodump`).
+    pub nodump: bool,
 }
 
 /// What to do with a directory once it is known to be stored.

@@ -90,6 +90,8 @@ pub struct Walker<'a> {
     pub names: crate::owners::Names,
     /// The id of a chunk of zeros as the chunker cuts a run of them, once one was hashed.
     pub zero_id: Arc<std::sync::OnceLock<BlockId>>,
+    /// The command line recorded in the archive's root (and its checkpoints').
+    pub command: Vec<Vec<u8>>,
 }
 
 impl Walker<'_> {
@@ -158,7 +160,8 @@ impl Walker<'_> {
             tail_blocks.push(rest[..n].to_vec());
             rest = &rest[n..];
         }
-        let draft = Draft { name: self.name.clone(), time: self.time, meta, stats };
+        let draft =
+            Draft { name: self.name.clone(), time: self.time, meta, stats, command: self.command.clone() };
         self.txn.checkpoint(tail_blocks, draft)?;
         let up = self.txn.uploaded();
         self.last_checkpoint = (up, Instant::now());
@@ -166,7 +169,7 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn warn(&mut self, msg: String) {
+    pub(crate) fn warn(&mut self, msg: String) {
         self.warnings += 1;
         (self.progress)(Event::Warning(msg));
     }
@@ -219,7 +222,8 @@ impl Walker<'_> {
             }
         };
         let device = *self.device.get_or_insert(md.dev());
-        if md.is_dir() && self.select.excluded_dir(path) {
+        let nodump = self.select.nodump && crate::fsmeta::nodump(path, &md);
+        if nodump || (md.is_dir() && self.select.excluded_dir(path)) {
             return Ok(None);
         }
         let mut node = Node {
@@ -301,7 +305,7 @@ impl Walker<'_> {
         Ok(None)
     }
 
-    fn emit(&mut self, node: &Node) -> Result<()> {
+    pub(crate) fn emit(&mut self, node: &Node) -> Result<()> {
         (self.progress)(Event::File(crate::query::escape(&node.path)));
         self.meta.push(node, &mut self.txn)?;
         self.maybe_checkpoint(None)
@@ -375,7 +379,7 @@ impl Walker<'_> {
     /// Cuts what `f` yields into blocks, stores the new ones and lists them all in `node`
     /// (checkpointing as due); `node.size` ends as the bytes read. An `io::Error` in the result
     /// is a read error (what was read before it is stored); any other error is the repository's.
-    fn read_into(&mut self, f: impl std::io::Read, node: &mut Node) -> Result<()> {
+    pub(crate) fn read_into(&mut self, f: impl std::io::Read, node: &mut Node) -> Result<()> {
         let chunker = self.chunker.clone();
         let mut buf = std::mem::take(&mut self.buf);
         let keys = self.txn.keys().clone();
@@ -401,40 +405,6 @@ impl Walker<'_> {
         self.buf = buf;
         node.size = node.blocks.iter().map(|b| b.1 as u64).sum();
         res.map(|_| ())
-    }
-
-    /// Stores what `input` yields (standard input: a database dump) as one regular file at
-    /// stored path `apath`: mode 0600, this process's owner, the current time. A read error
-    /// stores what was read, marked partial, with a warning.
-    pub fn stream(&mut self, input: impl std::io::Read, apath: Vec<u8>) -> Result<()> {
-        let now = now_ns();
-        // SAFETY: getuid and getgid have no preconditions.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let mut node = Node {
-            mode: libc::S_IFREG | 0o600,
-            uid,
-            gid,
-            mtime: now.div_euclid(1_000_000_000),
-            mtime_ns: now.rem_euclid(1_000_000_000) as u32,
-            size: u64::MAX, // unknown: a checkpoint during the read marks the file partial
-            ..Node::new(apath, NodeKind::File)
-        };
-        if !self.select.numeric_owner {
-            self.names.name(&mut node);
-        }
-        if let Err(e) = self.read_into(input, &mut node) {
-            if e.downcast_ref::<std::io::Error>().is_none() {
-                return Err(e);
-            }
-            node.partial = true;
-            self.warn(format!(
-                "error reading standard input after {} bytes: {e}; stored what was read",
-                node.size
-            ));
-        }
-        self.stats.files += 1;
-        (self.progress)(Event::Advance { files: 1, bytes: 0 });
-        self.emit(&node)
     }
 
     fn all_stored(&self, blocks: &[(BlockId, u32)]) -> Result<bool> {

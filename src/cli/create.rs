@@ -60,6 +60,7 @@ pub fn run(
         no_xattrs: *no_xattrs || cfg.flag("no-xattrs"),
         no_acls: *no_acls || cfg.flag("no-acls"),
         numeric_owner: *numeric_owner,
+        nodump: false,
     }
     .with_exclude_files(&files)?;
     let size = |flag: Option<u64>, key: &str| -> anyhow::Result<Option<u64>> {
@@ -107,6 +108,8 @@ pub fn run(
         scan_totals: mode.is_some(),
         dry_run: *dry_run,
         stdin_name: stdin_name.clone(),
+        sources: Vec::new(),
+        command: Vec::new(),
     };
     let started = std::time::Instant::now();
     let res = create(&session, &opts, &progress)?;

@@ -10,6 +10,7 @@ pub mod output;
 pub mod passphrase;
 mod prune;
 pub mod signals;
+pub mod tarsnap;
 
 use archiver::extract::{extract, ExtractOptions};
 use archiver::progress::Event;

@@ -47,6 +47,8 @@ mod scratch;
 mod special;
 mod stdout;
 pub use stdout::{to_writer, Written};
+mod tarout;
+pub use tarout::{to_tar, TarWritten};
 mod tree;
 
 use crate::archive::{Node, NodeKind};

@@ -18,6 +18,8 @@ pub struct Draft {
     /// The metadata blocks, in order.
     pub meta: Vec<(BlockId, u32)>,
     pub stats: Stats,
+    /// The command line recorded in the root (`Root::command`).
+    pub command: Vec<Vec<u8>>,
 }
 
 /// The suffix of a checkpoint's archive name.
@@ -33,6 +35,7 @@ impl Draft {
             time: self.time,
             host: crate::process::hostname(),
             meta: self.meta,
+            command: self.command,
         })?;
         let archive = ArchiveRef {
             name,
@@ -53,8 +56,13 @@ mod tests {
     #[test]
     fn a_checkpoint_root_is_the_part_of_the_same_archive() {
         let keys = Keys::new([1; 32], [2; 32], 3);
-        let draft =
-            || Draft { name: "n".into(), time: 7, meta: vec![([9; 32], 10)], stats: Stats::default() };
+        let draft = || Draft {
+            name: "n".into(),
+            time: 7,
+            meta: vec![([9; 32], 10)],
+            stats: Stats::default(),
+            command: vec![b"tarsnap".to_vec()],
+        };
         let (whole, a) = draft().build(&keys, true).unwrap();
         let (part, p) = draft().build(&keys, false).unwrap();
         assert_eq!((a.name.as_str(), a.partial), ("n", false));
@@ -62,5 +70,6 @@ mod tests {
         assert_eq!((a.root, p.root), (keys.block_id(&whole), keys.block_id(&part)));
         let decoded = crate::archive::Root::decode(&part).unwrap();
         assert_eq!((decoded.name.as_str(), decoded.time, decoded.meta.len()), ("n.part", 7, 1));
+        assert_eq!(decoded.command, vec![b"tarsnap".to_vec()]);
     }
 }
