@@ -143,6 +143,7 @@ fn main() {
             resume: false,
             overwrite: false,
             numeric_owner: false,
+            keep: Default::default(),
         };
         extract(&session, &x, &silent).unwrap();
         restore.push(t.elapsed().as_secs_f64());

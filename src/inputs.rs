@@ -217,9 +217,17 @@ fn tar_node<R: Read>(entry: &mut tar::Entry<R>) -> std::io::Result<Option<Node>>
         for ext in pax {
             let ext = ext?;
             let (key, value) = (ext.key_bytes(), ext.value_bytes());
-            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                if node.xattrs.len() < MAX_XATTRS && value.len() <= MAX_XATTR_VALUE {
-                    node.xattrs.push((name.to_vec(), value.to_vec()));
+            // GNU tar and star write `SCHILY.xattr.NAME=VALUE`; libarchive (bsdtar, tarsnap -r)
+            // writes `LIBARCHIVE.xattr.URL-ENCODED-NAME=BASE64-VALUE`.
+            let xattr = match key.strip_prefix(b"SCHILY.xattr.") {
+                Some(name) => Some((name.to_vec(), value.to_vec())),
+                None => key
+                    .strip_prefix(b"LIBARCHIVE.xattr.")
+                    .and_then(|name| Some((url_decode(name)?, base64_decode(value)?))),
+            };
+            if let Some((name, value)) = xattr {
+                if node.xattrs.len() < MAX_XATTRS && value.len() <= MAX_XATTR_VALUE && !name.is_empty() {
+                    node.xattrs.push((name, value));
                 }
             } else if key == b"mtime" {
                 // Seconds with an optional fraction: the nanoseconds the header cannot hold.
@@ -237,6 +245,49 @@ fn tar_node<R: Read>(entry: &mut tar::Entry<R>) -> std::io::Result<Option<Node>>
         node.xattrs.dedup_by(|a, b| a.0 == b.0);
     }
     Ok(Some(node))
+}
+
+/// `%XX` escapes decoded; `None` for a malformed one.
+fn url_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            let hex = std::str::from_utf8(s.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Standard base64, padding optional (libarchive leaves it out); `None` for a malformed value.
+fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let s = s.strip_suffix(b"==").or_else(|| s.strip_suffix(b"=")).unwrap_or(s);
+    if s.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    for quad in s.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in quad.iter().enumerate() {
+            acc |= (value(c)? as u32) << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..quad.len()]);
+    }
+    Some(out)
 }
 
 /// A tar path in its stored form, as `operands::archive_path` makes a file system operand's:
@@ -274,5 +325,23 @@ mod tests {
             assert_eq!(normal(given).unwrap(), stored, "{}", String::from_utf8_lossy(given));
         }
         assert!(normal(&vec![b'a'; crate::limits::MAX_PATH + 1]).is_none());
+    }
+
+    #[test]
+    fn libarchive_xattr_records_are_decoded() {
+        use super::{base64_decode, url_decode};
+        assert_eq!(url_decode(b"user.a%3Db%25").unwrap(), b"user.a=b%");
+        assert!(url_decode(b"x%4").is_none());
+        for (enc, plain) in [
+            (&b"aGVsbG8"[..], &b"hello"[..]),
+            (b"aGVsbG8=", b"hello"),
+            (b"aGk=", b"hi"),
+            (b"", b""),
+            (b"AP8=", b"\x00\xff"),
+        ] {
+            assert_eq!(base64_decode(enc).unwrap(), plain, "{}", String::from_utf8_lossy(enc));
+        }
+        assert!(base64_decode(b"a").is_none());
+        assert!(base64_decode(b"a*bc").is_none());
     }
 }

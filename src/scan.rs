@@ -73,7 +73,7 @@ impl Scan<'_> {
     /// Counts one entry; a directory to be entered is returned with its names.
     fn visit(&mut self, at: &Place, stored: Vec<u8>, device: Option<u64>) -> Option<Open> {
         let path = at.sys();
-        if self.select.excluded(&stored) {
+        if self.select.excluded_given(&stored, at.real.is_absolute()) {
             return None;
         }
         let md = fs::symlink_metadata(path).ok()?;

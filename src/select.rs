@@ -90,10 +90,22 @@ impl Selection {
 
     /// Whether the entry at stored path `stored` is left out by the patterns.
     pub fn excluded(&self, stored: &[u8]) -> bool {
-        if self.exclude.iter().any(|p| path_match(p.as_bytes(), stored, true)) {
+        self.excluded_given(stored, false)
+    }
+
+    /// `excluded`, for an entry reached from an absolute operand (`/home/u`, stored as `home/u`)
+    /// when `absolute`: a pattern then also matches the path as given (`/home/u/cache`), as
+    /// bsdtar and tarsnap match it, so `--exclude /home/u/cache` works as their users expect.
+    pub fn excluded_given(&self, stored: &[u8], absolute: bool) -> bool {
+        let given = absolute.then(|| [&b"/"[..], stored].concat());
+        let matches = |p: &String, any_start: bool| {
+            path_match(p.as_bytes(), stored, any_start)
+                || given.as_deref().is_some_and(|g| path_match(p.as_bytes(), g, any_start))
+        };
+        if self.exclude.iter().any(|p| matches(p, true)) {
             return true;
         }
-        !self.include.is_empty() && !self.include.iter().any(|p| path_match(p.as_bytes(), stored, false))
+        !self.include.is_empty() && !self.include.iter().any(|p| matches(p, false))
     }
 
     /// Whether directory `dir` is left out with all it holds (`--exclude-if-present`).

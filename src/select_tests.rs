@@ -78,3 +78,17 @@ fn exclusions_win_over_inclusions() {
     assert!(s.excluded(b"a/x.tmp"));
     assert!(s.excluded(b"b/x"));
 }
+
+#[test]
+fn absolute_patterns_match_entries_of_absolute_operands_as_given() {
+    // `tarsnap -c --exclude /home/u/cache -f x /home/u` (tarsnapper writes excludes this way):
+    // bsdtar matches the path as given, before the leading '/' is dropped from the stored name.
+    let s = Selection { exclude: vec!["/home/u/cache".into()], ..Default::default() };
+    assert!(s.excluded_given(b"home/u/cache", true));
+    assert!(s.excluded_given(b"home/u/cache/f", true));
+    assert!(!s.excluded_given(b"home/u/cache", false), "a relative operand's entry is not /home/...");
+    assert!(!s.excluded_given(b"home/u/other", true));
+    let s = Selection { include: vec!["/home/u/keep".into()], ..Default::default() };
+    assert!(!s.excluded_given(b"home/u/keep/f", true));
+    assert!(s.excluded_given(b"home/u/other", true));
+}

@@ -204,7 +204,7 @@ impl Walker<'_> {
     /// Stores one entry; a directory to be entered is returned with its names.
     fn visit(&mut self, at: &Place, apath: Vec<u8>) -> Result<Option<Open>> {
         let (path, shown) = (at.sys(), at.real.display());
-        if self.select.excluded(&apath) {
+        if self.select.excluded_given(&apath, at.real.is_absolute()) {
             return Ok(None);
         }
         if apath.len() > MAX_PATH {

@@ -214,6 +214,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         time: 1_795_305_600,
         host: "host".into(),
         meta: blocks.iter().map(|b| (k.block_id(b), b.len() as u32)).collect(),
+        command: Vec::new(),
     };
     let mut meta = root.encode();
     for b in &blocks {

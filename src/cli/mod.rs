@@ -181,6 +181,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Done> {
                 resume: *resume,
                 overwrite: *overwrite,
                 numeric_owner: *numeric_owner,
+                keep: Default::default(),
             };
             let res = extract(&session, &opts, &progress)?;
             if out.json {

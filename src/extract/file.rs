@@ -52,6 +52,8 @@ pub(super) struct Ctx<'a> {
     pub resume: bool,
     /// Remove a non-directory found where a new file goes (else creating it fails).
     pub replace: bool,
+    /// What already in the target is left alone (`-k`, `--keep-newer-files`).
+    pub keep: super::Keep,
     /// Set when any file hits a local failure: the others stop at their next window.
     pub stop: &'a AtomicBool,
     pub counters: &'a Counters,
@@ -161,6 +163,9 @@ pub(super) fn restore(ctx: &Ctx, job: &Job) -> Result<Option<String>, Failure> {
     let comps = super::paths::split(&job.node.path);
     let (name, parent) = comps.split_last().expect("a file is never the target itself");
     let dir = ctx.fs.dir(parent).map_err(|b| Failure::blocked(&comps, b))?;
+    if !ctx.resume && super::kept(ctx.keep, dir.as_fd(), name, node)? {
+        return Ok(None);
+    }
     let existing = if ctx.resume { open_existing(dir.as_fd(), name).map_err(local("open"))? } else { None };
     let (f, missing, created) = match existing {
         Some(f) => {

@@ -83,6 +83,37 @@ pub struct ExtractOptions {
     /// As root, give entries their stored ids even where their stored names have other ids on
     /// this system (`--numeric-owner`; `owners`).
     pub numeric_owner: bool,
+    /// Leave what is already at an entry's name alone (bsdtar's `-k`, `--keep-newer-files`).
+    pub keep: Keep,
+}
+
+/// What to leave alone of what is already in the target (never a directory: directories are
+/// merged in any case).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Keep {
+    /// Nothing: existing entries are refused, or replaced with `overwrite`.
+    #[default]
+    Nothing,
+    /// Every existing entry: each is skipped with a warning, as bsdtar's `-k` does.
+    Existing,
+    /// Existing entries not older than the archive's: skipped silently; older ones replaced.
+    Newer,
+}
+
+/// Whether `keep` leaves the entry `node` at `name` in `at` alone (`Ok(true)`: skip it quietly);
+/// an error is the skip with its warning.
+fn kept(keep: Keep, at: std::os::fd::BorrowedFd, name: &[u8], node: &Node) -> Result<bool, Failure> {
+    if keep == Keep::Nothing {
+        return Ok(false);
+    }
+    match beneath::stat_at(at, name) {
+        Ok(Some(st)) if beneath::is(&st, libc::S_IFDIR) => Ok(false), // the restore says why not
+        Ok(Some(_)) if keep == Keep::Existing => {
+            Err(Failure::Skip("it already exists (kept, as -k asks)".into()))
+        }
+        Ok(Some(st)) => Ok((st.st_mtime, st.st_mtime_nsec) >= (node.mtime, node.mtime_ns as i64)),
+        _ => Ok(false),
+    }
 }
 
 /// What an extract did. Only file data counts as fetched: the archive's metadata, read to learn
@@ -141,8 +172,8 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
     let planned = plan::read(session, &cache, &archive, &db, &opts.patterns, &|p, why| report.skip(p, why))?;
     tree::check_targets(opts, &db)?;
 
-    // From here on the target is written to.
-    let replace = opts.resume || opts.overwrite;
+    // From here on the target is written to. Keeping only newer files replaces older ones.
+    let replace = opts.resume || opts.overwrite || opts.keep == Keep::Newer;
     fs::create_dir_all(&opts.dir).map_err(|e| write_failure(opts, anyhow!(e), &opts.dir, "create"))?;
     let fs = Beneath::open(&opts.dir).map_err(|e| write_failure(opts, anyhow!(e), &opts.dir, "open"))?;
     // Directories alone need no --resume: a plain extract merges existing directories.
@@ -162,6 +193,7 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
         is_root,
         resume: opts.resume,
         replace,
+        keep: opts.keep,
         stop: &stop,
         counters: &counters,
     };
@@ -207,6 +239,15 @@ pub fn extract(session: &Session, opts: &ExtractOptions, progress: Progress) -> 
             if let Some(why) = is_blocked(&node.path) {
                 report.skip(&node.path, &why);
                 return Ok(());
+            }
+            if let Some((parent, name)) = e.split().filter(|_| opts.keep != Keep::Nothing) {
+                if let Ok(at) = cur.dir(&parent) {
+                    match kept(opts.keep, at, name, &node) {
+                        Ok(true) => return Ok(()),
+                        Ok(false) => {}
+                        Err(skip) => return finish(&node.path, Err(skip)),
+                    }
+                }
             }
             progress(Event::File(show(&node.path)));
             let restored = match node.kind {

@@ -1,6 +1,7 @@
 //! An archive's entries written as a tar stream (tarsnap's `-r`): GNU tar headers (long names
-//! and link targets as GNU long-name records), owners by id and name, extended attributes as pax
-//! `SCHILY.xattr.*` records, hard links as links to the first name. Any tar reads it, and so does
+//! and link targets as GNU long-name records), owners by id and name, mtimes to the nanosecond
+//! and extended attributes as pax records (`mtime`, `SCHILY.xattr.*`), hard links as links to
+//! the first name. Any tar reads it, and so does
 //! `archiver tarsnap -c @-`.
 //!
 //! Invariants: memory stays flat (one node at a time, file data through `Fetcher`'s bounded
@@ -45,7 +46,7 @@ pub fn to_tar(session: &Session, name: &str, out: &mut dyn Write, progress: Prog
             continue;
         }
         let context = || format!("archive {name:?}: {shown}");
-        if !node.xattrs.is_empty() {
+        if !node.xattrs.is_empty() || node.mtime_ns != 0 {
             pax(&mut tar, &node).with_context(context)?;
         }
         let mut h = header(&node);
@@ -125,12 +126,20 @@ fn header(node: &Node) -> Header {
     h
 }
 
-/// A pax extended header with the node's extended attributes (`SCHILY.xattr.NAME=VALUE`).
+/// A pax extended header with what a GNU header cannot hold: the mtime's nanoseconds and the
+/// node's extended attributes (`SCHILY.xattr.NAME=VALUE`).
 fn pax<W: Write>(tar: &mut tar::Builder<W>, node: &Node) -> io::Result<()> {
-    let mut body = Vec::new();
+    let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    if node.mtime_ns != 0 && node.mtime >= 0 {
+        records.push((b"mtime".to_vec(), format!("{}.{:09}", node.mtime, node.mtime_ns).into_bytes()));
+    }
     for (name, value) in &node.xattrs {
-        let mut record = b" SCHILY.xattr.".to_vec();
-        record.extend_from_slice(name);
+        records.push(([&b"SCHILY.xattr."[..], name].concat(), value.clone()));
+    }
+    let mut body = Vec::new();
+    for (key, value) in &records {
+        let mut record = b" ".to_vec();
+        record.extend_from_slice(key);
         record.push(b'=');
         record.extend_from_slice(value);
         record.push(b'\n');

@@ -66,7 +66,7 @@ pub(super) fn check_targets(opts: &ExtractOptions, db: &Scratch) -> Result<()> {
         }
         Ok(())
     })?;
-    let Some(first) = first.filter(|_| !replace) else { return Ok(()) };
+    let Some(first) = first.filter(|_| !replace && opts.keep == super::Keep::Nothing) else { return Ok(()) };
     let (n, verb) =
         if count == 1 { ("1 file".to_string(), "exists") } else { (format!("{count} files"), "exist") };
     bail!(

@@ -48,6 +48,7 @@ pub fn commit_archive(env: &Env, name: &str, blocks: &[Vec<u8>], listing: Vec<us
         time: 1,
         host: "h".into(),
         meta: listing.iter().map(|&i| ids[i]).collect(),
+        command: Vec::new(),
     };
     let bytes = root.encode();
     let root_id = txn.put(Kind::Root, &bytes).unwrap();

@@ -126,23 +126,38 @@ pub fn create(
     }
     ran.errors |= res.warnings > 0;
     if o.print_stats {
-        let table = Table { humanize: o.humanize };
-        let head = session.head().map_err(fail)?;
-        let all = head.0.archives.iter().fold((0, 0), |(r, s), a| (r + a.stats.raw, s + a.stats.stored));
-        let (raw, stored, _) = session.open_cache(&head, progress).and_then(|c| c.totals()).map_err(fail)?;
-        let s = &res.archive.stats;
-        let text = [
-            table.header(),
-            table.row("All archives", all),
-            table.row("  (unique data)", (raw, stored)),
-            table.row("This archive", (s.raw, s.stored)),
-            table.row("New data", (s.new_raw, s.new_stored)),
-        ]
-        .concat();
-        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        // After the commit: a failure here is an error after a change (exit 2), not a refusal.
+        match stats_table(session, o, &res.archive.stats, progress) {
+            Ok(text) => {
+                let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            }
+            Err(e) => super::modes::failed(e, &mut ran),
+        }
     }
     if o.totals && !ran.errors {
         let _ = writeln!(std::io::stderr().lock(), "Total bytes written: {}", res.archive.stats.raw);
     }
     Ok(ran)
+}
+
+/// tarsnap's table after `-c --print-stats`: all archives, the unique data, this archive and
+/// the data it added.
+fn stats_table(
+    session: &Session,
+    o: &Opts,
+    s: &archiver::archive::Stats,
+    progress: &(dyn Fn(Event) + Sync),
+) -> anyhow::Result<String> {
+    let table = Table { humanize: o.humanize };
+    let head = session.head()?;
+    let all = head.0.archives.iter().fold((0, 0), |(r, s), a| (r + a.stats.raw, s + a.stats.stored));
+    let (raw, stored, _) = session.open_cache(&head, progress)?.totals()?;
+    Ok([
+        table.header(),
+        table.row("All archives", all),
+        table.row("  (unique data)", (raw, stored)),
+        table.row("This archive", (s.raw, s.stored)),
+        table.row("New data", (s.new_raw, s.new_stored)),
+    ]
+    .concat())
 }

@@ -13,6 +13,7 @@ mod keys;
 mod modes;
 mod options;
 mod place;
+mod read;
 
 use options::{Mode, Opts};
 use std::ffi::OsString;
@@ -60,6 +61,11 @@ pub fn invoked_as(argv0: &std::ffi::OsStr) -> Option<&'static str> {
 /// Runs `program` (`tarsnap`, `tarsnap-keygen`, `tarsnap-keymgmt`) with `argv` (the first word
 /// the name it was invoked as) and returns the exit code.
 pub fn main(program: &str, argv: Vec<OsString>) -> i32 {
+    let _ = PROGRAM.set(match program {
+        "tarsnap-keygen" => "tarsnap-keygen",
+        "tarsnap-keymgmt" => "tarsnap-keymgmt",
+        _ => PROG,
+    });
     let result = match program {
         "tarsnap-keygen" => keys::keygen(&argv[1..]),
         "tarsnap-keymgmt" => keys::keymgmt(&argv[1..]),
@@ -74,14 +80,21 @@ pub fn main(program: &str, argv: Vec<OsString>) -> i32 {
             if f.usage {
                 usage();
             }
+            if f.code == 2 {
+                return finish(Ran { errors: true, modified: true });
+            }
             f.code
         }
     }
 }
 
-/// One line on stderr, after `tarsnap: `.
+/// The program messages are signed with: `tarsnap`, `tarsnap-keygen` or `tarsnap-keymgmt`.
+static PROGRAM: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// One line on stderr, after `tarsnap: ` (or the key tool's name).
 pub fn err(msg: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{PROG}: {msg}");
+    let p = PROGRAM.get().copied().unwrap_or(PROG);
+    let _ = writeln!(std::io::stderr().lock(), "{p}: {msg}");
 }
 
 fn usage() {

@@ -3,7 +3,7 @@
 //! prints, where it prints it. Library notices are dropped; warnings become `tarsnap: ...` lines
 //! and make the run end with tarsnap's error exit (1, or 2 after the repository changed).
 
-use super::format::{local_time, safe, Long, Table};
+use super::format::{local_time, Table};
 use super::options::{io_text, Mode, Opts};
 use super::{err, Fail, Ran};
 use archiver::progress::Event;
@@ -12,7 +12,6 @@ use archiver::session::Session;
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 pub fn run(mode: Mode, o: &Opts, operands: &[OsString], argv: &[OsString]) -> Result<Ran, Fail> {
@@ -44,9 +43,9 @@ pub fn run(mode: Mode, o: &Opts, operands: &[OsString], argv: &[OsString]) -> Re
     };
     let mut ran = match mode {
         Mode::Create => super::create::create(&session, o, operands, argv, &progress)?,
-        Mode::Extract => extract(&session, o, operands, &progress)?,
-        Mode::List => list(&session, o, operands, &progress)?,
-        Mode::Read => read(&session, o, &progress)?,
+        Mode::Extract => super::read::extract(&session, o, operands, &progress)?,
+        Mode::List => super::read::list(&session, o, operands, &progress)?,
+        Mode::Read => super::read::read(&session, o, &progress)?,
         Mode::Delete => delete(&session, o, &progress)?,
         Mode::ListArchives => list_archives(&session, o, &progress)?,
         Mode::PrintStats => print_stats(&session, o, &progress)?,
@@ -64,14 +63,14 @@ pub fn fail(e: anyhow::Error) -> Fail {
 }
 
 /// A failure inside a mode that ran: printed, and counted as tarsnap counts a runtime error.
-fn failed(e: anyhow::Error, ran: &mut Ran) {
+pub fn failed(e: anyhow::Error, ran: &mut Ran) {
     ran.modified |= e.downcast_ref::<archiver::txn::RepositoryChanged>().is_some();
     ran.errors = true;
     err(&format!("{e:#}").replace('\n', " "));
 }
 
 /// Whether archive `name` exists; if not, tarsnap's two lines.
-fn exists(session: &Session, name: &str, then: &str) -> Result<bool, Fail> {
+pub fn exists(session: &Session, name: &str, then: &str) -> Result<bool, Fail> {
     let head = session.head().map_err(fail)?;
     if head.0.find(name).is_some() {
         return Ok(true);
@@ -100,145 +99,6 @@ pub fn names_from(path: &std::path::Path, null: bool) -> Result<Vec<OsString>, F
         .collect())
 }
 
-fn extract(
-    session: &Session,
-    o: &Opts,
-    operands: &[OsString],
-    progress: &(dyn Fn(Event) + Sync),
-) -> Result<Ran, Fail> {
-    let name = &o.files[0];
-    if !exists(session, name, "Error opening archive")? {
-        return Ok(Ran { errors: true, modified: false });
-    }
-    let patterns: Vec<String> = operands.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    let mut ran = Ran::default();
-    if o.to_stdout {
-        let [path] = &patterns[..] else {
-            return Err(Fail::msg(
-                "-O writes one file in archiver's tarsnap mode: give its path as the only pattern".into(),
-            ));
-        };
-        let mut stdout = std::io::stdout().lock();
-        if let Err(e) = archiver::extract::to_writer(session, name, path, &mut stdout, progress) {
-            failed(e, &mut ran);
-        }
-        return Ok(ran);
-    }
-    let opts = archiver::extract::ExtractOptions {
-        name: name.clone(),
-        dir: o.dir.clone().unwrap_or_else(|| PathBuf::from(".")),
-        patterns,
-        resume: o.resume,
-        // bsdtar replaces what is there unless -k (or --keep-newer-files) asks to keep it.
-        overwrite: !o.resume && !o.keep_old && !o.keep_newer,
-        numeric_owner: o.numeric_owner,
-    };
-    match archiver::extract::extract(session, &opts, progress) {
-        Ok(res) if res.incomplete > 0 => ran.errors = true,
-        Ok(_) => {}
-        Err(e) => failed(e, &mut ran),
-    }
-    Ok(ran)
-}
-
-/// Whether bsdtar's pattern `p` selects `path`: the path itself, or a directory above it.
-fn selects(p: &[u8], path: &[u8]) -> bool {
-    let p = p.strip_suffix(b"/").unwrap_or(p);
-    let p = p.strip_prefix(b"./").unwrap_or(p);
-    let (Ok(pat), Ok(s)) = (std::ffi::CString::new(p), std::ffi::CString::new(path)) else { return false };
-    // SAFETY: both are NUL-terminated and outlive the call.
-    if unsafe { libc::fnmatch(pat.as_ptr(), s.as_ptr(), 0) } == 0 {
-        return true;
-    }
-    let mut at = path.len();
-    while let Some(slash) = path[..at].iter().rposition(|&b| b == b'/') {
-        let Ok(dir) = std::ffi::CString::new(&path[..slash]) else { return false };
-        // SAFETY: as above.
-        if unsafe { libc::fnmatch(pat.as_ptr(), dir.as_ptr(), 0) } == 0 {
-            return true;
-        }
-        at = slash;
-    }
-    false
-}
-
-fn list(
-    session: &Session,
-    o: &Opts,
-    operands: &[OsString],
-    progress: &(dyn Fn(Event) + Sync),
-) -> Result<Ran, Fail> {
-    let name = &o.files[0];
-    if !exists(session, name, "Error opening archive")? {
-        return Ok(Ran { errors: true, modified: false });
-    }
-    let mut found = vec![false; operands.len()];
-    let mut long = Long::new(o.iso_dates);
-    let mut ran = Ran::default();
-    let sep: &[u8] = if o.null_output { b"\0" } else { b"\n" };
-    let listed = query::ls(session, name, progress, |n| {
-        if !operands.is_empty() {
-            let mut any = false;
-            for (i, p) in operands.iter().enumerate() {
-                if selects(p.as_bytes(), &n.path) {
-                    found[i] = true;
-                    any = true;
-                }
-            }
-            if !any {
-                return Ok(());
-            }
-        }
-        let line = match o.verbose {
-            0 | 1 => safe(&n.path),
-            _ => long.line(&n, o.numeric_owner),
-        };
-        let write = |w: &mut dyn Write| w.write_all(line.as_bytes()).and_then(|_| w.write_all(sep));
-        let r = match o.to_stdout {
-            true => write(&mut std::io::stderr().lock()),
-            false => write(&mut std::io::stdout().lock()),
-        };
-        r.map_err(anyhow::Error::from)
-    });
-    if let Err(e) = listed {
-        if broken_pipe(&e) {
-            return Ok(ran);
-        }
-        failed(e, &mut ran);
-    }
-    for (p, f) in operands.iter().zip(found) {
-        if !f {
-            err(&format!("{}: Not found in archive", p.to_string_lossy()));
-            ran.errors = true;
-        }
-    }
-    Ok(ran)
-}
-
-fn broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
-fn read(session: &Session, o: &Opts, progress: &(dyn Fn(Event) + Sync)) -> Result<Ran, Fail> {
-    let name = &o.files[0];
-    if !exists(session, name, "Error reading archive")? {
-        return Ok(Ran { errors: true, modified: false });
-    }
-    let mut ran = Ran::default();
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    match archiver::extract::to_tar(session, name, &mut out, progress).and_then(|w| {
-        out.flush()?;
-        Ok(w)
-    }) {
-        Ok(w) => ran.errors |= w.incomplete > 0,
-        Err(e) if broken_pipe(&e) => {}
-        Err(e) => failed(e, &mut ran),
-    }
-    Ok(ran)
-}
-
 /// All archives' sizes (from the manifest) and the unique data (from the cache).
 fn totals(session: &Session, progress: &(dyn Fn(Event) + Sync)) -> anyhow::Result<((u64, u64), (u64, u64))> {
     let head = session.head()?;
@@ -254,7 +114,13 @@ fn delete(session: &Session, o: &Opts, progress: &(dyn Fn(Event) + Sync)) -> Res
         if o.verbose > 0 {
             let _ = writeln!(std::io::stderr().lock(), "Deleting archive \"{name}\"");
         }
-        let head = session.head().map_err(fail)?;
+        let head = match session.head() {
+            Ok(h) => h,
+            Err(e) => {
+                failed(e, &mut ran);
+                break;
+            }
+        };
         if head.0.find(name).is_none() {
             err(&format!("Archive does not exist: {name}"));
             if o.keep_going {
@@ -264,9 +130,13 @@ fn delete(session: &Session, o: &Opts, progress: &(dyn Fn(Event) + Sync)) -> Res
             ran.errors = true;
             break;
         }
-        let before = match o.print_stats {
-            true => Some(totals(session, progress).map_err(fail)?),
-            false => None,
+        let own = head.0.find(name).map_or((0, 0), |a| (a.stats.raw, a.stats.stored));
+        let before = match o.print_stats.then(|| totals(session, progress)).transpose() {
+            Ok(b) => b,
+            Err(e) => {
+                failed(e, &mut ran);
+                break;
+            }
         };
         if let Err(e) = archiver::delete::delete(session, std::slice::from_ref(name), progress) {
             failed(e, &mut ran);
@@ -275,13 +145,19 @@ fn delete(session: &Session, o: &Opts, progress: &(dyn Fn(Event) + Sync)) -> Res
         }
         ran.modified = true;
         if let Some((_, (raw0, stored0))) = before {
-            let (all, unique) = totals(session, progress).map_err(fail)?;
+            let (all, unique) = match totals(session, progress) {
+                Ok(t) => t,
+                Err(e) => {
+                    failed(e, &mut ran);
+                    break;
+                }
+            };
             let label = if o.files.len() > 1 { name.as_str() } else { "This archive" };
             let text = [
                 table.header(),
                 table.row("All archives", all),
                 table.row("  (unique data)", unique),
-                table.row(label, (raw0.saturating_sub(unique.0), stored0.saturating_sub(unique.1))),
+                table.row(label, own),
                 table.row("Deleted data", (raw0.saturating_sub(unique.0), stored0.saturating_sub(unique.1))),
             ]
             .concat();
@@ -387,6 +263,8 @@ fn repair(session: &Session, mode: Mode, progress: &(dyn Fn(Event) + Sync)) -> R
                 verify_data: false,
                 sample: None,
             };
+            // A prune may have deleted data before a failure.
+            ran.modified = mode == Mode::FsckPrune;
             match archiver::fsck::fsck(session, &opts, progress) {
                 Ok(report) if !report.is_clean() => {
                     for line in report.lines() {
@@ -403,6 +281,13 @@ fn repair(session: &Session, mode: Mode, progress: &(dyn Fn(Event) + Sync)) -> R
             }
         }
         _ => {
+            // Every archive's name must be readable to delete them all.
+            session
+                .require(
+                    &[archiver::access::Perm::Read, archiver::access::Perm::Delete],
+                    "delete all archives (--nuke)",
+                )
+                .map_err(fail)?;
             let _ = writeln!(std::io::stderr().lock(), "Please type 'No Tomorrow' to continue");
             let mut line = String::new();
             if std::io::stdin().read_line(&mut line).is_err() || line.is_empty() {
@@ -427,19 +312,4 @@ fn repair(session: &Session, mode: Mode, progress: &(dyn Fn(Event) + Sync)) -> R
         }
     }
     Ok(ran)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn patterns_select_paths_and_what_is_under_them() {
-        use super::selects;
-        assert!(selects(b"etc", b"etc"));
-        assert!(selects(b"etc", b"etc/passwd"));
-        assert!(selects(b"etc/", b"etc/passwd"));
-        assert!(selects(b"*.txt", b"a.txt"));
-        assert!(selects(b"e*", b"etc/x/y"));
-        assert!(!selects(b"etc", b"etcetera"));
-        assert!(!selects(b"x", b"etc/x"));
-    }
 }

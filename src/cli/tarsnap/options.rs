@@ -107,12 +107,6 @@ pub const NO_EFFECT: &[&str] = &[
     "no-store-atime",
     "sparse",
     "unlink-first",
-    "no-nodump",
-    "no-maxbw",
-    "no-maxbw-rate-down",
-    "no-maxbw-rate-up",
-    "no-totals",
-    "no-iso-dates",
     "absolute-paths",
 ];
 
@@ -225,8 +219,11 @@ impl Opts {
         }
         // The `*_set` groups: an option and its `no-` twin share one.
         let group: Option<&'static str> = match opt {
-            "cachedir" | "keyfile" | "checkpoint-bytes" | "maxbw" | "maxbw-rate-up" | "maxbw-rate-down"
-            | "passphrase" | "snaptime" | "disk-pause" | "progress-bytes" => Some(opt),
+            "cachedir" | "keyfile" | "checkpoint-bytes" | "passphrase" | "snaptime" | "disk-pause"
+            | "progress-bytes" => Some(opt),
+            "maxbw" | "no-maxbw" => Some("maxbw"),
+            "maxbw-rate-up" | "no-maxbw-rate-up" => Some("maxbw-rate-up"),
+            "maxbw-rate-down" | "no-maxbw-rate-down" => Some("maxbw-rate-down"),
             "humanize-numbers" | "no-humanize-numbers" => Some("humanize"),
             "print-stats" | "no-print-stats" => Some("print-stats"),
             "quiet" | "no-quiet" => Some("quiet"),
@@ -236,7 +233,7 @@ impl Opts {
             _ => None,
         };
         if let Some(g) = group {
-            if !self.set.insert(g) && opt != "maxbw-rate" {
+            if !self.set.insert(g) {
                 return match file {
                     true => Ok(()),
                     false => Err(Fail::usage()),
@@ -274,10 +271,12 @@ impl Opts {
                     .filter(|r| (8000.0..=1e9).contains(r))
                     .ok_or_else(|| Fail::msg(format!("Invalid bandwidth rate limit: {}", arg_str())))?
                     as u64;
-                if opt != "maxbw-rate-down" && self.rate_up.is_none() {
+                // `maxbw-rate` sets each direction not set yet (here or by its `no-` option).
+                let both = opt == "maxbw-rate";
+                if opt == "maxbw-rate-up" || (both && self.set.insert("maxbw-rate-up")) {
                     self.rate_up = Some(rate);
                 }
-                if opt != "maxbw-rate-up" && self.rate_down.is_none() {
+                if opt == "maxbw-rate-down" || (both && self.set.insert("maxbw-rate-down")) {
                     self.rate_down = Some(rate);
                 }
             }
@@ -290,7 +289,7 @@ impl Opts {
         Ok(())
     }
 
-    /// Reads one config file in tarsnap's format (section 3 of docs/TARSNAP.md).
+    /// Reads one config file in tarsnap's format (docs/TARSNAP.md, "Where the repository, key and cache come from").
     pub fn config_file(&mut self, path: &std::path::Path, must_exist: bool) -> Result<(), Fail> {
         let text = match std::fs::read(path) {
             Ok(t) => t,
