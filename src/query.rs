@@ -99,29 +99,7 @@ pub fn created_stats(session: &Session, archive: &ArchiveRef, progress: Progress
 
 /// `ls -l`-style line for a node.
 pub fn long_line(n: &Node) -> String {
-    let kind = match n.kind {
-        NodeKind::Dir => 'd',
-        NodeKind::Symlink => 'l',
-        NodeKind::File | NodeKind::Hardlink => '-',
-        NodeKind::Fifo => 'p',
-        NodeKind::CharDev => 'c',
-        NodeKind::BlockDev => 'b',
-    };
-    let mut mode = String::with_capacity(10);
-    mode.push(kind);
-    // Owner, group, others; the setuid, setgid and sticky bits show in the execute column as
-    // `ls -l` shows them: s/t over an execute bit, S/T without one.
-    for (shift, special, mark) in [(6u32, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
-        let bits = (n.mode >> shift) & 7;
-        mode.push(if bits & 4 != 0 { 'r' } else { '-' });
-        mode.push(if bits & 2 != 0 { 'w' } else { '-' });
-        mode.push(match (n.mode & special != 0, bits & 1 != 0) {
-            (false, true) => 'x',
-            (false, false) => '-',
-            (true, true) => mark,
-            (true, false) => mark.to_ascii_uppercase(),
-        });
-    }
+    let mode = mode_string(n);
     // Devices show their major and minor numbers where files show their size, as `ls -l` does.
     let size = match n.kind {
         NodeKind::CharDev | NodeKind::BlockDev => format!("{},{}", libc::major(n.rdev), libc::minor(n.rdev)),
@@ -144,6 +122,33 @@ pub fn long_line(n: &Node) -> String {
         line.push_str(" [partial]");
     }
     line
+}
+
+/// The type and permission columns of `ls -l` (`drwxr-xr-x`): the setuid, setgid and sticky
+/// bits show in the execute column as `ls -l` shows them, s/t over an execute bit, S/T without.
+pub fn mode_string(n: &Node) -> String {
+    let kind = match n.kind {
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::File | NodeKind::Hardlink => '-',
+        NodeKind::Fifo => 'p',
+        NodeKind::CharDev => 'c',
+        NodeKind::BlockDev => 'b',
+    };
+    let mut mode = String::with_capacity(11);
+    mode.push(kind);
+    for (shift, special, mark) in [(6u32, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
+        let bits = (n.mode >> shift) & 7;
+        mode.push(if bits & 4 != 0 { 'r' } else { '-' });
+        mode.push(if bits & 2 != 0 { 'w' } else { '-' });
+        mode.push(match (n.mode & special != 0, bits & 1 != 0) {
+            (false, true) => 'x',
+            (false, false) => '-',
+            (true, true) => mark,
+            (true, false) => mark.to_ascii_uppercase(),
+        });
+    }
+    mode
 }
 
 /// A stored path for display on one line: backslash, control characters and bytes that are not

@@ -45,6 +45,9 @@ pub struct Selection {
     pub numeric_owner: bool,
     /// Leave out files and directories marked nodump (`chattr +d`; tarsnap's `--nodump`).
     pub nodump: bool,
+    /// Store what symlinks point to instead of the links (bsdtar's `-L`); a loop is stored as an
+    /// empty directory with a warning, a dangling link as the link.
+    pub dereference: bool,
 }
 
 /// What to do with a directory once it is known to be stored.

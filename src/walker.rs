@@ -63,6 +63,8 @@ struct Open {
     dir: Place,
     path: Vec<u8>,
     names: crate::dirnames::DirNames,
+    /// (device, inode): with symlinks followed, a directory already open is a loop.
+    id: (u64, u64),
 }
 
 pub struct Walker<'a> {
@@ -195,6 +197,13 @@ impl Walker<'_> {
             };
             let (child, cpath) = (top.dir.child(&name), join(&top.path, name.as_bytes()));
             if let Some(open) = self.visit(&child, cpath)? {
+                if stack.iter().any(|o| o.id == open.id) {
+                    let shown = crate::query::escape(&open.path);
+                    self.warn(format!(
+                        "{shown}: a symlink loop (it leads back to a directory being archived); stored empty"
+                    ));
+                    continue;
+                }
                 stack.push(open);
             }
         }
@@ -221,6 +230,21 @@ impl Walker<'_> {
                 return Ok(None);
             }
         };
+        // bsdtar's -L: what a symlink points to is stored in its place (a dangling one as is),
+        // read from its resolved path.
+        let target = match md.file_type().is_symlink() && self.select.dereference {
+            true => fs::metadata(path).ok().zip(fs::canonicalize(path).ok()),
+            false => None,
+        };
+        let resolved;
+        let (at, md) = match target {
+            Some((target, real)) => {
+                resolved = Place::new(&real);
+                (&resolved, target)
+            }
+            None => (at, md),
+        };
+        let path = at.sys();
         let device = *self.device.get_or_insert(md.dev());
         let nodump = self.select.nodump && crate::fsmeta::nodump(path, &md);
         if nodump || (md.is_dir() && self.select.excluded_dir(path)) {
@@ -264,7 +288,7 @@ impl Walker<'_> {
                 _ => None,
             };
             return match crate::dirnames::read_sorted(dir.sys(), only.as_deref()) {
-                Ok(names) => Ok(Some(Open { dir, path: node.path, names })),
+                Ok(names) => Ok(Some(Open { dir, path: node.path, names, id: (md.dev(), md.ino()) })),
                 Err(e) => {
                     self.warn(format!("cannot read directory {shown}: {e}"));
                     Ok(None)

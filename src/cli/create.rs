@@ -61,6 +61,7 @@ pub fn run(
         no_acls: *no_acls || cfg.flag("no-acls"),
         numeric_owner: *numeric_owner,
         nodump: false,
+        dereference: false,
     }
     .with_exclude_files(&files)?;
     let size = |flag: Option<u64>, key: &str| -> anyhow::Result<Option<u64>> {

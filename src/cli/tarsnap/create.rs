@@ -75,6 +75,7 @@ pub fn create(
         one_file_system: o.one_file_system,
         numeric_owner: o.numeric_owner,
         nodump: o.nodump,
+        dereference: o.dereference,
         ..Default::default()
     }
     .with_exclude_files(&o.exclude_from)

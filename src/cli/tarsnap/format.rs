@@ -141,26 +141,7 @@ impl Long {
 /// libarchive's `archive_entry_strmode`: the type, nine permission characters and a space
 /// (`+` when the entry has an access ACL).
 fn strmode(n: &Node) -> String {
-    let mut s = String::with_capacity(11);
-    s.push(match n.kind {
-        NodeKind::File | NodeKind::Hardlink => '-',
-        NodeKind::Dir => 'd',
-        NodeKind::Symlink => 'l',
-        NodeKind::Fifo => 'p',
-        NodeKind::CharDev => 'c',
-        NodeKind::BlockDev => 'b',
-    });
-    for (shift, special, mark) in [(6u32, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
-        let bits = (n.mode >> shift) & 7;
-        s.push(if bits & 4 != 0 { 'r' } else { '-' });
-        s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(match (n.mode & special != 0, bits & 1 != 0) {
-            (false, true) => 'x',
-            (false, false) => '-',
-            (true, true) => mark,
-            (true, false) => mark.to_ascii_uppercase(),
-        });
-    }
+    let mut s = archiver::query::mode_string(n);
     let acl = n.xattrs.iter().any(|(k, _)| k == archiver::fsmeta::ACL_ACCESS);
     s.push(if acl { '+' } else { ' ' });
     s

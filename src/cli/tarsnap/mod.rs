@@ -171,6 +171,7 @@ fn tarsnap(argv: Vec<OsString>) -> Result<i32, Fail> {
             "keep-old-files" => o.keep_old = true,
             "keep-newer-files" => o.keep_newer = true,
             "one-file-system" => o.one_file_system = true,
+            "dereference" | "h" => o.dereference = true,
             "numeric-owner" => o.numeric_owner = true,
             "to-stdout" => o.to_stdout = true,
             "keep-going" => o.keep_going = true,
@@ -197,6 +198,11 @@ fn tarsnap(argv: Vec<OsString>) -> Result<i32, Fail> {
     }
     if o.mode.is_none() && given.iter().any(|g| g.opt == "print-stats") {
         o.mode = Some((Mode::PrintStats, "--print-stats"));
+    }
+    // `-h` without a mode is tarsnap's help.
+    if o.mode.is_none() && given.iter().any(|g| g.opt == "h") {
+        help();
+        return Ok(0);
     }
     if o.mode.is_none() && o.dump_config {
         o.mode = Some((Mode::VerifyConfig, "--verify-config"));
@@ -270,6 +276,9 @@ fn tarsnap(argv: Vec<OsString>) -> Result<i32, Fail> {
     }
     if o.one_file_system {
         only("--one-file-system", mode == Mode::Create)?;
+    }
+    if o.dereference {
+        only("-L", mode == Mode::Create)?;
     }
     if o.dry_run {
         only("--dry-run", mode == Mode::Create)?;

@@ -54,6 +54,8 @@ pub struct Opts {
     pub keep_old: bool,
     pub keep_newer: bool,
     pub one_file_system: bool,
+    /// `-L` (or `-h` with a mode): follow symlinks.
+    pub dereference: bool,
     pub nodump: bool,
     pub humanize: bool,
     pub creationtime: Option<i64>,
@@ -130,8 +132,6 @@ pub const REFUSED: &[&str] = &[
     "strip-components",
     "substitute",
     "H",
-    "h",
-    "dereference",
 ];
 
 /// The keys a tarsnap config file may hold.
