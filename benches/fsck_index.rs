@@ -136,7 +136,13 @@ fn store_archive(session: &Session, blocks: u64) -> Result<()> {
     }
     put(&mut stream, true, &mut txn)?;
     let time = archiver::process::now_ns() / 1_000_000_000;
-    txn.commit_archive(Draft { name: "sim".into(), time, meta, stats: Default::default() })?;
+    txn.commit_archive(Draft {
+        name: "sim".into(),
+        time,
+        meta,
+        stats: Default::default(),
+        command: Vec::new(),
+    })?;
     Ok(())
 }
 

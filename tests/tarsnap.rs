@@ -402,7 +402,9 @@ fn a_libarchive_pax_stream_keeps_extended_attributes() {
     pax.set_path("PaxHeader/f").unwrap();
     pax.set_size(record.len() as u64);
     pax.set_mode(0o644);
-    (pax.set_uid(0), pax.set_gid(0), pax.set_mtime(0));
+    pax.set_uid(0);
+    pax.set_gid(0);
+    pax.set_mtime(0);
     pax.set_cksum();
     b.append(&pax, &record[..]).unwrap();
     let mut h = tar::Header::new_ustar();
@@ -410,7 +412,8 @@ fn a_libarchive_pax_stream_keeps_extended_attributes() {
     h.set_size(8);
     h.set_mode(0o644);
     h.set_mtime(1_700_000_000);
-    (h.set_uid(0), h.set_gid(0));
+    h.set_uid(0);
+    h.set_gid(0);
     h.set_cksum();
     b.append(&h, &b"content\n"[..]).unwrap();
     let only = env.path("only.tar");

@@ -35,7 +35,7 @@ fn day(y: i64, m: i64, d: i64) -> (String, i64) {
 /// tarsnapper's expire (tarsnapper/expire.py), ported: which names it keeps.
 fn keeps(backups: &[(String, i64)], deltas: &[i64]) -> BTreeSet<String> {
     let mut bl: Vec<&(String, i64)> = backups.iter().collect();
-    bl.sort_by(|a, b| b.1.cmp(&a.1)); // newest first, stable
+    bl.sort_by_key(|b| std::cmp::Reverse(b.1)); // newest first, stable
     let mut ds = deltas.to_vec();
     ds.sort();
     let newest = bl[0].1;

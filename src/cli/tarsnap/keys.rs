@@ -9,12 +9,11 @@ use archiver::access::Perm;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+/// Options as `(name, value)`, in order.
+type Given = Vec<(String, String)>;
+
 /// Options as `(name, value)` in order, and the operands; `takes` lists the options with values.
-fn getopt(
-    args: &[OsString],
-    takes: &[&str],
-    flags: &[&str],
-) -> Result<(Vec<(String, String)>, Vec<OsString>), ()> {
+fn getopt(args: &[OsString], takes: &[&str], flags: &[&str]) -> Result<(Given, Vec<OsString>), ()> {
     let (mut out, mut i) = (Vec::new(), 0);
     while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
         if !a.starts_with('-') || a == "-" {
