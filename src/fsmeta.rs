@@ -143,6 +143,28 @@ pub fn nodump(path: &Path, md: &std::fs::Metadata) -> bool {
     }
 }
 
+/// The type of the synthetic file system `path` is on, by tarsnap's list (`ts_getfstype.c`:
+/// devfs, devpts, proc, securityfs, selinux, sysfs, usbdevfs); None for any other.
+pub fn synthetic(path: &Path) -> Option<&'static str> {
+    const TYPES: &[(i64, &str)] = &[
+        (0x1373, "devfs"),
+        (0x1cd1, "devpts"),
+        (0x9fa0, "proc"),
+        (0x7363_6673, "securityfs"),
+        (0xf97c_ff8c, "selinux"),
+        (0x6265_6572, "sysfs"),
+        (0x9fa2, "usbdevfs"),
+    ];
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a NUL-terminated path and a zeroed statfs for the kernel to fill.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let t = st.f_type as i64;
+    TYPES.iter().find(|(magic, _)| *magic == t).map(|(_, name)| *name)
+}
+
 /// The stored paths of files with several names, by (device, inode): the first name stored is
 /// the file, later ones are hard links to it.
 #[derive(Default)]
@@ -168,6 +190,13 @@ impl Links {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_is_synthetic_and_tmp_is_not() {
+        assert_eq!(super::synthetic(Path::new("/proc")), Some("proc"));
+        assert_eq!(super::synthetic(Path::new("/proc/self")), Some("proc"));
+        assert_eq!(super::synthetic(Path::new("/")), None);
+    }
 
     #[test]
     fn user_attributes_are_read_sorted_and_acls_follow_their_switch() {

@@ -4,6 +4,9 @@
 pub enum Event {
     /// Something the user should know, that is not a problem (recovery done, cache rebuilt).
     Notice(String),
+    /// A directory not entered by a default rule, not a problem: a synthetic file system such
+    /// as /proc (tarsnap's own rule; tarsnap mode prints these, as tarsnap does).
+    LeftOut(String),
     /// A problem that did not stop the command (an unreadable file); the result is incomplete.
     Warning(String),
     /// A file was archived or restored (path as stored).

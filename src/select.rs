@@ -48,6 +48,9 @@ pub struct Selection {
     /// Store what symlinks point to instead of the links (bsdtar's `-L`); a loop is stored as an
     /// empty directory with a warning, a dangling link as the link.
     pub dereference: bool,
+    /// Do not enter synthetic file systems (proc, sysfs, devpts, ...) met below an operand, as
+    /// tarsnap does unless `--insane-filesystems`; an operand on one is still walked.
+    pub skip_synthetic: bool,
 }
 
 /// What to do with a directory once it is known to be stored.

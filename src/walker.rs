@@ -282,6 +282,12 @@ impl Walker<'_> {
             if self.select.one_file_system && md.dev() != device {
                 return Ok(None); // a mount point: stored, not entered (nor listed)
             }
+            let synthetic = self.select.skip_synthetic && md.dev() != device;
+            if let Some(kind) = synthetic.then(|| crate::fsmeta::synthetic(path)).flatten() {
+                let what = format!("Not descending into filesystem of type {kind}: {shown}");
+                (self.progress)(Event::LeftOut(what));
+                return Ok(None);
+            }
             let dir = at.enter();
             let only = match self.select.dir_rule(path) {
                 crate::select::DirRule::Only(keep) => Some(keep),

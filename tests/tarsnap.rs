@@ -463,3 +463,20 @@ fn dash_l_stores_what_symlinks_point_to_and_stops_at_loops() {
     let out = ts(&env, &["-x", "-L", "-f", "followed"]);
     assert_eq!((out.code, out.stderr.as_str()), (1, "tarsnap: Option -L is not permitted in mode -x\n"));
 }
+
+#[test]
+fn synthetic_file_systems_are_not_entered() {
+    // As tarsnap: a directory on proc, sysfs, devpts (...) met below an operand is stored but not
+    // entered, with tarsnap's line and no error. Reached here through -L and a link to /proc.
+    let env = Env::new();
+    let d = env.path("d");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("f"), b"x").unwrap();
+    std::os::unix::fs::symlink("/proc", d.join("p")).unwrap();
+    let out = ts(&env, &["-c", "-L", "-f", "x", "d"]);
+    assert_eq!((out.code, out.stderr.as_str()), (0, "tarsnap: Not descending into filesystem of type proc: d/p\n"));
+    assert_eq!(ts_ok(&env, &["-t", "-f", "x"]).stdout, "d\nd/f\nd/p\n");
+    // --quiet: the same, silently.
+    let out = ts(&env, &["-c", "-L", "--quiet", "-f", "y", "d"]);
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+}

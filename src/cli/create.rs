@@ -62,6 +62,7 @@ pub fn run(
         numeric_owner: *numeric_owner,
         nodump: false,
         dereference: false,
+        skip_synthetic: false,
     }
     .with_exclude_files(&files)?;
     let size = |flag: Option<u64>, key: &str| -> anyhow::Result<Option<u64>> {

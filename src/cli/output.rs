@@ -40,7 +40,7 @@ impl Output {
             return self.json_event(e);
         }
         match e {
-            Event::Notice(m) if !self.quiet => self.err_line(&format!("archiver: {m}")),
+            Event::Notice(m) | Event::LeftOut(m) if !self.quiet => self.err_line(&format!("archiver: {m}")),
             Event::Warning(m) => {
                 self.warnings.fetch_add(1, Ordering::Relaxed);
                 self.err_line(&format!("archiver: warning: {m}"));
@@ -68,7 +68,9 @@ impl Output {
     fn json_event(&self, e: Event) {
         use super::json::message;
         let v = match e {
-            Event::Notice(m) if !self.quiet && !self.summarized.load(Ordering::Relaxed) => {
+            Event::Notice(m) | Event::LeftOut(m)
+                if !self.quiet && !self.summarized.load(Ordering::Relaxed) =>
+            {
                 message("notice", &m)
             }
             Event::Warning(m) => {

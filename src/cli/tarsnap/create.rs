@@ -76,6 +76,7 @@ pub fn create(
         numeric_owner: o.numeric_owner,
         nodump: o.nodump,
         dereference: o.dereference,
+        skip_synthetic: !o.insane_filesystems,
         ..Default::default()
     }
     .with_exclude_files(&o.exclude_from)

@@ -28,12 +28,13 @@ pub fn run(mode: Mode, o: &Opts, operands: &[OsString], argv: &[OsString]) -> Re
         Mode::Extract => Some('x'),
         _ => None,
     };
-    let verbose = o.verbose;
+    let (verbose, quiet) = (o.verbose, o.quiet);
     let progress = |e: Event| match e {
         Event::Warning(m) => {
             warned.store(true, Relaxed);
             err(&m);
         }
+        Event::LeftOut(m) if !quiet => err(&m),
         Event::File(path) if verbose > 0 => {
             if let Some(l) = letter {
                 let _ = writeln!(std::io::stderr().lock(), "{l} {path}");

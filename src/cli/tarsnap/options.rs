@@ -56,6 +56,8 @@ pub struct Opts {
     pub one_file_system: bool,
     /// `-L` (or `-h` with a mode): follow symlinks.
     pub dereference: bool,
+    /// Enter synthetic file systems (`--insane-filesystems`).
+    pub insane_filesystems: bool,
     pub nodump: bool,
     pub humanize: bool,
     pub creationtime: Option<i64>,
@@ -89,8 +91,6 @@ pub const NO_EFFECT: &[&str] = &[
     "fast-read",
     "force-resources",
     "no-force-resources",
-    "insane-filesystems",
-    "no-insane-filesystems",
     "lowmem",
     "normalmem",
     "verylowmem",
@@ -230,6 +230,7 @@ impl Opts {
             "nodump" | "no-nodump" => Some("nodump"),
             "totals" | "no-totals" => Some("totals"),
             "iso-dates" | "no-iso-dates" => Some("iso-dates"),
+            "insane-filesystems" | "no-insane-filesystems" => Some("insane"),
             _ => None,
         };
         if let Some(g) = group {
@@ -252,6 +253,7 @@ impl Opts {
             "nodump" => self.nodump = true,
             "totals" => self.totals = true,
             "iso-dates" => self.iso_dates = true,
+            "insane-filesystems" => self.insane_filesystems = true,
             "checkpoint-bytes" => {
                 let n = decimal_size(arg.unwrap_or(""))
                     .ok_or_else(|| Fail::msg(format!("Cannot parse #bytes per checkpoint: {}", arg_str())))?;
