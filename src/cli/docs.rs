@@ -27,7 +27,11 @@ archiver extract home-2026-11-22 -C /tmp/restore
 archiver keygen --repo s3://my-backups/laptop
 
 # A command's options and examples
-archiver help create",
+archiver help create
+
+# tarsnap's command line, for tarsnap scripts and tools (docs/TARSNAP.md); or link the
+# binary as `tarsnap`
+archiver tarsnap -c -f nightly-2026-11-22 /home /etc",
     ),
     (
         "keygen",
