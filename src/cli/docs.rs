@@ -31,7 +31,7 @@ archiver help create
 
 # tarsnap's command line, for tarsnap scripts and tools (docs/TARSNAP.md); or link the
 # binary as `tarsnap`
-archiver tarsnap -c -f nightly-2026-11-22 /home /etc",
+archiver tarsnap --list-archives -v",
     ),
     (
         "keygen",
