@@ -4,7 +4,8 @@
 //! on disk), `tree` (snapshots that compare content, mode bits, nanosecond mtimes and symlink
 //! targets), `crash` (crash, checkpoint and signal tests: failpoints, transaction records,
 //! invariant 3), `s3` (a real S3 server, moto), and the HTTP helpers `server`, `proxy` and `hostile`, `craft` (repository
-//! content made through the library) `mem` (memory-measured runs) and `oracle` (rsync as the judge of a round trip).
+//! content made through the library) `mem` (memory-measured runs), `oracle` (rsync as the judge of a round trip) and `tarsnap`
+//! (the binary run as `tarsnap`).
 #![allow(dead_code)]
 
 pub mod craft;
@@ -21,6 +22,7 @@ pub mod s3;
 pub mod s3fs;
 pub mod server;
 pub mod server_kill;
+pub mod tarsnap;
 mod tree;
 
 pub use data::*;
