@@ -103,10 +103,19 @@ impl Selection {
     /// when `absolute`: a pattern then also matches the path as given (`/home/u/cache`), as
     /// bsdtar and tarsnap match it, so `--exclude /home/u/cache` works as their users expect.
     pub fn excluded_given(&self, stored: &[u8], absolute: bool) -> bool {
-        let given = absolute.then(|| [&b"/"[..], stored].concat());
+        if self.exclude.is_empty() && self.include.is_empty() {
+            return false; // the usual walk: nothing to match, nothing to build per entry
+        }
+        // Built once, and only when a pattern did not match the stored path.
+        let given = std::cell::OnceCell::new();
         let matches = |p: &String, any_start: bool| {
             path_match(p.as_bytes(), stored, any_start)
-                || given.as_deref().is_some_and(|g| path_match(p.as_bytes(), g, any_start))
+                || (absolute
+                    && path_match(
+                        p.as_bytes(),
+                        given.get_or_init(|| [&b"/"[..], stored].concat()),
+                        any_start,
+                    ))
         };
         if self.exclude.iter().any(|p| matches(p, true)) {
             return true;

@@ -151,13 +151,11 @@ fn stats_table(
     progress: &(dyn Fn(Event) + Sync),
 ) -> anyhow::Result<String> {
     let table = Table { humanize: o.humanize };
-    let head = session.head()?;
-    let all = head.0.archives.iter().fold((0, 0), |(r, s), a| (r + a.stats.raw, s + a.stats.stored));
-    let (raw, stored, _) = session.open_cache(&head, progress)?.totals()?;
+    let (all, unique) = super::modes::totals(session, progress)?;
     Ok([
         table.header(),
         table.row("All archives", all),
-        table.row("  (unique data)", (raw, stored)),
+        table.row("  (unique data)", unique),
         table.row("This archive", (s.raw, s.stored)),
         table.row("New data", (s.new_raw, s.new_stored)),
     ]

@@ -101,7 +101,10 @@ pub fn names_from(path: &std::path::Path, null: bool) -> Result<Vec<OsString>, F
 }
 
 /// All archives' sizes (from the manifest) and the unique data (from the cache).
-fn totals(session: &Session, progress: &(dyn Fn(Event) + Sync)) -> anyhow::Result<((u64, u64), (u64, u64))> {
+pub fn totals(
+    session: &Session,
+    progress: &(dyn Fn(Event) + Sync),
+) -> anyhow::Result<((u64, u64), (u64, u64))> {
     let head = session.head()?;
     let all = head.0.archives.iter().fold((0, 0), |(r, s), a| (r + a.stats.raw, s + a.stats.stored));
     let (raw, stored, _) = session.open_cache(&head, progress)?.totals()?;
