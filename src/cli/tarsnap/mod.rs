@@ -8,7 +8,7 @@
 
 mod create;
 mod format;
-mod getopt;
+pub(crate) mod getopt;
 mod keys;
 mod modes;
 mod options;
