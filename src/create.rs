@@ -97,6 +97,8 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
             return Err(e.context(RepositoryChanged(crate::txn::recover::LOCK_LOST.into())));
         }
         let warnings = w.warnings;
+        // A checkpoint record under way is durable, or failed, before this is decided.
+        w.txn.quiesce();
         let checkpointed = w.txn.checkpoints() > 0;
         if !checkpointed {
             // Dropping the transaction (on return) aborts it: what it uploaded is deleted.
@@ -135,10 +137,16 @@ pub fn create(session: &Session, opts: &CreateOptions, progress: Progress) -> Re
             )))),
         };
     }
+    // The checkpoint under way is recorded (and reported) before the commit.
+    let settled = w.settle();
     let Walker { mut txn, mut meta, stats, warnings, command, .. } = w;
+    if settled.is_err() {
+        txn.quiesce();
+    }
     // After a checkpoint a failure from here on leaves it pending: say where the data goes.
     let checkpointed = txn.checkpoints() > 0;
     let finished = (|| {
+        settled?;
         meta.cut(&mut txn, true)?;
         txn.commit_archive(Draft { name: opts.name.clone(), time, meta: meta.blocks, stats, command })
     })();

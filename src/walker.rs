@@ -113,6 +113,9 @@ impl Walker<'_> {
             c.quit.load(Ordering::Relaxed),
             c.checkpoint_now.swap(false, Ordering::Relaxed),
         );
+        for up in self.txn.poll()? {
+            (self.progress)(Event::Checkpoint { uploaded: up });
+        }
         let up = self.txn.uploaded();
         if report {
             (self.progress)(Event::Progress { files: self.stats.files, uploaded: up });
@@ -126,6 +129,7 @@ impl Walker<'_> {
                 .map(|m| format!("stopped after uploading {m} bytes (--maxbw)"))
         };
         let (last_up, last_t) = self.last_checkpoint;
+        // One due while the previous one is still under way waits for it (`Txn::checkpoint`).
         let due = stop.is_some()
             || now
             || self.limits.checkpoint_bytes.is_some_and(|n| up - last_up >= n)
@@ -134,12 +138,25 @@ impl Walker<'_> {
             self.checkpoint(in_progress)?;
         }
         match stop {
-            Some(reason) => Err(Stopped(reason).into()),
+            Some(reason) => {
+                self.settle()?;
+                Err(Stopped(reason).into())
+            }
             None => Ok(()),
         }
     }
 
-    /// Stores the archive so far as `NAME.part` (see `Txn::checkpoint`).
+    /// Waits for the checkpoint under way to be recorded, and reports it.
+    pub fn settle(&mut self) -> Result<()> {
+        self.txn.settle()?;
+        for up in self.txn.take_recorded() {
+            (self.progress)(Event::Checkpoint { uploaded: up });
+        }
+        Ok(())
+    }
+
+    /// Starts storing the archive so far as `NAME.part` (see `Txn::checkpoint`); the walk goes
+    /// on while it is written, and `Event::Checkpoint` says when it is recorded.
     pub fn checkpoint(&mut self, in_progress: Option<&Node>) -> Result<()> {
         let mut tail = Writer { buf: self.meta.buf.clone() };
         let mut stats = self.stats.clone();
@@ -165,9 +182,7 @@ impl Walker<'_> {
         let draft =
             Draft { name: self.name.clone(), time: self.time, meta, stats, command: self.command.clone() };
         self.txn.checkpoint(tail_blocks, draft)?;
-        let up = self.txn.uploaded();
-        self.last_checkpoint = (up, Instant::now());
-        (self.progress)(Event::Checkpoint { uploaded: up });
+        self.last_checkpoint = (self.txn.uploaded(), Instant::now());
         Ok(())
     }
 

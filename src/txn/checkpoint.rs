@@ -1,19 +1,58 @@
-//! Checkpoints: steps "checkpoint 1" to "checkpoint 5" of the table in the module doc. After
-//! `Txn::checkpoint` returns, a crash at any point leaves the archive so far to be committed by
-//! recovery as `NAME.part`. Its cost is what was stored since the previous checkpoint plus the
-//! metadata tail, never the size of the archive or the repository.
+//! Checkpoints: steps "checkpoint 1" to "checkpoint 5" of the table in the module doc, taken
+//! without stopping the pipeline. `Txn::checkpoint` fixes the cut (the blocks submitted so far,
+//! and the archive so far as `NAME.part`) and returns at once; reading, hashing, compressing and
+//! uploading go on. `advance` (on every submitted block, and `poll`) moves the checkpoint on:
+//!   1. once every pack holding a block before the cut is stored (the packer closes the pack
+//!      holding the last one, `Pipeline::cut`), the segment for the packs stored since the previous
+//!      one, the pack and segment of `NAME.part`'s root and metadata tail, and the record are
+//!      queued, in that order, to the recorder thread (`recorder`), which writes them one by one;
+//!   2. once the record is durable, the cache transaction commits (invariant 1).
+//!
+//! Invariants:
+//! - One checkpoint at a time: a new one first completes the one under way (`settle`).
+//! - While one is under way no other index segment is written, so when its record is durable
+//!   every segment the cache's open transaction names is one the record keeps: the cache commit
+//!   then says stored only what a durable record keeps. The record may keep packs stored after
+//!   the cut: they are durable and indexed, and recovery keeps them.
+//! - A checkpoint counts (`checkpoints`, `last_checkpoint`, the `Checkpoint` event) once its
+//!   record is durable; `quiesce` lets one under way finish before a failed run decides between
+//!   `NAME.part` and discarding the transaction.
+//!
+//! Its cost on the walk is the cut's metadata tail and root, sealed, never a wait; its writes are
+//! what was stored since the previous checkpoint plus the metadata tail, and the record.
 
 use super::commit::with_sizes;
+use super::recorder::{Object, Op};
 use super::root::Draft;
-use super::Txn;
+use super::{Txn, TxnStats};
 use crate::index::Segment;
 use crate::layout::{self, CHECKPOINT_INDEX, CHECKPOINT_PACK};
-use crate::manifest::Checkpoint;
+use crate::manifest::{ArchiveRef, Checkpoint};
 use crate::pack::{Kind, PackBuilder};
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Result};
+use crossbeam_channel::{Receiver, TryRecvError};
+
+/// The checkpoint under way.
+pub(super) struct InFlight {
+    /// Bytes of new data submitted before the cut (what the `Checkpoint` event reports).
+    uploaded: u64,
+    /// `NAME.part`'s listing; its sizes are filled in when the record is built.
+    part: ArchiveRef,
+    /// The transaction's counts at the cut.
+    stats: TxnStats,
+    stage: Stage,
+}
+
+enum Stage {
+    /// Waiting for the packs holding the cut's blocks: the packer's answer (how many packs hold
+    /// them), then their uploads. `tail` and `root` go in the checkpoint's own pack.
+    Packs { answer: Receiver<u32>, packs: Option<u32>, tail: Vec<Vec<u8>>, root: Vec<u8> },
+    /// The writes are queued as the recorder's write number `.0`.
+    Recording(u64),
+}
 
 impl Txn {
-    /// The number of checkpoints recorded so far.
+    /// The number of checkpoints recorded so far (their records are durable).
     pub fn checkpoints(&self) -> u32 {
         self.checkpoints
     }
@@ -25,27 +64,104 @@ impl Txn {
         self.stats.new_raw
     }
 
-    /// Makes everything so far durable and restorable as `NAME.part`, the archive `draft`
-    /// describes (`draft.meta` ends with the blocks of `tail`, the metadata not yet stored).
-    /// Steps, in order (invariant 1):
-    ///   1. flush: every block submitted so far is in a durable pack;
-    ///   2. index segment for the packs since the previous segment;
-    ///   3. `tail` and the root of `NAME.part`, which only this checkpoint needs, in a pack and
-    ///      segment of their own (`CHECKPOINT_PACK | k`, `CHECKPOINT_INDEX | k`), so a later
-    ///      checkpoint or the commit simply drops them; they never enter the dedup set or the cache;
-    ///   4. the checkpoint record, numbered `k` (the durable decision point; records are never
-    ///      overwritten, recovery uses the highest-numbered one that opens);
-    ///   5. only then the cache transaction commits: these blocks are now known stored.
+    /// Starts a checkpoint at this point: once it completes, a crash leaves the archive `draft`
+    /// describes (`draft.meta` ends with the blocks of `tail`, the metadata not yet stored) to
+    /// be committed by recovery as `NAME.part`. Completes the one under way first.
     pub fn checkpoint(&mut self, tail: Vec<Vec<u8>>, draft: Draft) -> Result<()> {
         if self.dry {
             return Ok(()); // a dry run stores nothing, checkpoints included
         }
-        self.flush()?;
-        crate::failpoint::hit("checkpoint-flushed");
-        self.write_index(Segment::default())?;
-        crate::failpoint::hit("checkpoint-indexed");
-        let k = self.checkpoints;
+        self.settle()?;
         let (root, part) = draft.build(&self.keys, false)?;
+        let answer = self.pipe.cut(self.submitted)?;
+        let stage = Stage::Packs { answer, packs: None, tail, root };
+        self.inflight = Some(InFlight { uploaded: self.uploaded(), part, stats: self.stats.clone(), stage });
+        self.advance()
+    }
+
+    /// Moves the checkpoint under way on as far as it can without waiting; writes an index
+    /// segment when enough stored blocks wait for one and no checkpoint is under way.
+    pub(super) fn advance(&mut self) -> Result<()> {
+        self.pipe.check()?;
+        self.rec.check()?;
+        let mut packs_stored = false;
+        let mut record_durable = false;
+        match self.inflight.as_mut().map(|f| &mut f.stage) {
+            Some(Stage::Packs { answer, packs, .. }) => {
+                if packs.is_none() {
+                    match answer.try_recv() {
+                        Ok(n) => *packs = Some(n),
+                        Err(TryRecvError::Empty) => {}
+                        Err(TryRecvError::Disconnected) => {
+                            self.pipe.check()?;
+                            return Err(anyhow!("the packing thread stopped unexpectedly"));
+                        }
+                    }
+                }
+                packs_stored = packs.is_some_and(|n| self.pipe.stored_below() >= n);
+            }
+            Some(Stage::Recording(n)) => record_durable = self.rec.is_done(*n)?,
+            None => {}
+        }
+        if packs_stored {
+            // Taken after `stored_below` was read: the packs it counts are among them.
+            self.absorb(self.pipe.take_stored());
+            crate::failpoint::hit("checkpoint-flushed");
+            self.queue_checkpoint()?;
+        } else if record_durable {
+            self.recorded()?;
+        }
+        let stored = self.pipe.take_stored();
+        if !stored.is_empty() {
+            self.absorb(stored);
+        }
+        if self.inflight.is_none() && self.unindexed_blocks >= super::SEGMENT_BLOCKS {
+            self.write_index(Segment::default(), false)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until no checkpoint is under way (the one under way is recorded, or failed).
+    pub fn settle(&mut self) -> Result<()> {
+        while let Some(f) = &self.inflight {
+            match f.stage {
+                // The flush answers after the cut did, once every pack handed over is stored.
+                Stage::Packs { .. } => {
+                    let written = self.pipe.flush(self.submitted)?;
+                    self.absorb(written);
+                }
+                Stage::Recording(_) => self.rec.wait_idle()?,
+            }
+            self.advance()?;
+        }
+        Ok(())
+    }
+
+    /// Lets a write under way finish after a failure, so that `checkpoints` and
+    /// `last_checkpoint` say whether a checkpoint record is durable; nothing is written after.
+    pub fn quiesce(&mut self) {
+        let records = self.rec.finish();
+        if records > self.checkpoints {
+            self.checkpoints = records;
+            if let Some(f) = self.inflight.take() {
+                self.last_checkpoint = Some(f.part);
+            }
+        }
+    }
+
+    /// The bytes of new data before each checkpoint recorded since the previous call.
+    pub fn take_recorded(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.recorded)
+    }
+
+    /// Every block before the cut is stored: queues the checkpoint's writes (step 1).
+    fn queue_checkpoint(&mut self) -> Result<()> {
+        let seg = self.seal_segment(Segment::default())?;
+        let f = self.inflight.as_mut().expect("under way");
+        let Stage::Packs { tail, root, .. } = std::mem::replace(&mut f.stage, Stage::Recording(0)) else {
+            unreachable!("queued twice")
+        };
+        let k = self.checkpoints;
         let mut builder = PackBuilder::default();
         let blocks = tail.iter().map(|b| (Kind::Meta, b)).chain([(Kind::Root, &root)]);
         for (kind, data) in blocks {
@@ -53,30 +169,39 @@ impl Txn {
             builder.add(id, kind, &self.keys.seal_block(&id, data), data.len() as u32);
         }
         let pack_seq = CHECKPOINT_PACK | k;
-        let (bytes, entries) = builder.finish(&self.keys, &layout::pack_name(&self.id, pack_seq));
-        let pack =
-            self.repo.put_pack(&self.id, pack_seq, bytes.into()).context("cannot store a checkpoint")?;
-        let seg = Segment { packs: vec![(pack.clone(), entries)] };
+        let pack_name = layout::pack_name(&self.id, pack_seq);
+        let (bytes, entries) = builder.finish(&self.keys, &pack_name);
+        let pack = Object { seq: pack_seq, bytes, name: pack_name.clone() };
         let seg_seq = CHECKPOINT_INDEX | k;
-        let seg_bytes = seg.seal(&self.keys, &layout::segment_name(&self.id, seg_seq));
-        let seg_name =
-            self.repo.put_index(&self.id, seg_seq, &seg_bytes).context("cannot store a checkpoint")?;
-        crate::failpoint::hit("checkpoint-part-stored");
-        let part = with_sizes(part, &self.stats);
+        let seg_name = layout::segment_name(&self.id, seg_seq);
+        let part_seg = Segment { packs: vec![(pack_name.clone(), entries)] };
+        let part_seg =
+            Object { seq: seg_seq, bytes: part_seg.seal(&self.keys, &seg_name), name: seg_name.clone() };
+        // Sizes: what was referenced and added before the cut; stored sizes of the blocks
+        // packed since (the record keeps their packs).
+        let mut stats = f.stats.clone();
+        (stats.new_stored, stats.refs_stored) = (self.stats.new_stored, self.stats.refs_stored);
+        f.part = with_sizes(f.part.clone(), &stats);
         let mut record = Checkpoint {
-            archive: crate::manifest::Listed::Open(part.clone()),
+            archive: crate::manifest::Listed::Open(f.part.clone()),
             indexes: self.kept_indexes.clone(),
             packs: self.kept_packs.clone(),
         };
         record.indexes.push(seg_name);
-        record.packs.push(pack);
-        self.repo
-            .checkpoint(&self.id, k, &record.seal(&self.keys, &self.id))
-            .context("cannot store a checkpoint")?;
+        record.packs.push(pack_name);
+        let record = record.seal(&self.keys, &self.id);
+        let n = self.rec.queue(Op::Checkpoint { seg, pack, part_seg, k, record })?;
+        f.stage = Stage::Recording(n);
+        Ok(())
+    }
+
+    /// The record is durable (step 2): the checkpoint counts, and the cache commits.
+    fn recorded(&mut self) -> Result<()> {
+        let f = self.inflight.take().expect("under way");
         self.checkpoints += 1;
-        self.last_checkpoint = Some(part);
-        crate::failpoint::hit("checkpoint-recorded");
-        // The repository holds everything up to here durably: the cache may say so.
+        self.last_checkpoint = Some(f.part);
+        self.recorded.push(f.uploaded);
+        // The repository holds everything the cache's open transaction names durably.
         self.cache.commit()?;
         self.cache.begin()?;
         crate::failpoint::hit("checkpoint-cache-committed");

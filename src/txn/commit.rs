@@ -60,13 +60,15 @@ impl Txn {
         delete_packs: Vec<String>,
         delete_indexes: Vec<String>,
     ) -> Result<Manifest> {
-        // Step 1: every block durable.
+        // Step 1: every block durable (and a checkpoint under way recorded first).
+        self.settle()?;
         self.flush()?;
         crate::failpoint::hit("commit-flushed");
         // Step 2: index segment for what this transaction stored (and re-indexes).
         let mut extra = extra;
         extra.packs.append(&mut self.reindexed.packs);
-        self.write_index(extra)?;
+        self.write_index(extra, true)?;
+        self.rec.wait_idle()?;
         crate::failpoint::hit("commit-indexed");
         let mut m = self.base.clone();
         m.gen += 1;

@@ -5,7 +5,10 @@
 //!
 //! Blocks flow: caller (hash, dedup) → workers (compress, seal; all cores) → packer thread (packs)
 //! → uploader threads (`put_pack`, several in flight; `pipeline`). `flush` is a barrier: when it
-//! returns every submitted block is durably stored.
+//! returns every submitted block is durably stored. Index segments and checkpoints' objects and
+//! records are written in order by one recorder thread (`recorder`), so that neither a segment
+//! nor a checkpoint stops the walk (`checkpoint`); the cache commits only once the recorder made
+//! durable everything its open transaction names.
 //!
 //! # Steps
 //!
@@ -45,13 +48,15 @@ use crate::pack::{Entry, Kind};
 use crate::repo::Repository;
 use crate::session::Session;
 use anyhow::{Context, Result};
-use pipeline::{Job, Pipeline};
+use pipeline::Pipeline;
+use recorder::{Object, Op, Recorder};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 mod checkpoint;
 mod commit;
 mod pipeline;
+mod recorder;
 pub mod recover;
 mod root;
 
@@ -93,6 +98,12 @@ pub struct Txn {
     repo: Arc<dyn Repository>,
     keys: Arc<Keys>,
     pipe: Pipeline,
+    /// Writes segments, checkpoint objects and records, in order.
+    rec: Recorder,
+    /// The checkpoint under way (`checkpoint`).
+    inflight: Option<checkpoint::InFlight>,
+    /// New-data counts of checkpoints recorded but not yet reported (`take_recorded`).
+    recorded: Vec<u64>,
     submitted: u64,
     pending: HashMap<BlockId, PendingBlock>,
     /// Packs stored since the last index segment, and how many blocks they hold.
@@ -143,12 +154,15 @@ impl Txn {
         let keys = Arc::new(session.keys.for_transaction());
         let pipe = Pipeline::start(session.repo.clone(), keys.clone(), id.clone());
         Ok(Txn {
-            id,
+            id: id.clone(),
             base,
             cache,
             repo: session.repo.clone(),
             keys,
             pipe,
+            rec: Recorder::start(session.repo.clone(), id.clone()),
+            inflight: None,
+            recorded: Vec::new(),
             submitted: 0,
             pending: HashMap::new(),
             unindexed: Vec::new(),
@@ -221,22 +235,24 @@ impl Txn {
             return Ok(());
         }
         self.submitted += 1;
-        self.pipe.submit(Job { id, kind, data })?;
+        self.pipe.submit(id, kind, data)?;
         self.index_stored()
     }
 
     /// Takes the packs stored so far and, once they hold `SEGMENT_BLOCKS` blocks, indexes them
     /// in a segment: their blocks then live in the cache's open transaction, not in `pending`.
+    /// Moves a checkpoint under way on (`advance`).
     fn index_stored(&mut self) -> Result<()> {
-        let stored = self.pipe.take_stored();
-        if !stored.is_empty() {
-            self.absorb(stored);
+        self.advance()
+    }
+
+    /// Moves a checkpoint under way on and reports the checkpoints recorded since the previous
+    /// call (`take_recorded`); never waits. For a caller that may submit nothing for a while.
+    pub fn poll(&mut self) -> Result<Vec<u64>> {
+        if !self.dry {
+            self.advance()?;
         }
-        if self.unindexed_blocks >= SEGMENT_BLOCKS {
-            self.write_index(Segment::default())?;
-            crate::failpoint::hit("segment-indexed");
-        }
-        Ok(())
+        Ok(self.take_recorded())
     }
 
     /// Adds an already sealed block (repacking) straight to the packer.
@@ -257,7 +273,7 @@ impl Txn {
         if self.reindexed_blocks >= SEGMENT_BLOCKS {
             let seg = std::mem::take(&mut self.reindexed);
             self.reindexed_blocks = 0;
-            self.write_index(seg)?;
+            self.write_index(seg, true)?;
         }
         Ok(())
     }
@@ -285,20 +301,31 @@ impl Txn {
         self.unindexed.extend(written);
     }
 
-    /// Writes an index segment for packs stored since the last one, plus `extra` (packs of
-    /// earlier transactions that a compacting commit re-indexes).
-    fn write_index(&mut self, extra: Segment) -> Result<()> {
+    /// Queues an index segment for packs stored since the last one, plus `extra` (packs of
+    /// earlier transactions that a compacting commit re-indexes), to the recorder. `quiet`: not
+    /// the failpoint of a segment written between checkpoints.
+    fn write_index(&mut self, extra: Segment, quiet: bool) -> Result<()> {
+        if let Some(seg) = self.seal_segment(extra)? {
+            self.rec.queue(Op::Segment { seg, quiet })?;
+        }
+        Ok(())
+    }
+
+    /// Seals the segment `write_index` describes (none if it lists nothing) and does all its
+    /// bookkeeping at once: the cache's open transaction learns its blocks, which leave
+    /// `pending`, and the next checkpoint record and the commit keep it. The cache commits only
+    /// once the recorder stored it.
+    fn seal_segment(&mut self, extra: Segment) -> Result<Option<Object>> {
         let mut seg = extra;
         let own = self.unindexed.len();
         seg.packs.extend(std::mem::take(&mut self.unindexed));
         self.unindexed_blocks = 0;
         if seg.packs.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let name = crate::layout::segment_name(&self.id, self.index_seq);
-        let bytes = seg.seal(&self.keys, &name);
-        let stored =
-            self.repo.put_index(&self.id, self.index_seq, &bytes).context("cannot store an index segment")?;
+        let seq = self.index_seq;
+        let stored = crate::layout::segment_name(&self.id, seq);
+        let bytes = seg.seal(&self.keys, &stored);
         self.index_seq += 1;
         for (pack, entries) in &seg.packs {
             self.cache.add_pack(&stored, pack, entries)?;
@@ -311,13 +338,15 @@ impl Txn {
             }
         }
         self.kept_packs.extend(seg.packs[first_own..].iter().map(|(p, _)| p.clone()));
-        self.kept_indexes.push(stored);
-        Ok(())
+        self.kept_indexes.push(stored.clone());
+        Ok(Some(Object { seq, bytes, name: stored }))
     }
 
     /// Ends this process's part in the transaction without committing or aborting it: what
     /// recovery then finds (the last checkpoint) decides. Used to end an archive at a checkpoint.
     pub fn suspend(mut self) {
+        self.pipe.shutdown();
+        self.quiesce();
         self.done = true;
         self.cache.rollback();
     }
@@ -330,8 +359,10 @@ fn intent_ad(txn: &str) -> Vec<u8> {
 
 impl Drop for Txn {
     fn drop(&mut self) {
-        // No upload is under way once this returns, so the abort below cannot race one.
+        // No upload is under way once this returns, so the abort below cannot race one, and a
+        // checkpoint record queued is durable or failed: whether one exists decides below.
         self.pipe.shutdown();
+        self.quiesce();
         if self.dry {
             self.cache.rollback();
             return;

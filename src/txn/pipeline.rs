@@ -9,8 +9,14 @@
 //!   segments can only name acknowledged packs.
 //! - `take_stored` hands over the packs stored so far without waiting (the transaction indexes
 //!   them as they come, so what it keeps per block stays bounded; `Txn::absorb`).
+//! - Blocks are numbered as submitted; seal workers finish them out of order, so the packer counts
+//!   the numbers below which every block arrived, and "the first `n` blocks" means exactly those
+//!   (blocks submitted after a cut may overtake blocks before it).
 //! - `flush(n)` replies once the first `n` blocks have reached the packer, the partial pack was
 //!   handed over, and every pack handed over so far has finished uploading: a barrier.
+//! - `cut(n)` is its counterpart that does not wait (a checkpoint's): once the first `n` blocks
+//!   have reached the packer, the partial pack is handed over and the reply says how many packs
+//!   hold them; they are all stored once `stored_below` reaches that number.
 //! - The first error stops the transaction: it is kept (later ones are dropped), every later
 //!   upload is skipped, and `check`, `submit` and `flush` report it.
 //! - Memory is bounded: bounded job and block channels (`4 × workers` each), and the packer hands
@@ -33,6 +39,8 @@ use std::thread::JoinHandle;
 mod tests;
 
 pub(super) struct Job {
+    /// Its number in submission order (set by `Pipeline::submit`).
+    no: u64,
     pub id: BlockId,
     pub kind: Kind,
     pub data: Vec<u8>,
@@ -43,6 +51,7 @@ pub(super) type Written = Vec<(String, Vec<Entry>)>;
 
 enum PackMsg {
     Block {
+        no: u64,
         id: BlockId,
         kind: Kind,
         sealed: Vec<u8>,
@@ -51,6 +60,15 @@ enum PackMsg {
     /// Store the partial pack once `.0` blocks have arrived, wait for every upload, then reply
     /// with what was written.
     Flush(u64, Sender<Result<Written>>),
+    /// Hand over the partial pack once `.0` blocks have arrived, and reply at once with the
+    /// number of packs handed over so far (they hold those blocks).
+    Cut(u64, Sender<u32>),
+}
+
+/// A `Flush` or `Cut` waiting for its blocks.
+enum Waiter {
+    Flush(Sender<Result<Written>>),
+    Cut(Sender<u32>),
 }
 
 /// The first error of any pipeline thread.
@@ -87,6 +105,20 @@ struct Tally {
     handed: u64,
     finished: u64,
     written: Vec<(u32, String, Vec<Entry>)>,
+    /// Every pack numbered below this one has finished uploading (`ahead`: those above it that
+    /// finished, as uploads end out of order).
+    below: u32,
+    ahead: std::collections::BTreeSet<u32>,
+}
+
+impl Tally {
+    fn finished(&mut self, seq: u32) {
+        self.finished += 1;
+        self.ahead.insert(seq);
+        while self.ahead.remove(&self.below) {
+            self.below += 1;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -107,6 +139,8 @@ pub(super) struct Pipeline {
     threads: Vec<JoinHandle<()>>,
     failure: Arc<Failure>,
     uploads: Arc<Uploads>,
+    /// Blocks submitted so far (the next one's number).
+    numbered: std::cell::Cell<u64>,
 }
 
 impl Pipeline {
@@ -129,7 +163,8 @@ impl Pipeline {
         }
         let packer = Packer { keys, txn, up_tx, uploads: uploads.clone(), failure: failure.clone() };
         threads.push(std::thread::spawn(move || packer.run(pack_rx)));
-        Pipeline { job_tx: Some(job_tx), pack_tx: Some(pack_tx), threads, failure, uploads }
+        let numbered = Default::default();
+        Pipeline { job_tx: Some(job_tx), pack_tx: Some(pack_tx), threads, failure, uploads, numbered }
     }
 
     /// The first error of the pipeline, if any.
@@ -144,18 +179,25 @@ impl Pipeline {
         self.check().err().unwrap_or_else(|| anyhow!("the packing thread stopped unexpectedly"))
     }
 
+    /// The next block's number.
+    fn number(&self) -> u64 {
+        let no = self.numbered.get();
+        self.numbered.set(no + 1);
+        no
+    }
+
     /// Sends a block to the seal workers.
-    pub fn submit(&self, job: Job) -> Result<()> {
+    pub fn submit(&self, id: BlockId, kind: Kind, data: Vec<u8>) -> Result<()> {
         self.check()?;
         let tx = self.job_tx.as_ref().expect("open");
-        tx.send(job).map_err(|_| self.dead())
+        tx.send(Job { no: self.number(), id, kind, data }).map_err(|_| self.dead())
     }
 
     /// Sends an already sealed block straight to the packer (repacking).
     pub fn submit_sealed(&self, id: BlockId, kind: Kind, sealed: Vec<u8>, plain_len: u32) -> Result<()> {
         self.check()?;
         let tx = self.pack_tx.as_ref().expect("open");
-        tx.send(PackMsg::Block { id, kind, sealed, plain_len }).map_err(|_| self.dead())
+        tx.send(PackMsg::Block { no: self.number(), id, kind, sealed, plain_len }).map_err(|_| self.dead())
     }
 
     /// Barrier: once the first `submitted` blocks are all in durably stored packs, returns those
@@ -165,6 +207,21 @@ impl Pipeline {
         let pack_tx = self.pack_tx.as_ref().expect("open");
         pack_tx.send(PackMsg::Flush(submitted, tx)).map_err(|_| self.dead())?;
         rx.recv().map_err(|_| self.dead())?
+    }
+
+    /// Asks the packer to close the pack holding block `submitted` without waiting: the answer
+    /// (how many packs hold the first `submitted` blocks) arrives on the returned channel.
+    pub fn cut(&self, submitted: u64) -> Result<Receiver<u32>> {
+        let (tx, rx) = bounded(1);
+        let pack_tx = self.pack_tx.as_ref().expect("open");
+        pack_tx.send(PackMsg::Cut(submitted, tx)).map_err(|_| self.dead())?;
+        Ok(rx)
+    }
+
+    /// How many packs, counted from the first, have all finished uploading (stored, unless
+    /// `check` reports a failure).
+    pub fn stored_below(&self) -> u32 {
+        self.uploads.lock().below
     }
 
     /// Packs stored since the previous `take_stored` or flush, without waiting for any (not a
@@ -198,7 +255,8 @@ impl Drop for Pipeline {
 fn seal_worker(rx: Receiver<Job>, tx: Sender<PackMsg>, keys: Arc<Keys>) {
     for job in rx {
         let sealed = keys.seal_block(&job.id, &job.data);
-        let msg = PackMsg::Block { id: job.id, kind: job.kind, sealed, plain_len: job.data.len() as u32 };
+        let plain_len = job.data.len() as u32;
+        let msg = PackMsg::Block { no: job.no, id: job.id, kind: job.kind, sealed, plain_len };
         if tx.send(msg).is_err() {
             return;
         }
@@ -233,7 +291,7 @@ fn uploader(rx: Receiver<Upload>, repo: Arc<dyn Repository>, txn: String, up: Ar
         if let Some(stored) = stored {
             t.written.push((seq, stored, entries));
         }
-        t.finished += 1;
+        t.finished(seq);
         up.cv.notify_all();
     }
 }
@@ -250,12 +308,18 @@ impl Packer {
     fn run(self, rx: Receiver<PackMsg>) {
         let mut builder = PackBuilder::default();
         let mut seq = 0u32;
+        // Every block numbered below `received` has arrived (`ahead`: later ones that did).
         let mut received = 0u64;
-        let mut waiting: Option<(u64, Sender<Result<Written>>)> = None;
+        let mut ahead = std::collections::BTreeSet::new();
+        // Flushes and cuts in the order asked, each for a number of blocks no smaller.
+        let mut waiting: std::collections::VecDeque<(u64, Waiter)> = Default::default();
         for msg in rx {
             match msg {
-                PackMsg::Block { id, kind, sealed, plain_len } => {
-                    received += 1;
+                PackMsg::Block { no, id, kind, sealed, plain_len } => {
+                    ahead.insert(no);
+                    while ahead.remove(&received) {
+                        received += 1;
+                    }
                     if self.failure.get().is_none() {
                         builder.add(id, kind, &sealed, plain_len);
                         if builder.is_full() {
@@ -263,12 +327,16 @@ impl Packer {
                         }
                     }
                 }
-                PackMsg::Flush(n, reply) => waiting = Some((n, reply)),
+                PackMsg::Flush(n, reply) => waiting.push_back((n, Waiter::Flush(reply))),
+                PackMsg::Cut(n, reply) => waiting.push_back((n, Waiter::Cut(reply))),
             }
-            if waiting.as_ref().is_some_and(|(n, _)| received >= *n) {
-                let (_, reply) = waiting.take().expect("some");
+            while waiting.front().is_some_and(|(n, _)| received >= *n) {
+                let (_, waiter) = waiting.pop_front().expect("some");
                 self.hand_over(std::mem::take(&mut builder), &mut seq);
-                let _ = reply.send(self.wait_all());
+                match waiter {
+                    Waiter::Flush(reply) => drop(reply.send(self.wait_all())),
+                    Waiter::Cut(reply) => drop(reply.send(seq)),
+                }
             }
         }
     }

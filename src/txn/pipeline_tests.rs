@@ -4,10 +4,11 @@
 //! packs, in order; uploads really overlap (and no more than allowed); the first error stops
 //! everything.
 
-use super::{Job, Pipeline};
+use super::Pipeline;
 use crate::backend::faulty::{CallLog, Fault, FaultyBackend, Op};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::ErrorKind;
+use crate::crypto::BlockId;
 use crate::crypto::Keys;
 use crate::layout;
 use crate::pack::Kind;
@@ -47,9 +48,14 @@ fn keys() -> Arc<Keys> {
 }
 
 /// Incompressible block number `i`.
-fn block(keys: &Keys, i: u64) -> Job {
+fn block(keys: &Keys, i: u64) -> (BlockId, Kind, Vec<u8>) {
+    sized(keys, i, BLOCK)
+}
+
+/// Incompressible block number `i` of `len` bytes.
+fn sized(keys: &Keys, i: u64, len: usize) -> (BlockId, Kind, Vec<u8>) {
     let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i + 1).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    let data: Vec<u8> = (0..BLOCK)
+    let data: Vec<u8> = (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -57,12 +63,16 @@ fn block(keys: &Keys, i: u64) -> Job {
             x as u8
         })
         .collect();
-    Job { id: keys.block_id(&data), kind: Kind::Data, data }
+    (keys.block_id(&data), Kind::Data, data)
 }
 
 /// Submits `n` blocks numbered from `from`; returns how many were accepted.
 fn submit(p: &Pipeline, keys: &Keys, from: u64, n: u64) -> u64 {
-    (from..from + n).take_while(|&i| p.submit(block(keys, i)).is_ok()).count() as u64
+    let ok = |i| {
+        let (id, kind, data) = block(keys, i);
+        p.submit(id, kind, data).is_ok()
+    };
+    (from..from + n).take_while(|&i| ok(i)).count() as u64
 }
 
 #[test]
@@ -111,8 +121,50 @@ fn the_first_upload_error_stops_the_pipeline_and_is_the_one_reported() {
     let err = p.flush(sent).expect_err("an upload failed").to_string();
     let first = format!("cannot store pack {}", layout::pack_name(T, 1));
     assert!(err.contains(&first) && err.contains(&pack(1)), "{err}");
-    assert!(p.check().is_err() && p.submit(block(&keys, 999)).is_err(), "the pipeline keeps failing");
+    let (id, kind, data) = block(&keys, 999);
+    assert!(p.check().is_err() && p.submit(id, kind, data).is_err(), "the pipeline keeps failing");
     let stored = stored(&log);
     assert!(stored.iter().all(|&s| s == 0 || s == 3), "uploads went on after the error: {stored:?}");
     assert!(sent < 200, "submitting went on long after the error ({sent} blocks)");
+}
+
+/// A checkpoint's cut: blocks submitted after it overtake blocks before it in the seal workers
+/// (a large block takes longer than many small ones), yet once `stored_below` reaches the cut's
+/// answer, every block before the cut is in a stored pack numbered below it.
+#[test]
+fn a_cut_answers_only_once_every_block_before_it_is_packed() {
+    let (repo, _) = repository(vec![], |_, _| Duration::ZERO);
+    let keys = keys();
+    let p = Pipeline::start(repo, keys.clone(), T.into());
+    let mut before = std::collections::HashSet::new();
+    let mut i = 0;
+    for round in 0..20 {
+        // Ends with a large block, which the small ones after the cut overtake.
+        for len in [3000, 5000, 4 * BLOCK] {
+            let (id, kind, data) = sized(&keys, i, len + round);
+            before.insert(id);
+            p.submit(id, kind, data).unwrap();
+            i += 1;
+        }
+        let answer = p.cut(i).unwrap();
+        for _ in 0..8 {
+            let (id, kind, data) = sized(&keys, 1_000_000 + i, 2000 + round);
+            p.submit(id, kind, data).unwrap();
+            i += 1;
+        }
+        let need = answer.recv().unwrap();
+        while p.stored_below() < need {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let taken = p.take_stored();
+        for (name, entries) in &taken {
+            if seq_of(&layout::pack_key(name)).unwrap() < need {
+                for e in entries {
+                    before.remove(&e.id);
+                }
+            }
+        }
+        // Packs stored before this round were taken by the previous one.
+        assert!(before.is_empty(), "round {round}: {} blocks before the cut not in its packs", before.len());
+    }
 }
