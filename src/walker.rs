@@ -6,10 +6,7 @@
 //! if new, handed to the transaction's workers. Nodes are serialised into the metadata stream in
 //! path order. Problems with single files are reported and the walk goes on (`warnings`).
 //!
-//! Checkpoints fall between two chunks, so in the middle of a file too: the archive so
-//! far (finished metadata blocks, the unfinished tail, and the file in progress marked partial)
-//! becomes `NAME.part` in `Txn::checkpoint`. A stop request (SIGQUIT, `--maxbw`) checkpoints and
-//! then unwinds the walk with `Stopped`.
+//! Checkpoints fall between two chunks, so in the middle of a file too (`checkpoints`).
 //!
 //! What is stored is decided before anything is read (`select`): an excluded entry is not even
 //! stat'ed, an excluded directory not opened.
@@ -18,21 +15,21 @@ use crate::archive::join;
 use crate::archive::{Node, NodeKind, Stats};
 use crate::cache::FileRecord;
 use crate::chunker::Chunker;
-use crate::codec::Writer;
 use crate::crypto::BlockId;
 use crate::limits::MAX_PATH;
 pub use crate::metastream::MetaStream;
+
+mod checkpoints;
 use crate::pack::Kind;
 use crate::place::Place;
 use crate::process::now_ns;
 use crate::progress::{Control, Event, Progress};
-use crate::txn::{Draft, Txn};
+use crate::txn::Txn;
 use anyhow::Result;
 use rayon::prelude::*;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,95 +94,6 @@ pub struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    /// Checkpoints if one is due (bytes, time, SIGUSR2), reports progress on SIGUSR1, after a
-    /// stop request checkpoints and returns `Stopped`, and after SIGINT or SIGTERM returns
-    /// `Interrupted` at once. `in_progress` is the file being read.
-    fn maybe_checkpoint(&mut self, in_progress: Option<&Node>) -> Result<()> {
-        let c = &self.limits.control;
-        // SIGINT, SIGTERM: stop at once, without a new checkpoint (it could take long to upload);
-        // `create` ends the run at its last one, or undoes it.
-        match c.interrupt.load(Ordering::Relaxed) {
-            0 => {}
-            sig => return Err(crate::progress::Interrupted(sig).into()),
-        }
-        let (report, quit, now) = (
-            c.report.swap(false, Ordering::Relaxed),
-            c.quit.load(Ordering::Relaxed),
-            c.checkpoint_now.swap(false, Ordering::Relaxed),
-        );
-        for up in self.txn.poll()? {
-            (self.progress)(Event::Checkpoint { uploaded: up });
-        }
-        let up = self.txn.uploaded();
-        if report {
-            (self.progress)(Event::Progress { files: self.stats.files, uploaded: up });
-        }
-        let stop = if quit {
-            Some("stopped by SIGQUIT".to_string())
-        } else {
-            self.limits
-                .maxbw
-                .filter(|&m| up >= m)
-                .map(|m| format!("stopped after uploading {m} bytes (--maxbw)"))
-        };
-        let (last_up, last_t) = self.last_checkpoint;
-        // One due while the previous one is still under way waits for it (`Txn::checkpoint`).
-        let due = stop.is_some()
-            || now
-            || self.limits.checkpoint_bytes.is_some_and(|n| up - last_up >= n)
-            || self.limits.checkpoint_interval.is_some_and(|d| last_t.elapsed() >= d);
-        if due {
-            self.checkpoint(in_progress)?;
-        }
-        match stop {
-            Some(reason) => {
-                self.settle()?;
-                Err(Stopped(reason).into())
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Waits for the checkpoint under way to be recorded, and reports it.
-    pub fn settle(&mut self) -> Result<()> {
-        self.txn.settle()?;
-        for up in self.txn.take_recorded() {
-            (self.progress)(Event::Checkpoint { uploaded: up });
-        }
-        Ok(())
-    }
-
-    /// Starts storing the archive so far as `NAME.part` (see `Txn::checkpoint`); the walk goes
-    /// on while it is written, and `Event::Checkpoint` says when it is recorded.
-    pub fn checkpoint(&mut self, in_progress: Option<&Node>) -> Result<()> {
-        let mut tail = Writer { buf: self.meta.buf.clone() };
-        let mut stats = self.stats.clone();
-        if let Some(n) = in_progress {
-            // `n.size` is the file's size when its read began: a file whose last block is already
-            // stored is whole, not cut.
-            let mut n = n.clone();
-            let stored = n.blocks.iter().map(|b| b.1 as u64).sum();
-            n.partial = stored < n.size;
-            n.size = stored;
-            n.encode(&mut tail);
-            stats.files += 1;
-        }
-        let mut meta = self.meta.blocks.clone();
-        let mut tail_blocks = Vec::new();
-        let mut rest = &tail.buf[..];
-        while !rest.is_empty() {
-            let n = self.meta.chunker.cut(rest);
-            meta.push((self.txn.keys().block_id(&rest[..n]), n as u32));
-            tail_blocks.push(rest[..n].to_vec());
-            rest = &rest[n..];
-        }
-        let draft =
-            Draft { name: self.name.clone(), time: self.time, meta, stats, command: self.command.clone() };
-        self.txn.checkpoint(tail_blocks, draft)?;
-        self.last_checkpoint = (self.txn.uploaded(), Instant::now());
-        Ok(())
-    }
-
     pub(crate) fn warn(&mut self, msg: String) {
         self.warnings += 1;
         (self.progress)(Event::Warning(msg));

@@ -9,7 +9,11 @@
 //!   2. once the record is durable, the cache transaction commits (invariant 1).
 //!
 //! Invariants:
-//! - One checkpoint at a time: a new one first completes the one under way (`settle`).
+//! - Cuts may run ahead (up to `UNDER_WAY` of them: a checkpoint takes about two pack uploads to
+//!   complete, longer than the walk takes to reach the next one at small `--checkpoint-bytes`),
+//!   but checkpoints complete one at a time, in order: the next one's writes are queued only once
+//!   the previous one's record is durable and the cache committed it. So a crash anywhere in
+//!   checkpoint k leaves checkpoint k-1 recorded, as at every protocol step before.
 //! - While one is under way no other index segment is written, so when its record is durable
 //!   every segment the cache's open transaction names is one the record keeps: the cache commit
 //!   then says stored only what a durable record keeps. The record may keep packs stored after
@@ -31,6 +35,9 @@ use crate::manifest::{ArchiveRef, Checkpoint};
 use crate::pack::{Kind, PackBuilder};
 use anyhow::{anyhow, Result};
 use crossbeam_channel::{Receiver, TryRecvError};
+
+/// Checkpoints cut and not yet recorded, at most; one more due waits for the oldest.
+const UNDER_WAY: usize = 4;
 
 /// The checkpoint under way.
 pub(super) struct InFlight {
@@ -71,11 +78,18 @@ impl Txn {
         if self.dry {
             return Ok(()); // a dry run stores nothing, checkpoints included
         }
-        self.settle()?;
+        while self.inflight.len() >= UNDER_WAY {
+            self.settle_oldest()?;
+        }
         let (root, part) = draft.build(&self.keys, false)?;
         let answer = self.pipe.cut(self.submitted)?;
         let stage = Stage::Packs { answer, packs: None, tail, root };
-        self.inflight = Some(InFlight { uploaded: self.uploaded(), part, stats: self.stats.clone(), stage });
+        self.inflight.push_back(InFlight {
+            uploaded: self.uploaded(),
+            part,
+            stats: self.stats.clone(),
+            stage,
+        });
         self.advance()
     }
 
@@ -84,51 +98,67 @@ impl Txn {
     pub(super) fn advance(&mut self) -> Result<()> {
         self.pipe.check()?;
         self.rec.check()?;
-        let mut packs_stored = false;
-        let mut record_durable = false;
-        match self.inflight.as_mut().map(|f| &mut f.stage) {
-            Some(Stage::Packs { answer, packs, .. }) => {
-                if packs.is_none() {
-                    match answer.try_recv() {
-                        Ok(n) => *packs = Some(n),
-                        Err(TryRecvError::Empty) => {}
-                        Err(TryRecvError::Disconnected) => {
-                            self.pipe.check()?;
-                            return Err(anyhow!("the packing thread stopped unexpectedly"));
+        // The oldest checkpoint moves on; once recorded, the next one can.
+        loop {
+            let mut packs_stored = false;
+            let mut record_durable = false;
+            match self.inflight.front_mut().map(|f| &mut f.stage) {
+                Some(Stage::Packs { answer, packs, .. }) => {
+                    if packs.is_none() {
+                        match answer.try_recv() {
+                            Ok(n) => *packs = Some(n),
+                            Err(TryRecvError::Empty) => {}
+                            Err(TryRecvError::Disconnected) => return Err(self.packer_gone()),
                         }
                     }
+                    packs_stored = packs.is_some_and(|n| self.pipe.stored_below() >= n);
                 }
-                packs_stored = packs.is_some_and(|n| self.pipe.stored_below() >= n);
+                Some(Stage::Recording(n)) => record_durable = self.rec.is_done(*n)?,
+                None => {}
             }
-            Some(Stage::Recording(n)) => record_durable = self.rec.is_done(*n)?,
-            None => {}
-        }
-        if packs_stored {
-            // Taken after `stored_below` was read: the packs it counts are among them.
-            self.absorb(self.pipe.take_stored());
-            crate::failpoint::hit("checkpoint-flushed");
-            self.queue_checkpoint()?;
-        } else if record_durable {
-            self.recorded()?;
+            if packs_stored {
+                // Taken after `stored_below` was read: the packs it counts are among them.
+                self.absorb(self.pipe.take_stored());
+                crate::failpoint::hit("checkpoint-flushed");
+                self.queue_checkpoint()?;
+            } else if record_durable {
+                self.recorded()?;
+            } else {
+                break;
+            }
         }
         let stored = self.pipe.take_stored();
         if !stored.is_empty() {
             self.absorb(stored);
         }
-        if self.inflight.is_none() && self.unindexed_blocks >= super::SEGMENT_BLOCKS {
+        if self.inflight.is_empty() && self.unindexed_blocks >= super::SEGMENT_BLOCKS {
             self.write_index(Segment::default(), false)?;
         }
         Ok(())
     }
 
-    /// Waits until no checkpoint is under way (the one under way is recorded, or failed).
+    /// Waits until no checkpoint is under way (each is recorded, or one failed).
     pub fn settle(&mut self) -> Result<()> {
-        while let Some(f) = &self.inflight {
-            match f.stage {
-                // The flush answers after the cut did, once every pack handed over is stored.
-                Stage::Packs { .. } => {
-                    let written = self.pipe.flush(self.submitted)?;
-                    self.absorb(written);
+        while !self.inflight.is_empty() {
+            self.settle_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the oldest checkpoint under way is recorded (the pipeline goes on).
+    fn settle_oldest(&mut self) -> Result<()> {
+        let recorded = self.checkpoints;
+        while self.checkpoints == recorded && !self.inflight.is_empty() {
+            match &mut self.inflight.front_mut().expect("some").stage {
+                Stage::Packs { answer, packs, .. } => {
+                    let n = match *packs {
+                        Some(n) => Some(n),
+                        None => answer.recv().ok().inspect(|&n| *packs = Some(n)),
+                    };
+                    match n {
+                        Some(n) => self.pipe.wait_stored(n)?,
+                        None => return Err(self.packer_gone()),
+                    }
                 }
                 Stage::Recording(_) => self.rec.wait_idle()?,
             }
@@ -137,15 +167,20 @@ impl Txn {
         Ok(())
     }
 
+    /// The error when the packer stopped answering: the pipeline's failure, if it has one.
+    fn packer_gone(&self) -> anyhow::Error {
+        self.pipe.check().err().unwrap_or_else(|| anyhow!("the packing thread stopped unexpectedly"))
+    }
+
     /// Lets a write under way finish after a failure, so that `checkpoints` and
     /// `last_checkpoint` say whether a checkpoint record is durable; nothing is written after.
     pub fn quiesce(&mut self) {
         let records = self.rec.finish();
-        if records > self.checkpoints {
-            self.checkpoints = records;
-            if let Some(f) = self.inflight.take() {
-                self.last_checkpoint = Some(f.part);
-            }
+        // Records are written in order: those stored are the oldest under way.
+        while records > self.checkpoints {
+            let Some(f) = self.inflight.pop_front() else { break };
+            self.checkpoints += 1;
+            self.last_checkpoint = Some(f.part);
         }
     }
 
@@ -157,7 +192,7 @@ impl Txn {
     /// Every block before the cut is stored: queues the checkpoint's writes (step 1).
     fn queue_checkpoint(&mut self) -> Result<()> {
         let seg = self.seal_segment(Segment::default())?;
-        let f = self.inflight.as_mut().expect("under way");
+        let f = self.inflight.front_mut().expect("under way");
         let Stage::Packs { tail, root, .. } = std::mem::replace(&mut f.stage, Stage::Recording(0)) else {
             unreachable!("queued twice")
         };
@@ -197,7 +232,7 @@ impl Txn {
 
     /// The record is durable (step 2): the checkpoint counts, and the cache commits.
     fn recorded(&mut self) -> Result<()> {
-        let f = self.inflight.take().expect("under way");
+        let f = self.inflight.pop_front().expect("under way");
         self.checkpoints += 1;
         self.last_checkpoint = Some(f.part);
         self.recorded.push(f.uploaded);

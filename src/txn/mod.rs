@@ -20,7 +20,7 @@
 //! | `begin`: lock held, recovery done (`txn::lock`), intent record `txn/<t>/begin` | the transaction is pending | a dead writer's transaction is found by its records alone | `txn-begun` |
 //! | a pack stored (`pipeline`) | pack `packs/<t>/<seq>` | a pack is reported only once the repository acknowledged it | `pack-stored` |
 //! | an index segment, every `SEGMENT_BLOCKS` stored blocks (`index_stored`) | segment `index/<t>-<seq>` | segments name only stored packs; the cache learns the blocks in its open transaction only; recovery keeps the segments a checkpoint record lists and discards the rest | `segment-indexed` |
-//! | checkpoint 1, flush | every block submitted so far | the cache names only acknowledged packs | `checkpoint-flushed` |
+//! | checkpoint 1, the packs holding every block before the cut are stored (`Pipeline::cut`, no barrier: the walk goes on) | those packs | the cache names only acknowledged packs; checkpoint k starts only after k-1 is committed to the cache | `checkpoint-flushed` |
 //! | checkpoint 2, index | segment for the packs since the previous one | segments name only stored packs | `checkpoint-indexed` |
 //! | checkpoint 3, `NAME.part` root and metadata tail in a pack and segment of their own (`CHECKPOINT_PACK | k`, `CHECKPOINT_INDEX | k`) | checkpoint-only objects | they never enter the dedup set: a later checkpoint or the commit drops them | `checkpoint-part-stored` |
 //! | checkpoint 4, record `txn/<t>/checkpoint-<k>` (create-if-absent) | **the checkpoint is decided**: recovery commits it as `NAME.part` | records are never overwritten; recovery uses the newest that opens | `checkpoint-recorded` |
@@ -100,8 +100,8 @@ pub struct Txn {
     pipe: Pipeline,
     /// Writes segments, checkpoint objects and records, in order.
     rec: Recorder,
-    /// The checkpoint under way (`checkpoint`).
-    inflight: Option<checkpoint::InFlight>,
+    /// The checkpoints under way, oldest first (`checkpoint`).
+    inflight: std::collections::VecDeque<checkpoint::InFlight>,
     /// New-data counts of checkpoints recorded but not yet reported (`take_recorded`).
     recorded: Vec<u64>,
     submitted: u64,
@@ -161,7 +161,7 @@ impl Txn {
             keys,
             pipe,
             rec: Recorder::start(session.repo.clone(), id.clone()),
-            inflight: None,
+            inflight: Default::default(),
             recorded: Vec::new(),
             submitted: 0,
             pending: HashMap::new(),

@@ -224,6 +224,20 @@ impl Pipeline {
         self.uploads.lock().below
     }
 
+    /// Waits until `stored_below` reaches `n` (not a barrier: blocks keep flowing); reports a
+    /// failure of the pipeline instead.
+    pub fn wait_stored(&self, n: u32) -> Result<()> {
+        let mut t = self.uploads.lock();
+        while t.below < n {
+            self.check()?;
+            // A failure may stop uploads without one finishing: look again now and then.
+            let wait = std::time::Duration::from_millis(50);
+            t = self.uploads.cv.wait_timeout(t, wait).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        drop(t);
+        self.check()
+    }
+
     /// Packs stored since the previous `take_stored` or flush, without waiting for any (not a
     /// barrier: packs still uploading are reported by a later call). In pack order.
     pub fn take_stored(&self) -> Written {
