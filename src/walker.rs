@@ -299,11 +299,14 @@ impl Walker<'_> {
                 return Ok(false);
             }
         };
-        node.size = seen.size; // what a checkpoint during the read compares the stored part with
-                               // A sparse file's holes are not read (`holes`): the file system says they are zeros.
+        // What a checkpoint during the read compares the stored part with.
+        node.size = seen.size;
+        // A sparse file's holes are not read (`holes`): the file system says they are zeros.
         let res = match crate::holes::maybe_sparse(md) {
-            true => self.read_into(crate::holes::HoleAware::new(f, seen.size), node),
-            false => self.read_into(f, node),
+            true => f.try_clone().map_err(Into::into).and_then(|c| {
+                self.read_into(crate::holes::HoleAware::new(c, seen.size), node)
+            }),
+            false => self.read_into(&f, node),
         };
         if let Err(e) = res {
             if e.downcast_ref::<std::io::Error>().is_none() {
@@ -315,9 +318,12 @@ impl Walker<'_> {
         }
         // Cache the file only if it did not change while read and is not too new to trust: a
         // write within the filesystem's timestamp granularity after our read would be invisible.
-        let after = fs::symlink_metadata(path).ok();
+        // The file read is the one asked (fstat of the open file, no second path lookup): the
+        // same inode, unchanged since the lstat that `seen` and the cache key come from.
+        let after = f.metadata().ok();
         let stable = after.is_some_and(|a| {
-            a.size() == seen.size
+            a.ino() == seen.ino
+                && a.size() == seen.size
                 && a.mtime() * 1_000_000_000 + a.mtime_nsec() == seen.mtime_ns
                 && a.ctime() * 1_000_000_000 + a.ctime_nsec() == seen.ctime_ns
         });
