@@ -281,10 +281,7 @@ impl Walker<'_> {
                 && rec.mtime_ns == seen.mtime_ns
                 && rec.ctime_ns == seen.ctime_ns
                 && rec.ino == seen.ino;
-            if same && self.all_stored(&rec.blocks)? {
-                for (id, _) in &rec.blocks {
-                    self.txn.reuse(id)?;
-                }
+            if same && self.txn.reuse_all(&rec.blocks)? {
                 node.size = rec.size;
                 node.blocks = rec.blocks;
                 (self.progress)(Event::Advance { files: 0, bytes: rec.size });
@@ -303,9 +300,10 @@ impl Walker<'_> {
         node.size = seen.size;
         // A sparse file's holes are not read (`holes`): the file system says they are zeros.
         let res = match crate::holes::maybe_sparse(md) {
-            true => f.try_clone().map_err(Into::into).and_then(|c| {
-                self.read_into(crate::holes::HoleAware::new(c, seen.size), node)
-            }),
+            true => f
+                .try_clone()
+                .map_err(Into::into)
+                .and_then(|c| self.read_into(crate::holes::HoleAware::new(c, seen.size), node)),
             false => self.read_into(&f, node),
         };
         if let Err(e) = res {
@@ -364,14 +362,5 @@ impl Walker<'_> {
         self.buf = buf;
         node.size = node.blocks.iter().map(|b| b.1 as u64).sum();
         res.map(|_| ())
-    }
-
-    fn all_stored(&self, blocks: &[(BlockId, u32)]) -> Result<bool> {
-        for (id, _) in blocks {
-            if !self.txn.has(id)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
     }
 }
