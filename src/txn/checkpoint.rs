@@ -193,9 +193,11 @@ impl Txn {
     fn queue_checkpoint(&mut self) -> Result<()> {
         let seg = self.seal_segment(Segment::default())?;
         let f = self.inflight.front_mut().expect("under way");
-        let Stage::Packs { tail, root, .. } = std::mem::replace(&mut f.stage, Stage::Recording(0)) else {
+        let Stage::Packs { tail, root, packs, .. } = std::mem::replace(&mut f.stage, Stage::Recording(0))
+        else {
             unreachable!("queued twice")
         };
+        let gate = packs.expect("the cut answered");
         let k = self.checkpoints;
         let mut builder = PackBuilder::default();
         let blocks = tail.iter().map(|b| (Kind::Meta, b)).chain([(Kind::Root, &root)]);
@@ -225,7 +227,7 @@ impl Txn {
         record.indexes.push(seg_name);
         record.packs.push(pack_name);
         let record = record.seal(&self.keys, &self.id);
-        let n = self.rec.queue(Op::Checkpoint { seg, pack, part_seg, k, record })?;
+        let n = self.rec.queue(Op::Checkpoint { seg, pack, part_seg, k, record, gate })?;
         f.stage = Stage::Recording(n);
         Ok(())
     }

@@ -153,6 +153,7 @@ impl Txn {
         // Format 2: this transaction's own ephemeral key seals its blocks and references.
         let keys = Arc::new(session.keys.for_transaction());
         let pipe = Pipeline::start(session.repo.clone(), keys.clone(), id.clone());
+        let rec = Recorder::start(session.repo.clone(), id.clone(), pipe.release());
         Ok(Txn {
             id: id.clone(),
             base,
@@ -160,7 +161,7 @@ impl Txn {
             repo: session.repo.clone(),
             keys,
             pipe,
-            rec: Recorder::start(session.repo.clone(), id.clone()),
+            rec,
             inflight: Default::default(),
             recorded: Vec::new(),
             submitted: 0,
@@ -263,7 +264,15 @@ impl Txn {
             return Ok(());
         }
         self.submitted += 1;
-        self.pipe.submit(id, kind, data)?;
+        // While the packer holds packs back for a checkpoint, it may take no blocks until that
+        // checkpoint is recorded, which only this thread can move on (`advance`): never wait
+        // for room without doing so.
+        let mut data = data;
+        let wait = Some(std::time::Duration::from_millis(10));
+        while let Some(back) = self.pipe.submit_within(id, kind, data, wait)? {
+            data = back;
+            self.advance()?;
+        }
         self.index_stored()
     }
 

@@ -26,7 +26,7 @@
 //!   it cannot race an upload into the repository).
 
 use crate::crypto::{BlockId, Keys};
-use crate::pack::{Entry, Kind, PackBuilder};
+use crate::pack::{Entry, Kind};
 use crate::repo::Repository;
 use anyhow::{anyhow, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -34,9 +34,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
+#[path = "packer.rs"]
+mod packer;
 #[cfg(test)]
 #[path = "pipeline_tests.rs"]
 mod tests;
+
+use packer::Packer;
 
 pub(super) struct Job {
     /// Its number in submission order (set by `Pipeline::submit`).
@@ -63,12 +67,6 @@ enum PackMsg {
     /// Hand over the partial pack once `.0` blocks have arrived, and reply at once with the
     /// number of packs handed over so far (they hold those blocks).
     Cut(u64, Sender<u32>),
-}
-
-/// A `Flush` or `Cut` waiting for its blocks.
-enum Waiter {
-    Flush(Sender<Result<Written>>),
-    Cut(Sender<u32>),
 }
 
 /// The first error of any pipeline thread.
@@ -141,6 +139,18 @@ pub(super) struct Pipeline {
     uploads: Arc<Uploads>,
     /// Blocks submitted so far (the next one's number).
     numbered: std::cell::Cell<u64>,
+    /// To the packer, outside the block stream (releases, stop).
+    ctrl: Sender<packer::Ctrl>,
+}
+
+/// Tells the packer a checkpoint is recorded (its gate opens): held by the recorder.
+pub(super) struct Release(Sender<packer::Ctrl>);
+
+impl Release {
+    /// The checkpoint whose cut answered `gate` is recorded.
+    pub fn released(&self, gate: u32) {
+        let _ = self.0.send(packer::Ctrl::Released(gate));
+    }
 }
 
 impl Pipeline {
@@ -162,9 +172,10 @@ impl Pipeline {
             threads.push(std::thread::spawn(move || uploader(rx, repo, txn, uploads, failure)));
         }
         let packer = Packer { keys, txn, up_tx, uploads: uploads.clone(), failure: failure.clone() };
-        threads.push(std::thread::spawn(move || packer.run(pack_rx)));
+        let (ctrl, ctrl_rx) = crossbeam_channel::unbounded();
+        threads.push(std::thread::spawn(move || packer.run(pack_rx, ctrl_rx)));
         let numbered = Default::default();
-        Pipeline { job_tx: Some(job_tx), pack_tx: Some(pack_tx), threads, failure, uploads, numbered }
+        Pipeline { job_tx: Some(job_tx), pack_tx: Some(pack_tx), threads, failure, uploads, numbered, ctrl }
     }
 
     /// The first error of the pipeline, if any.
@@ -186,11 +197,46 @@ impl Pipeline {
         no
     }
 
-    /// Sends a block to the seal workers.
+    /// Sends a block to the seal workers (the transaction uses `submit_within`).
+    #[cfg(test)]
     pub fn submit(&self, id: BlockId, kind: Kind, data: Vec<u8>) -> Result<()> {
+        match self.submit_within(id, kind, data, None)? {
+            None => Ok(()),
+            Some(_) => unreachable!("no timeout"),
+        }
+    }
+
+    /// `submit`, waiting at most `wait` for room: gives the data back if there was none (the
+    /// packer holds packs back until a checkpoint is recorded, which the caller may have to move
+    /// on first: `Txn::submit`).
+    pub fn submit_within(
+        &self,
+        id: BlockId,
+        kind: Kind,
+        data: Vec<u8>,
+        wait: Option<std::time::Duration>,
+    ) -> Result<Option<Vec<u8>>> {
+        use crossbeam_channel::SendTimeoutError;
         self.check()?;
         let tx = self.job_tx.as_ref().expect("open");
-        tx.send(Job { no: self.number(), id, kind, data }).map_err(|_| self.dead())
+        let job = Job { no: self.numbered.get(), id, kind, data };
+        let sent = match wait {
+            Some(wait) => tx.send_timeout(job, wait),
+            None => tx.send(job).map_err(|e| SendTimeoutError::Disconnected(e.0)),
+        };
+        match sent {
+            Ok(()) => {
+                self.number();
+                Ok(None)
+            }
+            Err(SendTimeoutError::Timeout(job)) => Ok(Some(job.data)),
+            Err(SendTimeoutError::Disconnected(_)) => Err(self.dead()),
+        }
+    }
+
+    /// What the recorder tells the packer through when a checkpoint is recorded.
+    pub fn release(&self) -> Release {
+        Release(self.ctrl.clone())
     }
 
     /// Sends an already sealed block straight to the packer (repacking).
@@ -254,6 +300,8 @@ impl Pipeline {
         // channel is gone, and the uploaders when the packer is.
         self.job_tx = None;
         self.pack_tx = None;
+        // The packer may be holding packs back and taking no blocks: it stops on this.
+        let _ = self.ctrl.send(packer::Ctrl::Stop);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -307,79 +355,6 @@ fn uploader(rx: Receiver<Upload>, repo: Arc<dyn Repository>, txn: String, up: Ar
         }
         t.finished(seq);
         up.cv.notify_all();
-    }
-}
-
-struct Packer {
-    keys: Arc<Keys>,
-    txn: String,
-    up_tx: Sender<Upload>,
-    uploads: Arc<Uploads>,
-    failure: Arc<Failure>,
-}
-
-impl Packer {
-    fn run(self, rx: Receiver<PackMsg>) {
-        let mut builder = PackBuilder::default();
-        let mut seq = 0u32;
-        // Every block numbered below `received` has arrived (`ahead`: later ones that did).
-        let mut received = 0u64;
-        let mut ahead = std::collections::BTreeSet::new();
-        // Flushes and cuts in the order asked, each for a number of blocks no smaller.
-        let mut waiting: std::collections::VecDeque<(u64, Waiter)> = Default::default();
-        for msg in rx {
-            match msg {
-                PackMsg::Block { no, id, kind, sealed, plain_len } => {
-                    ahead.insert(no);
-                    while ahead.remove(&received) {
-                        received += 1;
-                    }
-                    if self.failure.get().is_none() {
-                        builder.add(id, kind, &sealed, plain_len);
-                        if builder.is_full() {
-                            self.hand_over(std::mem::take(&mut builder), &mut seq);
-                        }
-                    }
-                }
-                PackMsg::Flush(n, reply) => waiting.push_back((n, Waiter::Flush(reply))),
-                PackMsg::Cut(n, reply) => waiting.push_back((n, Waiter::Cut(reply))),
-            }
-            while waiting.front().is_some_and(|(n, _)| received >= *n) {
-                let (_, waiter) = waiting.pop_front().expect("some");
-                self.hand_over(std::mem::take(&mut builder), &mut seq);
-                match waiter {
-                    Waiter::Flush(reply) => drop(reply.send(self.wait_all())),
-                    Waiter::Cut(reply) => drop(reply.send(seq)),
-                }
-            }
-        }
-    }
-
-    /// Seals the pack's header and gives the pack to the next idle uploader.
-    fn hand_over(&self, b: PackBuilder, seq: &mut u32) {
-        if b.is_empty() || self.failure.get().is_some() {
-            return;
-        }
-        let name = crate::layout::pack_name(&self.txn, *seq);
-        let (bytes, entries) = b.finish(&self.keys, &name);
-        self.uploads.lock().handed += 1;
-        if self.up_tx.send(Upload { seq: *seq, name, bytes, entries }).is_err() {
-            self.failure.set("the upload threads stopped unexpectedly".into());
-            self.uploads.lock().handed -= 1;
-        }
-        *seq += 1;
-    }
-
-    /// Waits until every pack handed over finished uploading; returns what was stored since the
-    /// previous call, in pack order, or the first error.
-    fn wait_all(&self) -> Result<Written> {
-        let t = self.uploads.lock();
-        let mut t =
-            self.uploads.cv.wait_while(t, |t| t.finished < t.handed).unwrap_or_else(|p| p.into_inner());
-        if let Some(msg) = self.failure.get() {
-            return Err(anyhow!("{msg}"));
-        }
-        Ok(sorted(std::mem::take(&mut t.written)))
     }
 }
 

@@ -166,5 +166,30 @@ fn a_cut_answers_only_once_every_block_before_it_is_packed() {
         }
         // Packs stored before this round were taken by the previous one.
         assert!(before.is_empty(), "round {round}: {} blocks before the cut not in its packs", before.len());
+        p.release().released(need); // the checkpoint is recorded: the gate opens
     }
+}
+
+/// The gate: after a cut, packs closed later are held back (not stored) until the checkpoint is
+/// recorded; then they go, and a flush stores everything.
+#[test]
+fn packs_after_a_cut_wait_for_its_checkpoint_to_be_recorded() {
+    let (repo, log) = repository(vec![], |_, _| Duration::ZERO);
+    let keys = keys();
+    let p = Pipeline::start(repo, keys.clone(), T.into());
+    assert_eq!(submit(&p, &keys, 0, 20), 20); // pack 0 (16 blocks), then 4 more
+    let need = p.cut(20).unwrap().recv().unwrap();
+    assert_eq!(need, 2, "the cut closes pack 1 with the 4 blocks after pack 0");
+    p.wait_stored(need).unwrap();
+    // Two full packs after the cut (2 and 3): held back, as many as the packer holds.
+    assert_eq!(submit(&p, &keys, 20, 32), 32);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut early = stored(&log);
+    early.sort();
+    assert_eq!(early, [0, 1], "packs after the cut were stored before its record");
+    p.release().released(need);
+    let written = p.flush(52).expect("flush");
+    let names: Vec<String> = written.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(names, (0..4).map(|s| layout::pack_name(T, s)).collect::<Vec<_>>());
+    assert_eq!(stored(&log).len(), 4);
 }

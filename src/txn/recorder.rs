@@ -32,7 +32,9 @@ pub(super) enum Op {
     Segment { seg: Object, quiet: bool },
     /// A checkpoint: the segment for packs stored since the previous one (if any), the pack and
     /// segment holding `NAME.part`'s root and metadata tail, then record `k`.
-    Checkpoint { seg: Option<Object>, pack: Object, part_seg: Object, k: u32, record: Vec<u8> },
+    /// `gate`: the cut's answer, for the packer to let the packs it held back go once the record
+    /// is stored (`Pipeline::release`).
+    Checkpoint { seg: Option<Object>, pack: Object, part_seg: Object, k: u32, record: Vec<u8>, gate: u32 },
 }
 
 #[derive(Default)]
@@ -63,7 +65,7 @@ pub(super) struct Recorder {
 }
 
 impl Recorder {
-    pub fn start(repo: Arc<dyn Repository>, txn: String) -> Recorder {
+    pub fn start(repo: Arc<dyn Repository>, txn: String, release: super::pipeline::Release) -> Recorder {
         // A few writes may wait: a checkpoint's and a segment or two (each at most ~700 KB).
         let (tx, rx) = bounded::<Op>(4);
         let shared = Arc::new(Shared::default());
@@ -73,7 +75,7 @@ impl Recorder {
                 let result = match s.lock().failed.is_some() {
                     true => Err(None),
                     false => {
-                        let run = || store(&*repo, &txn, op);
+                        let run = || store(&*repo, &txn, op, &release);
                         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
                             Ok(r) => r.map_err(Some),
                             Err(_) => Err(Some("the recording thread panicked".to_string())),
@@ -158,7 +160,12 @@ fn put<E: std::fmt::Display>(what: &str, name: &str, stored: Result<String, E>) 
 }
 
 /// Runs one write; `Ok(true)` when it stored a checkpoint record.
-fn store(repo: &dyn Repository, txn: &str, op: Op) -> Result<bool, String> {
+fn store(
+    repo: &dyn Repository,
+    txn: &str,
+    op: Op,
+    release: &super::pipeline::Release,
+) -> Result<bool, String> {
     match op {
         Op::Segment { seg, quiet } => {
             put("an index segment", &seg.name, repo.put_index(txn, seg.seq, &seg.bytes))?;
@@ -167,7 +174,7 @@ fn store(repo: &dyn Repository, txn: &str, op: Op) -> Result<bool, String> {
             }
             Ok(false)
         }
-        Op::Checkpoint { seg, pack, part_seg, k, record } => {
+        Op::Checkpoint { seg, pack, part_seg, k, record, gate } => {
             const WHAT: &str = "a checkpoint";
             if let Some(seg) = seg {
                 put(WHAT, &seg.name, repo.put_index(txn, seg.seq, &seg.bytes))?;
@@ -178,6 +185,7 @@ fn store(repo: &dyn Repository, txn: &str, op: Op) -> Result<bool, String> {
             crate::failpoint::hit("checkpoint-part-stored");
             repo.checkpoint(txn, k, &record).map_err(|e| format!("cannot store a checkpoint: {e}"))?;
             crate::failpoint::hit("checkpoint-recorded");
+            release.released(gate);
             Ok(true)
         }
     }
