@@ -26,6 +26,9 @@ const HOLD: usize = 2;
 pub(super) enum Ctrl {
     /// The checkpoint whose cut answered `.0` is recorded: packs numbered from `.0` may go.
     Released(u32),
+    /// A checkpoint's cut (`Pipeline::cut`), sent here because this channel is always read: the
+    /// block channel is not while the gate's room is full, and the cut must not wait for that.
+    Cut(u64, Sender<u32>),
     /// The pipeline is shutting down.
     Stop,
 }
@@ -75,6 +78,10 @@ impl Packer {
                         }
                         self.release(&mut st);
                     }
+                    Ok(Ctrl::Cut(n, reply)) => {
+                        st.waiting.push_back((n, Waiter::Cut(reply)));
+                        self.answer(&mut st);
+                    }
                     Ok(Ctrl::Stop) | Err(_) => return,
                 },
                 recv(blocks) -> msg => match msg {
@@ -100,8 +107,12 @@ impl Packer {
                 }
             }
             PackMsg::Flush(n, reply) => st.waiting.push_back((n, Waiter::Flush(reply))),
-            PackMsg::Cut(n, reply) => st.waiting.push_back((n, Waiter::Cut(reply))),
         }
+        self.answer(st);
+    }
+
+    /// Answers the flushes and cuts whose blocks have all arrived, in order.
+    fn answer(&self, st: &mut State) {
         while st.waiting.front().is_some_and(|(n, _)| st.received >= *n) {
             let (_, waiter) = st.waiting.pop_front().expect("some");
             self.close(st);

@@ -64,9 +64,6 @@ enum PackMsg {
     /// Store the partial pack once `.0` blocks have arrived, wait for every upload, then reply
     /// with what was written.
     Flush(u64, Sender<Result<Written>>),
-    /// Hand over the partial pack once `.0` blocks have arrived, and reply at once with the
-    /// number of packs handed over so far (they hold those blocks).
-    Cut(u64, Sender<u32>),
 }
 
 /// The first error of any pipeline thread.
@@ -259,8 +256,9 @@ impl Pipeline {
     /// (how many packs hold the first `submitted` blocks) arrives on the returned channel.
     pub fn cut(&self, submitted: u64) -> Result<Receiver<u32>> {
         let (tx, rx) = bounded(1);
-        let pack_tx = self.pack_tx.as_ref().expect("open");
-        pack_tx.send(PackMsg::Cut(submitted, tx)).map_err(|_| self.dead())?;
+        // On the control channel, always read: the block channel may be full and not read
+        // while the packer holds packs back for an earlier checkpoint.
+        self.ctrl.send(packer::Ctrl::Cut(submitted, tx)).map_err(|_| self.dead())?;
         Ok(rx)
     }
 
