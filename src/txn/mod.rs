@@ -182,11 +182,6 @@ impl Txn {
         })
     }
 
-    /// Whether the repository holds, or this transaction is storing, `id` (counts nothing).
-    pub fn has(&self, id: &BlockId) -> Result<bool> {
-        Ok(self.pending.contains_key(id) || self.cache.stored_len(id)?.is_some())
-    }
-
     /// Whether the repository holds (or this transaction is storing) `id`; counts a reference.
     pub fn reuse(&mut self, id: &BlockId) -> Result<bool> {
         if let Some(p) = self.pending.get_mut(id) {
