@@ -82,9 +82,19 @@ pub fn xattrs(path: &Path, wanted: Wanted) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>
     Ok(out)
 }
 
-/// Calls `f` first with an empty buffer for the size, then with a buffer of that size, again if
-/// the value grew in between (`ERANGE`), a few times at most.
+/// Calls `f` with a buffer on the stack first (most files have no attribute, or small ones: one
+/// system call), then, if that was too small, asks for the size and calls it with a buffer of
+/// that size, again if the value grew in between (`ERANGE`), a few times at most.
 fn sized(f: impl Fn(&mut [u8]) -> isize) -> io::Result<Vec<u8>> {
+    let mut first = [0u8; 1024];
+    let got = f(&mut first);
+    if got >= 0 {
+        return Ok(first[..got as usize].to_vec());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::ERANGE) {
+        return Err(e);
+    }
     for _ in 0..8 {
         let n = f(&mut []);
         if n < 0 {
@@ -218,5 +228,28 @@ mod tests {
         let link = dir.path().join("l");
         std::os::unix::fs::symlink(&f, &link).unwrap();
         assert!(xattrs(&link, Wanted::default()).unwrap().is_empty(), "a symlink is not followed");
+    }
+
+    #[test]
+    fn attributes_larger_than_the_first_buffer_are_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        let p = CString::new(f.as_os_str().as_bytes()).unwrap();
+        let mut want = Vec::new();
+        // 24 names of 50 bytes (1,224 bytes of list) and one value of 1,500 bytes: both pass
+        // the 1 KiB first try (and fit the 4 KiB that ext4 keeps per file).
+        for i in 0..24 {
+            let name = format!("user.{i:02}{}", "n".repeat(43));
+            let value = if i == 7 { vec![b'v'; 1500] } else { vec![i as u8] };
+            let n = CString::new(name.clone()).unwrap();
+            // SAFETY: NUL-terminated strings and a readable value.
+            let r =
+                unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr() as *const _, value.len(), 0) };
+            assert_eq!(r, 0, "setxattr: {}", io::Error::last_os_error());
+            want.push((name.into_bytes(), value));
+        }
+        want.sort();
+        assert_eq!(xattrs(&f, Wanted::default()).unwrap(), want);
     }
 }

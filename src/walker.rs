@@ -348,7 +348,12 @@ impl Walker<'_> {
                 true => *zero_id.get_or_init(|| keys.block_id(c)),
                 false => keys.block_id(c),
             };
-            let ids: Vec<_> = batch.par_iter().map(|c| id_of(c)).collect();
+            // One chunk (every small file) is hashed here: handing it to the thread pool would
+            // cost two thread wake-ups per file, more than hashing a small file takes.
+            let ids: Vec<_> = match batch.len() {
+                1 => batch.iter().map(|c| id_of(c)).collect(),
+                _ => batch.par_iter().map(|c| id_of(c)).collect(),
+            };
             for (chunk, id) in batch.iter().zip(ids) {
                 self.txn.put_with_id(Kind::Data, id, chunk)?;
                 node.blocks.push((id, chunk.len() as u32));

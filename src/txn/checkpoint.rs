@@ -82,6 +82,7 @@ impl Txn {
             self.settle_oldest()?;
         }
         let (root, part) = draft.build(&self.keys, false)?;
+        self.push_batch()?;
         let answer = self.pipe.cut(self.submitted)?;
         let stage = Stage::Packs { answer, packs: None, tail, root };
         self.inflight.push_back(InFlight {

@@ -70,6 +70,9 @@ pub use root::{Draft, PART};
 /// 700 KB sealed, which is what every command reading the index holds at a time.
 const SEGMENT_BLOCKS: usize = 1 << 14;
 
+/// How long a submit waits for room in the pipeline before moving checkpoints on and trying again.
+const ROOM_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Per-block bookkeeping for blocks this transaction stores, from their submission until an
 /// index segment lists them (then the cache answers for them).
 #[derive(Default, Clone, Copy)]
@@ -263,12 +266,20 @@ impl Txn {
         // checkpoint is recorded, which only this thread can move on (`advance`): never wait
         // for room without doing so.
         let mut data = data;
-        let wait = Some(std::time::Duration::from_millis(10));
-        while let Some(back) = self.pipe.submit_within(id, kind, data, wait)? {
+        while let Some(back) = self.pipe.submit_within(id, kind, data, Some(ROOM_WAIT))? {
             data = back;
             self.advance()?;
         }
         self.index_stored()
+    }
+
+    /// Sends the pipeline's batch being filled on, moving checkpoints on while there is no room
+    /// for it (as `submit` does): before anything waits for every block so far to be packed.
+    fn push_batch(&mut self) -> Result<()> {
+        while !self.pipe.push(Some(ROOM_WAIT))? {
+            self.advance()?;
+        }
+        Ok(())
     }
 
     /// Takes the packs stored so far and, once they hold `SEGMENT_BLOCKS` blocks, indexes them
@@ -312,6 +323,7 @@ impl Txn {
 
     /// Barrier: returns once every submitted block is durably stored in a pack.
     pub fn flush(&mut self) -> Result<()> {
+        self.push_batch()?;
         let written = self.pipe.flush(self.submitted)?;
         self.absorb(written);
         Ok(())

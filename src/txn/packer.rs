@@ -11,7 +11,7 @@
 //! in `submit`, moving the checkpoint on, `Txn::submit`). A flush (the commit's, after every
 //! checkpoint was recorded) opens the gate. `Ctrl::Stop` ends the thread whatever it holds.
 
-use super::{sorted, Failure, PackMsg, Upload, Uploads, Written};
+use super::{sorted, Failure, PackMsg, Sealed, Upload, Uploads, Written};
 use crate::crypto::Keys;
 use crate::pack::PackBuilder;
 use anyhow::{anyhow, Result};
@@ -94,21 +94,30 @@ impl Packer {
 
     fn take(&self, st: &mut State, msg: PackMsg) {
         match msg {
-            PackMsg::Block { no, id, kind, sealed, plain_len } => {
-                st.ahead.insert(no);
-                while st.ahead.remove(&st.received) {
-                    st.received += 1;
-                }
-                if self.failure.get().is_none() {
-                    st.builder.add(id, kind, &sealed, plain_len);
-                    if st.builder.is_full() {
-                        self.close(st);
-                    }
+            PackMsg::Blocks(blocks) => {
+                for block in blocks {
+                    self.add(st, block);
+                    self.answer(st);
                 }
             }
-            PackMsg::Flush(n, reply) => st.waiting.push_back((n, Waiter::Flush(reply))),
+            PackMsg::Flush(n, reply) => {
+                st.waiting.push_back((n, Waiter::Flush(reply)));
+                self.answer(st);
+            }
         }
-        self.answer(st);
+    }
+
+    fn add(&self, st: &mut State, Sealed { no, id, kind, sealed, plain_len }: Sealed) {
+        st.ahead.insert(no);
+        while st.ahead.remove(&st.received) {
+            st.received += 1;
+        }
+        if self.failure.get().is_none() {
+            st.builder.add(id, kind, &sealed, plain_len);
+            if st.builder.is_full() {
+                self.close(st);
+            }
+        }
     }
 
     /// Answers the flushes and cuts whose blocks have all arrived, in order.
@@ -134,10 +143,11 @@ impl Packer {
     /// Closes the pack being filled (if it holds anything): sealed, numbered, and handed over
     /// or held.
     fn close(&self, st: &mut State) {
-        let b = std::mem::take(&mut st.builder);
-        if b.is_empty() || self.failure.get().is_some() {
+        if st.builder.is_empty() || self.failure.get().is_some() {
             return;
         }
+        let next = PackBuilder { buf: self.uploads.spare(), entries: Vec::new() };
+        let b = std::mem::replace(&mut st.builder, next);
         let name = crate::layout::pack_name(&self.txn, st.seq);
         let (bytes, entries) = b.finish(&self.keys, &name);
         let upload = Upload { seq: st.seq, name, bytes, entries };

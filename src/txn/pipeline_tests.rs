@@ -146,6 +146,7 @@ fn a_cut_answers_only_once_every_block_before_it_is_packed() {
             p.submit(id, kind, data).unwrap();
             i += 1;
         }
+        assert!(p.push(None).unwrap(), "the batch being filled is sent before a cut");
         let answer = p.cut(i).unwrap();
         for _ in 0..8 {
             let (id, kind, data) = sized(&keys, 1_000_000 + i, 2000 + round);
@@ -178,6 +179,7 @@ fn packs_after_a_cut_wait_for_its_checkpoint_to_be_recorded() {
     let keys = keys();
     let p = Pipeline::start(repo, keys.clone(), T.into());
     assert_eq!(submit(&p, &keys, 0, 20), 20); // pack 0 (16 blocks), then 4 more
+    p.push(None).unwrap();
     let need = p.cut(20).unwrap().recv().unwrap();
     assert_eq!(need, 2, "the cut closes pack 1 with the 4 blocks after pack 0");
     p.wait_stored(need).unwrap();
@@ -200,6 +202,9 @@ fn packs_after_a_cut_wait_for_its_checkpoint_to_be_recorded() {
     // thread making the cut can move the earlier checkpoint on).
     let answer = p.cut(sent).unwrap();
     p.release().released(need);
+    // The gate open, the blocks kept for the next batch can go (`Txn::checkpoint` sends them
+    // before its cut, moving the earlier checkpoint on while there is no room).
+    assert!(p.push(Some(Duration::from_secs(10))).unwrap(), "room once the gate opened");
     let second = answer.recv_timeout(Duration::from_secs(10)).expect("the second cut is answered");
     p.release().released(second);
     let written = p.flush(sent).expect("flush");
