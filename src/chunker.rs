@@ -146,7 +146,7 @@ impl Chunker {
         buf: &mut Vec<u8>,
         mut f: impl FnMut(&[&[u8]]) -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
-        let (max, fill) = (self.sizes.max, 4 * self.sizes.max);
+        let (max, fill) = (self.sizes.max, 2 * self.sizes.max);
         buf.resize(fill, 0);
         let (mut start, mut end, mut eof, mut total) = (0usize, 0usize, false, 0u64);
         loop {

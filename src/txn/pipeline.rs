@@ -19,7 +19,7 @@
 //!   hold them; they are all stored once `stored_below` reaches that number.
 //! - The first error stops the transaction: it is kept (later ones are dropped), every later
 //!   upload is skipped, and `check`, `submit` and `flush` report it.
-//! - Memory is bounded: bounded job and block channels (`4 × workers` each), and the packer hands
+//! - Memory is bounded: bounded job and block channels (`2 × workers` batches each), and the packer hands
 //!   a pack over only to an idle uploader (a rendezvous channel), so at most `uploads + 1` finished
 //!   packs (≤ 20 MiB each) exist besides the one being filled.
 //! - Shutting down joins every thread, so no upload is under way once it returns (an abort after
@@ -187,8 +187,8 @@ impl Release {
 impl Pipeline {
     pub fn start(repo: Arc<dyn Repository>, keys: Arc<Keys>, txn: String) -> Pipeline {
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let (job_tx, job_rx) = bounded::<Vec<Job>>(workers * 4);
-        let (pack_tx, pack_rx) = bounded::<PackMsg>(workers * 4);
+        let (job_tx, job_rx) = bounded::<Vec<Job>>(workers * 2);
+        let (pack_tx, pack_rx) = bounded::<PackMsg>(workers * 2);
         let (up_tx, up_rx) = bounded::<Upload>(0);
         let failure = Arc::new(Failure::default());
         let uploads = Arc::new(Uploads::default());
