@@ -19,9 +19,9 @@
 //!   hold them; they are all stored once `stored_below` reaches that number.
 //! - The first error stops the transaction: it is kept (later ones are dropped), every later
 //!   upload is skipped, and `check`, `submit` and `flush` report it.
-//! - Memory is bounded: bounded job and block channels (`2 × workers` batches each), and the packer hands
-//!   a pack over only to an idle uploader (a rendezvous channel), so at most `uploads + 1` finished
-//!   packs (≤ 20 MiB each) exist besides the one being filled.
+//! - Memory is bounded: bounded job and block channels (`2 × workers` batches each, `batch`), and
+//!   the packer hands a pack over only to an idle uploader (a rendezvous channel), so at most
+//!   `uploads + 1` finished packs (≤ 20 MiB each) exist besides the one being filled.
 //! - Shutting down joins every thread, so no upload is under way once it returns (an abort after
 //!   it cannot race an upload into the repository).
 
@@ -127,9 +127,8 @@ struct Uploads {
     tally: Mutex<Tally>,
     cv: Condvar,
     /// Buffers of packs already stored, for the packer to fill again (at most `SPARE`): a pack
-    /// buffer is allocated a few times per transaction, not once per pack, so the allocator
-    /// neither faults in fresh pages for every pack nor keeps freed ones scattered over its
-    /// arenas (a create's peak RSS went from about 120 MB to the heap's own peak).
+    /// buffer is allocated a few times per transaction, not once per pack. (It did not lower a
+    /// create's peak RSS, docs/BENCHMARKS.md §7: glibc's arenas keep other buffers.)
     spare: Mutex<Vec<Vec<u8>>>,
 }
 
