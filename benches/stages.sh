@@ -55,7 +55,7 @@ done
 prep
 perf record -q -F "$FREQ" -o "$WORK/perf.data" -- bash -c "$(declare -f run); run" >/dev/null 2>&1
 
-perf script -i "$WORK/perf.data" -F comm,tid,ip,sym,dso -G >"$WORK/samples" 2>/dev/null
+perf script -i "$WORK/perf.data" -F comm,pid,tid,ip,sym,dso -G >"$WORK/samples" 2>/dev/null
 python3 - "$MB" "$FREQ" "$MODE" "${one[*]}" "${two[*]}" "$WORK/samples" <<'EOF'
 import collections, statistics, sys
 mb, freq, mode = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
@@ -79,14 +79,14 @@ KERNEL = [  # kernel samples, by what the symbol says
 by = collections.Counter()
 threads = collections.Counter()
 main_tid = None
-for line in open(sys.argv[6], errors="replace"):
-    p = line.split()
-    if len(p) < 4:
+lines = [l.split() for l in open(sys.argv[6], errors="replace")]
+# comm pid/tid ip sym... (dso). Every thread of the process whose main thread is `archiver`
+# (extract's restorer and fetch threads have names of their own); not the shell around it.
+pids = {p[1].split("/")[0] for p in lines if len(p) >= 4 and p[0] == "archiver"}
+for p in lines:
+    if len(p) < 4 or "/" not in p[1] or p[1].split("/")[0] not in pids:
         continue
-    # comm tid ip sym... (dso)
-    if p[0] != "archiver":
-        continue  # the shell around it
-    tid, dso = p[1], p[-1]
+    tid, dso = p[1].split("/")[1], p[-1]
     sym = " ".join(p[3:-1])
     threads[tid] += 1
     stage = None
