@@ -32,12 +32,14 @@ fn txn_of(segment: &str) -> &str {
 #[test]
 fn delete_keeps_the_segments_it_did_not_change_and_replaces_the_others() {
     let env = Env::new();
-    // `a` stores x and y (about five packs), `b` the same y (only its metadata is new), `c`
-    // new data of its own.
+    // `a` stores x and y (about six packs), `b` the same y (only its metadata is new), `c`
+    // new data of its own. y spans at least three packs (of 16 to 20 MiB, their blocks in the
+    // order they were sealed): one holds y's blocks alone, neither x's nor a's metadata. (With
+    // 30 MiB of y, a's packs sometimes all held one of those, and all were repacked.)
     write_data(&env.path("a/x"), 1, 40 * MIB);
-    write_data(&env.path("a/y"), 2, 30 * MIB);
+    write_data(&env.path("a/y"), 2, 60 * MIB);
     env.create("a", &["a"]);
-    write_data(&env.path("b/y"), 2, 30 * MIB);
+    write_data(&env.path("b/y"), 2, 60 * MIB);
     env.create("b", &["b"]);
     write_data(&env.path("c/z"), 3, 20 * MIB);
     env.create("c", &["c"]);
