@@ -284,5 +284,7 @@ fn kill_9_of_a_write_keys_create_at_24_points_is_recovered_by_the_write_key() {
         env.remove_fork();
     }
     eprintln!("{runs} kills: {parts} left night.part, {wholes} committed night");
-    assert!(parts >= runs / 3, "only {parts} of {runs} kills left night.part");
+    // A quarter at least: with blocks sent in batches, 7 to 9 of the 24 kills land after the
+    // first checkpoint is recorded (the kill times scale with one run measured at the start).
+    assert!(parts >= runs / 4, "only {parts} of {runs} kills left night.part");
 }
