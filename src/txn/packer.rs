@@ -143,11 +143,10 @@ impl Packer {
     /// Closes the pack being filled (if it holds anything): sealed, numbered, and handed over
     /// or held.
     fn close(&self, st: &mut State) {
-        if st.builder.is_empty() || self.failure.get().is_some() {
+        let b = std::mem::take(&mut st.builder);
+        if b.is_empty() || self.failure.get().is_some() {
             return;
         }
-        let next = PackBuilder { buf: self.uploads.spare(), entries: Vec::new() };
-        let b = std::mem::replace(&mut st.builder, next);
         let name = crate::layout::pack_name(&self.txn, st.seq);
         let (bytes, entries) = b.finish(&self.keys, &name);
         let upload = Upload { seq: st.seq, name, bytes, entries };

@@ -126,36 +126,11 @@ impl Tally {
 struct Uploads {
     tally: Mutex<Tally>,
     cv: Condvar,
-    /// Buffers of packs already stored, for the packer to fill again (at most `SPARE`): a pack
-    /// buffer is allocated a few times per transaction, not once per pack. (It did not lower a
-    /// create's peak RSS, docs/BENCHMARKS.md §7: glibc's arenas keep other buffers.)
-    spare: Mutex<Vec<Vec<u8>>>,
 }
-
-/// Pack buffers kept for reuse, at most.
-const SPARE: usize = 2;
 
 impl Uploads {
     fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
         self.tally.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// An empty buffer for the next pack: a stored pack's, or none yet (`PackBuilder` reserves).
-    fn spare(&self) -> Vec<u8> {
-        self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default()
-    }
-
-    /// Takes a stored pack's buffer back when nothing else holds it any more.
-    fn recycle(&self, mut data: bytes::Bytes) {
-        data.truncate(0); // no bytes are copied back into a `Vec` below
-        if let Ok(data) = data.try_into_mut() {
-            let mut buf = Vec::from(data);
-            buf.clear();
-            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
-            if spare.len() < SPARE && buf.capacity() >= crate::pack::TARGET_SIZE {
-                spare.push(buf);
-            }
-        }
     }
 }
 
@@ -387,11 +362,10 @@ fn uploader(rx: Receiver<Upload>, repo: Arc<dyn Repository>, txn: String, up: Ar
     for u in rx {
         // After a failure nothing more is stored: the transaction is being stopped.
         let Upload { seq, name, bytes, entries } = u;
-        let data = bytes::Bytes::from(bytes);
         let stored = match f.get() {
             Some(_) => None,
             None => {
-                let put = || repo.put_pack(&txn, seq, data.clone());
+                let put = || repo.put_pack(&txn, seq, bytes.into());
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(put)) {
                     Ok(Ok(name)) => {
                         crate::failpoint::hit("pack-stored");
@@ -408,7 +382,6 @@ fn uploader(rx: Receiver<Upload>, repo: Arc<dyn Repository>, txn: String, up: Ar
                 }
             }
         };
-        up.recycle(data);
         let mut t = up.lock();
         if let Some(stored) = stored {
             t.written.push((seq, stored, entries));
