@@ -25,10 +25,11 @@
 
 mod blocks;
 mod damage;
+mod drops;
 mod files;
 mod load;
 
-pub use files::FileRecord;
+pub use files::{FileRecord, Verified};
 pub use load::{Loader, LOADING};
 
 use anyhow::{Context, Result};
@@ -40,6 +41,8 @@ const SCHEMA: i64 = 2;
 pub struct Cache {
     conn: Connection,
     pub path: PathBuf,
+    /// The block table's drop count, while a write transaction holds it (`drops`).
+    drops: std::cell::Cell<Option<i64>>,
 }
 
 /// Index segments loaded into the cache per SQLite transaction (about 1M blocks) by a sync or
@@ -126,15 +129,14 @@ impl Cache {
              CREATE TABLE IF NOT EXISTS packs (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
                  seg INTEGER NOT NULL);
              CREATE INDEX IF NOT EXISTS packs_seg ON packs (seg);
-             CREATE TABLE IF NOT EXISTS blocks (id BLOB PRIMARY KEY, pack INTEGER NOT NULL,
-                 offset INTEGER NOT NULL, len INTEGER NOT NULL, plain_len INTEGER NOT NULL,
-                 kind INTEGER NOT NULL, chk INTEGER NOT NULL) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, size INTEGER NOT NULL,
                  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
                  blocks BLOB NOT NULL, chk INTEGER NOT NULL) WITHOUT ROWID;",
         )?;
+        conn.execute_batch(drops::BLOCKS)?;
+        files::add_columns(&conn)?;
         conn.execute_batch(damage::TABLE)?;
-        let c = Cache { conn, path: path.to_path_buf() };
+        let c = Cache { conn, path: path.to_path_buf(), drops: Default::default() };
         match c.meta("schema")? {
             None => {
                 c.set_meta("schema", &SCHEMA.to_string())?;
@@ -175,6 +177,7 @@ impl Cache {
     }
 
     pub fn begin(&self) -> Result<()> {
+        self.forget_drops();
         self.guard(|| {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             Ok(())
@@ -182,6 +185,7 @@ impl Cache {
     }
 
     pub fn commit(&self) -> Result<()> {
+        self.forget_drops();
         self.guard(|| {
             self.conn.execute_batch("COMMIT")?;
             Ok(())
@@ -189,6 +193,7 @@ impl Cache {
     }
 
     pub fn rollback(&self) {
+        self.forget_drops();
         let _ = self.conn.execute_batch("ROLLBACK");
     }
 

@@ -7,11 +7,12 @@
 
 use crate::archive::NodeKind;
 use crate::limits::{MAX_XATTRS, MAX_XATTR_VALUE};
+use crate::stat::Stat;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 /// The POSIX ACL attributes.
@@ -51,10 +52,41 @@ pub fn xattrs(path: &Path, wanted: Wanted) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>
     }
     let c =
         CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let names = match sized(|buf| {
+    read_xattrs(
+        wanted,
         // SAFETY: a NUL-terminated path and a buffer of `buf.len()` bytes (or none, to ask the size).
-        unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) }
-    }) {
+        |buf| unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) },
+        // SAFETY: NUL-terminated path and name, and a buffer of `buf.len()` bytes.
+        |name, buf| unsafe {
+            libc::lgetxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())
+        },
+    )
+}
+
+/// `xattrs` of the file open as `fd` (no path is resolved again).
+pub fn xattrs_of(fd: BorrowedFd, wanted: Wanted) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    if wanted.none() {
+        return Ok(Vec::new());
+    }
+    let fd = fd.as_raw_fd();
+    read_xattrs(
+        wanted,
+        // SAFETY: an open descriptor and a buffer of `buf.len()` bytes (or none, to ask the size).
+        |buf| unsafe { libc::flistxattr(fd, buf.as_mut_ptr() as *mut libc::c_char, buf.len()) },
+        // SAFETY: an open descriptor, a NUL-terminated name, and a buffer of `buf.len()` bytes.
+        |name, buf| unsafe {
+            libc::fgetxattr(fd, name.as_ptr(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())
+        },
+    )
+}
+
+/// The attributes `list` names that `wanted` keeps, each read with `get`, sorted by name.
+fn read_xattrs(
+    wanted: Wanted,
+    list: impl Fn(&mut [u8]) -> isize,
+    get: impl Fn(&std::ffi::CStr, &mut [u8]) -> isize,
+) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let names = match sized(list) {
         Ok(n) => n,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -62,12 +94,7 @@ pub fn xattrs(path: &Path, wanted: Wanted) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>
     let mut out = Vec::new();
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty() && wanted.keeps(n)) {
         let cname = CString::new(name).expect("split at NUL");
-        let value = match sized(|buf| {
-            // SAFETY: NUL-terminated path and name, and a buffer of `buf.len()` bytes.
-            unsafe {
-                libc::lgetxattr(c.as_ptr(), cname.as_ptr(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())
-            }
-        }) {
+        let value = match sized(|buf| get(&cname, buf)) {
             Ok(v) => v,
             // Removed between listing and reading: it is not there.
             Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
@@ -80,6 +107,45 @@ pub fn xattrs(path: &Path, wanted: Wanted) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>
     }
     out.sort();
     Ok(out)
+}
+
+/// Attributes as the file-change cache records them: which were wanted (a byte), then each
+/// name (u16 length) and value (u32 length). Kept per file, they are used again only for the
+/// same `wanted` (`decode_xattrs`).
+pub fn encode_xattrs(wanted: Wanted, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = vec![wanted.no_xattrs as u8 | (wanted.no_acls as u8) << 1];
+    for (name, value) in xattrs {
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// What `encode_xattrs` recorded, if it was for `wanted` and is well formed (bounded as the
+/// kernel bounds attributes; anything else is None: read them from the file).
+pub fn decode_xattrs(mut b: &[u8], wanted: Wanted) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (b.get(..n)?, b.get(n..)?);
+        *b = rest;
+        Some(head)
+    }
+    let flags = *take(&mut b, 1)?.first()?;
+    if flags != wanted.no_xattrs as u8 | (wanted.no_acls as u8) << 1 {
+        return None;
+    }
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let n = u16::from_le_bytes(take(&mut b, 2)?.try_into().ok()?) as usize;
+        let name = take(&mut b, n)?.to_vec();
+        let v = u32::from_le_bytes(take(&mut b, 4)?.try_into().ok()?) as usize;
+        if n == 0 || n > 255 || v > MAX_XATTR_VALUE || out.len() >= MAX_XATTRS {
+            return None;
+        }
+        out.push((name, take(&mut b, v)?.to_vec()));
+    }
+    Some(out)
 }
 
 /// Calls `f` with a buffer on the stack first (most files have no attribute, or small ones: one
@@ -115,14 +181,13 @@ fn sized(f: impl Fn(&mut [u8]) -> isize) -> io::Result<Vec<u8>> {
 }
 
 /// The kind of a special file (FIFO, device), with its device number; None for the rest.
-pub fn special(md: &std::fs::Metadata) -> Option<(NodeKind, u64)> {
-    let ft = md.file_type();
-    if ft.is_fifo() {
+pub fn special(md: &Stat) -> Option<(NodeKind, u64)> {
+    if md.is_fifo() {
         Some((NodeKind::Fifo, 0))
-    } else if ft.is_char_device() {
-        Some((NodeKind::CharDev, md.rdev()))
-    } else if ft.is_block_device() {
-        Some((NodeKind::BlockDev, md.rdev()))
+    } else if md.is_char_device() {
+        Some((NodeKind::CharDev, md.rdev))
+    } else if md.is_block_device() {
+        Some((NodeKind::BlockDev, md.rdev))
     } else {
         None
     }
@@ -131,7 +196,7 @@ pub fn special(md: &std::fs::Metadata) -> Option<(NodeKind, u64)> {
 /// Whether the regular file or directory at `path` carries the nodump flag (`chattr +d`);
 /// false where the file system has no flags or the entry cannot be opened (never a device or
 /// FIFO: opening one can have effects).
-pub fn nodump(path: &Path, md: &std::fs::Metadata) -> bool {
+pub fn nodump(path: &Path, md: &Stat) -> bool {
     const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
     const FS_NODUMP_FL: libc::c_long = 0x40;
     if !md.is_file() && !md.is_dir() {
@@ -185,20 +250,37 @@ pub struct Links {
 impl Links {
     /// For a regular file with more than one name: the stored path of its first name, if that
     /// was stored.
-    pub fn first(&self, md: &std::fs::Metadata) -> Option<Vec<u8>> {
-        (md.nlink() > 1).then(|| self.first.get(&(md.dev(), md.ino())).cloned()).flatten()
+    pub fn first(&self, md: &Stat) -> Option<Vec<u8>> {
+        (md.nlink > 1).then(|| self.first.get(&(md.dev, md.ino)).cloned()).flatten()
     }
 
     /// Remembers `path` as the first stored name of the file `md` describes (one with several).
-    pub fn stored(&mut self, md: &std::fs::Metadata, path: &[u8]) {
-        if md.nlink() > 1 {
-            self.first.entry((md.dev(), md.ino())).or_insert_with(|| path.to_vec());
+    pub fn stored(&mut self, md: &Stat, path: &[u8]) {
+        if md.nlink > 1 {
+            self.first.entry((md.dev, md.ino)).or_insert_with(|| path.to_vec());
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn recorded_attributes_come_back_only_for_the_same_selection() {
+        let all = Wanted::default();
+        let x = vec![(b"user.a".to_vec(), b"1".to_vec()), (ACL_ACCESS.to_vec(), vec![2; 300])];
+        let rec = encode_xattrs(all, &x);
+        assert_eq!(decode_xattrs(&rec, all), Some(x.clone()));
+        assert_eq!(decode_xattrs(&encode_xattrs(all, &[]), all), Some(vec![]));
+        let no_acls = Wanted { no_acls: true, ..all };
+        assert_eq!(decode_xattrs(&rec, no_acls), None, "recorded with ACLs, wanted without");
+        for cut in 0..rec.len() {
+            let got = decode_xattrs(&rec[..cut], all);
+            assert!(got.is_none() || got.is_some_and(|g| g.len() < x.len()), "cut at {cut}");
+        }
+        assert_eq!(decode_xattrs(&[], all), None);
+    }
+
     use super::*;
 
     #[test]

@@ -9,11 +9,11 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 
 /// Whether `md` looks sparse: fewer 512-byte blocks allocated than its size needs.
-pub fn maybe_sparse(md: &std::fs::Metadata) -> bool {
-    md.is_file() && md.blocks().saturating_mul(512) < md.size()
+pub fn maybe_sparse(md: &crate::stat::Stat) -> bool {
+    md.is_file() && md.blocks.saturating_mul(512) < md.size
 }
 
 /// `f` read from its start, its holes given as zeros without reading them.
@@ -103,6 +103,7 @@ pub fn is_zeros(b: &[u8]) -> bool {
 mod tests {
     use super::*;
     use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn a_sparse_file_reads_as_its_bytes() {
@@ -116,7 +117,7 @@ mod tests {
         f.set_len(12 << 20).unwrap();
         drop(f);
         let md = std::fs::metadata(&p).unwrap();
-        assert!(maybe_sparse(&md), "this file system keeps holes");
+        assert!(maybe_sparse(&(&md).into()), "this file system keeps holes");
         let mut got = Vec::new();
         let mut r = HoleAware::new(File::open(&p).unwrap(), md.size());
         let mut buf = vec![0u8; 100_000];

@@ -59,6 +59,7 @@ pub mod scan;
 pub mod select;
 pub mod serve;
 pub mod session;
+pub mod stat;
 pub mod txn;
 pub mod units;
 pub mod walker;

@@ -22,6 +22,9 @@ const ANCHOR_AT: usize = 2048;
 pub struct Place {
     /// The path as the user would give it (any length).
     pub real: PathBuf,
+    /// `real` made absolute (`std::path::absolute`, or `real` where that fails): the
+    /// file-change cache's key. Joined name by name, not worked out again per entry.
+    pub abs: PathBuf,
     /// The same entry as the kernel can resolve it, where that differs from `real` (beneath an
     /// anchor); `sys()` gives either.
     sys: Option<PathBuf>,
@@ -31,7 +34,8 @@ pub struct Place {
 
 impl Place {
     pub fn new(path: &Path) -> Place {
-        Place { real: path.to_path_buf(), sys: None, _anchor: None }
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Place { real: path.to_path_buf(), abs, sys: None, _anchor: None }
     }
 
     /// The path to give the kernel.
@@ -42,7 +46,7 @@ impl Place {
     /// The entry `name` inside this directory.
     pub fn child(&self, name: &OsStr) -> Place {
         let sys = self.sys.as_ref().map(|s| s.join(name));
-        Place { real: self.real.join(name), sys, _anchor: self._anchor.clone() }
+        Place { real: self.real.join(name), abs: self.abs.join(name), sys, _anchor: self._anchor.clone() }
     }
 
     /// This directory, ready for its entries to be named from it: re-anchored on its own
@@ -62,13 +66,24 @@ impl Place {
         // SAFETY: fd was just opened and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let sys = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        Place { real: self.real.clone(), sys: Some(sys), _anchor: Some(Rc::new(fd)) }
+        Place { real: self.real.clone(), abs: self.abs.clone(), sys: Some(sys), _anchor: Some(Rc::new(fd)) }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_is_keyed_as_its_whole_path_would_be() {
+        for (dir, name) in
+            [("a/./b", "c"), ("a//b/", "c"), ("/", "etc"), ("..", "x"), (".", "y"), ("/x/../y", "z")]
+        {
+            let (dir, name) = (Path::new(dir), OsStr::new(name));
+            let want = std::path::absolute(dir.join(name)).unwrap();
+            assert_eq!(Place::new(dir).child(name).abs, want, "{dir:?} {name:?}");
+        }
+    }
 
     #[test]
     fn long_paths_are_reached_from_an_open_directory() {

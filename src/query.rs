@@ -154,6 +154,10 @@ pub fn mode_string(n: &Node) -> String {
 /// A stored path for display on one line: backslash, control characters and bytes that are not
 /// UTF-8 are escaped (`\\`, `\n`, `\t`, `\xNN`), so every path prints on exactly one line.
 pub fn escape(path: &[u8]) -> String {
+    // Most paths are printable ASCII without a backslash: nothing to escape.
+    if path.iter().all(|&b| (b' '..=b'~').contains(&b) && b != b'\\') {
+        return String::from_utf8(path.to_vec()).expect("ASCII");
+    }
     let mut out = String::with_capacity(path.len());
     for chunk in path.utf8_chunks() {
         for c in chunk.valid().chars() {

@@ -4,7 +4,12 @@
 //! its block list without being read, but only if every block is still known stored. Otherwise
 //! the file is read and cut by the keyed chunker; each buffer's chunks are hashed on all cores and,
 //! if new, handed to the transaction's workers. Nodes are serialised into the metadata stream in
-//! path order. Problems with single files are reported and the walk goes on (`warnings`).
+//! path order. Problems with single files are reported and the walk goes on (`warnings`). One
+//! regular file is `file`.
+//!
+//! Entries are stat'ed by name from their directory, held open (`Stat::at`): the kernel then
+//! resolves one name, not the whole path, per entry. At most `OPEN_DIRS` directories are held
+//! (one per level); deeper ones are walked by path, as a tree of any depth is.
 //!
 //! Checkpoints fall between two chunks, so in the middle of a file too (`checkpoints`).
 //!
@@ -13,21 +18,23 @@
 
 use crate::archive::join;
 use crate::archive::{Node, NodeKind, Stats};
-use crate::cache::FileRecord;
 use crate::chunker::Chunker;
 use crate::crypto::BlockId;
 use crate::limits::MAX_PATH;
 pub use crate::metastream::MetaStream;
 
 mod checkpoints;
+mod file;
 use crate::pack::Kind;
 use crate::place::Place;
-use crate::process::now_ns;
 use crate::progress::{Control, Event, Progress};
+use crate::stat::Stat;
 use crate::txn::Txn;
 use anyhow::Result;
 use rayon::prelude::*;
+use std::ffi::OsStr;
 use std::fs;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
@@ -62,7 +69,13 @@ struct Open {
     names: crate::dirnames::DirNames,
     /// (device, inode): with symlinks followed, a directory already open is a loop.
     id: (u64, u64),
+    /// The directory held open, its entries stat'ed by name from it (`Stat::at`); None past
+    /// `OPEN_DIRS` levels (each level would hold a descriptor), where paths are used.
+    fd: Option<OwnedFd>,
 }
+
+/// Directories held open at once by a walk (one per level, outermost first).
+const OPEN_DIRS: usize = 64;
 
 pub struct Walker<'a> {
     /// (device, inode) of directories never to descend into: the repository and the cache.
@@ -103,8 +116,10 @@ impl Walker<'_> {
     /// open on the way are an explicit stack, so a tree as deep as paths allow (32,767 levels
     /// within `MAX_PATH`) never overflows the thread's stack.
     pub fn walk(&mut self, at: &Place, apath: Vec<u8>) -> Result<()> {
-        let mut stack: Vec<Open> = self.visit(at, apath)?.into_iter().collect();
-        while let Some(top) = stack.last_mut() {
+        let mut stack: Vec<Open> = self.visit(at, apath, None, true)?.into_iter().collect();
+        while !stack.is_empty() {
+            let hold = stack.len() < OPEN_DIRS;
+            let top = stack.last_mut().expect("not empty");
             let name = match top.names.next() {
                 Some(Ok(name)) => name,
                 None => {
@@ -119,7 +134,8 @@ impl Walker<'_> {
                 }
             };
             let (child, cpath) = (top.dir.child(&name), join(&top.path, name.as_bytes()));
-            if let Some(open) = self.visit(&child, cpath)? {
+            let from = top.fd.as_ref().map(|fd| (fd.as_fd(), name.as_os_str()));
+            if let Some(open) = self.visit(&child, cpath, from, hold)? {
                 if stack.iter().any(|o| o.id == open.id) {
                     let shown = crate::query::escape(&open.path);
                     self.warn(format!(
@@ -133,8 +149,15 @@ impl Walker<'_> {
         Ok(())
     }
 
-    /// Stores one entry; a directory to be entered is returned with its names.
-    fn visit(&mut self, at: &Place, apath: Vec<u8>) -> Result<Option<Open>> {
+    /// Stores one entry, stat'ed by name from its open directory when `from` gives them; a
+    /// directory to be entered is returned with its names (and held open if `hold`).
+    fn visit(
+        &mut self,
+        at: &Place,
+        apath: Vec<u8>,
+        from: Option<(BorrowedFd, &OsStr)>,
+        hold: bool,
+    ) -> Result<Option<Open>> {
         let (path, shown) = (at.sys(), at.real.display());
         if self.select.excluded_given(&apath, at.real.is_absolute()) {
             return Ok(None);
@@ -146,7 +169,7 @@ impl Walker<'_> {
             ));
             return Ok(None);
         }
-        let md = match fs::symlink_metadata(path) {
+        let md = match from.map_or_else(|| Stat::of(path), |(dir, name)| Stat::at(dir, name)) {
             Ok(m) => m,
             Err(e) => {
                 self.warn(format!("cannot archive {shown}: {e}"));
@@ -155,57 +178,54 @@ impl Walker<'_> {
         };
         // bsdtar's -L: what a symlink points to is stored in its place (a dangling one as is),
         // read from its resolved path.
-        let target = match md.file_type().is_symlink() && self.select.dereference {
+        let target = match md.is_symlink() && self.select.dereference {
             true => fs::metadata(path).ok().zip(fs::canonicalize(path).ok()),
             false => None,
         };
         let resolved;
-        let (at, md) = match target {
+        let (at, md, from) = match target {
             Some((target, real)) => {
                 resolved = Place::new(&real);
-                (&resolved, target)
+                (&resolved, Stat::from(&target), None)
             }
-            None => (at, md),
+            None => (at, md, from),
         };
         let path = at.sys();
-        let device = *self.device.get_or_insert(md.dev());
+        let device = *self.device.get_or_insert(md.dev);
         let nodump = self.select.nodump && crate::fsmeta::nodump(path, &md);
         if nodump || (md.is_dir() && self.select.excluded_dir(path)) {
             return Ok(None);
         }
         let mut node = Node {
-            mode: md.mode(),
-            uid: md.uid(),
-            gid: md.gid(),
-            mtime: md.mtime(),
-            mtime_ns: md.mtime_nsec() as u32,
+            mode: md.mode,
+            uid: md.uid,
+            gid: md.gid,
+            mtime: md.mtime,
+            mtime_ns: md.mtime_nsec as u32,
             ..Node::new(apath, NodeKind::Dir)
         };
         if !self.select.numeric_owner {
             self.names.name(&mut node);
         }
-        let ft = md.file_type();
-        if !ft.is_symlink() {
-            let wanted =
-                crate::fsmeta::Wanted { no_xattrs: self.select.no_xattrs, no_acls: self.select.no_acls };
-            match crate::fsmeta::xattrs(path, wanted) {
-                Ok(x) => node.xattrs = x,
-                Err(e) => self.warn(format!(
-                    "cannot read the extended attributes of {shown}: {e}; stored without them"
-                )),
-            }
+        let first = md.is_file().then(|| self.links.first(&md)).flatten();
+        // A regular file stored as itself reads its attributes in `file` (from the file-change
+        // cache when unchanged, or from the file it opens).
+        let own_file = md.is_file() && first.is_none();
+        if !md.is_symlink() && !own_file {
+            let got = crate::fsmeta::xattrs(path, self.wanted());
+            self.take_xattrs(got, &mut node, &shown);
         }
-        if ft.is_dir() && self.own.contains(&(md.dev(), md.ino())) {
+        if md.is_dir() && self.own.contains(&(md.dev, md.ino)) {
             (self.progress)(Event::Notice(format!(
                 "skipped {shown}: it is archiver's own repository or cache"
             )));
-        } else if ft.is_dir() {
+        } else if md.is_dir() {
             self.stats.dirs += 1;
             self.emit(&node)?;
-            if self.select.one_file_system && md.dev() != device {
+            if self.select.one_file_system && md.dev != device {
                 return Ok(None); // a mount point: stored, not entered (nor listed)
             }
-            let synthetic = self.select.skip_synthetic && md.dev() != device;
+            let synthetic = self.select.skip_synthetic && md.dev != device;
             if let Some(kind) = synthetic.then(|| crate::fsmeta::synthetic(path)).flatten() {
                 let what = format!("Not descending into filesystem of type {kind}: {shown}");
                 (self.progress)(Event::LeftOut(what));
@@ -216,14 +236,18 @@ impl Walker<'_> {
                 crate::select::DirRule::Only(keep) => Some(keep),
                 _ => None,
             };
+            let id = (md.dev, md.ino);
             return match crate::dirnames::read_sorted(dir.sys(), only.as_deref()) {
-                Ok(names) => Ok(Some(Open { dir, path: node.path, names, id: (md.dev(), md.ino()) })),
+                Ok(names) => {
+                    let fd = hold.then(|| open_dir(dir.sys(), id)).flatten();
+                    Ok(Some(Open { dir, path: node.path, names, id, fd }))
+                }
                 Err(e) => {
                     self.warn(format!("cannot read directory {shown}: {e}"));
                     Ok(None)
                 }
             };
-        } else if ft.is_symlink() {
+        } else if md.is_symlink() {
             match fs::read_link(path) {
                 Ok(t) => {
                     node.kind = NodeKind::Symlink;
@@ -233,7 +257,7 @@ impl Walker<'_> {
                 }
                 Err(e) => self.warn(format!("cannot read symlink {shown}: {e}")),
             }
-        } else if let Some(first) = ft.is_file().then(|| self.links.first(&md)).flatten() {
+        } else if let Some(first) = first {
             node.kind = NodeKind::Hardlink;
             node.target = first;
             self.stats.files += 1;
@@ -242,9 +266,9 @@ impl Walker<'_> {
             (node.kind, node.rdev) = (kind, rdev);
             self.stats.files += 1;
             self.emit(&node)?;
-        } else if ft.is_file() {
+        } else if md.is_file() {
             node.kind = NodeKind::File;
-            if self.file(at, &md, &mut node)? {
+            if self.file(at, &md, from, &mut node)? {
                 self.stats.files += 1;
                 (self.progress)(Event::Advance { files: 1, bytes: 0 });
                 self.emit(&node)?;
@@ -262,75 +286,6 @@ impl Walker<'_> {
         (self.progress)(Event::File(crate::query::escape(&node.path)));
         self.meta.push(node, &mut self.txn)?;
         self.maybe_checkpoint(None)
-    }
-
-    /// Fills in a file's content; false if the file could not be read at all.
-    fn file(&mut self, at: &Place, md: &fs::Metadata, node: &mut Node) -> Result<bool> {
-        let (path, shown) = (at.sys(), at.real.display());
-        let key = std::path::absolute(&at.real).unwrap_or_else(|_| at.real.clone());
-        let key = key.as_os_str().as_bytes();
-        let seen = FileRecord {
-            size: md.size(),
-            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-            ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
-            ino: md.ino(),
-            blocks: Vec::new(),
-        };
-        if let Some(rec) = self.txn.cache.file(key)? {
-            let same = rec.size == seen.size
-                && rec.mtime_ns == seen.mtime_ns
-                && rec.ctime_ns == seen.ctime_ns
-                && rec.ino == seen.ino;
-            if same && self.txn.reuse_all(&rec.blocks)? {
-                node.size = rec.size;
-                node.blocks = rec.blocks;
-                (self.progress)(Event::Advance { files: 0, bytes: rec.size });
-                return Ok(true);
-            }
-        }
-        let read_start = now_ns();
-        let f = match fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) => {
-                self.warn(format!("cannot read {shown}: {e}"));
-                return Ok(false);
-            }
-        };
-        // What a checkpoint during the read compares the stored part with.
-        node.size = seen.size;
-        // A sparse file's holes are not read (`holes`): the file system says they are zeros.
-        let res = match crate::holes::maybe_sparse(md) {
-            true => f
-                .try_clone()
-                .map_err(Into::into)
-                .and_then(|c| self.read_into(crate::holes::HoleAware::new(c, seen.size), node)),
-            false => self.read_into(&f, node),
-        };
-        if let Err(e) = res {
-            if e.downcast_ref::<std::io::Error>().is_none() {
-                return Err(e); // a repository failure, not a read error: stop
-            }
-            node.partial = true;
-            self.warn(format!("error reading {shown} after {} bytes: {e}; stored what was read", node.size));
-            return Ok(true);
-        }
-        // Cache the file only if it did not change while read and is not too new to trust: a
-        // write within the filesystem's timestamp granularity after our read would be invisible.
-        // The file read is the one asked (fstat of the open file, no second path lookup): the
-        // same inode, unchanged since the lstat that `seen` and the cache key come from.
-        let after = f.metadata().ok();
-        let stable = after.is_some_and(|a| {
-            a.ino() == seen.ino
-                && a.size() == seen.size
-                && a.mtime() * 1_000_000_000 + a.mtime_nsec() == seen.mtime_ns
-                && a.ctime() * 1_000_000_000 + a.ctime_nsec() == seen.ctime_ns
-        });
-        if !stable || node.size != seen.size {
-            self.warn(format!("{shown} changed while it was being archived"));
-        } else if seen.mtime_ns < read_start - 20_000_000 && seen.ctime_ns < read_start - 20_000_000 {
-            self.txn.cache.put_file(key, &FileRecord { blocks: node.blocks.clone(), ..seen })?;
-        }
-        Ok(true)
     }
 
     /// Cuts what `f` yields into blocks, stores the new ones and lists them all in `node`
@@ -368,4 +323,14 @@ impl Walker<'_> {
         node.size = node.blocks.iter().map(|b| b.1 as u64).sum();
         res.map(|_| ())
     }
+}
+
+/// The directory at `path`, opened (not through a symlink) to stat its entries from, if it is
+/// still the one `id` (device, inode) names.
+fn open_dir(path: &std::path::Path, id: (u64, u64)) -> Option<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = libc::O_DIRECTORY | libc::O_NOFOLLOW;
+    let d = fs::OpenOptions::new().read(true).custom_flags(flags).open(path).ok()?;
+    let md = d.metadata().ok()?;
+    ((md.dev(), md.ino()) == id).then(|| d.into())
 }

@@ -19,9 +19,10 @@ use rusqlite::{params, OptionalExtension};
 impl Cache {
     /// Forgets every block and damage mark (before a rebuild from the repository's index).
     pub fn clear_blocks(&self) -> Result<()> {
+        self.clear_block_table()?;
         self.guard(|| {
             self.conn.execute_batch(
-                "DELETE FROM blocks; DELETE FROM packs; DELETE FROM segments; DELETE FROM damaged;
+                "DELETE FROM packs; DELETE FROM segments; DELETE FROM damaged;
                  DELETE FROM meta WHERE key = 'marks';",
             )?;
             Ok(())
@@ -44,6 +45,7 @@ impl Cache {
         if names.is_empty() {
             return Ok(());
         }
+        self.forget_drops();
         self.guard(|| {
             self.conn.execute_batch(
                 "CREATE TEMP TABLE IF NOT EXISTS dropping (id INTEGER PRIMARY KEY); DELETE FROM temp.dropping;",

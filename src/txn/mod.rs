@@ -131,6 +131,17 @@ pub struct Txn {
     dry: bool,
 }
 
+/// Whether the repository holds every block of a list (`Txn::reuse_all`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// Not all of them.
+    No,
+    /// All, in the block index; their stored (sealed) lengths add up to this.
+    Indexed(u64),
+    /// All, some of them stored by this transaction (not yet in the index).
+    Storing,
+}
+
 impl Txn {
     /// A transaction that stores nothing, for `create --dry-run`: it consults the cache as a
     /// real one does and counts what would be new. It writes nothing to the repository (no
@@ -204,31 +215,41 @@ impl Txn {
     }
 
     /// Counts a reference to every block of `blocks` if the repository holds (or this
-    /// transaction is storing) all of them, and returns whether it did; counts nothing otherwise.
-    /// One lookup per block (an unchanged file's block list, `has` then `reuse`, took two).
-    pub fn reuse_all(&mut self, blocks: &[(BlockId, u32)]) -> Result<bool> {
+    /// transaction is storing) all of them, and says so; counts nothing otherwise. One lookup
+    /// per block (an unchanged file's block list, `has` then `reuse`, took two).
+    pub fn reuse_all(&mut self, blocks: &[(BlockId, u32)]) -> Result<Held> {
         let mut stored = Vec::with_capacity(blocks.len());
         for (id, _) in blocks {
             match self.pending.contains_key(id) {
                 true => stored.push(None),
                 false => match self.cache.stored_len(id)? {
                     Some(lens) => stored.push(Some(lens)),
-                    None => return Ok(false),
+                    None => return Ok(Held::No),
                 },
             }
         }
+        let mut indexed = Some(0u64);
         for ((id, _), lens) in blocks.iter().zip(stored) {
             match lens {
                 Some((len, plain_len)) => {
                     self.stats.refs_stored += len as u64;
                     self.stats.refs_raw += plain_len as u64;
+                    indexed = indexed.map(|n| n + len as u64);
                 }
                 None => {
                     self.reuse(id)?;
+                    indexed = None;
                 }
             }
         }
-        Ok(true)
+        Ok(indexed.map_or(Held::Storing, Held::Indexed))
+    }
+
+    /// Counts the references of a file whose blocks (`raw` bytes, `stored` sealed) a
+    /// file-change record verified at the block table's current drop count: all still held.
+    pub fn reuse_verified(&mut self, raw: u64, stored: u64) {
+        self.stats.refs_raw += raw;
+        self.stats.refs_stored += stored;
     }
 
     /// Stores a block unless the repository already holds it. Returns its id.
