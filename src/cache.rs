@@ -36,13 +36,14 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
-const SCHEMA: i64 = 2;
+const SCHEMA: i64 = 3;
 
 pub struct Cache {
     conn: Connection,
     pub path: PathBuf,
-    /// The block table's drop count, while a write transaction holds it (`drops`).
+    /// The block table's drop count and drop log, as last read (`drops`).
     drops: std::cell::Cell<Option<i64>>,
+    drop_log: std::cell::RefCell<Option<drops::Log>>,
 }
 
 /// Index segments loaded into the cache per SQLite transaction (about 1M blocks) by a sync or
@@ -69,6 +70,7 @@ impl Cache {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         let mut notes = Vec::new();
+        upgrade_v2(&dir.join("cache-v2.sqlite"), path);
         for old in ["cache.sqlite", "cache-v2.sqlite"].map(|n| repo_dir.join(n)) {
             if old.ends_with("cache-v2.sqlite") && old.exists() {
                 notes.push(format!("the cache is now kept per key file, at {}; removed the one from before ({}), so the next create reads every file once", path.display(), old.display()));
@@ -133,16 +135,38 @@ impl Cache {
                  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
                  blocks BLOB NOT NULL, chk INTEGER NOT NULL) WITHOUT ROWID;",
         )?;
-        conn.execute_batch(drops::BLOCKS)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS blocks (id BLOB PRIMARY KEY, pack INTEGER NOT NULL,
+                 offset INTEGER NOT NULL, len INTEGER NOT NULL, plain_len INTEGER NOT NULL,
+                 kind INTEGER NOT NULL, chk INTEGER NOT NULL) WITHOUT ROWID;",
+        )?;
+        let old: Option<String> =
+            conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional()?;
+        if old.as_deref() == Some("2") {
+            // Builds of schema 2 with a drop count of their own, kept by a trigger.
+            conn.execute_batch("DROP TRIGGER IF EXISTS blocks_dropped; DROP TABLE IF EXISTS drops;")?;
+        }
+        conn.execute_batch(drops::TABLES)?;
         files::add_columns(&conn)?;
+        if old.as_deref() == Some("2") {
+            // Nothing a record says it was verified at can be trusted: start past all of it.
+            conn.execute_batch(
+                "UPDATE drops SET n = 1 + (SELECT COALESCE(MAX(verified), 0) FROM files);
+                 UPDATE drops SET horizon = n;",
+            )?;
+        }
         conn.execute_batch(damage::TABLE)?;
-        let c = Cache { conn, path: path.to_path_buf(), drops: Default::default() };
+        let c =
+            Cache { conn, path: path.to_path_buf(), drops: Default::default(), drop_log: Default::default() };
         match c.meta("schema")? {
             None => {
                 c.set_meta("schema", &SCHEMA.to_string())?;
                 c.set_meta("repo", repo_id)?;
             }
             Some(v) if v == SCHEMA.to_string() => {}
+            // Schema 2 (renamed by `open_file`) gained the drop tables and the record columns
+            // above; its records were never verified.
+            Some(v) if v == "2" => c.set_meta("schema", &SCHEMA.to_string())?,
             Some(v) => anyhow::bail!("schema version {v}, this archiver uses {SCHEMA}"),
         }
         if c.meta("repo")?.as_deref() != Some(repo_id) {
@@ -251,6 +275,25 @@ impl Cache {
     }
 }
 
+/// Schema 2's cache (the same tables, less the drop log and three record columns) becomes this
+/// schema's, kept rather than rebuilt (a rebuild would read every file again): its log is written
+/// into it and it is renamed, once no other process has it open in WAL mode. Anything failing
+/// leaves it, and this schema's cache starts empty.
+fn upgrade_v2(old: &Path, path: &Path) {
+    if path.exists() || !old.exists() {
+        return;
+    }
+    let Ok(conn) = Connection::open(old) else { return };
+    let done = conn
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .and_then(|_| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)))
+        .is_ok_and(|busy| busy == 0);
+    drop(conn);
+    if done && std::fs::rename(old, path).is_ok() {
+        remove_files(old);
+    }
+}
+
 /// The side files SQLite keeps beside a database.
 const SIDE_FILES: [&str; 4] = ["", "-wal", "-shm", "-journal"];
 
@@ -306,9 +349,59 @@ mod tests {
         assert_eq!(c.lookup(&[1; 32]).unwrap().unwrap().offset, 5);
         assert_eq!(c.synced().unwrap().as_deref(), Some("1 abc"));
         drop(c);
-        std::fs::write(dir.path().join("r1/k1/cache-v2.sqlite"), b"not a database at all, garbage").unwrap();
+        std::fs::write(dir.path().join(format!("r1/k1/cache-v{SCHEMA}.sqlite")), b"not a database, garbage")
+            .unwrap();
         let (c, note) = Cache::open(dir.path(), "r1", "k1").unwrap();
         assert!(note.is_some());
         assert!(c.lookup(&[1; 32]).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_schema_2_cache_is_kept_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Entry { id: [1; 32], kind: Kind::Data, offset: 5, len: 10, plain_len: 10 };
+        let rec = FileRecord {
+            size: 10,
+            mtime_ns: 1,
+            ctime_ns: 2,
+            ino: 3,
+            blocks: vec![([1; 32], 10)],
+            xattrs: None,
+            verified: None,
+        };
+        let v3 = {
+            let (c, _) = Cache::open(dir.path(), "r1", "k1").unwrap();
+            c.begin().unwrap();
+            c.add_pack("s", "p", std::slice::from_ref(&e)).unwrap();
+            c.put_file(b"/f", &rec).unwrap();
+            c.put_file(
+                b"/g",
+                &FileRecord { verified: Some(Verified { drops: 7, stored: 10 }), ..rec.clone() },
+            )
+            .unwrap();
+            c.set_synced("1 abc").unwrap();
+            c.commit().unwrap();
+            // Back to what schema 2 had (and a build of it that verified records by its own count).
+            c.conn
+                .execute_batch(
+                    "DROP TABLE dropped; DROP TABLE drops;
+                     UPDATE meta SET value = '2' WHERE key = 'schema';
+                     CREATE TABLE drops (n INTEGER NOT NULL); INSERT INTO drops VALUES (7);",
+                )
+                .unwrap();
+            c.path.clone()
+        };
+        let v2 = v3.with_file_name("cache-v2.sqlite");
+        std::fs::rename(&v3, &v2).unwrap();
+        let (c, note) = Cache::open(dir.path(), "r1", "k1").unwrap();
+        assert_eq!(note, None, "kept, not recreated");
+        assert!(!v2.exists(), "the schema 2 file was renamed");
+        assert_eq!(c.synced().unwrap().as_deref(), Some("1 abc"));
+        assert_eq!(c.lookup(&[1; 32]).unwrap().unwrap().offset, 5);
+        assert_eq!(c.file(b"/f").unwrap(), Some(rec));
+        let g = c.file(b"/g").unwrap().unwrap();
+        assert!(c.drops().unwrap() > 7, "past any count a schema 2 build verified at");
+        assert!(!c.still_held(g.verified.unwrap(), &g.blocks).unwrap(), "its verification is not trusted");
+        assert_eq!(c.meta("schema").unwrap().as_deref(), Some("3"));
     }
 }

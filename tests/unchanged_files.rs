@@ -1,7 +1,8 @@
 //! What an unchanged file costs, and what keeps that safe. `create` stores a file whose
 //! file-change record matches (size, mtime, ctime, inode) without reading it, its extended
 //! attributes taken from the record, and, once its blocks were all found in the cache's block
-//! index, without looking them up again until a block row leaves the index (`cache::drops`).
+//! index, without looking them up again unless a drop since took one of them out of the index
+//! (`cache::drops`: drops are counted and their ids logged).
 //! These tests change what each shortcut relies on and check that the next archive still
 //! restores exactly: attributes changed on a file whose content did not, and the file's only
 //! blocks deleted from the repository after its record was verified, by this cache's own

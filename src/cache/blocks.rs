@@ -45,7 +45,6 @@ impl Cache {
         if names.is_empty() {
             return Ok(());
         }
-        self.forget_drops();
         self.guard(|| {
             self.conn.execute_batch(
                 "CREATE TEMP TABLE IF NOT EXISTS dropping (id INTEGER PRIMARY KEY); DELETE FROM temp.dropping;",
@@ -56,9 +55,12 @@ impl Cache {
             for name in names {
                 put.execute([name])?;
             }
+            Ok(())
+        })?;
+        self.drop_block_rows()?;
+        self.guard(|| {
             self.conn.execute_batch(
-                "DELETE FROM blocks WHERE pack IN (SELECT id FROM temp.dropping);
-                 DELETE FROM packs WHERE id IN (SELECT id FROM temp.dropping);
+                "DELETE FROM packs WHERE id IN (SELECT id FROM temp.dropping);
                  DELETE FROM temp.dropping;",
             )?;
             let mut gone = self.conn.prepare_cached("DELETE FROM segments WHERE name = ?1")?;

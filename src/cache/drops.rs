@@ -1,29 +1,43 @@
-//! The block table's drop count: how many times block rows were removed (a re-sync dropping
-//! a segment's packs, a clear before a reload). A file-change record verified at the current
-//! count (`files`) names blocks that are all still in the table, because rows leave it only by
-//! a drop: `create` then reuses an unchanged file without looking up each of its blocks, which
-//! was a third of an unchanged run.
+//! The block table's drops: which block rows left it, and when. Rows leave the table only by a
+//! drop (`drop_block_rows`: a re-sync or a delete forgetting a segment's packs; `clear`: emptying
+//! it before a reload), each counted (`drops.n`) and, up to `LOG_LIMIT` ids, logged with the count
+//! it took them out at (`dropped`). A file-change record verified at count V (all its blocks were
+//! in the table then: `files`) still has them all if no drop since V took one of them out: the
+//! same count, or none of its ids in the log after V. `create` then reuses an unchanged file
+//! without looking up each of its blocks (a third of an unchanged run), also after a nightly
+//! `delete` that dropped other blocks.
 //!
-//! Invariants: every removal counts, whoever makes it. A trigger counts each deleted row, so
-//! an archiver from before this count (which knows nothing of it) cannot remove a row
-//! unseen; `clear` empties the table by dropping and recreating it (no per-row trigger cost)
-//! and counts that itself, in the same SQLite transaction. The count read is remembered only
-//! inside a write transaction (`BEGIN IMMEDIATE`: no other connection can write) and is
-//! forgotten at its end and at every drop made through this connection.
+//! Invariants: no code path removes a block row except through this file (a test searches the
+//! sources for others). The log covers every drop after `drops.horizon`: a drop too large to log
+//! empties the log and moves the horizon to its count, as a clear does; a record verified before
+//! the horizon is looked up again. Counts only grow. What is remembered in memory (the count,
+//! the log) is kept only inside a write transaction (`BEGIN IMMEDIATE`: no other connection can
+//! write) and forgotten at its end and at every drop through this connection. Older archivers
+//! use schema 2's file (`cache-v2.sqlite`) and never write this one.
 
-use super::Cache;
+use super::{Cache, Verified};
+use crate::crypto::BlockId;
 use anyhow::Result;
+use std::collections::HashMap;
 
-/// The block table and the trigger that counts its deleted rows.
-pub(super) const BLOCKS: &str = "CREATE TABLE IF NOT EXISTS blocks (id BLOB PRIMARY KEY, pack INTEGER NOT NULL,
-        offset INTEGER NOT NULL, len INTEGER NOT NULL, plain_len INTEGER NOT NULL,
-        kind INTEGER NOT NULL, chk INTEGER NOT NULL) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS drops (n INTEGER NOT NULL);
-    INSERT INTO drops (n) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM drops);
-    CREATE TRIGGER IF NOT EXISTS blocks_dropped AFTER DELETE ON blocks BEGIN UPDATE drops SET n = n + 1; END;";
+/// The drop count and the log.
+pub(super) const TABLES: &str =
+    "CREATE TABLE IF NOT EXISTS drops (n INTEGER NOT NULL, horizon INTEGER NOT NULL);
+    INSERT INTO drops (n, horizon) SELECT 0, 0 WHERE NOT EXISTS (SELECT 1 FROM drops);
+    CREATE TABLE IF NOT EXISTS dropped (id BLOB PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;";
+
+/// Ids kept in the log at most (about 4 MB in memory when a create loads it).
+const LOG_LIMIT: i64 = 65_536;
+
+/// The log as loaded: the count it was read at, its horizon, and each id's last drop count.
+pub(super) struct Log {
+    n: i64,
+    horizon: i64,
+    ids: HashMap<BlockId, i64>,
+}
 
 impl Cache {
-    /// The current drop count (see the module doc).
+    /// The current drop count.
     pub fn drops(&self) -> Result<i64> {
         if let Some(n) = self.drops.get() {
             return Ok(n);
@@ -35,18 +49,81 @@ impl Cache {
         Ok(n)
     }
 
-    /// Forgets the remembered count (a transaction ended, or rows are being dropped).
-    pub(super) fn forget_drops(&self) {
-        self.drops.set(None);
+    /// Whether every block of `blocks`, all in the table at `v.drops`, still is: no drop since
+    /// took one out (false also when that cannot be told: before the horizon).
+    pub fn still_held(&self, v: Verified, blocks: &[(BlockId, u32)]) -> Result<bool> {
+        let n = self.drops()?;
+        if v.drops == n {
+            return Ok(true);
+        }
+        if v.drops > n {
+            return Ok(false);
+        }
+        let mut log = self.drop_log.borrow_mut();
+        if log.as_ref().is_none_or(|l| l.n != n) {
+            *log = Some(self.read_log(n)?);
+        }
+        let log = log.as_ref().expect("just read");
+        Ok(v.drops >= log.horizon
+            && blocks.iter().all(|(id, _)| log.ids.get(id).is_none_or(|&at| at <= v.drops)))
     }
 
-    /// Empties the block table, counted as one drop.
+    fn read_log(&self, n: i64) -> Result<Log> {
+        self.guard(|| {
+            let horizon = self.conn.query_row("SELECT horizon FROM drops", [], |r| r.get(0))?;
+            let mut st = self.conn.prepare("SELECT id, n FROM dropped")?;
+            let mut ids = HashMap::new();
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let id: Vec<u8> = r.get(0)?;
+                // A malformed id (damage) cannot name a block: it is dropped from view, and with
+                // it nothing is trusted before its count.
+                match BlockId::try_from(id.as_slice()) {
+                    Ok(id) => ids.insert(id, r.get(1)?),
+                    Err(_) => return Ok(Log { n, horizon: n, ids: HashMap::new() }),
+                };
+            }
+            Ok(Log { n, horizon, ids })
+        })
+    }
+
+    /// Forgets what was remembered (a transaction ended, or rows are being dropped).
+    pub(super) fn forget_drops(&self) {
+        self.drops.set(None);
+        self.drop_log.borrow_mut().take();
+    }
+
+    /// Removes the block rows of the packs in `temp.dropping`, as one counted, logged drop.
+    pub(super) fn drop_block_rows(&self) -> Result<()> {
+        self.forget_drops();
+        self.guard(|| {
+            const GONE: &str = "FROM blocks WHERE pack IN (SELECT id FROM temp.dropping)";
+            let k: i64 = self.conn.query_row(&format!("SELECT COUNT(*) {GONE}"), [], |r| r.get(0))?;
+            if k == 0 {
+                return Ok(());
+            }
+            let logged: i64 = self.conn.query_row("SELECT COUNT(*) FROM dropped", [], |r| r.get(0))?;
+            if k + logged > LOG_LIMIT {
+                self.conn
+                    .execute_batch("DELETE FROM dropped; UPDATE drops SET n = n + 1, horizon = n + 1;")?;
+            } else {
+                self.conn.execute_batch(&format!(
+                    "UPDATE drops SET n = n + 1;
+                     INSERT OR REPLACE INTO dropped (id, n) SELECT id, (SELECT n FROM drops) {GONE};"
+                ))?;
+            }
+            self.conn.execute_batch(&format!("DELETE {GONE};"))?;
+            Ok(())
+        })
+    }
+
+    /// Empties the block table, as a drop nothing before can be told through.
     pub(super) fn clear_block_table(&self) -> Result<()> {
         self.forget_drops();
         self.guard(|| {
-            self.conn.execute_batch("DROP TABLE blocks;")?;
-            self.conn.execute_batch(BLOCKS)?;
-            self.conn.execute_batch("UPDATE drops SET n = n + 1;")?;
+            self.conn.execute_batch(
+                "DELETE FROM blocks; DELETE FROM dropped; UPDATE drops SET n = n + 1, horizon = n + 1;",
+            )?;
             Ok(())
         })
     }
@@ -61,33 +138,81 @@ mod tests {
         Entry { id: [id; 32], kind: Kind::Data, offset: 0, len: 10, plain_len: 10 }
     }
 
+    fn held(c: &Cache, drops: i64, ids: &[u8]) -> bool {
+        let blocks: Vec<(BlockId, u32)> = ids.iter().map(|&i| ([i; 32], 10)).collect();
+        c.still_held(Verified { drops, stored: 10 }, &blocks).unwrap()
+    }
+
     #[test]
-    fn every_removal_of_a_block_row_is_counted() {
+    fn a_verification_holds_until_a_drop_takes_out_one_of_its_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let (c, _) = Cache::open(dir.path(), "r1", "k1").unwrap();
         c.begin().unwrap();
-        let start = c.drops().unwrap();
         c.add_pack("s1", "p1", &[entry(1), entry(2)]).unwrap();
         c.add_pack("s2", "p2", &[entry(3)]).unwrap();
-        assert_eq!(c.drops().unwrap(), start, "adding rows drops nothing");
-        c.drop_segments(&["s2".to_string()]).unwrap();
-        let after_drop = c.drops().unwrap();
-        assert!(after_drop > start, "a dropped segment is counted");
-        // Another writer knowing nothing of the count (an older archiver) deleting a row.
-        c.commit().unwrap();
-        c.conn.execute("DELETE FROM blocks WHERE id = ?1", [&[1u8; 32][..]]).unwrap();
-        assert!(c.drops().unwrap() > after_drop, "a row deleted by plain SQL is counted");
-        let before_clear = c.drops().unwrap();
-        c.begin().unwrap();
-        assert_eq!(c.drops().unwrap(), before_clear);
-        c.clear_blocks().unwrap();
-        assert!(c.drops().unwrap() > before_clear, "a clear is counted");
-        assert_eq!(c.stored_len(&[2; 32]).unwrap(), None, "the clear emptied the table");
         c.add_pack("s3", "p3", &[entry(4)]).unwrap();
-        assert!(c.stored_len(&[4; 32]).unwrap().is_some(), "the recreated table takes rows");
+        let v = c.drops().unwrap();
+        assert!(held(&c, v, &[1, 3, 4]));
+        c.drop_segments(&["s2".to_string()]).unwrap();
+        let after = c.drops().unwrap();
+        assert!(after > v, "a drop is counted");
+        assert!(held(&c, v, &[1, 2, 4]), "blocks the drop did not take out are still held");
+        assert!(!held(&c, v, &[1, 3]), "block 3 was dropped after the verification");
+        assert!(held(&c, after, &[1]), "verified after the drop");
+        c.drop_segments(&["nothing".to_string()]).unwrap();
+        assert_eq!(c.drops().unwrap(), after, "a drop of no rows is not counted");
+        c.commit().unwrap();
+        assert!(!held(&c, v, &[3]) && held(&c, v, &[2]), "the log outlives the transaction");
+        // Block 3 stored again, then verified: the earlier drop does not count against it.
+        c.begin().unwrap();
+        c.add_pack("s4", "p4", &[entry(3)]).unwrap();
+        assert!(held(&c, after, &[3]));
+        c.clear_blocks().unwrap();
+        assert!(!held(&c, after, &[1]), "nothing verified before a clear is trusted");
         let n = c.drops().unwrap();
         c.rollback();
         assert!(c.drops().unwrap() < n, "a rolled back clear is not counted");
-        assert_eq!(c.stored_len(&[2; 32]).unwrap(), Some((10, 10)), "and the rows are back");
+        assert!(held(&c, v, &[1, 2]), "and the log is as it was");
+    }
+
+    #[test]
+    fn a_drop_too_large_to_log_moves_the_horizon() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _) = Cache::open(dir.path(), "r1", "k1").unwrap();
+        c.begin().unwrap();
+        c.add_pack("s1", "p1", &[entry(1)]).unwrap();
+        let many: Vec<Entry> = (0..LOG_LIMIT as u32 + 1)
+            .map(|i| Entry { id: blake3::hash(&i.to_le_bytes()).into(), ..entry(0) })
+            .collect();
+        c.add_pack("s2", "p2", &many).unwrap();
+        let v = c.drops().unwrap();
+        c.drop_segments(&["s2".to_string()]).unwrap();
+        assert!(!held(&c, v, &[1]), "the drop was not logged: nothing before it is trusted");
+        let logged: i64 = c.conn.query_row("SELECT COUNT(*) FROM dropped", [], |r| r.get(0)).unwrap();
+        assert_eq!(logged, 0);
+    }
+
+    #[test]
+    fn no_block_row_is_removed_outside_this_file() {
+        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut offenders = Vec::new();
+        let mut dirs = vec![std::path::PathBuf::from(src)];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("cache/drops.rs") {
+                    let text = std::fs::read_to_string(&p).unwrap().to_uppercase();
+                    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                    for bad in ["DELETE FROM BLOCKS", "DROP TABLE BLOCKS", "DROP TABLE IF EXISTS BLOCKS"] {
+                        if flat.contains(bad) {
+                            offenders.push(format!("{}: {bad}", p.display()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "block rows removed outside cache/drops.rs: {offenders:?}");
     }
 }

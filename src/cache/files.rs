@@ -12,8 +12,8 @@
 //! it, or whose block lengths do not add up to its size, is ignored (the file is read again),
 //! never trusted. Records are not tied to a generation: a stale one costs a re-read, because
 //! `create` uses a record only if every block it names is in the validated block index: it
-//! looks each one up, or, for a record `verified` at the block table's current drop count
-//! (`drops`: no row left the table since they were all found there), trusts that check.
+//! looks each one up, or, for a record `verified` at a drop count since which no drop took one
+//! of them out of the table (`drops`), trusts that check.
 
 use super::Cache;
 use crate::crypto::BlockId;

@@ -4,8 +4,8 @@
 //! held still while read and is old enough to trust (`settled`).
 //!
 //! Invariants: a record is used only if size, mtime, ctime and inode all match and every block
-//! it names is still held (looked up, or verified at the block table's current drop count:
-//! `cache::drops`); its attributes are used only if recorded for the same `--no-xattrs` and
+//! it names is still held (looked up, or verified at a drop count since which no drop took one
+//! of them out: `cache::drops`); its attributes are used only if recorded for the same `--no-xattrs` and
 //! `--no-acls` (setting one changes the ctime, so a matching record has the file's own).
 
 use super::Walker;
@@ -116,16 +116,21 @@ impl Walker<'_> {
         if !same {
             return Ok(false);
         }
-        let drops = self.txn.cache.drops()?;
-        let held = match rec.verified {
-            // No block row left the index since all of them were found there (`cache::drops`).
-            Some(v) if v.drops == drops => {
+        // Whether every block is held, and their stored size if they were just looked up and all
+        // found in the index (the record is then verified at the current drop count).
+        let (held, looked_up) = match rec.verified {
+            // No drop took one of them out of the index since all were found there (`cache::drops`).
+            Some(v) if self.txn.cache.still_held(v, &rec.blocks)? => {
                 self.txn.reuse_verified(rec.size, v.stored);
-                Held::Indexed(v.stored)
+                (true, None)
             }
-            _ => self.txn.reuse_all(&rec.blocks)?,
+            _ => match self.txn.reuse_all(&rec.blocks)? {
+                Held::No => (false, None),
+                Held::Indexed(stored) => (true, Some(stored)),
+                Held::Storing => (true, None),
+            },
         };
-        if held == Held::No {
+        if !held {
             return Ok(false);
         }
         node.size = rec.size;
@@ -145,8 +150,8 @@ impl Walker<'_> {
                 }
             }
         }
-        if let Held::Indexed(stored) = held {
-            let verified = Some(Verified { drops, stored });
+        if let Some(stored) = looked_up {
+            let verified = Some(Verified { drops: self.txn.cache.drops()?, stored });
             if rec.verified != verified {
                 update = Some(FileRecord { verified, ..update.unwrap_or_else(|| rec.clone()) });
             }
