@@ -359,16 +359,8 @@ mod tests {
     #[test]
     fn a_schema_2_cache_is_kept_and_upgraded() {
         let dir = tempfile::tempdir().unwrap();
-        let e = Entry { id: [1; 32], kind: Kind::Data, offset: 5, len: 10, plain_len: 10 };
-        let rec = FileRecord {
-            size: 10,
-            mtime_ns: 1,
-            ctime_ns: 2,
-            ino: 3,
-            blocks: vec![([1; 32], 10)],
-            xattrs: None,
-            verified: None,
-        };
+        let rec = files::tests::plain_record();
+        let e = Entry { id: rec.blocks[0].0, kind: Kind::Data, offset: 5, len: 5, plain_len: 5 };
         let v3 = {
             let (c, _) = Cache::open(dir.path(), "r1", "k1").unwrap();
             c.begin().unwrap();
@@ -397,7 +389,7 @@ mod tests {
         assert_eq!(note, None, "kept, not recreated");
         assert!(!v2.exists(), "the schema 2 file was renamed");
         assert_eq!(c.synced().unwrap().as_deref(), Some("1 abc"));
-        assert_eq!(c.lookup(&[1; 32]).unwrap().unwrap().offset, 5);
+        assert_eq!(c.lookup(&rec.blocks[0].0).unwrap().unwrap().offset, 5);
         assert_eq!(c.file(b"/f").unwrap(), Some(rec));
         let g = c.file(b"/g").unwrap().unwrap();
         assert!(c.drops().unwrap() > 7, "past any count a schema 2 build verified at");

@@ -149,14 +149,12 @@ fn file_check(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn a_changed_file_record_is_not_trusted() {
-        let dir = tempfile::tempdir().unwrap();
-        let (c, _) = Cache::open(dir.path(), "r1", "k1").unwrap();
-        let rec = FileRecord {
+    /// A record of a 5-byte file in one block, without attributes or verification.
+    pub(crate) fn plain_record() -> FileRecord {
+        FileRecord {
             size: 5,
             mtime_ns: 1,
             ctime_ns: 2,
@@ -164,7 +162,14 @@ mod tests {
             blocks: vec![([3; 32], 5)],
             xattrs: None,
             verified: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_changed_file_record_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _) = Cache::open(dir.path(), "r1", "k1").unwrap();
+        let rec = plain_record();
         c.put_file(b"/f", &rec).unwrap();
         assert_eq!(c.file(b"/f").unwrap(), Some(rec.clone()));
         c.conn.execute("UPDATE files SET size = 6", []).unwrap();
@@ -212,15 +217,7 @@ mod tests {
         let (c, note) = Cache::open(dir.path(), "r1", "k1").unwrap();
         assert_eq!(note, None, "the cache is kept, not recreated");
         assert_eq!(c.path, path);
-        let rec = FileRecord {
-            size: 5,
-            mtime_ns: 1,
-            ctime_ns: 2,
-            ino: 3,
-            blocks: vec![([3; 32], 5)],
-            xattrs: None,
-            verified: None,
-        };
+        let rec = plain_record();
         assert_eq!(c.file(b"/f").unwrap(), Some(rec.clone()), "an old record is still used");
         let with = FileRecord { xattrs: Some(vec![0]), ..rec };
         c.put_file(b"/f", &with).unwrap();
