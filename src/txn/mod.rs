@@ -245,8 +245,8 @@ impl Txn {
         Ok(indexed.map_or(Held::Storing, Held::Indexed))
     }
 
-    /// Counts the references of a file whose blocks (`raw` bytes, `stored` sealed) a
-    /// file-change record verified at the block table's current drop count: all still held.
+    /// Counts the references of a file whose blocks (`raw` bytes, `stored` sealed) are all
+    /// still held by its file-change record's verification (`Cache::still_held`).
     pub fn reuse_verified(&mut self, raw: u64, stored: u64) {
         self.stats.refs_raw += raw;
         self.stats.refs_stored += stored;

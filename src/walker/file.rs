@@ -5,8 +5,9 @@
 //!
 //! Invariants: a record is used only if size, mtime, ctime and inode all match and every block
 //! it names is still held (looked up, or verified at a drop count since which no drop took one
-//! of them out: `cache::drops`); its attributes are used only if recorded for the same `--no-xattrs` and
-//! `--no-acls` (setting one changes the ctime, so a matching record has the file's own).
+//! of them out: `cache::drops`); its attributes are used only if recorded for the same
+//! `--no-xattrs` and `--no-acls` (setting one changes the ctime, so a matching record has the
+//! file's own).
 
 use super::Walker;
 use crate::archive::Node;
