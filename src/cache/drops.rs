@@ -94,11 +94,17 @@ impl Cache {
     }
 
     /// Removes the block rows of the packs in `temp.dropping`, as one counted, logged drop.
+    /// Finding a pack's rows is a scan of the table (it is keyed by id): done once, into
+    /// `temp.gone`, which the count, the log and the delete then read by key.
     pub(super) fn drop_block_rows(&self) -> Result<()> {
         self.forget_drops();
         self.guard(|| {
-            const GONE: &str = "FROM blocks WHERE pack IN (SELECT id FROM temp.dropping)";
-            let k: i64 = self.conn.query_row(&format!("SELECT COUNT(*) {GONE}"), [], |r| r.get(0))?;
+            self.conn.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS gone (id BLOB PRIMARY KEY) WITHOUT ROWID;
+                 DELETE FROM temp.gone;
+                 INSERT INTO temp.gone SELECT id FROM blocks WHERE pack IN (SELECT id FROM temp.dropping);",
+            )?;
+            let k = self.conn.changes() as i64;
             if k == 0 {
                 return Ok(());
             }
@@ -107,12 +113,14 @@ impl Cache {
                 self.conn
                     .execute_batch("DELETE FROM dropped; UPDATE drops SET n = n + 1, horizon = n + 1;")?;
             } else {
-                self.conn.execute_batch(&format!(
+                self.conn.execute_batch(
                     "UPDATE drops SET n = n + 1;
-                     INSERT OR REPLACE INTO dropped (id, n) SELECT id, (SELECT n FROM drops) {GONE};"
-                ))?;
+                     INSERT OR REPLACE INTO dropped (id, n) SELECT id, (SELECT n FROM drops) FROM temp.gone;",
+                )?;
             }
-            self.conn.execute_batch(&format!("DELETE {GONE};"))?;
+            self.conn.execute_batch(
+                "DELETE FROM blocks WHERE id IN (SELECT id FROM temp.gone); DELETE FROM temp.gone;",
+            )?;
             Ok(())
         })
     }
