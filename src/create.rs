@@ -250,6 +250,7 @@ fn walker<'a>(
         names: Default::default(),
         zero_id: Default::default(),
         command: opts.command.clone(),
+        refs: Default::default(),
     }
 }
 

@@ -104,6 +104,8 @@ pub struct Walker<'a> {
     pub zero_id: Arc<std::sync::OnceLock<BlockId>>,
     /// The command line recorded in the archive's root (and its checkpoints').
     pub command: Vec<Vec<u8>>,
+    /// What the file being read references (`txn::Refs`), for its file-change record.
+    pub refs: crate::txn::Refs,
 }
 
 impl Walker<'_> {
@@ -310,7 +312,8 @@ impl Walker<'_> {
                 _ => batch.par_iter().map(|c| id_of(c)).collect(),
             };
             for (chunk, id) in batch.iter().zip(ids) {
-                self.txn.put_with_id(Kind::Data, id, chunk)?;
+                let held = self.txn.put_with_id(Kind::Data, id, chunk)?;
+                self.refs.add(id, held);
                 node.blocks.push((id, chunk.len() as u32));
                 self.maybe_checkpoint(Some(node))?;
             }

@@ -26,24 +26,6 @@ fn trees(env: &Env) {
     }
 }
 
-/// The cache database under `cache` (there is one repository, so one file).
-fn cache_file(cache: &Path) -> PathBuf {
-    fn find(dir: &Path) -> Option<PathBuf> {
-        for ent in fs::read_dir(dir).ok()? {
-            let p = ent.ok()?.path();
-            if p.is_dir() {
-                if let Some(f) = find(&p) {
-                    return Some(f);
-                }
-            } else if p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".sqlite")) {
-                return Some(p);
-            }
-        }
-        None
-    }
-    find(cache).unwrap_or_else(|| panic!("no cache database under {}", cache.display()))
-}
-
 /// Runs a command with another cache directory.
 fn run_with_cache(env: &Env, cache: &Path, args: &[&str]) -> Out {
     out_of(env.command(args).env("ARCHIVER_CACHEDIR", cache).output().expect("run archiver"))

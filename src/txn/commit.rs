@@ -68,6 +68,7 @@ impl Txn {
         let mut extra = extra;
         extra.packs.append(&mut self.reindexed.packs);
         self.write_index(extra, true)?;
+        self.write_waiting()?;
         self.rec.wait_idle()?;
         crate::failpoint::hit("commit-indexed");
         let mut m = self.base.clone();

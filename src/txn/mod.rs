@@ -58,10 +58,12 @@ mod commit;
 mod pipeline;
 mod recorder;
 pub mod recover;
+mod refs;
 mod root;
 
 pub use commit::RepositoryChanged;
 pub use recover::{lock, Writing};
+pub use refs::{Held, Ref, Refs};
 pub use root::{Draft, PART};
 
 /// Blocks stored but not yet listed in an index segment: at this many a segment is written
@@ -109,6 +111,8 @@ pub struct Txn {
     recorded: Vec<u64>,
     submitted: u64,
     pending: HashMap<BlockId, PendingBlock>,
+    /// File-change records waiting for their blocks to be indexed (`refs`).
+    waiting: refs::Queue,
     /// Packs stored since the last index segment, and how many blocks they hold.
     unindexed: Vec<(String, Vec<Entry>)>,
     unindexed_blocks: usize,
@@ -129,17 +133,6 @@ pub struct Txn {
     /// A dry run (`create --dry-run`): blocks are counted, never sealed or stored, and nothing
     /// is written to the repository; the cache transaction is rolled back at the end.
     dry: bool,
-}
-
-/// Whether the repository holds every block of a list (`Txn::reuse_all`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Held {
-    /// Not all of them.
-    No,
-    /// All, in the block index; their stored (sealed) lengths add up to this.
-    Indexed(u64),
-    /// All, some of them stored by this transaction (not yet in the index).
-    Storing,
 }
 
 impl Txn {
@@ -180,6 +173,7 @@ impl Txn {
             recorded: Vec::new(),
             submitted: 0,
             pending: HashMap::new(),
+            waiting: Default::default(),
             unindexed: Vec::new(),
             unindexed_blocks: 0,
             reindexed: Segment::default(),
@@ -196,62 +190,6 @@ impl Txn {
         })
     }
 
-    /// Whether the repository holds (or this transaction is storing) `id`; counts a reference.
-    pub fn reuse(&mut self, id: &BlockId) -> Result<bool> {
-        if let Some(p) = self.pending.get_mut(id) {
-            self.stats.refs_raw += p.plain_len as u64;
-            match p.stored_len {
-                Some(len) => self.stats.refs_stored += len as u64,
-                None => p.refs += 1,
-            }
-            return Ok(true);
-        }
-        if let Some((len, plain_len)) = self.cache.stored_len(id)? {
-            self.stats.refs_stored += len as u64;
-            self.stats.refs_raw += plain_len as u64;
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    /// Counts a reference to every block of `blocks` if the repository holds (or this
-    /// transaction is storing) all of them, and says so; counts nothing otherwise. One lookup
-    /// per block (an unchanged file's block list, `has` then `reuse`, took two).
-    pub fn reuse_all(&mut self, blocks: &[(BlockId, u32)]) -> Result<Held> {
-        let mut stored = Vec::with_capacity(blocks.len());
-        for (id, _) in blocks {
-            match self.pending.contains_key(id) {
-                true => stored.push(None),
-                false => match self.cache.stored_len(id)? {
-                    Some(lens) => stored.push(Some(lens)),
-                    None => return Ok(Held::No),
-                },
-            }
-        }
-        let mut indexed = Some(0u64);
-        for ((id, _), lens) in blocks.iter().zip(stored) {
-            match lens {
-                Some((len, plain_len)) => {
-                    self.stats.refs_stored += len as u64;
-                    self.stats.refs_raw += plain_len as u64;
-                    indexed = indexed.map(|n| n + len as u64);
-                }
-                None => {
-                    self.reuse(id)?;
-                    indexed = None;
-                }
-            }
-        }
-        Ok(indexed.map_or(Held::Storing, Held::Indexed))
-    }
-
-    /// Counts the references of a file whose blocks (`raw` bytes, `stored` sealed) are all
-    /// still held by its file-change record's verification (`Cache::still_held`).
-    pub fn reuse_verified(&mut self, raw: u64, stored: u64) {
-        self.stats.refs_raw += raw;
-        self.stats.refs_stored += stored;
-    }
-
     /// Stores a block unless the repository already holds it. Returns its id.
     pub fn put(&mut self, kind: Kind, data: &[u8]) -> Result<BlockId> {
         let id = self.keys.block_id(data);
@@ -260,12 +198,13 @@ impl Txn {
     }
 
     /// `put` for a caller that already hashed `data` (`id` must be `keys.block_id(data)`).
-    pub fn put_with_id(&mut self, kind: Kind, id: BlockId, data: &[u8]) -> Result<()> {
+    /// Says where the block is held.
+    pub fn put_with_id(&mut self, kind: Kind, id: BlockId, data: &[u8]) -> Result<Ref> {
         debug_assert_eq!(id, self.keys.block_id(data));
-        if !self.reuse(&id)? {
-            self.submit(id, kind, data.to_vec())?;
+        match self.reference(&id)? {
+            Some(r) => Ok(r),
+            None => self.submit(id, kind, data.to_vec()).map(|_| Ref::Storing),
         }
-        Ok(())
     }
 
     pub fn keys(&self) -> &Arc<Keys> {
@@ -402,6 +341,7 @@ impl Txn {
                 self.pending.remove(&e.id);
             }
         }
+        self.indexed(&seg.packs[first_own..])?;
         self.kept_packs.extend(seg.packs[first_own..].iter().map(|(p, _)| p.clone()));
         self.kept_indexes.push(stored.clone());
         Ok(Some(Object { seq, bytes, name: stored }))

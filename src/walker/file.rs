@@ -1,7 +1,8 @@
 //! One regular file of the walk: stored from its file-change record when unchanged (`reuse`),
 //! else opened (by name from its open directory, never through a symlink), its attributes read
 //! from the open file, its content read and cut (`read_into`), and its record written if it
-//! held still while read and is old enough to trust (`settled`).
+//! held still while read and is old enough to trust (`settled`): verified, once its blocks are
+//! in the block index (`txn::refs`), so the next run needs no lookup per block.
 //!
 //! Invariants: a record is used only if size, mtime, ctime and inode all match and every block
 //! it names is still held (looked up, or verified at a drop count since which no drop took one
@@ -52,6 +53,7 @@ impl Walker<'_> {
             }
         }
         let read_start = now_ns();
+        self.refs = self.txn.refs()?;
         let f = match open_file(path, from) {
             Ok(f) => f,
             Err(e) => {
@@ -93,7 +95,8 @@ impl Walker<'_> {
             self.warn(format!("{shown} changed while it was being archived"));
         } else if settled(&seen, read_start) {
             let xattrs = xattrs_read.then(|| crate::fsmeta::encode_xattrs(wanted, &node.xattrs));
-            self.txn.cache.put_file(key, &FileRecord { blocks: node.blocks.clone(), xattrs, ..seen })?;
+            let refs = std::mem::take(&mut self.refs);
+            self.txn.record_read(key, FileRecord { blocks: node.blocks.clone(), xattrs, ..seen }, refs)?;
         }
         Ok(true)
     }

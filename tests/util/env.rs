@@ -295,3 +295,21 @@ pub fn out_of(out: std::process::Output) -> Out {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// The cache database under `cache` (there is one repository, so one file).
+pub fn cache_file(cache: &Path) -> PathBuf {
+    fn find(dir: &Path) -> Option<PathBuf> {
+        for ent in std::fs::read_dir(dir).ok()? {
+            let p = ent.ok()?.path();
+            if p.is_dir() {
+                if let Some(f) = find(&p) {
+                    return Some(f);
+                }
+            } else if p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".sqlite")) {
+                return Some(p);
+            }
+        }
+        None
+    }
+    find(cache).unwrap_or_else(|| panic!("no cache database under {}", cache.display()))
+}
