@@ -84,6 +84,59 @@ pub fn read_sorted(dir: &std::path::Path, only: Option<&[&str]>) -> io::Result<D
     DirNames::sorted(entries, |n| only.is_none_or(|k| k.iter().any(|k| k.as_bytes() == n)))
 }
 
+/// `read_sorted` for a directory open as `fd`, read with `getdents64` from the descriptor's
+/// offset: a descriptor just opened lists every entry (and can still name entries afterwards).
+pub fn read_sorted_fd(fd: std::os::fd::BorrowedFd, only: Option<&[&str]>) -> io::Result<DirNames> {
+    let entries = Entries { fd, buf: vec![0u8; 32 << 10], at: 0, end: 0 };
+    DirNames::sorted(entries, |n| only.is_none_or(|k| k.iter().any(|k| k.as_bytes() == n)))
+}
+
+/// The entries `getdents64` returns, a buffer at a time, without `.` and `..`; they end at the
+/// first error, as `std::fs::read_dir`'s do once `read_sorted` skipped it.
+struct Entries<'a> {
+    fd: std::os::fd::BorrowedFd<'a>,
+    buf: Vec<u8>,
+    at: usize,
+    end: usize,
+}
+
+/// Where a `linux_dirent64`'s record length and name start (after `d_ino`, `d_off`; `d_type`).
+const RECLEN_AT: usize = 16;
+const NAME_AT: usize = 19;
+
+impl Iterator for Entries<'_> {
+    type Item = OsString;
+
+    fn next(&mut self) -> Option<OsString> {
+        use std::os::fd::AsRawFd;
+        loop {
+            if self.at >= self.end {
+                // SAFETY: an open descriptor and a buffer of `buf.len()` bytes for the kernel to fill.
+                let n = unsafe {
+                    libc::syscall(libc::SYS_getdents64, self.fd.as_raw_fd(), self.buf.as_mut_ptr(), self.buf.len())
+                };
+                if n <= 0 {
+                    return None;
+                }
+                (self.at, self.end) = (0, (n as usize).min(self.buf.len()));
+            }
+            // Each record as the kernel lays it out, its bounds checked all the same.
+            let rec = &self.buf[self.at..self.end];
+            let len = rec.get(RECLEN_AT..RECLEN_AT + 2).map(|l| u16::from_ne_bytes([l[0], l[1]]) as usize);
+            let Some(len) = len.filter(|&l| l > NAME_AT && l <= rec.len()) else {
+                self.end = 0;
+                return None;
+            };
+            self.at += len;
+            let name = &rec[NAME_AT..len];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if name != b"." && name != b".." {
+                return Some(OsString::from_vec(name.to_vec()));
+            }
+        }
+    }
+}
+
 /// Sorts `names` and writes them to a new temporary file, leaving `names` empty.
 fn spill(names: &mut Vec<Vec<u8>>) -> io::Result<BufReader<File>> {
     names.sort_unstable();
@@ -152,5 +205,30 @@ mod tests {
         let mut want = keep.clone();
         want.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn an_open_directory_lists_as_its_path_does() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..300u32 {
+            // Not UTF-8, never `/` or NUL.
+            let n = OsString::from_vec([format!("{:x}", i * 7919 % 997).as_bytes(), &[0xff]].concat());
+            std::fs::write(dir.path().join(&n), b"").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let fd = File::open(dir.path()).unwrap();
+        let by_fd: Vec<OsString> =
+            read_sorted_fd(std::os::fd::AsFd::as_fd(&fd), None).unwrap().map(|n| n.unwrap()).collect();
+        let by_path: Vec<OsString> = read_sorted(dir.path(), None).unwrap().map(|n| n.unwrap()).collect();
+        assert_eq!(by_fd.len(), 301, "no `.` or `..`");
+        assert_eq!(by_fd, by_path);
+        let only = ["sub"];
+        let fd = File::open(dir.path()).unwrap();
+        let some: Vec<OsString> =
+            read_sorted_fd(std::os::fd::AsFd::as_fd(&fd), Some(&only)).unwrap().map(|n| n.unwrap()).collect();
+        assert_eq!(some, [OsString::from("sub")]);
+        let empty = tempfile::tempdir().unwrap();
+        let fd = File::open(empty.path()).unwrap();
+        assert_eq!(read_sorted_fd(std::os::fd::AsFd::as_fd(&fd), None).unwrap().count(), 0);
     }
 }

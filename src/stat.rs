@@ -54,6 +54,18 @@ impl Stat {
         })
     }
 
+    /// The open file or directory `fd`.
+    pub fn of_fd(fd: BorrowedFd) -> io::Result<Stat> {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: an open descriptor and a stat buffer for the kernel to fill; it is read only
+        // if the call succeeded.
+        if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fstat succeeded, so it filled `st`.
+        Ok(Stat::from_raw(&unsafe { st.assume_init() }))
+    }
+
     fn from_raw(st: &libc::stat) -> Stat {
         Stat {
             dev: st.st_dev,

@@ -34,9 +34,8 @@ use anyhow::Result;
 use rayon::prelude::*;
 use std::ffi::OsStr;
 use std::fs;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -213,8 +212,13 @@ impl Walker<'_> {
         // A regular file stored as itself reads its attributes in `file` (from the file-change
         // cache when unchanged, or from the file it opens).
         let own_file = md.is_file() && first.is_none();
+        // A directory is opened once: its attributes, names and entries are read from it.
+        let dir_fd = md.is_dir().then(|| open_dir(from, path, (md.dev, md.ino))).flatten();
         if !md.is_symlink() && !own_file {
-            let got = crate::fsmeta::xattrs(path, self.wanted());
+            let got = match &dir_fd {
+                Some(fd) => crate::fsmeta::xattrs_of(fd.as_fd(), self.wanted()),
+                None => crate::fsmeta::xattrs(path, self.wanted()),
+            };
             self.take_xattrs(got, &mut node, &shown);
         }
         if md.is_dir() && self.own.contains(&(md.dev, md.ino)) {
@@ -239,9 +243,13 @@ impl Walker<'_> {
                 _ => None,
             };
             let id = (md.dev, md.ino);
-            return match crate::dirnames::read_sorted(dir.sys(), only.as_deref()) {
+            let names = match &dir_fd {
+                Some(fd) => crate::dirnames::read_sorted_fd(fd.as_fd(), only.as_deref()),
+                None => crate::dirnames::read_sorted(dir.sys(), only.as_deref()),
+            };
+            return match names {
                 Ok(names) => {
-                    let fd = hold.then(|| open_dir(dir.sys(), id)).flatten();
+                    let fd = dir_fd.filter(|_| hold);
                     Ok(Some(Open { dir, path: node.path, names, id, fd }))
                 }
                 Err(e) => {
@@ -328,12 +336,25 @@ impl Walker<'_> {
     }
 }
 
-/// The directory at `path`, opened (not through a symlink) to stat its entries from, if it is
-/// still the one `id` (device, inode) names.
-fn open_dir(path: &std::path::Path, id: (u64, u64)) -> Option<OwnedFd> {
+/// The directory stat'ed as `id` (device, inode), opened (not through a symlink) by name from
+/// its open parent (`from`) or else by `path`, to read it and stat its entries from; None if it
+/// cannot be opened or is no longer that directory (it is then read by path, as it now is).
+fn open_dir(from: Option<(BorrowedFd, &OsStr)>, path: &std::path::Path, id: (u64, u64)) -> Option<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
     let flags = libc::O_DIRECTORY | libc::O_NOFOLLOW;
-    let d = fs::OpenOptions::new().read(true).custom_flags(flags).open(path).ok()?;
-    let md = d.metadata().ok()?;
-    ((md.dev(), md.ino()) == id).then(|| d.into())
+    let d: OwnedFd = match from {
+        Some((dir, name)) => crate::stat::with_cstr(name, |c| {
+            // SAFETY: an open directory and a NUL-terminated name; the descriptor is checked, then owned.
+            let fd = unsafe { libc::openat(dir.as_raw_fd(), c, libc::O_RDONLY | libc::O_CLOEXEC | flags) };
+            match fd < 0 {
+                true => Err(std::io::Error::last_os_error()),
+                // SAFETY: fd was just opened and nothing else owns it.
+                false => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+            }
+        })
+        .ok()?,
+        None => fs::OpenOptions::new().read(true).custom_flags(flags).open(path).ok()?.into(),
+    };
+    let md = Stat::of_fd(d.as_fd()).ok()?;
+    ((md.dev, md.ino) == id).then_some(d)
 }
