@@ -158,15 +158,19 @@ impl Txn {
             }
         }
         let w = Waiting { key: key.to_vec(), rec, drops, stored, waiting };
-        if !w.waiting.is_empty() && !self.dry {
-            if self.waiting.len() >= WAITING {
-                let old = self.waiting.pop_front().expect("full");
-                self.cache.put_file(&old.key, &old.rec)?;
-            }
-            self.waiting.push_back(w);
-            return Ok(());
+        if w.waiting.is_empty() {
+            return self.write_record(w);
         }
-        self.write_record(w)
+        if self.dry {
+            // A dry run indexes nothing (and rolls the cache back): unverified.
+            return self.cache.put_file(key, &w.rec);
+        }
+        if self.waiting.len() >= WAITING {
+            let old = self.waiting.pop_front().expect("full");
+            self.cache.put_file(&old.key, &old.rec)?;
+        }
+        self.waiting.push_back(w);
+        Ok(())
     }
 
     /// The blocks of `packs` (this transaction's) are now in the cache's block table: writes the
@@ -206,6 +210,7 @@ impl Txn {
     /// Writes a record whose blocks are all in the block table: verified, unless a drop since
     /// its read began may have taken one out.
     fn write_record(&mut self, w: Waiting) -> Result<()> {
+        assert!(w.waiting.is_empty(), "a record stamped before its blocks are indexed");
         let n = self.cache.drops()?;
         let verified = (n == w.drops).then_some(Verified { drops: n, stored: w.stored });
         self.cache.put_file(&w.key, &FileRecord { verified, ..w.rec })
