@@ -113,7 +113,12 @@ impl Iterator for Entries<'_> {
             if self.at >= self.end {
                 // SAFETY: an open descriptor and a buffer of `buf.len()` bytes for the kernel to fill.
                 let n = unsafe {
-                    libc::syscall(libc::SYS_getdents64, self.fd.as_raw_fd(), self.buf.as_mut_ptr(), self.buf.len())
+                    libc::syscall(
+                        libc::SYS_getdents64,
+                        self.fd.as_raw_fd(),
+                        self.buf.as_mut_ptr(),
+                        self.buf.len(),
+                    )
                 };
                 if n <= 0 {
                     return None;
