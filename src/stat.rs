@@ -10,7 +10,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -131,6 +131,20 @@ impl From<&fs::Metadata> for Stat {
             ctime_nsec: m.ctime_nsec(),
         }
     }
+}
+
+/// Opens the entry `name` (one component) of the open directory `dir` for reading, with `flags`
+/// added (`O_NOFOLLOW` for an entry that must not be a symlink).
+pub fn open_at(dir: BorrowedFd, name: &OsStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    with_cstr(name, |c| {
+        // SAFETY: an open directory and a NUL-terminated name; the descriptor is checked, then owned.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), c, libc::O_RDONLY | libc::O_CLOEXEC | flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just opened and nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
 }
 
 /// Calls `f` with `name` NUL-terminated, from a buffer on the stack when it fits (a name is at

@@ -34,7 +34,7 @@ use anyhow::Result;
 use rayon::prelude::*;
 use std::ffi::OsStr;
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -343,16 +343,7 @@ fn open_dir(from: Option<(BorrowedFd, &OsStr)>, path: &std::path::Path, id: (u64
     use std::os::unix::fs::OpenOptionsExt;
     let flags = libc::O_DIRECTORY | libc::O_NOFOLLOW;
     let d: OwnedFd = match from {
-        Some((dir, name)) => crate::stat::with_cstr(name, |c| {
-            // SAFETY: an open directory and a NUL-terminated name; the descriptor is checked, then owned.
-            let fd = unsafe { libc::openat(dir.as_raw_fd(), c, libc::O_RDONLY | libc::O_CLOEXEC | flags) };
-            match fd < 0 {
-                true => Err(std::io::Error::last_os_error()),
-                // SAFETY: fd was just opened and nothing else owns it.
-                false => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
-            }
-        })
-        .ok()?,
+        Some((dir, name)) => crate::stat::open_at(dir, name, flags).ok()?,
         None => fs::OpenOptions::new().read(true).custom_flags(flags).open(path).ok()?.into(),
     };
     let md = Stat::of_fd(d.as_fd()).ok()?;

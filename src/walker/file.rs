@@ -21,7 +21,7 @@ use crate::txn::Held;
 use anyhow::Result;
 use std::ffi::OsStr;
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
@@ -208,13 +208,5 @@ fn open_file(path: &std::path::Path, from: Option<(BorrowedFd, &OsStr)>) -> std:
     let Some((dir, name)) = from else {
         return fs::OpenOptions::new().read(true).custom_flags(flags).open(path);
     };
-    crate::stat::with_cstr(name, |c| {
-        // SAFETY: an open directory and a NUL-terminated name; the descriptor is checked, then owned.
-        let fd = unsafe { libc::openat(dir.as_raw_fd(), c, libc::O_RDONLY | libc::O_CLOEXEC | flags) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: fd was just opened and nothing else owns it.
-        Ok(unsafe { fs::File::from_raw_fd(fd) })
-    })
+    crate::stat::open_at(dir, name, flags).map(fs::File::from)
 }
