@@ -1,12 +1,14 @@
 //! Content-defined chunking: FastCDC (2020) with a keyed gear table, so block boundaries do not
 //! fingerprint content for anyone without the key.
 //!
-//! How the table is keyed is a property of the repository (its config's `chunker` line, `Keying`),
-//! so a repository keeps cutting as it always did: `keyed-gear-1` (every repository made since
-//! 2026-11-28) derives all 256 entries from the key with a PRF (BLAKE3 keyed by the id-key, over
-//! the chunk-seed), so observed boundaries can only ever reveal PRF outputs; `seed-xor-1` (older
+//! How the table is keyed and how large data chunks are cut is a property of the repository (its
+//! config's `chunker` line, `Keying`), so a repository keeps cutting as it always did and its
+//! blocks keep deduplicating: `keyed-gear-256k-1` (every repository made since 2026-11-30) and
+//! `keyed-gear-1` (2026-11-28 to 11-30) derive all 256 entries from the key with a PRF (BLAKE3
+//! keyed by the id-key, over the chunk-seed), so observed boundaries can only ever reveal PRF
+//! outputs, and cut data chunks of 256 KiB and 1 MiB on average; `seed-xor-1` (older
 //! repositories, no `chunker` line) is fastcdc's seeded table, its public table XORed with the
-//! 64-bit chunk-seed.
+//! 64-bit chunk-seed, cutting 1 MiB on average.
 //!
 //! We drive fastcdc's `cut_gear` over our own reusable buffer instead of `StreamCDC`, which moves
 //! its whole buffer after every chunk. Invariant: a cut is only taken when at least `max()` bytes are
@@ -16,8 +18,7 @@ use crate::crypto::Keys;
 use fastcdc::v2020::{cut_gear, get_gear_with_seed, logarithm2, Normalization, MASKS};
 use std::io::Read;
 
-pub const MIN: usize = 256 * 1024;
-pub const AVG: usize = 1024 * 1024;
+/// The largest chunk any scheme cuts.
 pub const MAX: usize = 4 * 1024 * 1024;
 const _: () = assert!(MAX == crate::crypto::MAX_PLAIN as usize);
 
@@ -33,29 +34,45 @@ pub struct Sizes {
     pub max: usize,
 }
 
-pub const DATA: Sizes = Sizes { min: MIN, avg: AVG, max: MAX };
+/// File data in `keyed-gear-256k-1` repositories: an edit re-stores about 256 KiB per changed
+/// place, and fewer bytes are in flight (docs/BENCHMARKS.md §7: edits 6.2 → 2.6 MB, no slower).
+pub const DATA: Sizes = Sizes { min: 64 << 10, avg: 256 << 10, max: MAX };
+/// File data in repositories made before (`keyed-gear-1`, `seed-xor-1`).
+pub const DATA_1M: Sizes = Sizes { min: 256 << 10, avg: 1 << 20, max: MAX };
 pub const META: Sizes = Sizes { min: 32 << 10, avg: 128 << 10, max: 512 << 10 };
 
-/// How a repository's gear table is keyed.
+/// How a repository cuts file data: its gear table's keying and its data chunk sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Keying {
-    /// fastcdc's public table XORed with the 64-bit chunk-seed (repositories made before
-    /// 2026-11-28, whose config has no `chunker` line).
+    /// fastcdc's public table XORed with the 64-bit chunk-seed, `DATA_1M` (repositories made
+    /// before 2026-11-28, whose config has no `chunker` line).
     SeedXor,
-    /// Every entry derived from the key with a PRF.
+    /// Every entry derived from the key with a PRF, `DATA_1M`.
     KeyedGear,
+    /// The same keyed table, `DATA`.
+    KeyedGear256K,
 }
 
 impl Keying {
     /// What `keygen` gives a new repository.
-    pub const CURRENT: Keying = Keying::KeyedGear;
-    pub const ALL: [Keying; 2] = [Keying::KeyedGear, Keying::SeedXor];
+    pub const CURRENT: Keying = Keying::KeyedGear256K;
+    /// In the order a rebuild tries them (`rebuild::proof`): the newest first.
+    pub const ALL: [Keying; 3] = [Keying::KeyedGear256K, Keying::KeyedGear, Keying::SeedXor];
 
     /// The config's `chunker` value (`SeedXor` is also what no line means).
     pub fn name(self) -> &'static str {
         match self {
             Keying::SeedXor => "seed-xor-1",
             Keying::KeyedGear => "keyed-gear-1",
+            Keying::KeyedGear256K => "keyed-gear-256k-1",
+        }
+    }
+
+    /// The sizes file data is cut to.
+    pub fn sizes(self) -> Sizes {
+        match self {
+            Keying::SeedXor | Keying::KeyedGear => DATA_1M,
+            Keying::KeyedGear256K => DATA,
         }
     }
 
@@ -78,20 +95,21 @@ pub struct Chunker {
 impl Chunker {
     /// The chunker of a repository keyed as `keying`, for `keys`.
     pub fn keyed(keys: &Keys, keying: Keying) -> Self {
-        match keying {
-            Keying::SeedXor => Chunker::with_tables(get_gear_with_seed(keys.chunk_seed)),
-            Keying::KeyedGear => Chunker::with_tables(gear_table(keys)),
-        }
+        let tables = match keying {
+            Keying::SeedXor => get_gear_with_seed(keys.chunk_seed),
+            Keying::KeyedGear | Keying::KeyedGear256K => gear_table(keys),
+        };
+        Chunker::with_tables(tables, keying.sizes())
     }
 
-    /// fastcdc's seeded table (`Keying::SeedXor`).
+    /// fastcdc's seeded table cutting `DATA_1M` (`Keying::SeedXor`).
     pub fn new(seed: u64) -> Self {
-        Chunker::with_tables(get_gear_with_seed(seed))
+        Chunker::with_tables(get_gear_with_seed(seed), DATA_1M)
     }
 
-    fn with_tables((gear, gear_ls): (Box<[u64; 256]>, Box<[u64; 256]>)) -> Self {
-        let c = Chunker { gear, gear_ls, mask_s: 0, mask_l: 0, sizes: DATA, zero_cut: 0 };
-        c.with_sizes(DATA)
+    fn with_tables((gear, gear_ls): (Box<[u64; 256]>, Box<[u64; 256]>), sizes: Sizes) -> Self {
+        let c = Chunker { gear, gear_ls, mask_s: 0, mask_l: 0, sizes, zero_cut: 0 };
+        c.with_sizes(sizes)
     }
 
     /// The same keyed table cutting chunks of `sizes` (`META` for metadata streams).
@@ -241,6 +259,7 @@ mod tests {
         for c in [
             Chunker::new(7),
             Chunker::keyed(&crate::crypto::Keys::new([1; 32], [2; 32], 3), Keying::KeyedGear),
+            Chunker::keyed(&crate::crypto::Keys::new([1; 32], [2; 32], 3), Keying::KeyedGear256K),
         ] {
             let mut data = pseudo_random(3 << 20, 5);
             data.extend(std::iter::repeat_n(0, 40 << 20));
@@ -307,8 +326,30 @@ mod tests {
         let xors: std::collections::HashSet<u64> =
             gear.iter().zip(public.iter()).map(|(a, b)| a ^ b).collect();
         assert!(xors.len() > 250);
-        let avg = a.len() as f64 / (data.len() as f64 / AVG as f64);
+        let avg = a.len() as f64 / (data.len() as f64 / DATA_1M.avg as f64);
         assert!((0.5..2.0).contains(&avg), "chunks per MiB off: {avg}");
+    }
+
+    /// New repositories cut data four times smaller with the same keyed table: the mean chunk
+    /// is near `DATA.avg`, every chunk but the last within `DATA`'s bounds, and an insert
+    /// re-cuts only the chunks around it.
+    #[test]
+    fn new_repositories_cut_256k_chunks() {
+        let (k, _) = Keys::generate().unwrap();
+        assert_eq!(Keying::CURRENT, Keying::KeyedGear256K);
+        let c = Chunker::keyed(&k, Keying::CURRENT);
+        let data = pseudo_random(24 << 20, 11);
+        let a = chunks(&c, &data, 1 << 30);
+        assert_eq!(a, chunks(&c, &data, 65536 + 7), "boundaries depend on read sizes");
+        assert!(a[..a.len() - 1].iter().all(|&n| (DATA.min..=DATA.max).contains(&n)));
+        let mean = data.len() / a.len();
+        assert!(mean > DATA.avg / 2 && mean < DATA.avg * 2, "mean chunk {mean}");
+        assert_ne!(a, chunks(&Chunker::keyed(&k, Keying::KeyedGear), &data, 1 << 30));
+        let mut edited = data.clone();
+        edited.splice(10 << 20..10 << 20, [9u8; 100]);
+        let b = chunks(&c, &edited, 1 << 30);
+        let same = b.iter().filter(|n| a.contains(n)).count();
+        assert!(same + 3 >= b.len(), "an insert should change only a couple of chunks");
     }
     #[test]
     fn keying_names_round_trip() {

@@ -25,10 +25,10 @@ use std::sync::{Arc, Condvar, Mutex};
 
 /// Blocks in one window at most (a window of small blocks is one range read).
 const WINDOW: usize = 16;
-/// Plain bytes in one window: a window is closed once it holds this many, so a window of
-/// average blocks (1 MiB, `chunker::AVG`) holds one. Measured on loopback HTTP and locally
-/// (docs/BENCHMARKS.md): 1 MiB windows restore 15–20% faster than 8 MiB ones in both, with
-/// half the page faults; a larger window is opened by one thread and written only once all
+/// Plain bytes in one window: a window is closed once it holds this many, so it holds one
+/// average block of a repository cutting 1 MiB, four of one cutting 256 KiB (`chunker::DATA`).
+/// Measured on loopback HTTP and locally (docs/BENCHMARKS.md, 1 MiB blocks): 1 MiB windows
+/// restore 15–20% faster than 8 MiB ones in both, with half the page faults; a larger window is opened by one thread and written only once all
 /// of it is there.
 const WINDOW_BYTES: u64 = 1 << 20;
 /// Windows one file keeps in flight at most.

@@ -8,9 +8,11 @@
 //! - `id-key`: a stored block that opens must hash to its id under it. A block that opens but
 //!   hashes to another id: refused (the key file is damaged). No block readable: not proven.
 //! - `chunk-seed`: a stored file of several blocks must be cut where it was cut: the chunker keyed
-//!   by this key file (either `Keying`), given the file's bytes from its first block on, must end
-//!   the first block where it ends; the keying that does is the repository's. Cut elsewhere by
-//!   both, every time: refused. No such file: not proven.
+//!   by this key file (any `Keying`), given the file's bytes from its first block on, must end
+//!   the first block where it ends; the keying that does for every file that fits one is the
+//!   repository's (two keyings share a table and can agree on a file; the files tried narrow
+//!   them down, then the newest left wins). Cut elsewhere by all, every time: refused. No such
+//!   file: not proven.
 //!
 //! Bounded work: every pack header is read once (one small range read each, as fsck does when it
 //! rebuilds the index), then at most `MAX_BLOCKS` blocks and `MAX_STREAMS` files.
@@ -169,7 +171,7 @@ fn id_key_names_blocks(session: &Session, headers: &[(String, Vec<Entry>)]) -> R
 }
 
 /// How the chunker keyed with the key file cuts a stored file where it was cut (None: no file of
-/// several blocks could be read); refuses when both keyings cut every file tried elsewhere.
+/// several blocks could be read); refuses when every keying cuts every file tried elsewhere.
 fn chunk_seed_cuts(
     session: &Session,
     m: &Manifest,
@@ -184,13 +186,15 @@ fn chunk_seed_cuts(
     };
     let chunkers: Vec<(Keying, Chunker)> =
         Keying::ALL.into_iter().map(|k| (k, Chunker::keyed(&session.keys, k))).collect();
+    // The keyings that cut every file so far that one of them cuts (in `Keying::ALL`'s order).
+    let mut left: Vec<&(Keying, Chunker)> = chunkers.iter().collect();
     let (mut tried, mut wrong) = (0, 0);
-    for a in m.archives.iter().filter(|a| !a.partial) {
+    'archives: for a in m.archives.iter().filter(|a| !a.partial) {
         let Ok((_, nodes)) = crate::reader::read_with(a, fetch) else { continue };
         // A first block of MAX bytes is cut there whatever the seed: it proves nothing.
         for n in nodes.iter().filter(|n| n.blocks.len() >= 2 && (n.blocks[0].1 as usize) < MAX) {
             if tried == MAX_STREAMS {
-                break;
+                break 'archives;
             }
             let mut data = Vec::new();
             let complete = n.blocks.iter().try_for_each(|(id, _)| {
@@ -203,11 +207,20 @@ fn chunk_seed_cuts(
                 continue;
             }
             tried += 1;
-            if let Some((k, _)) = chunkers.iter().find(|(_, c)| c.cut(&data) == n.blocks[0].1 as usize) {
-                return Ok(Some(*k));
+            let fit: Vec<_> =
+                left.iter().copied().filter(|(_, c)| c.cut(&data) == n.blocks[0].1 as usize).collect();
+            if fit.is_empty() {
+                wrong += 1;
+                continue;
             }
-            wrong += 1;
+            left = fit;
+            if left.len() == 1 {
+                break 'archives;
+            }
         }
+    }
+    if tried > wrong {
+        return Ok(Some(left[0].0));
     }
     if wrong > 0 {
         bail!(
