@@ -140,9 +140,9 @@ fn pack_headers_round_trip() {
         })
         .collect();
     for (i, kind, sealed, plain) in &blocks {
-        b.add(*i, *kind, sealed, *plain);
+        b.add(*i, *kind, sealed, *plain).unwrap();
     }
-    let (bytes, entries) = b.finish(&k, "aa/00000001");
+    let (bytes, entries) = b.finish_in_memory(&k, "aa/00000001");
     let trailer = crate::pack::TRAILER_LEN;
     let hlen = crate::pack::header_len_from_trailer(&bytes).unwrap();
     let header = &bytes[bytes.len() - trailer - hlen..bytes.len() - trailer];

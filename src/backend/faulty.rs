@@ -172,4 +172,10 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     fn clean_partial(&self) -> StoreResult<()> {
         self.inner.clean_partial()
     }
+    fn spool(&self) -> StoreResult<Option<super::Spool>> {
+        self.inner.spool()
+    }
+    fn put_new_spooled(&self, key: &str, spool: super::Spool) -> StoreResult<()> {
+        self.call(Op::PutNew, key, |b| b.put_new_spooled(key, spool))
+    }
 }

@@ -1,9 +1,10 @@
 //! A backend in a local directory. Keys map to paths (`packs/ab…/00000001`); `put` writes a
 //! temporary file under `tmp/`, fsyncs it, renames it into place and fsyncs the directory, so after
 //! a crash an object is either absent or whole and durable. What a killed writer left in `tmp/` is
-//! removed by `clean_partial`; `tmp/` is never listed as objects.
+//! removed by `clean_partial`; `tmp/` is never listed as objects. A pack is built in a file
+//! there as it is written (`spool`) and linked into place the same way.
 
-use super::{Backend, ErrorKind, StoreError, StoreResult};
+use super::{Backend, ErrorKind, Spool, StoreError, StoreResult};
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -38,12 +39,17 @@ impl LocalBackend {
         self.root.join(key)
     }
 
+    /// A new name under `tmp/` (which it makes if missing).
+    fn tmp_path(&self) -> StoreResult<PathBuf> {
+        let tmp_dir = self.root.join(TMP_DIR);
+        fs::create_dir_all(&tmp_dir).map_err(|e| err(e, "cannot create directory", &tmp_dir))?;
+        Ok(tmp_dir.join(format!("{}.{}", std::process::id(), TMP_SEQ.fetch_add(1, Ordering::Relaxed))))
+    }
+
     fn write_tmp(&self, path: &Path, data: &[u8]) -> StoreResult<PathBuf> {
         let dir = path.parent().expect("keys have a parent");
         fs::create_dir_all(dir).map_err(|e| err(e, "cannot create directory", dir))?;
-        let tmp_dir = self.root.join(TMP_DIR);
-        fs::create_dir_all(&tmp_dir).map_err(|e| err(e, "cannot create directory", &tmp_dir))?;
-        let tmp = tmp_dir.join(format!("{}.{}", std::process::id(), TMP_SEQ.fetch_add(1, Ordering::Relaxed)));
+        let tmp = self.tmp_path()?;
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(data)?;
@@ -84,6 +90,23 @@ impl Backend for LocalBackend {
         let _ = fs::remove_file(&tmp);
         linked.map_err(|e| err(e, "cannot create", &path))?;
         sync_dir(path.parent().expect("parent")).map_err(|e| err(e, "cannot sync", &path))
+    }
+
+    fn spool(&self) -> StoreResult<Option<Spool>> {
+        let tmp = self.tmp_path()?;
+        Spool::create(tmp.clone()).map(Some).map_err(|e| err(e, "cannot create", &tmp))
+    }
+
+    fn put_new_spooled(&self, key: &str, mut spool: Spool) -> StoreResult<()> {
+        let path = self.path(key);
+        let dir = path.parent().expect("keys have a parent");
+        fs::create_dir_all(dir).map_err(|e| err(e, "cannot create directory", dir))?;
+        spool.sync().map_err(|e| err(e, "cannot write", spool.path()))?;
+        // As `put_new`: the link fails if the target exists; the spool removes its file.
+        let linked = fs::hard_link(spool.path(), &path);
+        drop(spool);
+        linked.map_err(|e| err(e, "cannot create", &path))?;
+        sync_dir(dir).map_err(|e| err(e, "cannot sync", &path))
     }
 
     fn get(&self, key: &str) -> StoreResult<Vec<u8>> {

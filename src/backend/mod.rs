@@ -23,6 +23,8 @@ pub mod prefixed;
 pub mod probe;
 pub mod retry;
 pub mod s3;
+mod spool;
+pub use spool::Spool;
 /// Test support (moto), for the unit and integration tests; not used by the binary.
 #[doc(hidden)]
 pub mod s3_server;
@@ -118,6 +120,19 @@ pub trait Backend: Send + Sync {
     /// Removes leftovers of puts that never completed (a writer killed mid-upload). Call only
     /// under the repository's write lock, when no put of ours is under way.
     fn clean_partial(&self) -> StoreResult<()>;
+    /// A file in the store's own space to build an object in (a local directory's `tmp/`), or
+    /// None where objects are sent whole (S3, memory): `put_new_spooled` takes it.
+    fn spool(&self) -> StoreResult<Option<Spool>> {
+        Ok(None)
+    }
+    /// `put_new` of what `spool` holds: durable, create-if-absent, never seen in part. The
+    /// default reads it back and calls `put_new`.
+    fn put_new_spooled(&self, key: &str, mut spool: Spool) -> StoreResult<()> {
+        let data = spool.read_all().map_err(|e| {
+            StoreError::new(ErrorKind::Permanent, format!("cannot read {}: {e}", spool.path().display()))
+        })?;
+        self.put_new(key, &data)
+    }
 }
 
 /// A backend shared (the repository and its lease lock use one S3 client).
@@ -148,6 +163,12 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn clean_partial(&self) -> StoreResult<()> {
         (**self).clean_partial()
+    }
+    fn spool(&self) -> StoreResult<Option<Spool>> {
+        (**self).spool()
+    }
+    fn put_new_spooled(&self, key: &str, spool: Spool) -> StoreResult<()> {
+        (**self).put_new_spooled(key, spool)
     }
 }
 

@@ -216,6 +216,21 @@ pub trait Repository: Send + Sync {
     /// sends it, and `retrying` sends it again, without a copy (packs are 16 MiB; several may be
     /// in flight).
     fn put_pack(&self, txn: &str, seq: u32, data: bytes::Bytes) -> StoreResult<String>;
+    /// A file to build the next pack in where `put_spooled` takes it without a copy (a local
+    /// directory), so no pack is held in memory; None: packs are built in memory for `put_pack`.
+    fn spool(&self) -> StoreResult<Option<crate::backend::Spool>> {
+        Ok(None)
+    }
+    /// `put_pack` of a pack built in a `spool`. The default reads it back and calls `put_pack`.
+    fn put_spooled(&self, txn: &str, seq: u32, mut spool: crate::backend::Spool) -> StoreResult<String> {
+        let data = spool.read_all().map_err(|e| {
+            crate::backend::StoreError::new(
+                crate::backend::ErrorKind::Permanent,
+                format!("cannot read {}: {e}", spool.path().display()),
+            )
+        })?;
+        self.put_pack(txn, seq, data.into())
+    }
     /// Stores an index segment durably and returns its name.
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String>;
     /// Durably stores checkpoint record `seq` of the transaction (create-if-absent: the same

@@ -276,6 +276,23 @@ impl Repository for ObjectRepo {
         Ok(name)
     }
 
+    fn spool(&self) -> StoreResult<Option<crate::backend::Spool>> {
+        self.backend.spool()
+    }
+
+    /// As `put_upload`, except that the pack's name found taken is an error: a spooled pack is
+    /// stored once, never retried, so the object there is not ours.
+    fn put_spooled(&self, txn: &str, seq: u32, spool: crate::backend::Spool) -> StoreResult<String> {
+        let name = layout::pack_name(txn, seq);
+        let key = layout::pack_key(&name);
+        self.backend.put_new_spooled(&key, spool)?;
+        if let Err(e) = self.open_for_upload(txn) {
+            let _ = self.backend.delete(&key);
+            return Err(e);
+        }
+        Ok(name)
+    }
+
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
         let name = layout::segment_name(txn, seq);
         self.put_upload(txn, &layout::segment_key(&name), data)?;

@@ -119,6 +119,13 @@ impl Repository for Throttled {
         self.up.take(data.len() as u64);
         self.inner.put_pack(txn, seq, data)
     }
+    fn spool(&self) -> StoreResult<Option<crate::backend::Spool>> {
+        self.inner.spool()
+    }
+    fn put_spooled(&self, txn: &str, seq: u32, spool: crate::backend::Spool) -> StoreResult<String> {
+        self.up.take(spool.len());
+        self.inner.put_spooled(txn, seq, spool)
+    }
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String> {
         self.up.take(data.len() as u64);
         self.inner.put_index(txn, seq, data)

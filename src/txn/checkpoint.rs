@@ -204,11 +204,11 @@ impl Txn {
         let blocks = tail.iter().map(|b| (Kind::Meta, b)).chain([(Kind::Root, &root)]);
         for (kind, data) in blocks {
             let id = self.keys.block_id(data);
-            builder.add(id, kind, &self.keys.seal_block(&id, data), data.len() as u32);
+            builder.add(id, kind, &self.keys.seal_block(&id, data), data.len() as u32)?;
         }
         let pack_seq = CHECKPOINT_PACK | k;
         let pack_name = layout::pack_name(&self.id, pack_seq);
-        let (bytes, entries) = builder.finish(&self.keys, &pack_name);
+        let (bytes, entries) = builder.finish_in_memory(&self.keys, &pack_name);
         let pack = Object { seq: pack_seq, bytes, name: pack_name.clone() };
         let seg_seq = CHECKPOINT_INDEX | k;
         let seg_name = layout::segment_name(&self.id, seg_seq);

@@ -1,5 +1,7 @@
 //! The packer thread of the pipeline: appends sealed blocks to a pack, closes it when full (or for
 //! a flush or a checkpoint's cut), numbers it, seals its header and hands it to an uploader.
+//! Where the repository offers a file to build a pack in (`Repository::spool`, a local
+//! directory), blocks are written to it as they come and no pack is held in memory.
 //!
 //! The gate. After a checkpoint's cut, packs closed later are held back, not uploaded, until the
 //! checkpoint's record is durable (the recorder says so, `Ctrl::Released`). So when a checkpoint
@@ -14,6 +16,7 @@
 use super::{sorted, Failure, PackMsg, Sealed, Upload, Uploads, Written};
 use crate::crypto::Keys;
 use crate::pack::PackBuilder;
+use crate::repo::Repository;
 use anyhow::{anyhow, Result};
 use crossbeam_channel::{never, select, Receiver, Sender};
 use std::collections::{BTreeSet, VecDeque};
@@ -41,6 +44,7 @@ enum Waiter {
 
 pub(super) struct Packer {
     pub keys: Arc<Keys>,
+    pub repo: Arc<dyn Repository>,
     pub txn: String,
     pub up_tx: Sender<Upload>,
     pub uploads: Arc<Uploads>,
@@ -112,11 +116,22 @@ impl Packer {
         while st.ahead.remove(&st.received) {
             st.received += 1;
         }
-        if self.failure.get().is_none() {
-            st.builder.add(id, kind, &sealed, plain_len);
-            if st.builder.is_full() {
-                self.close(st);
+        if self.failure.get().is_some() {
+            return;
+        }
+        if st.builder.is_empty() && !st.builder.is_spooled() {
+            match self.repo.spool() {
+                Ok(Some(spool)) => st.builder = PackBuilder::spooled(spool),
+                Ok(None) => {}
+                Err(e) => return self.failure.set(format!("cannot store a pack: {e}")),
             }
+        }
+        if let Err(e) = st.builder.add(id, kind, &sealed, plain_len) {
+            let name = crate::layout::pack_name(&self.txn, st.seq);
+            return self.failure.set(format!("cannot write pack {name}: {e}"));
+        }
+        if st.builder.is_full() {
+            self.close(st);
         }
     }
 
@@ -148,7 +163,10 @@ impl Packer {
             return;
         }
         let name = crate::layout::pack_name(&self.txn, st.seq);
-        let (bytes, entries) = b.finish(&self.keys, &name);
+        let (bytes, entries) = match b.finish(&self.keys, &name) {
+            Ok(built) => built,
+            Err(e) => return self.failure.set(format!("cannot write pack {name}: {e}")),
+        };
         let upload = Upload { seq: st.seq, name, bytes, entries };
         st.seq += 1;
         match st.gates.front() {

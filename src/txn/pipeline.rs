@@ -21,7 +21,8 @@
 //!   upload is skipped, and `check`, `submit` and `flush` report it.
 //! - Memory is bounded: bounded job and block channels (`2 × workers` batches each, `batch`), and
 //!   the packer hands a pack over only to an idle uploader (a rendezvous channel), so at most
-//!   `uploads + 1` finished packs (≤ 20 MiB each) exist besides the one being filled.
+//!   `uploads + 1` finished packs (≤ 20 MiB each) exist besides the one being filled; none in
+//!   memory where the repository spools them (a local directory: `Repository::spool`).
 //! - Shutting down joins every thread, so no upload is under way once it returns (an abort after
 //!   it cannot race an upload into the repository).
 
@@ -96,7 +97,7 @@ impl Failure {
 struct Upload {
     seq: u32,
     name: String,
-    bytes: Vec<u8>,
+    bytes: crate::pack::Built,
     entries: Vec<Entry>,
 }
 
@@ -176,7 +177,14 @@ impl Pipeline {
             let (uploads, failure) = (uploads.clone(), failure.clone());
             threads.push(std::thread::spawn(move || uploader(rx, repo, txn, uploads, failure)));
         }
-        let packer = Packer { keys, txn, up_tx, uploads: uploads.clone(), failure: failure.clone() };
+        let packer = Packer {
+            keys,
+            repo: repo.clone(),
+            txn,
+            up_tx,
+            uploads: uploads.clone(),
+            failure: failure.clone(),
+        };
         let (ctrl, ctrl_rx) = crossbeam_channel::unbounded();
         threads.push(std::thread::spawn(move || packer.run(pack_rx, ctrl_rx)));
         let numbered = Default::default();
@@ -365,7 +373,10 @@ fn uploader(rx: Receiver<Upload>, repo: Arc<dyn Repository>, txn: String, up: Ar
         let stored = match f.get() {
             Some(_) => None,
             None => {
-                let put = || repo.put_pack(&txn, seq, bytes.into());
+                let put = || match bytes {
+                    crate::pack::Built::Memory(bytes) => repo.put_pack(&txn, seq, bytes.into()),
+                    crate::pack::Built::Spooled(spool) => repo.put_spooled(&txn, seq, spool),
+                };
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(put)) {
                     Ok(Ok(name)) => {
                         crate::failpoint::hit("pack-stored");
