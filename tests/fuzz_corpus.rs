@@ -124,9 +124,9 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     for i in 0..3u8 {
         let data = vec![i; 1000];
         let id = k.block_id(&data);
-        b.add(id, if i == 2 { Kind::Root } else { Kind::Meta }, &k.seal_block(&id, &data), 1000);
+        b.add(id, if i == 2 { Kind::Root } else { Kind::Meta }, &k.seal_block(&id, &data), 1000).unwrap();
     }
-    let (pack, _) = b.finish(&k, fz::PACK);
+    let (pack, _) = b.finish_in_memory(&k, fz::PACK);
     let tail = &pack[pack.len() - archiver::pack::TRAILER_LEN..];
     let n = archiver::pack::header_len_from_trailer(tail).unwrap();
     let header =
