@@ -87,4 +87,35 @@ mod tests {
         drop(s);
         assert!(!path.exists());
     }
+
+    /// A local repository links a spool into place as `put_new` stores: create-if-absent, the
+    /// object whole, nothing left in `tmp/`; what a killed writer left there, `clean_partial`
+    /// removes.
+    #[test]
+    fn a_local_backend_links_a_spool_into_place_once() {
+        use crate::backend::{local::LocalBackend, Backend, ErrorKind};
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let tmp_entries = || fs::read_dir(dir.path().join("tmp")).unwrap().count();
+        let mut s = b.spool().unwrap().expect("a directory spools");
+        s.write(b"a pack").unwrap();
+        assert_eq!(tmp_entries(), 1);
+        b.put_new_spooled("packs/aa/00000001", s).unwrap();
+        assert_eq!(b.get("packs/aa/00000001").unwrap(), b"a pack");
+        assert_eq!(tmp_entries(), 0);
+        let mut other = b.spool().unwrap().unwrap();
+        other.write(b"another").unwrap();
+        let e = b.put_new_spooled("packs/aa/00000001", other).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Exists);
+        assert_eq!(b.get("packs/aa/00000001").unwrap(), b"a pack");
+        assert_eq!(tmp_entries(), 0);
+        // A writer killed while building: its file stays until the next writer cleans.
+        let mut left = b.spool().unwrap().unwrap();
+        left.write(b"half a pack").unwrap();
+        std::mem::forget(left);
+        assert_eq!(tmp_entries(), 1);
+        b.clean_partial().unwrap();
+        assert_eq!(tmp_entries(), 0);
+        assert_eq!(b.list("packs/").unwrap().len(), 1);
+    }
 }
