@@ -128,10 +128,7 @@ pub trait Backend: Send + Sync {
     /// `put_new` of what `spool` holds: durable, create-if-absent, never seen in part. The
     /// default reads it back and calls `put_new`.
     fn put_new_spooled(&self, key: &str, mut spool: Spool) -> StoreResult<()> {
-        let data = spool.read_all().map_err(|e| {
-            StoreError::new(ErrorKind::Permanent, format!("cannot read {}: {e}", spool.path().display()))
-        })?;
-        self.put_new(key, &data)
+        self.put_new(key, &spool.contents()?)
     }
 }
 

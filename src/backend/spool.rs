@@ -6,6 +6,7 @@
 //! being stored removes its file, and what a killed writer left is removed by `clean_partial`
 //! under the next writer's lock.
 
+use super::{ErrorKind, StoreError, StoreResult};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -58,6 +59,14 @@ impl Spool {
         self.out.flush()?;
         fs::read(&self.path)
     }
+
+    /// `read_all`, failing as a store fails.
+    pub fn contents(&mut self) -> StoreResult<Vec<u8>> {
+        let path = self.path.clone();
+        (self.read_all()).map_err(|e| {
+            StoreError::new(ErrorKind::Permanent, format!("cannot read {}: {e}", path.display()))
+        })
+    }
 }
 
 impl Drop for Spool {
@@ -85,6 +94,21 @@ mod tests {
         s.sync().unwrap();
         assert_eq!(fs::read(&path).unwrap(), all);
         drop(s);
+        assert!(!path.exists());
+    }
+
+    /// A store that cannot take the file (the default `put_new_spooled`) stores its bytes.
+    #[test]
+    fn other_stores_take_a_spool_by_its_bytes() {
+        use crate::backend::{memory::MemoryBackend, Backend};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let mut s = Spool::create(path.clone()).unwrap();
+        s.write(b"a whole pack").unwrap();
+        let m = MemoryBackend::new();
+        assert!(m.spool().unwrap().is_none(), "objects are sent whole");
+        m.put_new_spooled("packs/aa/00000002", s).unwrap();
+        assert_eq!(m.get("packs/aa/00000002").unwrap(), b"a whole pack");
         assert!(!path.exists());
     }
 

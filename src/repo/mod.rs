@@ -223,13 +223,7 @@ pub trait Repository: Send + Sync {
     }
     /// `put_pack` of a pack built in a `spool`. The default reads it back and calls `put_pack`.
     fn put_spooled(&self, txn: &str, seq: u32, mut spool: crate::backend::Spool) -> StoreResult<String> {
-        let data = spool.read_all().map_err(|e| {
-            crate::backend::StoreError::new(
-                crate::backend::ErrorKind::Permanent,
-                format!("cannot read {}: {e}", spool.path().display()),
-            )
-        })?;
-        self.put_pack(txn, seq, data.into())
+        self.put_pack(txn, seq, spool.contents()?.into())
     }
     /// Stores an index segment durably and returns its name.
     fn put_index(&self, txn: &str, seq: u32, data: &[u8]) -> StoreResult<String>;
