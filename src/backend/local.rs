@@ -63,6 +63,16 @@ impl LocalBackend {
     }
 }
 
+/// Links the durable file `tmp` at `path` unless something is there (`hard_link` fails if the
+/// target exists: an atomic create-if-absent on POSIX filesystems), removes `tmp`, and makes the
+/// link durable.
+fn link_new(tmp: &Path, path: &Path) -> StoreResult<()> {
+    let linked = fs::hard_link(tmp, path);
+    let _ = fs::remove_file(tmp);
+    linked.map_err(|e| err(e, "cannot create", path))?;
+    sync_dir(path.parent().expect("parent")).map_err(|e| err(e, "cannot sync", path))
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -85,11 +95,7 @@ impl Backend for LocalBackend {
     fn put_new(&self, key: &str, data: &[u8]) -> StoreResult<()> {
         let path = self.path(key);
         let tmp = self.write_tmp(&path, data)?;
-        // hard_link fails if the target exists: an atomic create-if-absent on POSIX filesystems.
-        let linked = fs::hard_link(&tmp, &path);
-        let _ = fs::remove_file(&tmp);
-        linked.map_err(|e| err(e, "cannot create", &path))?;
-        sync_dir(path.parent().expect("parent")).map_err(|e| err(e, "cannot sync", &path))
+        link_new(&tmp, &path)
     }
 
     fn spool(&self) -> StoreResult<Option<Spool>> {
@@ -102,11 +108,7 @@ impl Backend for LocalBackend {
         let dir = path.parent().expect("keys have a parent");
         fs::create_dir_all(dir).map_err(|e| err(e, "cannot create directory", dir))?;
         spool.sync().map_err(|e| err(e, "cannot write", spool.path()))?;
-        // As `put_new`: the link fails if the target exists; the spool removes its file.
-        let linked = fs::hard_link(spool.path(), &path);
-        drop(spool);
-        linked.map_err(|e| err(e, "cannot create", &path))?;
-        sync_dir(dir).map_err(|e| err(e, "cannot sync", &path))
+        link_new(spool.path(), &path)
     }
 
     fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
